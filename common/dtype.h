@@ -1,0 +1,57 @@
+// Element types of tensors moving through moe-serve, with the conversions
+// between them. All conversions are exact functions of their input (no
+// rounding mode state), so results are reproducible across machines.
+#ifndef MOE_COMMON_DTYPE_H_
+#define MOE_COMMON_DTYPE_H_
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace moe {
+
+enum class DType { kF32, kBF16, kF16 };
+
+// Bytes per element.
+inline int64_t DTypeSize(DType t) { return t == DType::kF32 ? 4 : 2; }
+
+// "f32", "bf16", "f16".
+const char* DTypeName(DType t);
+
+// Parses "f32" / "bf16" (case-insensitive, also "float32", "bfloat16").
+absl::StatusOr<DType> ParseComputeDType(absl::string_view name);
+
+// bfloat16 <-> float. Float to bf16 rounds to nearest even; NaN stays NaN
+// (quiet), infinities stay infinite.
+inline uint16_t FloatToBf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) {  // NaN: keep sign, force quiet.
+    return static_cast<uint16_t>((bits >> 16) | 0x0040u);
+  }
+  const uint32_t rounding_bias = 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>((bits + rounding_bias) >> 16);
+}
+
+inline float Bf16ToFloat(uint16_t h) {
+  const uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// Rounds a float to the nearest bf16-representable float.
+inline float RoundToBf16(float f) { return Bf16ToFloat(FloatToBf16(f)); }
+
+// IEEE half -> float (exact; subnormals, infinities and NaN included).
+float F16ToFloat(uint16_t h);
+
+// Converts n elements of `src` (in dtype `from`) to float.
+void ConvertToFloat(DType from, const void* src, int64_t n, float* dst);
+
+}  // namespace moe
+
+#endif  // MOE_COMMON_DTYPE_H_

@@ -1,0 +1,67 @@
+// DenseFfn: one FFN block (expert, shared expert or dense MLP) on oneDNN.
+//
+// Inputs and outputs are f32 rows. In bf16 mode the input rows are rounded
+// to bf16 (nearest even), the matmuls take bf16 operands with f32
+// accumulation, the hidden activations are kept in bf16 (as a bf16 PyTorch
+// model does) and the output is written in f32.
+//
+// Thread-safety: immutable after Create(). Run() may be called from several
+// threads at once, each with its own FfnWorkspace.
+#ifndef MOE_EXPERTS_DENSE_FFN_H_
+#define MOE_EXPERTS_DENSE_FFN_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "absl/status/statusor.h"
+#include "common/dtype.h"
+#include "experts/aligned_buffer.h"
+#include "experts/ffn_weights.h"
+#include "experts/packed_matmul.h"
+
+namespace moe {
+
+// Per-thread scratch memory for DenseFfn::Run. Grows to the largest batch
+// seen and keeps its pages.
+struct FfnWorkspace {
+  FfnWorkspace();
+  AlignedBuffer src_lowp;  // input rows in the compute dtype (bf16 mode)
+  AlignedBuffer hidden1;   // act(W1 x + b1)
+  AlignedBuffer hidden;    // the input of W2
+  AlignedBuffer scratchpad;
+  dnnl::stream stream;
+};
+
+class DenseFfn {
+ public:
+  // Packs `weights` (validated against `spec`) for `compute` (f32 or bf16).
+  // `what` names the block in messages. The weights may be freed afterwards.
+  static absl::StatusOr<std::unique_ptr<DenseFfn>> Create(
+      const FfnSpec& spec, const FfnWeights& weights, DType compute,
+      MatmulCacheRegistry* registry, const std::string& what);
+
+  // y[rows, d_model] = FFN(x[rows, d_model]); rows >= 0. x and y must not
+  // overlap.
+  absl::Status Run(const float* x, int64_t rows, float* y, FfnWorkspace* ws) const;
+
+  const FfnSpec& spec() const { return spec_; }
+  DType compute() const { return compute_; }
+  // The oneDNN implementation of the down projection (e.g. brg:avx512_core).
+  const std::string& impl() const { return down_->impl(); }
+
+ private:
+  DenseFfn(const FfnSpec& spec, DType compute) : spec_(spec), compute_(compute) {}
+
+  FfnSpec spec_;
+  DType compute_;
+  std::unique_ptr<PackedMatmul> up_act_;  // W1 (+b1), activation
+  std::unique_ptr<PackedMatmul> up_mul_;  // W3 (+b3), ⊙ act(W1 x): gated only
+  std::unique_ptr<PackedMatmul> down_;    // W2 (+b2)
+};
+
+}  // namespace moe
+
+#endif  // MOE_EXPERTS_DENSE_FFN_H_

@@ -1,0 +1,134 @@
+// PackedMatmul: y[M, N] = post(x[M, K] · Wᵀ + b) with W ([N, K], the Hugging
+// Face [out, in] layout) reordered once into the blocked layout oneDNN's
+// brgemm kernel prefers.
+//
+// Batch invariance. oneDNN 2.6's matmul with a runtime row count picks its
+// algorithm by M, so a row's result would depend on how many rows share the
+// call. Primitives created for a fixed M, all on the same packed weights,
+// give every row bitwise the same result whatever M is (measured for
+// M = 1..4096, f32 and bf16, and checked by the tests). So each
+// MatmulPrimitiveCache holds one primitive per exact row count 1..kMaxRows,
+// created on first use (~0.3 ms) and shared by every matrix of the same
+// shape class (all experts of a layer share three classes); larger calls
+// are cut into chunks of kMaxRows rows.
+//
+// Thread-safety: caches are thread-safe. PackedMatmul is immutable after
+// Create(); Execute() may run concurrently as long as each caller passes
+// its own scratchpad memory (primitives use scratchpad_mode::user).
+#ifndef MOE_EXPERTS_PACKED_MATMUL_H_
+#define MOE_EXPERTS_PACKED_MATMUL_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/dtype.h"
+#include "common/tensor.h"
+#include "experts/activation.h"
+
+namespace moe {
+
+enum class MatmulPostOp {
+  kNone,
+  kActivation,  // eltwise activation on the result
+  kMultiply,    // result ⊙ a second [M, N] input of the compute dtype
+};
+
+struct MatmulShape {
+  int64_t k = 0;               // input features
+  int64_t n = 0;               // output features
+  DType compute = DType::kF32; // src and weight dtype (f32 or bf16)
+  DType dst = DType::kF32;     // output dtype (f32 or bf16)
+  MatmulPostOp post = MatmulPostOp::kNone;
+  Activation activation = Activation::kRelu;  // kActivation only
+  bool bias = false;
+
+  std::string Key() const;
+};
+
+class MatmulPrimitiveCache {
+ public:
+  static constexpr int64_t kMaxRows = 512;
+
+  static absl::StatusOr<std::shared_ptr<MatmulPrimitiveCache>> Create(
+      const MatmulShape& shape);
+
+  struct Entry {
+    dnnl::matmul primitive;
+    dnnl::memory::desc scratchpad_desc;
+  };
+
+  // The primitive for exactly `rows` rows (1..kMaxRows), created on first
+  // use. The returned entry lives as long as the cache.
+  absl::StatusOr<const Entry*> Get(int64_t rows);
+
+  const MatmulShape& shape() const { return shape_; }
+  const dnnl::memory::desc& packed_weights_desc() const { return packed_; }
+  // The oneDNN implementation, e.g. "brg:avx512_core_bf16".
+  const std::string& impl() const { return impl_; }
+
+ private:
+  MatmulPrimitiveCache(const MatmulShape& shape, dnnl::memory::desc packed,
+                       std::string impl);
+  dnnl::matmul::primitive_desc MakePd(int64_t rows,
+                                      const dnnl::memory::desc& weights) const;
+
+  const MatmulShape shape_;
+  const dnnl::memory::desc packed_;
+  const std::string impl_;
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<Entry>> entries_ ABSL_GUARDED_BY(mu_);
+};
+
+// Shares MatmulPrimitiveCaches between matrices of the same MatmulShape.
+// Thread-safe.
+class MatmulCacheRegistry {
+ public:
+  absl::StatusOr<std::shared_ptr<MatmulPrimitiveCache>> Get(const MatmulShape& shape);
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<MatmulPrimitiveCache>> caches_
+      ABSL_GUARDED_BY(mu_);
+};
+
+class PackedMatmul {
+ public:
+  // weight: [N, K]; bias: [N] or empty (as shape.bias says). `what` names
+  // the matrix in error messages. Copies the data; `weight` may be freed
+  // afterwards.
+  static absl::StatusOr<std::unique_ptr<PackedMatmul>> Create(
+      const Tensor& weight, const Tensor& bias, const MatmulShape& shape,
+      MatmulCacheRegistry* registry, const std::string& what);
+
+  // Runs on `rows` rows (any count >= 1). src: [rows, K] of the compute
+  // dtype; dst: [rows, N] of the dst dtype; multiplier: [rows, N] of the
+  // compute dtype for kMultiply, else null. `scratch` provides scratchpad
+  // memory; `stream` must belong to CpuEngine().
+  absl::Status Execute(const void* src, int64_t rows, void* dst,
+                       const void* multiplier, class AlignedBuffer* scratch,
+                       dnnl::stream* stream) const;
+
+  const MatmulShape& shape() const { return cache_->shape(); }
+  const std::string& impl() const { return cache_->impl(); }
+
+ private:
+  PackedMatmul(std::shared_ptr<MatmulPrimitiveCache> cache, dnnl::memory weights,
+               dnnl::memory bias)
+      : cache_(std::move(cache)), weights_(std::move(weights)), bias_(std::move(bias)) {}
+
+  std::shared_ptr<MatmulPrimitiveCache> cache_;
+  dnnl::memory weights_;
+  dnnl::memory bias_;
+};
+
+}  // namespace moe
+
+#endif  // MOE_EXPERTS_PACKED_MATMUL_H_

@@ -1,0 +1,95 @@
+#include "model/layer_spec.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace moe {
+namespace {
+
+std::string FfnSummary(const FfnSpec& f) {
+  std::string kind;
+  if (f.gated) {
+    kind = f.activation == Activation::kSilu ? "swiglu"
+                                             : absl::StrCat(ActivationName(f.activation), "-glu");
+  } else {
+    kind = ActivationName(f.activation);
+  }
+  return absl::StrCat(kind, " d_ff ", f.d_ff, f.has_bias ? " +bias" : "");
+}
+
+absl::Status CheckVector(const Tensor& t, bool wanted, std::vector<int64_t> shape,
+                         const char* name) {
+  if (!wanted) {
+    return t.empty() ? absl::OkStatus()
+                     : absl::InvalidArgumentError(absl::StrCat("unexpected ", name));
+  }
+  if (t.empty()) return absl::InvalidArgumentError(absl::StrCat("missing ", name));
+  if (t.shape() != shape) {
+    return absl::InvalidArgumentError(absl::StrCat(name, " has shape ", t.ShapeString(),
+                                                   ", expected ", ShapeToString(shape)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string LayerSpec::Summary() const {
+  std::string s = absl::StrCat(family, ": d_model ", d_model);
+  if (dense) {
+    absl::StrAppend(&s, ", dense FFN (", FfnSummary(expert), ")");
+  } else {
+    absl::StrAppend(&s, ", ", router.num_experts, " experts (", FfnSummary(expert),
+                    ") top-", router.top_k, ", ",
+                    router.scoring == ScoringFunc::kSoftmax ? "softmax" : "sigmoid");
+    if (router.n_group > 1) {
+      absl::StrAppend(&s, ", groups ", router.topk_group, "/", router.n_group);
+    }
+    if (correction_bias) absl::StrAppend(&s, ", score-correction bias");
+    if (router.renormalize) absl::StrAppend(&s, ", renormalised");
+    if (router.routed_scaling_factor != 1.0f) {
+      absl::StrAppend(&s, ", scale ", router.routed_scaling_factor);
+    }
+    if (router.capacity_factor > 0) {
+      absl::StrAppend(&s, ", capacity factor ", router.capacity_factor);
+    }
+  }
+  if (has_shared()) {
+    absl::StrAppend(&s, ", shared expert (", FfnSummary(shared), ")",
+                    shared_gate ? " with sigmoid gate" : "");
+  }
+  return s;
+}
+
+absl::Status ValidateLayerWeights(const LayerWeights& w) {
+  const LayerSpec& s = w.spec;
+  if (s.d_model < 1) return absl::InvalidArgumentError("d_model must be >= 1");
+  if (s.expert.d_model != s.d_model) {
+    return absl::InvalidArgumentError("expert d_model differs from layer d_model");
+  }
+  const int e = s.router.num_experts;
+  if (s.dense && (e != 1 || s.router.top_k != 1)) {
+    return absl::InvalidArgumentError("a dense layer has exactly one expert, top-1");
+  }
+  if (static_cast<int>(w.experts.size()) != e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("layer has ", w.experts.size(), " experts, spec says ", e));
+  }
+  MOE_RETURN_IF_ERROR(CheckVector(w.gate_weight, !s.dense, {e, s.d_model}, "gate weight"));
+  MOE_RETURN_IF_ERROR(CheckVector(w.gate_bias, s.gate_bias, {e}, "gate bias"));
+  MOE_RETURN_IF_ERROR(
+      CheckVector(w.correction_bias, s.correction_bias, {e}, "score-correction bias"));
+  for (int i = 0; i < e; ++i) {
+    MOE_RETURN_IF_ERROR(ValidateFfnWeights(s.expert, w.experts[static_cast<size_t>(i)],
+                                           absl::StrCat("expert ", i)));
+  }
+  if (s.has_shared()) {
+    if (s.shared.d_model != s.d_model) {
+      return absl::InvalidArgumentError("shared expert d_model differs from layer d_model");
+    }
+    MOE_RETURN_IF_ERROR(ValidateFfnWeights(s.shared, w.shared, "shared expert"));
+  }
+  return CheckVector(w.shared_gate, s.has_shared() && s.shared_gate, {1, s.d_model},
+                     "shared expert gate");
+}
+
+}  // namespace moe

@@ -1,0 +1,169 @@
+#include "model/moe_layer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "experts/dnnl_engine.h"
+#include "experts/local_expert_backend.h"
+#include "spdlog/spdlog.h"
+
+namespace moe {
+
+DType EffectiveComputeDType(DType requested) {
+  if (requested == DType::kBF16 && !CpuHasNativeBf16()) {
+    static bool logged = false;
+    if (!logged) {
+      logged = true;
+      spdlog::warn("this CPU has no native bf16 matmul (avx512_bf16/AMX); computing in f32");
+    }
+    return DType::kF32;
+  }
+  return requested;
+}
+
+absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateLocalBackend(
+    const LayerWeights& weights, DType compute, MatmulCacheRegistry* registry,
+    const std::vector<int>& hosted) {
+  const int e = weights.spec.num_experts();
+  std::vector<char> host(static_cast<size_t>(e), hosted.empty() ? 1 : 0);
+  for (int id : hosted) {
+    if (id < 0 || id >= e) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("expert ", id, " out of range [0, ", e, ")"));
+    }
+    host[static_cast<size_t>(id)] = 1;
+  }
+  std::vector<std::unique_ptr<DenseFfn>> experts(static_cast<size_t>(e));
+  for (int i = 0; i < e; ++i) {
+    if (!host[static_cast<size_t>(i)]) continue;
+    MOE_ASSIGN_OR_RETURN(
+        experts[static_cast<size_t>(i)],
+        DenseFfn::Create(weights.spec.expert, weights.experts[static_cast<size_t>(i)],
+                         compute, registry, absl::StrCat("expert ", i)));
+  }
+  return std::unique_ptr<ExpertBackend>(new LocalExpertBackend(std::move(experts)));
+}
+
+absl::StatusOr<std::unique_ptr<MoeLayer>> MoeLayer::Create(
+    const LayerWeights& weights, const MoeLayerOptions& options,
+    std::unique_ptr<ExpertBackend> backend) {
+  MOE_RETURN_IF_ERROR(ValidateLayerWeights(weights));
+  const LayerSpec& spec = weights.spec;
+  std::unique_ptr<MoeLayer> layer(
+      new MoeLayer(spec, EffectiveComputeDType(options.compute)));
+  if (spec.dense) {
+    layer->router_ = Router::CreateDense(spec.d_model);
+  } else {
+    MOE_ASSIGN_OR_RETURN(
+        layer->router_,
+        Router::Create(spec.router, spec.d_model, weights.gate_weight.ToFloats(),
+                       weights.gate_bias.empty() ? std::vector<float>{}
+                                                 : weights.gate_bias.ToFloats(),
+                       weights.correction_bias.empty()
+                           ? std::vector<float>{}
+                           : weights.correction_bias.ToFloats()));
+  }
+  if (backend == nullptr) {
+    MOE_ASSIGN_OR_RETURN(backend, CreateLocalBackend(weights, layer->compute_,
+                                                     &layer->registry_));
+  }
+  layer->backend_ = std::move(backend);
+  if (spec.has_shared()) {
+    MOE_ASSIGN_OR_RETURN(layer->shared_,
+                         DenseFfn::Create(spec.shared, weights.shared, layer->compute_,
+                                          &layer->registry_, "shared expert"));
+    if (spec.shared_gate) layer->shared_gate_ = weights.shared_gate.ToFloats();
+  }
+  return layer;
+}
+
+std::string MoeLayer::Summary() const {
+  return absl::StrCat(spec_.Summary(), "; compute ", DTypeName(compute_), "; experts: ",
+                      backend_->Describe());
+}
+
+absl::Status MoeLayer::Forward(const float* tokens, int64_t num_tokens,
+                               const ForwardOutputs& out) {
+  if (num_tokens < 0) return absl::InvalidArgumentError("negative token count");
+  if (out.output == nullptr) return absl::InvalidArgumentError("no output buffer");
+  if (num_tokens == 0) return absl::OkStatus();
+  const int64_t h = spec_.d_model;
+  const int e = spec_.num_experts();
+  const int k = spec_.top_k();
+  absl::MutexLock lock(&mu_);
+
+  router_->Route(tokens, num_tokens, &plan_);
+
+  // Gather each expert's rows into one block, experts in ascending order.
+  int64_t total_rows = 0;
+  for (int i = 0; i < e; ++i) total_rows += plan_.tokens_for_expert(i);
+  float* gathered = gathered_.ReserveAs<float>(static_cast<size_t>(std::max<int64_t>(total_rows, 1) * h));
+  float* expert_out = expert_out_.ReserveAs<float>(static_cast<size_t>(std::max<int64_t>(total_rows, 1) * h));
+  jobs_.clear();
+  int64_t offset = 0;
+  for (int i = 0; i < e; ++i) {
+    const auto& rows = plan_.expert_rows[static_cast<size_t>(i)];
+    if (rows.empty()) continue;
+    float* dst = gathered + offset * h;
+    for (size_t r = 0; r < rows.size(); ++r) {
+      std::memcpy(dst + static_cast<int64_t>(r) * h, tokens + static_cast<int64_t>(rows[r]) * h,
+                  static_cast<size_t>(h) * sizeof(float));
+    }
+    jobs_.push_back(ExpertJob{i, dst, static_cast<int64_t>(rows.size()),
+                              expert_out + offset * h});
+    offset += static_cast<int64_t>(rows.size());
+  }
+  MOE_RETURN_IF_ERROR(backend_->Run(jobs_));
+
+  float* shared_out = nullptr;
+  if (shared_ != nullptr) {
+    shared_out = shared_out_.ReserveAs<float>(static_cast<size_t>(num_tokens * h));
+    MOE_RETURN_IF_ERROR(shared_->Run(tokens, num_tokens, shared_out, &shared_ws_));
+  }
+
+  // Combine: y[t] = Σ w · out in ascending expert order, then + shared.
+  float* y = out.output;
+  std::fill(y, y + num_tokens * h, 0.0f);
+  for (const ExpertJob& job : jobs_) {
+    const auto& rows = plan_.expert_rows[static_cast<size_t>(job.expert)];
+    const auto& w = plan_.expert_row_weights[static_cast<size_t>(job.expert)];
+    for (int64_t r = 0; r < job.num_rows; ++r) {
+      float* dst = y + static_cast<int64_t>(rows[static_cast<size_t>(r)]) * h;
+      const float* src = job.out + r * h;
+      const float weight = w[static_cast<size_t>(r)];
+      for (int64_t c = 0; c < h; ++c) dst[c] += weight * src[c];
+    }
+  }
+  if (shared_out != nullptr) {
+    for (int64_t t = 0; t < num_tokens; ++t) {
+      float* dst = y + t * h;
+      const float* src = shared_out + t * h;
+      if (!shared_gate_.empty()) {
+        const float logit = FixedOrderDot(tokens + t * h, shared_gate_.data(), h);
+        const float scale = 1.0f / (1.0f + std::exp(-logit));
+        for (int64_t c = 0; c < h; ++c) dst[c] += scale * src[c];
+      } else {
+        for (int64_t c = 0; c < h; ++c) dst[c] += src[c];
+      }
+    }
+  }
+
+  if (out.expert_ids != nullptr) {
+    std::copy(plan_.expert_ids.begin(), plan_.expert_ids.begin() + num_tokens * k,
+              out.expert_ids);
+  }
+  if (out.expert_weights != nullptr) {
+    std::copy(plan_.weights.begin(), plan_.weights.begin() + num_tokens * k,
+              out.expert_weights);
+  }
+  if (out.tokens_per_expert != nullptr) {
+    for (int i = 0; i < e; ++i) out.tokens_per_expert[i] += plan_.tokens_for_expert(i);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace moe

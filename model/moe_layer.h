@@ -1,0 +1,103 @@
+// MoeLayer: one mixture-of-experts FFN layer (or a dense FFN), end to end:
+//
+//   plan   = Router(x)                      top-k experts and weights
+//   out_e  = Backend: FFN_e(rows of e)      gathered per expert
+//   y[t]   = Σ_e w[t,e] · out_e[t]          in ascending expert id order
+//          + s[t] · Shared(x[t])            s = sigmoid(x · w_gate) or 1
+//
+// Batch invariance: every step computes a token from that token alone with
+// a fixed operation order (see router.h and packed_matmul.h), so a token's
+// output is bitwise the same whatever else is in the batch and wherever it
+// sits — except under a router capacity limit, which by definition drops
+// tokens by their position in the batch.
+//
+// Thread-safety: Forward() may be called from any thread; calls are
+// serialised on an internal mutex (each already uses every core).
+#ifndef MOE_MODEL_MOE_LAYER_H_
+#define MOE_MODEL_MOE_LAYER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/dtype.h"
+#include "experts/dense_ffn.h"
+#include "experts/expert_backend.h"
+#include "model/layer_spec.h"
+#include "router/router.h"
+
+namespace moe {
+
+struct MoeLayerOptions {
+  // Matmul dtype. kBF16 uses bf16 operands with f32 accumulation and falls
+  // back to kF32 (with a log line) where the CPU has no native bf16.
+  DType compute = DType::kF32;
+};
+
+// Where Forward() writes. `output` is required; the others are optional.
+struct ForwardOutputs {
+  float* output = nullptr;            // [T, d_model]
+  int32_t* expert_ids = nullptr;      // [T, k]: kDroppedExpert (-1) if dropped
+  float* expert_weights = nullptr;    // [T, k]
+  int64_t* tokens_per_expert = nullptr;  // [E], incremented
+};
+
+class MoeLayer {
+ public:
+  // Builds the router, packs every expert. With `backend` null the routed
+  // experts run in process (LocalExpertBackend); otherwise `backend` runs
+  // them and the layer keeps only the router and the shared experts.
+  static absl::StatusOr<std::unique_ptr<MoeLayer>> Create(
+      const LayerWeights& weights, const MoeLayerOptions& options,
+      std::unique_ptr<ExpertBackend> backend = nullptr);
+
+  // Computes `num_tokens` (>= 0) rows of `tokens` [T, d_model].
+  absl::Status Forward(const float* tokens, int64_t num_tokens,
+                       const ForwardOutputs& out);
+
+  const LayerSpec& spec() const { return spec_; }
+  DType compute() const { return compute_; }
+  int64_t d_model() const { return spec_.d_model; }
+  const ExpertBackend& backend() const { return *backend_; }
+
+  // Model summary plus dtype and kernel, for the start-up log line.
+  std::string Summary() const;
+
+ private:
+  MoeLayer(const LayerSpec& spec, DType compute) : spec_(spec), compute_(compute) {}
+
+  const LayerSpec spec_;
+  const DType compute_;
+  std::unique_ptr<Router> router_;
+  std::unique_ptr<ExpertBackend> backend_;
+  std::unique_ptr<DenseFfn> shared_;
+  std::vector<float> shared_gate_;  // [d_model] when spec_.shared_gate
+  std::string kernel_impl_;
+  MatmulCacheRegistry registry_;
+
+  absl::Mutex mu_;
+  // Per-batch memory, grown to the largest batch and reused.
+  RoutingPlan plan_ ABSL_GUARDED_BY(mu_);
+  std::vector<ExpertJob> jobs_ ABSL_GUARDED_BY(mu_);
+  AlignedBuffer gathered_ ABSL_GUARDED_BY(mu_);
+  AlignedBuffer expert_out_ ABSL_GUARDED_BY(mu_);
+  AlignedBuffer shared_out_ ABSL_GUARDED_BY(mu_);
+  FfnWorkspace shared_ws_ ABSL_GUARDED_BY(mu_);
+};
+
+// Packs one DenseFfn per expert in `hosted` (all when empty) into a
+// LocalExpertBackend.
+absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateLocalBackend(
+    const LayerWeights& weights, DType compute, MatmulCacheRegistry* registry,
+    const std::vector<int>& hosted = {});
+
+// The compute dtype actually used for `requested` on this CPU.
+DType EffectiveComputeDType(DType requested);
+
+}  // namespace moe
+
+#endif  // MOE_MODEL_MOE_LAYER_H_
