@@ -1,0 +1,109 @@
+#include "model/checkpoint_loader.h"
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "model/checkpoint.h"
+#include "model/hf_layout.h"
+
+namespace moe {
+namespace {
+
+// Fetches `name`, checks it has `shape` (or its transpose when stored
+// [in, out]) and returns it in [out, in] order.
+absl::StatusOr<Tensor> Fetch(const Checkpoint& ckpt, const std::string& name,
+                             std::vector<int64_t> shape, bool transposed) {
+  MOE_ASSIGN_OR_RETURN(Tensor t, ckpt.Get(name));
+  std::vector<int64_t> stored = shape;
+  if (transposed && shape.size() == 2) std::swap(stored[0], stored[1]);
+  if (t.shape() != stored) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        ckpt.FileOf(name), ": tensor '", name, "': shape ", t.ShapeString(),
+        " does not match config.json (expected ", ShapeToString(stored), ")"));
+  }
+  if (!transposed || shape.size() != 2) return t;
+  // [in, out] -> [out, in], keeping the dtype.
+  const int64_t rows = stored[0], cols = stored[1];
+  const int64_t elem = DTypeSize(t.dtype());
+  auto buf = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(rows * cols * elem));
+  const auto* src = static_cast<const uint8_t*>(t.data());
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t j = 0; j < cols; ++j) {
+      std::copy(src + (i * cols + j) * elem, src + (i * cols + j + 1) * elem,
+                buf->data() + (j * rows + i) * elem);
+    }
+  }
+  const void* data = buf->data();
+  return Tensor(t.dtype(), shape, std::move(buf), data);
+}
+
+absl::StatusOr<FfnWeights> FetchFfn(const Checkpoint& ckpt, const FfnSpec& s,
+                                    const FfnTensorNames& n) {
+  FfnWeights w;
+  MOE_ASSIGN_OR_RETURN(w.w1, Fetch(ckpt, n.w1, {s.d_ff, s.d_model}, n.transposed));
+  if (s.gated) {
+    MOE_ASSIGN_OR_RETURN(w.w3, Fetch(ckpt, n.w3, {s.d_ff, s.d_model}, n.transposed));
+  }
+  MOE_ASSIGN_OR_RETURN(w.w2, Fetch(ckpt, n.w2, {s.d_model, s.d_ff}, n.transposed));
+  if (s.has_bias) {
+    MOE_ASSIGN_OR_RETURN(w.b1, Fetch(ckpt, n.b1, {s.d_ff}, false));
+    if (s.gated) {
+      MOE_ASSIGN_OR_RETURN(w.b3, Fetch(ckpt, n.b3, {s.d_ff}, false));
+    }
+    MOE_ASSIGN_OR_RETURN(w.b2, Fetch(ckpt, n.b2, {s.d_model}, false));
+  }
+  return w;
+}
+
+}  // namespace
+
+absl::StatusOr<LayerWeights> LoadHfLayer(const std::string& dir, int layer) {
+  const std::string config_path = (std::filesystem::path(dir) / "config.json").string();
+  std::ifstream in(config_path);
+  if (!in) return absl::NotFoundError(absl::StrCat(config_path, ": cannot open"));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  nlohmann::json config;
+  try {
+    config = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(config_path, ": invalid JSON: ", e.what()));
+  }
+  MOE_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> ckpt, Checkpoint::Open(dir));
+  MOE_ASSIGN_OR_RETURN(
+      HfLayerLayout layout,
+      ResolveHfLayer(config, layer, config_path,
+                     [&](const std::string& name) { return ckpt->Has(name); }));
+  LayerWeights w;
+  w.spec = layout.spec;
+  const LayerSpec& s = w.spec;
+  const int64_t e = s.router.num_experts;
+  if (!s.dense) {
+    MOE_ASSIGN_OR_RETURN(w.gate_weight, Fetch(*ckpt, layout.gate_weight, {e, s.d_model}, false));
+    if (s.gate_bias) {
+      MOE_ASSIGN_OR_RETURN(w.gate_bias, Fetch(*ckpt, layout.gate_bias, {e}, false));
+    }
+    if (s.correction_bias) {
+      MOE_ASSIGN_OR_RETURN(w.correction_bias,
+                           Fetch(*ckpt, layout.correction_bias, {e}, false));
+    }
+  }
+  for (const FfnTensorNames& names : layout.experts) {
+    MOE_ASSIGN_OR_RETURN(FfnWeights fw, FetchFfn(*ckpt, s.expert, names));
+    w.experts.push_back(std::move(fw));
+  }
+  if (s.has_shared()) {
+    MOE_ASSIGN_OR_RETURN(w.shared, FetchFfn(*ckpt, s.shared, layout.shared));
+    if (s.shared_gate) {
+      MOE_ASSIGN_OR_RETURN(w.shared_gate,
+                           Fetch(*ckpt, layout.shared_gate, {1, s.d_model}, false));
+    }
+  }
+  MOE_RETURN_IF_ERROR(ValidateLayerWeights(w));
+  return w;
+}
+
+}  // namespace moe

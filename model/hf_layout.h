@@ -1,0 +1,61 @@
+// HfLayout: how one layer's FFN is described in a Hugging Face model folder:
+// the LayerSpec that config.json implies for layer L, and the names of the
+// tensors that hold it, per model family.
+//
+// Families (config.json model_type):
+//   mixtral                       model.layers.L.block_sparse_moe.{gate,experts.E.{w1,w3,w2}}
+//   qwen2_moe                     model.layers.L.mlp.{gate,experts.E.*_proj,shared_expert.*,
+//                                 shared_expert_gate}; dense where mlp_only_layers /
+//                                 decoder_sparse_step say so
+//   deepseek_v2, deepseek_v3      model.layers.L.mlp.{gate(.e_score_correction_bias),
+//                                 experts.E.*_proj,shared_experts.*}; dense before
+//                                 first_k_dense_replace and off moe_layer_freq
+//   llama, mistral, qwen2         model.layers.L.mlp.{gate,up,down}_proj (dense SwiGLU)
+//   bert                          [bert.]encoder.layer.L.{intermediate,output}.dense
+//   gpt2                          [transformer.]h.L.mlp.{c_fc,c_proj} (Conv1D: [in, out])
+//   switch_transformers           encoder.block.L.layer.1.mlp.{router.classifier,
+//                                 experts.expert_E.{wi,wo}} (or mlp.{wi,wo} when dense)
+// Routing semantics follow each family's public modelling code (see
+// DESIGN.md); the capacity factor of switch_transformers is read from the
+// `capacity_factor` key when present (HF's own `expert_capacity` is a
+// per-sequence token count, which has no meaning for a serving batch).
+#ifndef MOE_MODEL_HF_LAYOUT_H_
+#define MOE_MODEL_HF_LAYOUT_H_
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/layer_spec.h"
+#include "nlohmann/json.hpp"
+
+namespace moe {
+
+struct FfnTensorNames {
+  std::string w1, w3, w2, b1, b3, b2;  // empty when the spec has none
+  bool transposed = false;              // stored [in, out] (GPT-2 Conv1D)
+};
+
+struct HfLayerLayout {
+  LayerSpec spec;
+  std::string gate_weight, gate_bias, correction_bias, shared_gate;
+  std::vector<FfnTensorNames> experts;
+  FfnTensorNames shared;
+};
+
+// The layout of layer `layer` of the model that `config` (config.json,
+// read from `config_path` — used in messages) describes. `has_tensor`
+// answers whether a name exists, to pick between optional name prefixes.
+absl::StatusOr<HfLayerLayout> ResolveHfLayer(
+    const nlohmann::json& config, int layer, const std::string& config_path,
+    const std::function<bool(const std::string&)>& has_tensor);
+
+// The inverse, for writing a one-layer checkpoint of `spec`: a config.json
+// whose layer 0 resolves back to `spec`. Fails for specs the family cannot
+// express.
+absl::StatusOr<nlohmann::json> MakeHfConfig(const LayerSpec& spec);
+
+}  // namespace moe
+
+#endif  // MOE_MODEL_HF_LAYOUT_H_

@@ -1,0 +1,49 @@
+// An independent, naive reference for the MoE layer, written with plain
+// loops in double precision for the tests. It shares no code with the
+// production path: its own bf16 decoding, its own activations (std::erf,
+// std::tanh, std::exp), its own routing (a full sort), its own summation.
+//
+// For bf16 compute it rounds at the same points a bf16 model does (input,
+// hidden activations, gated product) and accumulates in double.
+#ifndef MOE_TESTS_NAIVE_REFERENCE_H_
+#define MOE_TESTS_NAIVE_REFERENCE_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "model/layer_spec.h"
+
+namespace moe::testing {
+
+// Tensor values as doubles, decoded independently of common/dtype.
+std::vector<double> NaiveValues(const Tensor& t);
+
+// Rounds to the nearest bf16 (ties to even), independently of common/.
+float NaiveRoundBf16(float x);
+
+double NaiveActivation(Activation a, double x);
+
+// y[rows, d_model] for one FFN block.
+std::vector<double> NaiveFfn(const FfnSpec& spec, const FfnWeights& w,
+                             const std::vector<float>& x, int64_t rows, bool bf16);
+
+struct NaiveRouting {
+  std::vector<int32_t> ids;     // [T, k], best first
+  std::vector<double> weights;  // [T, k]
+};
+
+NaiveRouting NaiveRoute(const LayerWeights& w, const std::vector<float>& x, int64_t rows);
+
+// The whole layer.
+std::vector<double> NaiveLayer(const LayerWeights& w, const std::vector<float>& x,
+                               int64_t rows, bool bf16, NaiveRouting* routing = nullptr);
+
+// max |a - b| / max(max |b|, 1e-6).
+double MaxRelativeError(const std::vector<float>& got, const std::vector<double>& want);
+
+// n values uniform in [-scale, scale), seeded (std::mt19937).
+std::vector<float> RandomTokens(int64_t n, uint32_t seed, float scale = 1.0f);
+
+}  // namespace moe::testing
+
+#endif  // MOE_TESTS_NAIVE_REFERENCE_H_
