@@ -1,0 +1,114 @@
+// PackedMatmul: why it keeps one primitive per row count, and that it does.
+#include "experts/packed_matmul.h"
+
+#include <cstring>
+
+#include "experts/aligned_buffer.h"
+#include "experts/dnnl_engine.h"
+#include "gtest/gtest.h"
+#include "tests/naive_reference.h"
+#include "tests/status_matchers.h"
+
+namespace moe {
+namespace {
+
+using ::moe::testing::RandomTokens;
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+
+constexpr int64_t kK = 1024, kN = 2816;  // the demo preset's up projection
+
+// Row 0 of x[rows, K] · W computed by oneDNN's matmul with a *runtime* row
+// count (DNNL_RUNTIME_DIM_VAL), the obvious design.
+std::vector<float> RuntimeMRow0(const std::vector<float>& w, const std::vector<float>& x,
+                                int64_t rows) {
+  const dnnl::engine& eng = CpuEngine();
+  dnnl::stream s(eng);
+  dnnl::memory::desc src({DNNL_RUNTIME_DIM_VAL, kK}, dt::f32, tag::ab);
+  dnnl::memory::desc wei({kK, kN}, dt::f32, tag::any);
+  dnnl::memory::desc dst({DNNL_RUNTIME_DIM_VAL, kN}, dt::f32, tag::ab);
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, wei, dst), eng);
+  dnnl::memory user({{kK, kN}, dt::f32, tag::ba}, eng, const_cast<float*>(w.data()));
+  dnnl::memory packed(pd.weights_desc(), eng);
+  dnnl::reorder(user, packed).execute(s, user, packed);
+  std::vector<float> y(static_cast<size_t>(rows * kN));
+  dnnl::memory xm({{rows, kK}, dt::f32, tag::ab}, eng, const_cast<float*>(x.data()));
+  dnnl::memory ym({{rows, kN}, dt::f32, tag::ab}, eng, y.data());
+  dnnl::matmul(pd).execute(s, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, packed}, {DNNL_ARG_DST, ym}});
+  s.wait();
+  return std::vector<float>(y.begin(), y.begin() + kN);
+}
+
+// Documents the problem the design solves: with a runtime row count the
+// same row gets different bits at M = 1 and M = 2 on this oneDNN (2.6.3).
+// If a future oneDNN fixes that, this test says so and can go.
+TEST(PackedMatmulTest, RuntimeRowCountPrimitiveIsNotBatchInvariant) {
+  auto w = RandomTokens(kK * kN, 1, 0.03f);
+  auto x = RandomTokens(64 * kK, 2);
+  const auto one = RuntimeMRow0(w, x, 1);
+  bool differs = false;
+  for (int64_t rows : {2, 16, 64}) {
+    differs |= std::memcmp(one.data(), RuntimeMRow0(w, x, rows).data(), kN * 4) != 0;
+  }
+  if (!differs) GTEST_SKIP() << "this oneDNN build is row-count invariant even at runtime M";
+  SUCCEED() << "runtime-M matmul changes a row's bits with the batch size";
+}
+
+TEST(PackedMatmulTest, FixedRowPrimitivesAreRowInvariant) {
+  for (DType compute : {DType::kF32, DType::kBF16}) {
+    if (compute == DType::kBF16 && !CpuHasNativeBf16()) continue;
+    auto wv = RandomTokens(kK * kN, 3, 0.03f);
+    Tensor w = Tensor::FromFloats(compute, {kN, kK}, wv);
+    MatmulShape shape;
+    shape.k = kK;
+    shape.n = kN;
+    shape.compute = compute;
+    shape.dst = DType::kF32;
+    MatmulCacheRegistry registry;
+    ASSERT_OK_AND_ASSIGN(auto mm, PackedMatmul::Create(w, Tensor(), shape, &registry, "w"));
+    AlignedBuffer scratch;
+    dnnl::stream stream(CpuEngine());
+    auto xf = RandomTokens(1100 * kK, 4);
+    // Source rows in the compute dtype.
+    std::vector<uint16_t> xb(xf.size());
+    for (size_t i = 0; i < xf.size(); ++i) xb[i] = FloatToBf16(xf[i]);
+    const void* x = compute == DType::kF32 ? static_cast<const void*>(xf.data()) : xb.data();
+    const size_t row_bytes = static_cast<size_t>(kK * DTypeSize(compute));
+    std::vector<float> alone(kN);
+    ASSERT_OK(mm->Execute(x, 1, alone.data(), nullptr, &scratch, &stream));
+    for (int64_t rows : {2, 3, 31, 64, 512, 513, 1100}) {
+      std::vector<float> y(static_cast<size_t>(rows * kN));
+      ASSERT_OK(mm->Execute(x, rows, y.data(), nullptr, &scratch, &stream));
+      ASSERT_EQ(0, std::memcmp(alone.data(), y.data(), kN * 4))
+          << DTypeName(compute) << " rows=" << rows;
+      // The same first row placed last in a batch.
+      std::vector<uint8_t> shifted(static_cast<size_t>(rows) * row_bytes);
+      std::memcpy(shifted.data(), static_cast<const uint8_t*>(x) + row_bytes,
+                  (rows - 1) * row_bytes);
+      std::memcpy(shifted.data() + (rows - 1) * row_bytes, x, row_bytes);
+      ASSERT_OK(mm->Execute(shifted.data(), rows, y.data(), nullptr, &scratch, &stream));
+      ASSERT_EQ(0, std::memcmp(alone.data(), y.data() + (rows - 1) * kN, kN * 4))
+          << DTypeName(compute) << " rows=" << rows << " (last position)";
+    }
+  }
+}
+
+TEST(PackedMatmulTest, RegistrySharesCachesByShape) {
+  MatmulShape a;
+  a.k = 16;
+  a.n = 32;
+  MatmulShape b = a;
+  b.n = 48;
+  MatmulCacheRegistry registry;
+  ASSERT_OK_AND_ASSIGN(auto a1, registry.Get(a));
+  ASSERT_OK_AND_ASSIGN(auto a2, registry.Get(a));
+  ASSERT_OK_AND_ASSIGN(auto b1, registry.Get(b));
+  EXPECT_EQ(a1.get(), a2.get());
+  EXPECT_NE(a1.get(), b1.get());
+  EXPECT_FALSE(a1->Get(0).ok());
+  EXPECT_FALSE(a1->Get(MatmulPrimitiveCache::kMaxRows + 1).ok());
+  EXPECT_OK(a1->Get(MatmulPrimitiveCache::kMaxRows));
+}
+
+}  // namespace
+}  // namespace moe
