@@ -1,0 +1,92 @@
+// BatchQueue: the decision logic of the dynamic batcher, with no threads
+// and no clock of its own — every call takes `now` — so that its tests
+// drive time by hand.
+//
+// Contract:
+// - Enqueue() accepts a task of 1..max_queue_tokens tokens if the queued
+//   tokens plus its own stay within max_queue_tokens; otherwise it returns
+//   UNAVAILABLE ("queue full ...") and keeps nothing. On OK the queue
+//   shares ownership until the task leaves through TakeBatch(),
+//   TakeExpired(), TakeCancelled() or TakeAll().
+// - A batch is ready when max_batch_tokens tokens are queued, or when the
+//   oldest queued task has waited max_queue_delay (BatchReadyTime()).
+// - TakeBatch() takes up to max_batch_tokens rows in arrival order. A task
+//   larger than what is left of the batch is split: its first rows go in
+//   this batch and the rest stays at the head of the queue.
+// - TakeExpired(now) removes the tasks whose deadline has passed. They have
+//   not (entirely) been scheduled; the caller answers DEADLINE_EXCEEDED.
+//
+// Not thread-safe: the DynamicBatcher calls it under its mutex.
+#ifndef MOE_SERVER_BATCH_QUEUE_H_
+#define MOE_SERVER_BATCH_QUEUE_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "server/infer_task.h"
+
+namespace moe {
+
+struct BatchQueueOptions {
+  // Most token rows in one model call.
+  int64_t max_batch_tokens = 256;
+  // Longest time the oldest queued task waits for a batch to fill.
+  absl::Duration max_queue_delay = absl::Microseconds(2000);
+  // Most token rows waiting (not yet scheduled) at once.
+  int64_t max_queue_tokens = 65536;
+};
+
+// Rows [row_begin, row_begin + rows) of one task.
+struct BatchSlice {
+  std::shared_ptr<InferTask> task;
+  int64_t row_begin = 0;
+  int64_t rows = 0;
+};
+
+struct Batch {
+  std::vector<BatchSlice> slices;
+  int64_t num_tokens = 0;
+  // Cancelled tasks met while forming the batch; not in `slices`.
+  std::vector<std::shared_ptr<InferTask>> cancelled;
+};
+
+class BatchQueue {
+ public:
+  explicit BatchQueue(const BatchQueueOptions& options) : options_(options) {}
+
+  absl::Status Enqueue(std::shared_ptr<InferTask> task, absl::Time now);
+
+  // When a batch should be taken: InfiniteFuture() if empty; the oldest
+  // task's enqueue time if max_batch_tokens are queued (i.e. at once);
+  // otherwise the oldest enqueue time + max_queue_delay.
+  absl::Time BatchReadyTime() const;
+
+  // Earliest deadline of a queued task (InfiniteFuture() if none).
+  absl::Time EarliestDeadline() const;
+
+  Batch TakeBatch(absl::Time now);
+  std::vector<std::shared_ptr<InferTask>> TakeExpired(absl::Time now);
+  std::vector<std::shared_ptr<InferTask>> TakeCancelled();
+  std::vector<std::shared_ptr<InferTask>> TakeAll();
+
+  bool empty() const { return tasks_.empty(); }
+  size_t queued_tasks() const { return tasks_.size(); }
+  int64_t queued_tokens() const { return queued_tokens_; }
+  const BatchQueueOptions& options() const { return options_; }
+
+ private:
+  template <typename Pred>
+  std::vector<std::shared_ptr<InferTask>> RemoveIf(Pred pred);
+
+  const BatchQueueOptions options_;
+  std::deque<std::shared_ptr<InferTask>> tasks_;
+  int64_t queued_tokens_ = 0;  // unscheduled rows of the queued tasks
+};
+
+}  // namespace moe
+
+#endif  // MOE_SERVER_BATCH_QUEUE_H_

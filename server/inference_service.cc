@@ -1,0 +1,316 @@
+#include "server/inference_service.h"
+
+#include <algorithm>
+#include <deque>
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+
+namespace moe {
+namespace {
+
+using inference::ModelInferRequest;
+using inference::ModelInferResponse;
+using inference::ModelStreamInferResponse;
+
+grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx, const grpc::Status& s) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(s);
+  return reactor;
+}
+
+absl::Time DeadlineOf(const grpc::CallbackServerContext* ctx) {
+  const auto d = ctx->deadline();
+  if (d == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
+  return absl::FromChrono(d);
+}
+
+// Builds the task for a decoded request; `done` is called once by the
+// batcher.
+std::shared_ptr<InferTask> MakeTask(DecodedRequest& decoded, absl::Time deadline) {
+  auto task = std::make_shared<InferTask>();
+  task->tokens = std::move(decoded.tokens);
+  task->num_tokens = decoded.num_tokens;
+  task->deadline = deadline;
+  task->want_routing = decoded.want_routing;
+  return task;
+}
+
+// ---- ModelInfer --------------------------------------------------------
+
+class InferReactor final : public grpc::ServerUnaryReactor {
+ public:
+  InferReactor(ServingCore* core, grpc::CallbackServerContext* ctx, const ModelInferRequest* req,
+               ModelInferResponse* resp)
+      : core_(core), resp_(resp), start_(absl::Now()) {
+    auto decoded = DecodeInferRequest(*req, core_->io());
+    if (!decoded.ok()) {
+      FinishWith(decoded.status(), 0);
+      return;
+    }
+    decoded_ = *std::move(decoded);
+    task_ = MakeTask(decoded_, DeadlineOf(ctx));
+    const int64_t tokens = task_->num_tokens;
+    task_->done = [this, tokens](const absl::Status& st, InferTask& task) {
+      if (st.ok()) EncodeInferResponse(decoded_, task, core_->io(), resp_);
+      FinishWith(st, tokens, task.queue_time);
+    };
+    absl::Status st = core_->Submit(task_);
+    if (!st.ok()) FinishWith(st, 0);
+  }
+
+  void OnCancel() override {
+    if (task_ != nullptr) {
+      task_->cancelled.store(true);
+      core_->NotifyCancelled();
+    }
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void FinishWith(const absl::Status& st, int64_t tokens_in,
+                  absl::Duration queue = absl::ZeroDuration()) {
+    core_->metrics().RecordRequest(st, tokens_in, st.ok() ? tokens_in : 0, absl::Now() - start_,
+                                   queue);
+    Finish(ToGrpcStatus(st));
+  }
+
+  ServingCore* const core_;
+  ModelInferResponse* const resp_;
+  const absl::Time start_;
+  DecodedRequest decoded_;
+  std::shared_ptr<InferTask> task_;
+};
+
+// ---- ModelStreamInfer --------------------------------------------------
+
+class StreamReactor final
+    : public grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse> {
+ public:
+  StreamReactor(ServingCore* core, grpc::CallbackServerContext* ctx)
+      : core_(core), deadline_(DeadlineOf(ctx)) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      absl::MutexLock lock(&mu_);
+      reads_done_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    const absl::Time start = absl::Now();
+    auto decoded = DecodeInferRequest(request_, core_->io());
+    if (!decoded.ok()) {
+      core_->metrics().RecordRequest(decoded.status(), 0, 0, absl::Now() - start,
+                                     absl::ZeroDuration());
+      ModelStreamInferResponse resp;
+      resp.set_error_message(std::string(decoded.status().message()));
+      resp.mutable_infer_response()->set_id(request_.id());
+      resp.mutable_infer_response()->set_model_name(request_.model_name());
+      {
+        absl::MutexLock lock(&mu_);
+        QueueWriteLocked(std::move(resp));
+      }
+      StartRead(&request_);
+      return;
+    }
+    auto shared = std::make_shared<DecodedRequest>(*std::move(decoded));
+    auto task = MakeTask(*shared, deadline_);
+    const int64_t tokens = task->num_tokens;
+    task->done = [this, shared, start, tokens](const absl::Status& st, InferTask& t) {
+      ModelStreamInferResponse resp;
+      if (st.ok()) {
+        EncodeInferResponse(*shared, t, core_->io(), resp.mutable_infer_response());
+      } else {
+        resp.set_error_message(std::string(st.message()));
+        resp.mutable_infer_response()->set_id(shared->id);
+        resp.mutable_infer_response()->set_model_name(core_->io().model_name);
+      }
+      core_->metrics().RecordRequest(st, tokens, st.ok() ? tokens : 0, absl::Now() - start,
+                                     t.queue_time);
+      absl::MutexLock lock(&mu_);
+      tasks_.erase(std::find(tasks_.begin(), tasks_.end(), &t));
+      QueueWriteLocked(std::move(resp));
+    };
+    {
+      absl::MutexLock lock(&mu_);
+      tasks_.push_back(task.get());
+    }
+    absl::Status st = core_->Submit(task);
+    if (!st.ok()) {
+      core_->metrics().RecordRequest(st, 0, 0, absl::Now() - start, absl::ZeroDuration());
+      ModelStreamInferResponse resp;
+      resp.set_error_message(std::string(st.message()));
+      resp.mutable_infer_response()->set_id(shared->id);
+      resp.mutable_infer_response()->set_model_name(core_->io().model_name);
+      absl::MutexLock lock(&mu_);
+      tasks_.erase(std::find(tasks_.begin(), tasks_.end(), task.get()));
+      QueueWriteLocked(std::move(resp));
+    }
+    StartRead(&request_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    writes_.pop_front();
+    if (!ok) broken_ = true;  // the client is gone; keep draining our queue
+    if (!writes_.empty() && !broken_) {
+      writing_ = true;
+      StartWrite(&writes_.front());
+    } else if (broken_) {
+      writes_.clear();
+    }
+    MaybeFinishLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+    for (InferTask* t : tasks_) t->cancelled.store(true);
+    core_->NotifyCancelled();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void QueueWriteLocked(ModelStreamInferResponse resp) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (broken_ || cancelled_) {
+      MaybeFinishLocked();
+      return;
+    }
+    writes_.push_back(std::move(resp));
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&writes_.front());
+    }
+  }
+
+  // Finishes once the client has closed its side, every task has answered
+  // and every answer has been written (or the stream is broken).
+  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_ || !tasks_.empty() || writing_) return;
+    if (!reads_done_ && !cancelled_) return;
+    finished_ = true;
+    Finish(cancelled_ ? grpc::Status::CANCELLED : grpc::Status::OK);
+  }
+
+  ServingCore* const core_;
+  const absl::Time deadline_;
+  ModelInferRequest request_;  // reused for every read
+
+  absl::Mutex mu_;
+  // Unanswered tasks. Each stays alive while listed: the batcher holds it
+  // until its `done` (which unlists it) has returned.
+  std::vector<InferTask*> tasks_ ABSL_GUARDED_BY(mu_);
+  std::deque<ModelStreamInferResponse> writes_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+grpc::Status ToGrpcStatus(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+absl::Status InferenceService::CheckModel(const std::string& name,
+                                          const std::string& version) const {
+  if (name != core_->io().model_name) {
+    return absl::NotFoundError(absl::StrCat("unknown model '", name, "': this server serves '",
+                                            core_->io().model_name, "'"));
+  }
+  if (!version.empty() && version != kModelVersion) {
+    return absl::NotFoundError(absl::StrCat("model '", name, "' has no version '", version,
+                                            "' (versions: ", kModelVersion, ")"));
+  }
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* InferenceService::ServerLive(grpc::CallbackServerContext* ctx,
+                                                       const inference::ServerLiveRequest*,
+                                                       inference::ServerLiveResponse* resp) {
+  resp->set_live(true);
+  return FinishNow(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* InferenceService::ServerReady(grpc::CallbackServerContext* ctx,
+                                                        const inference::ServerReadyRequest*,
+                                                        inference::ServerReadyResponse* resp) {
+  resp->set_ready(!core_->draining());
+  return FinishNow(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* InferenceService::ModelReady(grpc::CallbackServerContext* ctx,
+                                                       const inference::ModelReadyRequest* req,
+                                                       inference::ModelReadyResponse* resp) {
+  absl::Status st = CheckModel(req->name(), req->version());
+  if (!st.ok()) return FinishNow(ctx, ToGrpcStatus(st));
+  resp->set_ready(!core_->draining());
+  return FinishNow(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* InferenceService::ServerMetadata(
+    grpc::CallbackServerContext* ctx, const inference::ServerMetadataRequest*,
+    inference::ServerMetadataResponse* resp) {
+  resp->set_name(kServerName);
+  resp->set_version(kServerVersion);
+  resp->add_extensions("statistics");
+  resp->add_extensions("model_stream_infer");
+  return FinishNow(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* InferenceService::ModelMetadata(
+    grpc::CallbackServerContext* ctx, const inference::ModelMetadataRequest* req,
+    inference::ModelMetadataResponse* resp) {
+  absl::Status st = CheckModel(req->name(), req->version());
+  if (!st.ok()) return FinishNow(ctx, ToGrpcStatus(st));
+  const ModelIo& io = core_->io();
+  resp->set_name(io.model_name);
+  resp->add_versions(kModelVersion);
+  resp->set_platform("moe-serve_onednn");
+  auto add = [](auto* list, const char* name, const char* dtype, int64_t cols) {
+    auto* t = list->Add();
+    t->set_name(name);
+    t->set_datatype(dtype);
+    t->add_shape(-1);
+    t->add_shape(cols);
+  };
+  add(resp->mutable_inputs(), kInputName, "FP32", io.d_model);
+  add(resp->mutable_outputs(), kOutputName, "FP32", io.d_model);
+  add(resp->mutable_outputs(), kExpertIdsName, "INT32", io.top_k);
+  add(resp->mutable_outputs(), kExpertWeightsName, "FP32", io.top_k);
+  return FinishNow(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerContext* ctx,
+                                                       const ModelInferRequest* req,
+                                                       ModelInferResponse* resp) {
+  return new InferReactor(core_, ctx, req, resp);
+}
+
+grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse>*
+InferenceService::ModelStreamInfer(grpc::CallbackServerContext* ctx) {
+  return new StreamReactor(core_, ctx);
+}
+
+grpc::ServerUnaryReactor* InferenceService::ModelStatistics(
+    grpc::CallbackServerContext* ctx, const inference::ModelStatisticsRequest* req,
+    inference::ModelStatisticsResponse* resp) {
+  if (!req->name().empty()) {
+    absl::Status st = CheckModel(req->name(), req->version());
+    if (!st.ok()) return FinishNow(ctx, ToGrpcStatus(st));
+  }
+  core_->metrics().FillModelStatistics(core_->io().model_name, resp->add_model_stats());
+  return FinishNow(ctx, grpc::Status::OK);
+}
+
+}  // namespace moe

@@ -1,0 +1,63 @@
+// InferenceService: the KServe v2 GRPCInferenceService on gRPC's callback
+// API. Handlers validate, hand the tokens to the ServingCore and return at
+// once; the batcher's completion finishes the RPC.
+//
+// ModelInfer answers one request; ModelStreamInfer answers each request of
+// a stream with one ModelStreamInferResponse (the request's id echoed in
+// infer_response, or error_message set), in completion order.
+//
+// Thread-safety: gRPC calls the handlers from its own threads.
+#ifndef MOE_SERVER_INFERENCE_SERVICE_H_
+#define MOE_SERVER_INFERENCE_SERVICE_H_
+
+#include <string>
+
+#include "proto/grpc_service.grpc.pb.h"
+#include "server/serving_core.h"
+
+namespace moe {
+
+inline constexpr char kServerName[] = "moe-serve";
+inline constexpr char kServerVersion[] = "0.1.0";
+
+class InferenceService final : public inference::GRPCInferenceService::CallbackService {
+ public:
+  // `core` must outlive the service.
+  explicit InferenceService(ServingCore* core) : core_(core) {}
+
+  grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* ctx,
+                                       const inference::ServerLiveRequest* req,
+                                       inference::ServerLiveResponse* resp) override;
+  grpc::ServerUnaryReactor* ServerReady(grpc::CallbackServerContext* ctx,
+                                        const inference::ServerReadyRequest* req,
+                                        inference::ServerReadyResponse* resp) override;
+  grpc::ServerUnaryReactor* ModelReady(grpc::CallbackServerContext* ctx,
+                                       const inference::ModelReadyRequest* req,
+                                       inference::ModelReadyResponse* resp) override;
+  grpc::ServerUnaryReactor* ServerMetadata(grpc::CallbackServerContext* ctx,
+                                           const inference::ServerMetadataRequest* req,
+                                           inference::ServerMetadataResponse* resp) override;
+  grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* ctx,
+                                          const inference::ModelMetadataRequest* req,
+                                          inference::ModelMetadataResponse* resp) override;
+  grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* ctx,
+                                       const inference::ModelInferRequest* req,
+                                       inference::ModelInferResponse* resp) override;
+  grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>*
+  ModelStreamInfer(grpc::CallbackServerContext* ctx) override;
+  grpc::ServerUnaryReactor* ModelStatistics(grpc::CallbackServerContext* ctx,
+                                            const inference::ModelStatisticsRequest* req,
+                                            inference::ModelStatisticsResponse* resp) override;
+
+ private:
+  absl::Status CheckModel(const std::string& name, const std::string& version) const;
+
+  ServingCore* const core_;
+};
+
+// absl::Status -> grpc::Status (the codes map one to one).
+grpc::Status ToGrpcStatus(const absl::Status& s);
+
+}  // namespace moe
+
+#endif  // MOE_SERVER_INFERENCE_SERVICE_H_

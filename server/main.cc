@@ -1,0 +1,146 @@
+// moe_server: serves one MoE (or dense FFN) layer over the KServe v2 gRPC
+// protocol, with dynamic batching, health, reflection and /metrics.
+//
+//   moe_server                                   # the built-in demo preset
+//   moe_server --model_dir=/models/mixtral --layer=3 --dtype=bf16
+//
+// SIGTERM / SIGINT drain: health goes NOT_SERVING, new requests get
+// UNAVAILABLE, accepted ones finish (up to --drain_timeout_s), exit 0.
+#include <csignal>
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "common/memory_tuning.h"
+#include "experts/dnnl_engine.h"
+#include "model/checkpoint_loader.h"
+#include "model/moe_layer.h"
+#include "model/presets.h"
+#include "server/moe_server.h"
+#include "spdlog/spdlog.h"
+
+ABSL_FLAG(std::string, model_dir, "",
+          "Hugging Face model folder (config.json + safetensors). Empty: use --preset.");
+ABSL_FLAG(int, layer, 0, "Layer of --model_dir to serve.");
+ABSL_FLAG(std::string, preset, "demo",
+          "Synthetic preset when no --model_dir: demo, mixtral-8x7b, qwen2-moe-a2.7b, "
+          "deepseek-v3-small, switch-8, transformer-base, bert-base, gpt2, llama-7b.");
+ABSL_FLAG(uint64_t, seed, moe::kDefaultPresetSeed, "Weight seed of --preset.");
+ABSL_FLAG(std::string, dtype, "",
+          "Compute dtype, f32 or bf16. Default: bf16 where the CPU has native bf16, else f32.");
+ABSL_FLAG(std::string, model_name, "moe", "Model name clients use in requests.");
+ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
+ABSL_FLAG(int, grpc_port, 8001, "gRPC port (0: pick a free port and log it).");
+ABSL_FLAG(int, metrics_port, 8002,
+          "Prometheus /metrics HTTP port (0: pick a free port; -1: disable).");
+ABSL_FLAG(int64_t, max_batch_tokens, 256, "Most token rows per model call.");
+ABSL_FLAG(int64_t, max_queue_delay_us, 2000,
+          "Longest the oldest queued request waits for a batch to fill, microseconds.");
+ABSL_FLAG(int64_t, max_queue_tokens, 65536,
+          "Most tokens waiting in the queue; beyond it requests get UNAVAILABLE.");
+ABSL_FLAG(int64_t, max_request_tokens, 8192, "Most tokens in one request.");
+ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC message, bytes.");
+ABSL_FLAG(int, drain_timeout_s, 30, "Longest graceful drain on SIGTERM/SIGINT, seconds.");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: serve gRPC over TLS.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA: require client certificates signed by it (mutual TLS).");
+ABSL_FLAG(bool, allow_non_finite, false, "Accept NaN/Inf in inputs instead of rejecting them.");
+
+namespace {
+
+int Fail(const std::string& what) {
+  spdlog::critical("{}", what);
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Serves one mixture-of-experts FFN layer over the KServe v2 gRPC protocol.\n"
+      "  moe_server [--preset=demo | --model_dir=DIR --layer=N] [--grpc_port=8001]");
+  absl::ParseCommandLine(argc, argv);
+
+  // Block the shutdown signals before any thread starts; main() waits for
+  // them with sigwait().
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  moe::KeepFreedMemoryInProcess();
+
+  moe::DType compute = moe::CpuHasNativeBf16() ? moe::DType::kBF16 : moe::DType::kF32;
+  if (!absl::GetFlag(FLAGS_dtype).empty()) {
+    auto parsed = moe::ParseComputeDType(absl::GetFlag(FLAGS_dtype));
+    if (!parsed.ok()) return Fail(absl::StrCat("--dtype: ", parsed.status().message()));
+    compute = *parsed;
+  }
+
+  const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
+  const absl::Time load_start = absl::Now();
+  absl::StatusOr<moe::LayerWeights> weights =
+      model_dir.empty() ? moe::MakePreset(absl::GetFlag(FLAGS_preset), absl::GetFlag(FLAGS_seed))
+                        : moe::LoadHfLayer(model_dir, absl::GetFlag(FLAGS_layer));
+  if (!weights.ok()) {
+    return Fail(absl::StrCat("cannot load the model: ", weights.status().message()));
+  }
+  moe::MoeLayerOptions layer_options;
+  layer_options.compute = compute;
+  auto layer = moe::MoeLayer::Create(*weights, layer_options);
+  if (!layer.ok()) return Fail(absl::StrCat("cannot build the layer: ", layer.status().message()));
+  const moe::LayerSpec spec = (*layer)->spec();
+  const std::string summary = (*layer)->Summary();
+  *weights = moe::LayerWeights();  // packed copies live in the layer now
+
+  moe::ServerOptions options;
+  options.listen_host = absl::GetFlag(FLAGS_host);
+  options.grpc_port = absl::GetFlag(FLAGS_grpc_port);
+  options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  options.io.model_name = absl::GetFlag(FLAGS_model_name);
+  options.io.max_request_tokens = absl::GetFlag(FLAGS_max_request_tokens);
+  options.io.allow_non_finite = absl::GetFlag(FLAGS_allow_non_finite);
+  options.batching.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
+  options.batching.max_queue_delay = absl::Microseconds(absl::GetFlag(FLAGS_max_queue_delay_us));
+  options.batching.max_queue_tokens = absl::GetFlag(FLAGS_max_queue_tokens);
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+
+  auto server = moe::MoeServer::Start(*std::move(layer), options);
+  if (!server.ok()) return Fail(absl::StrCat("cannot start: ", server.status().message()));
+  spdlog::info("model '{}' from {}: {} (loaded in {:.1f} s)", options.io.model_name,
+               model_dir.empty() ? "preset " + absl::GetFlag(FLAGS_preset)
+                                 : model_dir + " layer " + std::to_string(absl::GetFlag(FLAGS_layer)),
+               summary, absl::ToDoubleSeconds(absl::Now() - load_start));
+  spdlog::info("listening: gRPC {}:{}{}, metrics {}", options.listen_host, (*server)->grpc_port(),
+               options.tls.cert_file.empty() ? "" : " (TLS)",
+               (*server)->metrics_port() > 0
+                   ? absl::StrCat("http://", options.listen_host, ":", (*server)->metrics_port(),
+                                  "/metrics")
+                   : std::string("disabled"));
+  spdlog::info("ready: batching up to {} tokens per call, {} us queue delay, {} tokens queued; "
+               "{}",
+               options.batching.max_batch_tokens, absl::GetFlag(FLAGS_max_queue_delay_us),
+               options.batching.max_queue_tokens, moe::DnnlDescription());
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  const int drain_s = absl::GetFlag(FLAGS_drain_timeout_s);
+  spdlog::info("received {}: draining (up to {} s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+               drain_s);
+  const int64_t cut = (*server)->Shutdown(absl::Seconds(drain_s));
+  if (cut > 0) {
+    spdlog::warn("drain timeout: {} accepted requests were cut with UNAVAILABLE", cut);
+  } else {
+    spdlog::info("drained: every accepted request was answered; exiting");
+  }
+  server->reset();
+  (void)spec;
+  return 0;
+}

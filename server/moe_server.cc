@@ -1,0 +1,149 @@
+#include "server/moe_server.h"
+
+#include <fstream>
+#include <iterator>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <httplib.h>
+
+#include "absl/strings/str_cat.h"
+#include "server/inference_service.h"
+#include "server/serving_core.h"
+#include "spdlog/spdlog.h"
+
+namespace moe {
+namespace {
+
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(what, " file '", path, "' cannot be read"));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (text.empty()) return absl::InvalidArgumentError(absl::StrCat(what, " file '", path, "' is empty"));
+  return text;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(const TlsOptions& tls) {
+  if (tls.cert_file.empty() && tls.key_file.empty()) {
+    if (!tls.client_ca_file.empty()) {
+      return absl::InvalidArgumentError("--tls_client_ca needs --tls_cert and --tls_key");
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  if (tls.cert_file.empty() || tls.key_file.empty()) {
+    return absl::InvalidArgumentError("TLS needs both --tls_cert and --tls_key");
+  }
+  auto cert = ReadPem(tls.cert_file, "TLS certificate");
+  if (!cert.ok()) return cert.status();
+  auto key = ReadPem(tls.key_file, "TLS key");
+  if (!key.ok()) return key.status();
+  grpc::SslServerCredentialsOptions opts(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  if (!tls.client_ca_file.empty()) {
+    auto ca = ReadPem(tls.client_ca_file, "TLS client CA");
+    if (!ca.ok()) return ca.status();
+    opts.pem_root_certs = *ca;
+    opts.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  opts.pem_key_cert_pairs.push_back({*key, *cert});
+  return grpc::SslServerCredentials(opts);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<MoeServer>> MoeServer::Start(std::unique_ptr<MoeLayer> layer,
+                                                             const ServerOptions& options) {
+  std::unique_ptr<MoeServer> s(new MoeServer());
+  s->options_ = options;
+  ModelIo io = options.io;
+  io.d_model = layer->d_model();
+  io.top_k = layer->spec().top_k();
+  if (options.batching.max_batch_tokens < 1 || options.batching.max_queue_tokens < 1 ||
+      io.max_request_tokens < 1) {
+    return absl::InvalidArgumentError(
+        "max_batch_tokens, max_queue_tokens and max_request_tokens must be >= 1");
+  }
+  if (io.max_request_tokens > options.batching.max_queue_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_request_tokens (", io.max_request_tokens, ") exceeds max_queue_tokens (",
+        options.batching.max_queue_tokens, "): such requests could never be queued"));
+  }
+  auto creds = MakeCredentials(options.tls);
+  if (!creds.ok()) return creds.status();
+
+  s->core_ = std::make_unique<ServingCore>(std::move(layer), io, options.batching);
+  s->service_ = std::make_unique<InferenceService>(s->core_.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  const std::string address = absl::StrCat(options.listen_host, ":", options.grpc_port);
+  builder.AddListeningPort(address, *creds, &s->grpc_port_);
+  builder.RegisterService(s->service_.get());
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  s->grpc_server_ = builder.BuildAndStart();
+  if (s->grpc_server_ == nullptr || s->grpc_port_ == 0) {
+    s->core_->Drain(absl::ZeroDuration());
+    return absl::UnavailableError(absl::StrCat("cannot listen for gRPC on ", address,
+                                               " (port in use or address not available?)"));
+  }
+  auto* health = s->grpc_server_->GetHealthCheckService();
+  health->SetServingStatus(true);
+  health->SetServingStatus("inference.GRPCInferenceService", true);
+
+  if (options.metrics_port >= 0) {
+    s->http_server_ = std::make_unique<httplib::Server>();
+    ServingCore* core = s->core_.get();
+    s->http_server_->Get("/metrics", [core](const httplib::Request&, httplib::Response& res) {
+      res.set_content(core->RenderMetrics(), "text/plain; version=0.0.4; charset=utf-8");
+    });
+    if (options.metrics_port == 0) {
+      s->metrics_port_ = s->http_server_->bind_to_any_port(options.listen_host);
+    } else if (s->http_server_->bind_to_port(options.listen_host, options.metrics_port)) {
+      s->metrics_port_ = options.metrics_port;
+    }
+    if (s->metrics_port_ <= 0) {
+      const int wanted = options.metrics_port;
+      s->Shutdown(absl::ZeroDuration());
+      return absl::UnavailableError(absl::StrCat("cannot listen for metrics on ",
+                                                 options.listen_host, ":", wanted,
+                                                 " (port in use?)"));
+    }
+    httplib::Server* http = s->http_server_.get();
+    s->http_thread_ = std::thread([http] { http->listen_after_bind(); });
+  }
+  return s;
+}
+
+std::string MoeServer::local_grpc_address() const {
+  const std::string& h = options_.listen_host;
+  const std::string host = (h == "0.0.0.0" || h == "[::]" || h == "::") ? "127.0.0.1" : h;
+  return absl::StrCat(host, ":", grpc_port_);
+}
+
+int64_t MoeServer::Shutdown(absl::Duration drain_timeout) {
+  if (shut_down_) return 0;
+  shut_down_ = true;
+  if (grpc_server_ != nullptr) {
+    auto* health = grpc_server_->GetHealthCheckService();
+    health->SetServingStatus(false);
+    health->SetServingStatus("inference.GRPCInferenceService", false);
+  }
+  const int64_t cut = core_->Drain(drain_timeout);
+  if (grpc_server_ != nullptr) {
+    // Every accepted request has its answer; give open streams a moment to
+    // flush and close, then cancel what is left.
+    grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    grpc_server_->Wait();
+  }
+  if (http_server_ != nullptr) {
+    http_server_->stop();
+    if (http_thread_.joinable()) http_thread_.join();
+  }
+  return cut;
+}
+
+MoeServer::~MoeServer() { Shutdown(absl::ZeroDuration()); }
+
+}  // namespace moe

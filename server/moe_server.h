@@ -1,0 +1,91 @@
+// MoeServer: the whole front end in one object — the KServe v2 gRPC
+// service, grpc.health.v1, server reflection, and Prometheus /metrics over
+// HTTP — around a ServingCore. moe_server's main() and the service tests
+// both use it, so tests exercise exactly what ships.
+//
+// Thread-safety: Start() and Shutdown() from one controlling thread; the
+// accessors from any thread.
+#ifndef MOE_SERVER_MOE_SERVER_H_
+#define MOE_SERVER_MOE_SERVER_H_
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "model/moe_layer.h"
+#include "server/batch_queue.h"
+#include "server/request_codec.h"
+
+namespace grpc {
+class Server;
+}
+namespace httplib {
+class Server;
+}
+
+namespace moe {
+
+class ServingCore;
+class InferenceService;
+
+struct TlsOptions {
+  std::string cert_file;       // PEM server certificate chain; empty: plaintext
+  std::string key_file;        // PEM private key
+  std::string client_ca_file;  // PEM CA; when set, clients must present a cert it signed
+};
+
+struct ServerOptions {
+  // Address to listen on for gRPC and HTTP.
+  std::string listen_host = "0.0.0.0";
+  // gRPC port; 0 picks a free one (see grpc_port()).
+  int grpc_port = 8001;
+  // Metrics port; 0 picks a free one; -1 disables the metrics endpoint.
+  int metrics_port = 8002;
+  // Model name, request limits and validation.
+  ModelIo io;
+  BatchQueueOptions batching;
+  // Largest gRPC message accepted or sent, in bytes.
+  int max_message_bytes = 64 << 20;
+  TlsOptions tls;
+};
+
+class MoeServer {
+ public:
+  // Starts serving `layer`. Fails (naming the address or file) when a port
+  // cannot be bound or a TLS file cannot be read.
+  static absl::StatusOr<std::unique_ptr<MoeServer>> Start(std::unique_ptr<MoeLayer> layer,
+                                                          const ServerOptions& options);
+  ~MoeServer();
+
+  int grpc_port() const { return grpc_port_; }
+  int metrics_port() const { return metrics_port_; }
+  // "127.0.0.1:PORT" style address clients on this host can use.
+  std::string local_grpc_address() const;
+
+  ServingCore& core() { return *core_; }
+
+  // Graceful shutdown: health NOT_SERVING, new requests UNAVAILABLE, every
+  // accepted request finished (up to `drain_timeout`, after which the rest
+  // get UNAVAILABLE), then the listeners close. Returns the number of
+  // requests cut by the timeout. Idempotent.
+  int64_t Shutdown(absl::Duration drain_timeout);
+
+ private:
+  MoeServer() = default;
+
+  ServerOptions options_;
+  std::unique_ptr<ServingCore> core_;
+  std::unique_ptr<InferenceService> service_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+  std::unique_ptr<httplib::Server> http_server_;
+  std::thread http_thread_;
+  int grpc_port_ = 0;
+  int metrics_port_ = -1;
+  bool shut_down_ = false;
+};
+
+}  // namespace moe
+
+#endif  // MOE_SERVER_MOE_SERVER_H_

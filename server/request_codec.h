@@ -1,0 +1,63 @@
+// Decoding and validating KServe v2 ModelInferRequests, and encoding the
+// responses. Pure functions of the messages: no RPC state, no threads.
+//
+// The model's tensors:
+//   input  "input"           FP32 or BF16 [T, d_model], raw_input_contents
+//                            (little-endian, row-major) or contents.fp32_contents
+//   output "output"          the input's datatype, [T, d_model], raw_output_contents
+//          "expert_ids"      INT32 [T, k]  (only when requested by name)
+//          "expert_weights"  FP32  [T, k]  (only when requested by name)
+// With no outputs requested, the response holds "output" alone. Every
+// malformed request is INVALID_ARGUMENT (NOT_FOUND for an unknown model or
+// version) with a message naming the field, the expected and the received
+// value.
+#ifndef MOE_SERVER_REQUEST_CODEC_H_
+#define MOE_SERVER_REQUEST_CODEC_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "proto/grpc_service.pb.h"
+#include "server/infer_task.h"
+
+namespace moe {
+
+inline constexpr char kInputName[] = "input";
+inline constexpr char kOutputName[] = "output";
+inline constexpr char kExpertIdsName[] = "expert_ids";
+inline constexpr char kExpertWeightsName[] = "expert_weights";
+inline constexpr char kModelVersion[] = "1";
+
+// What the served model accepts.
+struct ModelIo {
+  std::string model_name = "moe";
+  int64_t d_model = 0;
+  int top_k = 1;
+  int64_t max_request_tokens = 8192;
+  bool allow_non_finite = false;
+};
+
+enum class WireDType { kFp32, kBf16 };
+
+struct DecodedRequest {
+  std::string id;
+  WireDType dtype = WireDType::kFp32;
+  int64_t num_tokens = 0;
+  std::vector<float> tokens;  // [num_tokens, d_model]
+  // Outputs to return, in response order.
+  std::vector<std::string> outputs;
+  bool want_routing = false;
+};
+
+absl::StatusOr<DecodedRequest> DecodeInferRequest(const inference::ModelInferRequest& request,
+                                                  const ModelIo& io);
+
+// Fills `response` from a finished task.
+void EncodeInferResponse(const DecodedRequest& request, const InferTask& task, const ModelIo& io,
+                         inference::ModelInferResponse* response);
+
+}  // namespace moe
+
+#endif  // MOE_SERVER_REQUEST_CODEC_H_

@@ -1,0 +1,101 @@
+#include "server/serving_core.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "experts/expert_backend.h"
+
+namespace moe {
+
+ServingCore::ServingCore(std::unique_ptr<MoeLayer> layer, const ModelIo& io,
+                         const BatchQueueOptions& batching)
+    : layer_(std::move(layer)), io_(io) {
+  const LayerSpec& spec = layer_->spec();
+  ModelInfoLabels info;
+  info.model = io.model_name;
+  info.family = spec.family;
+  info.dtype = DTypeName(layer_->compute());
+  info.kernel = layer_->backend().Describe();
+  info.d_model = spec.d_model;
+  info.d_ff = spec.expert.d_ff;
+  info.experts = spec.num_experts();
+  info.top_k = spec.top_k();
+  metrics_ = std::make_unique<ServingMetrics>(info, spec.num_experts());
+  expert_counts_.assign(static_cast<size_t>(spec.num_experts()), 0);
+  batcher_ = std::make_unique<DynamicBatcher>(
+      batching, [this](const Batch& b) { return RunBatch(b); },
+      [this](const Batch& b, absl::Duration compute, const absl::Status& st) {
+        metrics_->RecordBatch(b.num_tokens, compute, st.ok());
+      });
+}
+
+ServingCore::~ServingCore() { batcher_.reset(); }
+
+absl::Status ServingCore::Submit(std::shared_ptr<InferTask> task) {
+  if (draining_.load()) {
+    return absl::UnavailableError("server is shutting down (draining); not accepting requests");
+  }
+  const int k = layer_->spec().top_k();
+  task->output.resize(static_cast<size_t>(task->num_tokens * io_.d_model));
+  if (task->want_routing) {
+    task->expert_ids.resize(static_cast<size_t>(task->num_tokens * k));
+    task->expert_weights.resize(static_cast<size_t>(task->num_tokens * k));
+  }
+  return batcher_->Enqueue(std::move(task));
+}
+
+int64_t ServingCore::Drain(absl::Duration timeout) {
+  draining_.store(true);
+  return batcher_->Drain(timeout).cut;
+}
+
+std::string ServingCore::RenderMetrics() const {
+  return metrics_->RenderPrometheus(batcher_->queued_tokens(),
+                                    static_cast<int64_t>(batcher_->queued_tasks()));
+}
+
+absl::Status ServingCore::RunBatch(const Batch& batch) {
+  const int64_t h = io_.d_model;
+  const int k = layer_->spec().top_k();
+  const int64_t t = batch.num_tokens;
+  const size_t rows = static_cast<size_t>(t * h);
+  if (batch_in_.size() < rows) {
+    batch_in_.resize(rows);
+    batch_out_.resize(rows);
+  }
+  if (batch_ids_.size() < static_cast<size_t>(t * k)) {
+    batch_ids_.resize(static_cast<size_t>(t * k));
+    batch_weights_.resize(static_cast<size_t>(t * k));
+  }
+  int64_t row = 0;
+  for (const BatchSlice& s : batch.slices) {
+    std::memcpy(batch_in_.data() + row * h, s.task->tokens.data() + s.row_begin * h,
+                static_cast<size_t>(s.rows * h) * sizeof(float));
+    row += s.rows;
+  }
+  std::fill(expert_counts_.begin(), expert_counts_.end(), 0);
+  ForwardOutputs out;
+  out.output = batch_out_.data();
+  out.expert_ids = batch_ids_.data();
+  out.expert_weights = batch_weights_.data();
+  out.tokens_per_expert = expert_counts_.data();
+  absl::Status st = layer_->Forward(batch_in_.data(), t, out);
+  if (!st.ok()) return st;
+  metrics_->AddExpertTokens(expert_counts_);
+  row = 0;
+  for (const BatchSlice& s : batch.slices) {
+    InferTask& task = *s.task;
+    std::memcpy(task.output.data() + s.row_begin * h, batch_out_.data() + row * h,
+                static_cast<size_t>(s.rows * h) * sizeof(float));
+    if (task.want_routing) {
+      std::memcpy(task.expert_ids.data() + s.row_begin * k, batch_ids_.data() + row * k,
+                  static_cast<size_t>(s.rows * k) * sizeof(int32_t));
+      std::memcpy(task.expert_weights.data() + s.row_begin * k, batch_weights_.data() + row * k,
+                  static_cast<size_t>(s.rows * k) * sizeof(float));
+    }
+    row += s.rows;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace moe

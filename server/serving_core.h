@@ -1,0 +1,59 @@
+// ServingCore: the served model behind the batcher, independent of the
+// RPC layer. It owns the MoeLayer, the DynamicBatcher and the metrics, runs
+// each batch (gather rows, MoeLayer::Forward, scatter rows back) and keeps
+// the draining flag.
+//
+// Thread-safety: all methods may be called from any thread.
+#ifndef MOE_SERVER_SERVING_CORE_H_
+#define MOE_SERVER_SERVING_CORE_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "model/moe_layer.h"
+#include "server/dynamic_batcher.h"
+#include "server/request_codec.h"
+#include "server/serving_metrics.h"
+
+namespace moe {
+
+class ServingCore {
+ public:
+  ServingCore(std::unique_ptr<MoeLayer> layer, const ModelIo& io,
+              const BatchQueueOptions& batching);
+  ~ServingCore();
+
+  // Queues a task (see DynamicBatcher::Enqueue for the contract).
+  absl::Status Submit(std::shared_ptr<InferTask> task);
+  void NotifyCancelled() { batcher_->NotifyCancelled(); }
+
+  // Stops accepting (Submit -> UNAVAILABLE), finishes accepted work, and
+  // after `timeout` fails the rest. Returns the number cut.
+  int64_t Drain(absl::Duration timeout);
+  bool draining() const { return draining_.load(); }
+
+  const ModelIo& io() const { return io_; }
+  const MoeLayer& layer() const { return *layer_; }
+  ServingMetrics& metrics() { return *metrics_; }
+  std::string RenderMetrics() const;
+
+ private:
+  absl::Status RunBatch(const Batch& batch);
+
+  std::unique_ptr<MoeLayer> layer_;
+  const ModelIo io_;
+  std::unique_ptr<ServingMetrics> metrics_;
+  std::atomic<bool> draining_{false};
+  // Batch buffers, used by the batcher's compute thread only; grow-only.
+  std::vector<float> batch_in_, batch_out_, batch_weights_;
+  std::vector<int32_t> batch_ids_;
+  std::vector<int64_t> expert_counts_;
+  std::unique_ptr<DynamicBatcher> batcher_;  // last: its threads use the above
+};
+
+}  // namespace moe
+
+#endif  // MOE_SERVER_SERVING_CORE_H_

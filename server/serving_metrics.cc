@@ -1,0 +1,156 @@
+#include "server/serving_metrics.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+
+namespace moe {
+namespace {
+
+std::vector<double> SecondsBuckets() {
+  // 50 µs .. ~26 s, doubling.
+  return Histogram::Exponential(50e-6, 2.0, 20);
+}
+
+}  // namespace
+
+std::string OutcomeLabel(const absl::Status& status) {
+  if (status.ok()) return "ok";
+  return absl::AsciiStrToLower(absl::StatusCodeToString(status.code()));
+}
+
+ServingMetrics::ServingMetrics(const ModelInfoLabels& info, int num_experts)
+    : info_(info),
+      expert_tokens_(static_cast<size_t>(num_experts)),
+      batch_tokens_(Histogram::Exponential(1, 2, 14)),
+      queue_seconds_(SecondsBuckets()),
+      compute_seconds_(SecondsBuckets()),
+      duration_seconds_(SecondsBuckets()) {}
+
+void ServingMetrics::RecordRequest(const absl::Status& status, int64_t tokens_in,
+                                   int64_t tokens_out, absl::Duration duration,
+                                   absl::Duration queue) {
+  tokens_in_.Add(static_cast<double>(tokens_in));
+  tokens_out_.Add(static_cast<double>(tokens_out));
+  duration_seconds_.Observe(absl::ToDoubleSeconds(duration));
+  if (queue > absl::ZeroDuration()) queue_seconds_.Observe(absl::ToDoubleSeconds(queue));
+  const uint64_t ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(duration));
+  absl::MutexLock lock(&mu_);
+  requests_[OutcomeLabel(status)] += 1;
+  if (status.ok()) {
+    ++success_count_;
+    success_ns_ += ns;
+    ++queue_count_;
+    queue_ns_ += static_cast<uint64_t>(absl::ToInt64Nanoseconds(queue));
+    last_inference_ms_ = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now()));
+  } else {
+    ++fail_count_;
+    fail_ns_ += ns;
+  }
+}
+
+void ServingMetrics::RecordBatch(int64_t tokens, absl::Duration compute, bool ok) {
+  batch_tokens_.Observe(static_cast<double>(tokens));
+  compute_seconds_.Observe(absl::ToDoubleSeconds(compute));
+  if (!ok) return;
+  const uint64_t ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(compute));
+  absl::MutexLock lock(&mu_);
+  ++execution_count_;
+  inference_count_ += static_cast<uint64_t>(tokens);
+  ++infer_count_;
+  infer_ns_ += ns;
+  BatchStat& b = batch_stats_[tokens];
+  ++b.count;
+  b.ns += ns;
+}
+
+void ServingMetrics::AddExpertTokens(const std::vector<int64_t>& tokens_per_expert) {
+  for (size_t i = 0; i < tokens_per_expert.size() && i < expert_tokens_.size(); ++i) {
+    if (tokens_per_expert[i] != 0) expert_tokens_[i].Add(static_cast<double>(tokens_per_expert[i]));
+  }
+}
+
+double ServingMetrics::RequestsTotal(const std::string& outcome) const {
+  absl::MutexLock lock(&mu_);
+  auto it = requests_.find(outcome);
+  return it == requests_.end() ? 0 : it->second;
+}
+
+std::string ServingMetrics::RenderPrometheus(int64_t queue_tokens, int64_t queue_requests) const {
+  std::string out;
+  AppendHeader(&out, "moe_requests_total", "Finished inference requests by outcome.", "counter");
+  {
+    absl::MutexLock lock(&mu_);
+    for (const char* outcome : {"ok", "invalid_argument", "not_found", "unavailable",
+                                "deadline_exceeded", "cancelled", "internal"}) {
+      auto it = requests_.find(outcome);
+      absl::StrAppend(&out, "moe_requests_total{outcome=\"", outcome, "\"} ",
+                      FormatMetricValue(it == requests_.end() ? 0 : it->second), "\n");
+    }
+    for (const auto& [outcome, v] : requests_) {
+      if (outcome == "ok" || outcome == "invalid_argument" || outcome == "not_found" ||
+          outcome == "unavailable" || outcome == "deadline_exceeded" || outcome == "cancelled" ||
+          outcome == "internal") {
+        continue;
+      }
+      absl::StrAppend(&out, "moe_requests_total{outcome=\"", EscapeLabelValue(outcome), "\"} ",
+                      FormatMetricValue(v), "\n");
+    }
+  }
+  AppendHeader(&out, "moe_tokens_in_total", "Tokens received in accepted requests.", "counter");
+  absl::StrAppend(&out, "moe_tokens_in_total ", FormatMetricValue(tokens_in_.Value()), "\n");
+  AppendHeader(&out, "moe_tokens_out_total", "Tokens returned in successful responses.", "counter");
+  absl::StrAppend(&out, "moe_tokens_out_total ", FormatMetricValue(tokens_out_.Value()), "\n");
+  AppendHeader(&out, "moe_batch_tokens", "Tokens per model call.", "histogram");
+  batch_tokens_.Render(&out, "moe_batch_tokens", "");
+  AppendHeader(&out, "moe_request_queue_seconds",
+               "Time from acceptance to the first rows being computed.", "histogram");
+  queue_seconds_.Render(&out, "moe_request_queue_seconds", "");
+  AppendHeader(&out, "moe_batch_compute_seconds", "Duration of one model call.", "histogram");
+  compute_seconds_.Render(&out, "moe_batch_compute_seconds", "");
+  AppendHeader(&out, "moe_request_duration_seconds",
+               "Time from acceptance to the answer (end to end inside the server).", "histogram");
+  duration_seconds_.Render(&out, "moe_request_duration_seconds", "");
+  AppendHeader(&out, "moe_queue_tokens", "Tokens waiting in the batch queue.", "gauge");
+  absl::StrAppend(&out, "moe_queue_tokens ", queue_tokens, "\n");
+  AppendHeader(&out, "moe_queue_requests", "Requests waiting in the batch queue.", "gauge");
+  absl::StrAppend(&out, "moe_queue_requests ", queue_requests, "\n");
+  AppendHeader(&out, "moe_expert_tokens_total", "Tokens routed to each expert.", "counter");
+  for (size_t i = 0; i < expert_tokens_.size(); ++i) {
+    absl::StrAppend(&out, "moe_expert_tokens_total{expert=\"", i, "\"} ",
+                    FormatMetricValue(expert_tokens_[i].Value()), "\n");
+  }
+  AppendHeader(&out, "moe_model_info", "The served model (value is always 1).", "gauge");
+  absl::StrAppend(&out, "moe_model_info{model=\"", EscapeLabelValue(info_.model),
+                  "\",family=\"", EscapeLabelValue(info_.family), "\",d_model=\"", info_.d_model,
+                  "\",d_ff=\"", info_.d_ff, "\",experts=\"", info_.experts, "\",top_k=\"",
+                  info_.top_k, "\",dtype=\"", EscapeLabelValue(info_.dtype), "\",kernel=\"",
+                  EscapeLabelValue(info_.kernel), "\"} 1\n");
+  return out;
+}
+
+void ServingMetrics::FillModelStatistics(const std::string& model_name,
+                                         inference::ModelStatistics* s) const {
+  absl::MutexLock lock(&mu_);
+  s->set_name(model_name);
+  s->set_version("1");
+  s->set_last_inference(last_inference_ms_);
+  s->set_inference_count(inference_count_);
+  s->set_execution_count(execution_count_);
+  auto* st = s->mutable_inference_stats();
+  st->mutable_success()->set_count(success_count_);
+  st->mutable_success()->set_ns(success_ns_);
+  st->mutable_fail()->set_count(fail_count_);
+  st->mutable_fail()->set_ns(fail_ns_);
+  st->mutable_queue()->set_count(queue_count_);
+  st->mutable_queue()->set_ns(queue_ns_);
+  st->mutable_compute_infer()->set_count(infer_count_);
+  st->mutable_compute_infer()->set_ns(infer_ns_);
+  for (const auto& [size, b] : batch_stats_) {
+    auto* bs = s->add_batch_stats();
+    bs->set_batch_size(static_cast<uint64_t>(size));
+    bs->mutable_compute_infer()->set_count(b.count);
+    bs->mutable_compute_infer()->set_ns(b.ns);
+  }
+}
+
+}  // namespace moe
