@@ -1,0 +1,224 @@
+// DynamicBatcher: the threads around BatchQueue. The model is a fake that
+// records what it ran and can be held mid-batch; nothing here depends on
+// timing except waiting for events with generous bounds.
+#include "server/dynamic_batcher.h"
+
+#include <atomic>
+#include <set>
+
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/status_matchers.h"
+
+namespace moe {
+namespace {
+
+// Each output row is 1000 * token value, so results can be checked.
+class FakeModel {
+ public:
+  absl::Status Run(const Batch& batch) {
+    if (hold_ != nullptr) {
+      if (!entered_.HasBeenNotified()) entered_.Notify();
+      hold_->WaitForNotification();
+    }
+    absl::MutexLock lock(&mu_);
+    batch_sizes_.push_back(batch.num_tokens);
+    if (fail_) return absl::InternalError("injected failure");
+    for (const BatchSlice& s : batch.slices) {
+      for (int64_t r = s.row_begin; r < s.row_begin + s.rows; ++r) {
+        s.task->output[r] = 1000.0f * s.task->tokens[r];
+        computed_rows_ += 1;
+      }
+    }
+    return absl::OkStatus();
+  }
+  absl::Notification* hold_ = nullptr;
+  absl::Notification entered_;
+  bool fail_ = false;
+  absl::Mutex mu_;
+  std::vector<int64_t> batch_sizes_;
+  int64_t computed_rows_ = 0;
+};
+
+struct Result {
+  absl::Notification done;
+  absl::Status status;
+  std::atomic<int> calls{0};
+};
+
+std::shared_ptr<InferTask> Task(int64_t tokens, Result* r, float base = 1.0f,
+                                absl::Time deadline = absl::InfiniteFuture()) {
+  auto t = std::make_shared<InferTask>();
+  t->num_tokens = tokens;
+  t->deadline = deadline;
+  for (int64_t i = 0; i < tokens; ++i) t->tokens.push_back(base + static_cast<float>(i));
+  t->output.resize(static_cast<size_t>(tokens));
+  t->done = [r](const absl::Status& st, InferTask&) {
+    r->status = st;
+    if (r->calls.fetch_add(1) == 0) r->done.Notify();
+  };
+  return t;
+}
+
+BatchQueueOptions Options(int64_t batch, absl::Duration delay, int64_t queue = 1000) {
+  BatchQueueOptions o;
+  o.max_batch_tokens = batch;
+  o.max_queue_delay = delay;
+  o.max_queue_tokens = queue;
+  return o;
+}
+
+TEST(DynamicBatcherTest, ComputesEveryRowAndFinishesEachTaskOnce) {
+  FakeModel model;
+  DynamicBatcher batcher(Options(16, absl::Milliseconds(1)),
+                         [&](const Batch& b) { return model.Run(b); });
+  std::vector<std::unique_ptr<Result>> results;
+  std::vector<std::shared_ptr<InferTask>> tasks;
+  for (int i = 0; i < 50; ++i) {
+    results.push_back(std::make_unique<Result>());
+    tasks.push_back(Task(1 + i % 7, results.back().get(), 10.0f * i));
+    ASSERT_OK(batcher.Enqueue(tasks.back()));
+  }
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(results[i]->done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+    EXPECT_OK(results[i]->status);
+    for (int64_t r = 0; r < tasks[i]->num_tokens; ++r) {
+      EXPECT_EQ(tasks[i]->output[r], 1000.0f * tasks[i]->tokens[r]);
+    }
+  }
+  absl::MutexLock lock(&model.mu_);
+  for (int64_t s : model.batch_sizes_) EXPECT_LE(s, 16);
+  int64_t total = 0;
+  for (int i = 0; i < 50; ++i) total += tasks[i]->num_tokens;
+  EXPECT_EQ(model.computed_rows_, total);
+  for (auto& r : results) EXPECT_EQ(r->calls.load(), 1);
+}
+
+TEST(DynamicBatcherTest, TaskLargerThanABatchIsSplitAndReassembled) {
+  FakeModel model;
+  DynamicBatcher batcher(Options(4, absl::Milliseconds(1)),
+                         [&](const Batch& b) { return model.Run(b); });
+  Result r;
+  auto t = Task(11, &r);
+  ASSERT_OK(batcher.Enqueue(t));
+  ASSERT_TRUE(r.done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_OK(r.status);
+  for (int64_t i = 0; i < 11; ++i) EXPECT_EQ(t->output[i], 1000.0f * (1 + i));
+  absl::MutexLock lock(&model.mu_);
+  EXPECT_EQ(model.batch_sizes_, (std::vector<int64_t>{4, 4, 3}));
+}
+
+TEST(DynamicBatcherTest, DeadlineIsAnsweredWhileABatchRuns) {
+  FakeModel model;
+  absl::Notification release;
+  model.hold_ = &release;
+  DynamicBatcher batcher(Options(1, absl::Milliseconds(1)),
+                         [&](const Batch& b) { return model.Run(b); });
+  Result first, second;
+  ASSERT_OK(batcher.Enqueue(Task(1, &first)));
+  ASSERT_TRUE(model.entered_.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  // The model is busy; this task's deadline passes while it waits.
+  ASSERT_OK(batcher.Enqueue(Task(1, &second, 1.0f, absl::Now() + absl::Milliseconds(20))));
+  ASSERT_TRUE(second.done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(second.status.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_FALSE(first.done.HasBeenNotified());  // answered before the running batch ended
+  release.Notify();
+  ASSERT_TRUE(first.done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_OK(first.status);
+  absl::MutexLock lock(&model.mu_);
+  EXPECT_EQ(model.computed_rows_, 1);  // the expired task was never computed
+}
+
+TEST(DynamicBatcherTest, CancelledTaskIsDroppedUncomputed) {
+  FakeModel model;
+  absl::Notification release;
+  model.hold_ = &release;
+  DynamicBatcher batcher(Options(1, absl::Milliseconds(1)),
+                         [&](const Batch& b) { return model.Run(b); });
+  Result first, second;
+  ASSERT_OK(batcher.Enqueue(Task(1, &first)));
+  ASSERT_TRUE(model.entered_.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  auto t = Task(1, &second);
+  ASSERT_OK(batcher.Enqueue(t));
+  t->cancelled.store(true);
+  batcher.NotifyCancelled();
+  ASSERT_TRUE(second.done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(second.status.code(), absl::StatusCode::kCancelled);
+  release.Notify();
+  ASSERT_TRUE(first.done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  absl::MutexLock lock(&model.mu_);
+  EXPECT_EQ(model.computed_rows_, 1);
+}
+
+TEST(DynamicBatcherTest, FullQueueRejectsWithUnavailable) {
+  FakeModel model;
+  absl::Notification release;
+  model.hold_ = &release;
+  DynamicBatcher batcher(Options(1, absl::Milliseconds(1), /*queue=*/3),
+                         [&](const Batch& b) { return model.Run(b); });
+  Result a, b, c;
+  ASSERT_OK(batcher.Enqueue(Task(1, &a)));
+  ASSERT_TRUE(model.entered_.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  ASSERT_OK(batcher.Enqueue(Task(3, &b)));
+  auto st = batcher.Enqueue(Task(1, &c));
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("queue full"));
+  release.Notify();
+  ASSERT_TRUE(b.done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(c.calls.load(), 0);  // a rejected task is never called back
+}
+
+TEST(DynamicBatcherTest, ModelFailureFailsTheBatchTasks) {
+  FakeModel model;
+  model.fail_ = true;
+  DynamicBatcher batcher(Options(8, absl::Milliseconds(1)),
+                         [&](const Batch& b) { return model.Run(b); });
+  Result r;
+  ASSERT_OK(batcher.Enqueue(Task(20, &r)));
+  ASSERT_TRUE(r.done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(std::string(r.status.message()), ::testing::HasSubstr("injected failure"));
+}
+
+TEST(DynamicBatcherTest, DrainFinishesAcceptedWorkThenRejects) {
+  FakeModel model;
+  DynamicBatcher batcher(Options(4, absl::Seconds(10)),  // long delay: drain must flush
+                         [&](const Batch& b) { return model.Run(b); });
+  Result a, b;
+  ASSERT_OK(batcher.Enqueue(Task(3, &a)));
+  ASSERT_OK(batcher.Enqueue(Task(2, &b)));
+  auto result = batcher.Drain(absl::Seconds(30));
+  EXPECT_EQ(result.cut, 0);
+  EXPECT_TRUE(a.done.HasBeenNotified());
+  EXPECT_TRUE(b.done.HasBeenNotified());
+  EXPECT_OK(a.status);
+  EXPECT_OK(b.status);
+  Result late;
+  EXPECT_EQ(batcher.Enqueue(Task(1, &late)).code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(DynamicBatcherTest, DrainTimeoutCutsWhatIsLeft) {
+  FakeModel model;
+  absl::Notification release;
+  model.hold_ = &release;
+  DynamicBatcher batcher(Options(1, absl::Milliseconds(1)),
+                         [&](const Batch& b) { return model.Run(b); });
+  Result running, queued;
+  ASSERT_OK(batcher.Enqueue(Task(1, &running)));
+  ASSERT_TRUE(model.entered_.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  ASSERT_OK(batcher.Enqueue(Task(1, &queued)));
+  std::thread releaser([&] {
+    absl::SleepFor(absl::Milliseconds(200));
+    release.Notify();
+  });
+  auto result = batcher.Drain(absl::Milliseconds(50));
+  releaser.join();
+  // The running batch is accepted work: it completes. The queued task is cut.
+  EXPECT_EQ(result.cut, 1);
+  EXPECT_OK(running.status);
+  EXPECT_EQ(queued.status.code(), absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace moe
