@@ -1,0 +1,237 @@
+// Request decoding: every validation case gets its code and a message
+// naming the field, the expected and the received value.
+#include "server/request_codec.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "common/dtype.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/status_matchers.h"
+
+namespace moe {
+namespace {
+
+using ::moe::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+ModelIo Io() {
+  ModelIo io;
+  io.model_name = "moe";
+  io.d_model = 4;
+  io.top_k = 2;
+  io.max_request_tokens = 16;
+  return io;
+}
+
+inference::ModelInferRequest Good(int64_t t = 2) {
+  inference::ModelInferRequest r;
+  r.set_model_name("moe");
+  r.set_id("req-1");
+  auto* in = r.add_inputs();
+  in->set_name("input");
+  in->set_datatype("FP32");
+  in->add_shape(t);
+  in->add_shape(4);
+  std::vector<float> v(static_cast<size_t>(t * 4));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = 0.25f * static_cast<float>(i);
+  r.add_raw_input_contents(std::string(reinterpret_cast<const char*>(v.data()), v.size() * 4));
+  return r;
+}
+
+TEST(RequestCodecTest, DecodesRawFp32) {
+  ASSERT_OK_AND_ASSIGN(DecodedRequest d, DecodeInferRequest(Good(), Io()));
+  EXPECT_EQ(d.id, "req-1");
+  EXPECT_EQ(d.num_tokens, 2);
+  EXPECT_EQ(d.tokens.size(), 8u);
+  EXPECT_EQ(d.tokens[5], 1.25f);
+  EXPECT_EQ(d.outputs, std::vector<std::string>{"output"});
+  EXPECT_FALSE(d.want_routing);
+}
+
+TEST(RequestCodecTest, DecodesTypedFp32AndRawBf16) {
+  auto r = Good();
+  r.clear_raw_input_contents();
+  for (int i = 0; i < 8; ++i) r.mutable_inputs(0)->mutable_contents()->add_fp32_contents(i);
+  ASSERT_OK_AND_ASSIGN(DecodedRequest d, DecodeInferRequest(r, Io()));
+  EXPECT_EQ(d.tokens[7], 7.0f);
+
+  r = Good();
+  r.mutable_inputs(0)->set_datatype("BF16");
+  std::string raw(16, '\0');
+  auto* bits = reinterpret_cast<uint16_t*>(raw.data());
+  for (int i = 0; i < 8; ++i) bits[i] = FloatToBf16(static_cast<float>(i) + 0.5f);
+  r.set_raw_input_contents(0, raw);
+  ASSERT_OK_AND_ASSIGN(d, DecodeInferRequest(r, Io()));
+  EXPECT_EQ(d.dtype, WireDType::kBf16);
+  EXPECT_EQ(d.tokens[3], 3.5f);
+}
+
+TEST(RequestCodecTest, RequestedOutputsKeepTheirOrder) {
+  auto r = Good();
+  r.add_outputs()->set_name("expert_weights");
+  r.add_outputs()->set_name("output");
+  ASSERT_OK_AND_ASSIGN(DecodedRequest d, DecodeInferRequest(r, Io()));
+  EXPECT_EQ(d.outputs, (std::vector<std::string>{"expert_weights", "output"}));
+  EXPECT_TRUE(d.want_routing);
+}
+
+struct BadCase {
+  const char* name;
+  std::function<void(inference::ModelInferRequest*)> mutate;
+  absl::StatusCode code;
+  std::vector<std::string> parts;
+};
+
+class RequestCodecBadTest : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(RequestCodecBadTest, IsRejected) {
+  auto r = Good();
+  GetParam().mutate(&r);
+  auto d = DecodeInferRequest(r, Io());
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.status().code(), GetParam().code) << d.status();
+  for (const auto& p : GetParam().parts) {
+    EXPECT_THAT(std::string(d.status().message()), HasSubstr(p));
+  }
+}
+
+using R = inference::ModelInferRequest;
+const auto kInvalid = absl::StatusCode::kInvalidArgument;
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, RequestCodecBadTest,
+    ::testing::Values(
+        BadCase{"UnknownModel", [](R* r) { r->set_model_name("other"); },
+                absl::StatusCode::kNotFound, {"unknown model 'other'", "serves 'moe'"}},
+        BadCase{"UnknownVersion", [](R* r) { r->set_model_version("7"); },
+                absl::StatusCode::kNotFound, {"no version '7'"}},
+        BadCase{"NoInputs", [](R* r) { r->clear_inputs(); }, kInvalid, {"inputs", "got 0"}},
+        BadCase{"TwoInputs", [](R* r) { *r->add_inputs() = r->inputs(0); }, kInvalid,
+                {"exactly 1", "got 2"}},
+        BadCase{"WrongInputName", [](R* r) { r->mutable_inputs(0)->set_name("x"); }, kInvalid,
+                {"inputs[0].name", "'input'", "'x'"}},
+        BadCase{"WrongDtype", [](R* r) { r->mutable_inputs(0)->set_datatype("FP16"); },
+                kInvalid, {"datatype", "FP32 or BF16", "'FP16'"}},
+        BadCase{"LowercaseDtype", [](R* r) { r->mutable_inputs(0)->set_datatype("fp32"); },
+                kInvalid, {"'fp32'"}},
+        BadCase{"Rank1", [](R* r) { r->mutable_inputs(0)->mutable_shape()->RemoveLast(); },
+                kInvalid, {"rank 2", "got rank 1"}},
+        BadCase{"Rank3", [](R* r) { r->mutable_inputs(0)->add_shape(1); }, kInvalid,
+                {"got rank 3"}},
+        BadCase{"WrongDModel", [](R* r) { r->mutable_inputs(0)->set_shape(1, 5); }, kInvalid,
+                {"shape[1] (d_model)", "expected 4", "got 5"}},
+        BadCase{"ZeroTokens", [](R* r) { r->mutable_inputs(0)->set_shape(0, 0); }, kInvalid,
+                {"shape[0] (tokens)", "1..16", "got 0"}},
+        BadCase{"NegativeTokens", [](R* r) { r->mutable_inputs(0)->set_shape(0, -3); },
+                kInvalid, {"got -3"}},
+        BadCase{"TooManyTokens", [](R* r) { r->mutable_inputs(0)->set_shape(0, 17); }, kInvalid,
+                {"1..16", "got 17"}},
+        BadCase{"HugeShapeTinyPayload",
+                [](R* r) { r->mutable_inputs(0)->set_shape(0, int64_t{1} << 62); }, kInvalid,
+                {"shape[0]"}},
+        BadCase{"RawTooShort", [](R* r) { r->mutable_raw_input_contents(0)->resize(31); },
+                kInvalid, {"raw_input_contents[0]", "expected 32 bytes", "got 31"}},
+        BadCase{"RawTooLong", [](R* r) { r->mutable_raw_input_contents(0)->append("x"); },
+                kInvalid, {"got 33"}},
+        BadCase{"TwoRawEntries", [](R* r) { r->add_raw_input_contents("abcd"); }, kInvalid,
+                {"raw_input_contents", "got 2"}},
+        BadCase{"RawAndTyped",
+                [](R* r) { r->mutable_inputs(0)->mutable_contents()->add_fp32_contents(1); },
+                kInvalid, {"both"}},
+        BadCase{"NoData", [](R* r) { r->clear_raw_input_contents(); }, kInvalid, {"no data"}},
+        BadCase{"TypedWrongCount",
+                [](R* r) {
+                  r->clear_raw_input_contents();
+                  r->mutable_inputs(0)->mutable_contents()->add_fp32_contents(1);
+                },
+                kInvalid, {"fp32_contents", "expected 8", "got 1"}},
+        BadCase{"TypedWrongField",
+                [](R* r) {
+                  r->clear_raw_input_contents();
+                  for (int i = 0; i < 8; ++i) {
+                    r->mutable_inputs(0)->mutable_contents()->add_fp32_contents(1);
+                  }
+                  r->mutable_inputs(0)->mutable_contents()->add_int_contents(1);
+                },
+                kInvalid, {"only fp32_contents"}},
+        BadCase{"Bf16Typed",
+                [](R* r) {
+                  r->clear_raw_input_contents();
+                  r->mutable_inputs(0)->set_datatype("BF16");
+                  r->mutable_inputs(0)->mutable_contents()->add_fp32_contents(1);
+                },
+                kInvalid, {"BF16", "raw_input_contents"}},
+        BadCase{"NaN",
+                [](R* r) {
+                  float nan = std::nanf("");
+                  std::memcpy(r->mutable_raw_input_contents(0)->data() + 4 * 6, &nan, 4);
+                },
+                kInvalid, {"non-finite", "[1, 2]"}},
+        BadCase{"Inf",
+                [](R* r) {
+                  float inf = INFINITY;
+                  std::memcpy(r->mutable_raw_input_contents(0)->data(), &inf, 4);
+                },
+                kInvalid, {"non-finite", "[0, 0]"}},
+        BadCase{"UnknownOutput", [](R* r) { r->add_outputs()->set_name("logits"); }, kInvalid,
+                {"unknown output 'logits'"}},
+        BadCase{"DuplicateOutput",
+                [](R* r) {
+                  r->add_outputs()->set_name("output");
+                  r->add_outputs()->set_name("output");
+                },
+                kInvalid, {"'output' requested twice"}},
+        BadCase{"InvalidUtf8Name",
+                [](R* r) { r->mutable_inputs(0)->set_name(std::string("\xff\xfe", 2)); },
+                kInvalid, {"inputs[0].name"}}),
+    [](const ::testing::TestParamInfo<BadCase>& info) { return info.param.name; });
+
+TEST(RequestCodecTest, NonFiniteAllowedWhenConfigured) {
+  auto r = Good();
+  float nan = std::nanf("");
+  std::memcpy(r.mutable_raw_input_contents(0)->data(), &nan, 4);
+  ModelIo io = Io();
+  io.allow_non_finite = true;
+  EXPECT_OK(DecodeInferRequest(r, io));
+}
+
+TEST(RequestCodecTest, EncodesOutputsInTheInputDtype) {
+  auto r = Good();
+  r.mutable_inputs(0)->set_datatype("BF16");
+  r.set_raw_input_contents(0, std::string(16, '\0'));
+  r.add_outputs()->set_name("output");
+  r.add_outputs()->set_name("expert_ids");
+  r.add_outputs()->set_name("expert_weights");
+  ASSERT_OK_AND_ASSIGN(DecodedRequest d, DecodeInferRequest(r, Io()));
+  InferTask task;
+  task.num_tokens = 2;
+  task.output = {1, 2, 3, 4, 5, 6, 7, 8.5f};
+  task.expert_ids = {0, 1, 2, 3};
+  task.expert_weights = {0.5f, 0.5f, 0.25f, 0.75f};
+  inference::ModelInferResponse resp;
+  EncodeInferResponse(d, task, Io(), &resp);
+  EXPECT_EQ(resp.id(), "req-1");
+  EXPECT_EQ(resp.model_name(), "moe");
+  ASSERT_EQ(resp.outputs_size(), 3);
+  ASSERT_EQ(resp.raw_output_contents_size(), 3);
+  EXPECT_EQ(resp.outputs(0).datatype(), "BF16");
+  EXPECT_EQ(resp.outputs(0).shape(0), 2);
+  EXPECT_EQ(resp.outputs(0).shape(1), 4);
+  EXPECT_EQ(resp.raw_output_contents(0).size(), 16u);
+  uint16_t last;
+  std::memcpy(&last, resp.raw_output_contents(0).data() + 14, 2);
+  EXPECT_EQ(Bf16ToFloat(last), 8.5f);
+  EXPECT_EQ(resp.outputs(1).datatype(), "INT32");
+  EXPECT_EQ(resp.outputs(1).shape(1), 2);
+  EXPECT_EQ(resp.raw_output_contents(1).size(), 16u);
+  EXPECT_EQ(resp.outputs(2).datatype(), "FP32");
+  float w;
+  std::memcpy(&w, resp.raw_output_contents(2).data() + 12, 4);
+  EXPECT_EQ(w, 0.75f);
+}
+
+}  // namespace
+}  // namespace moe
