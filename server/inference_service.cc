@@ -46,6 +46,7 @@ class InferReactor final : public grpc::ServerUnaryReactor {
   InferReactor(ServingCore* core, grpc::CallbackServerContext* ctx, const ModelInferRequest* req,
                ModelInferResponse* resp)
       : core_(core), resp_(resp), start_(absl::Now()) {
+    core_->NoteArrival();
     auto decoded = DecodeInferRequest(*req, core_->io());
     if (!decoded.ok()) {
       FinishWith(decoded.status(), 0);
@@ -103,6 +104,7 @@ class StreamReactor final
       return;
     }
     const absl::Time start = absl::Now();
+    core_->NoteArrival();
     auto decoded = DecodeInferRequest(request_, core_->io());
     if (!decoded.ok()) {
       core_->metrics().RecordRequest(decoded.status(), 0, 0, absl::Now() - start,

@@ -130,10 +130,20 @@ int64_t MoeServer::Shutdown(absl::Duration drain_timeout) {
     health->SetServingStatus(false);
     health->SetServingStatus("inference.GRPCInferenceService", false);
   }
+  // From here new requests get UNAVAILABLE from the core; accepted ones
+  // finish.
   const int64_t cut = core_->Drain(drain_timeout);
+  // Keep answering UNAVAILABLE until clients have gone quiet (they have
+  // seen the rejections and NOT_SERVING), so that the listener does not
+  // close under calls in flight: gRPC cancels calls that race its own
+  // shutdown. Bounded by kMaxLinger.
+  constexpr absl::Duration kQuiet = absl::Milliseconds(100);
+  constexpr absl::Duration kMaxLinger = absl::Seconds(2);
+  const absl::Time linger_end = absl::Now() + kMaxLinger;
+  while (absl::Now() < linger_end && absl::Now() - core_->last_arrival() < kQuiet) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
   if (grpc_server_ != nullptr) {
-    // Every accepted request has its answer; give open streams a moment to
-    // flush and close, then cancel what is left.
     grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     grpc_server_->Wait();
   }

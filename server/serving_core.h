@@ -35,6 +35,12 @@ class ServingCore {
   int64_t Drain(absl::Duration timeout);
   bool draining() const { return draining_.load(); }
 
+  // Records that a request arrived (any outcome); last_arrival() is when
+  // the latest one did. Used to end the drain's linger once clients are
+  // quiet.
+  void NoteArrival() { last_arrival_ns_.store(absl::GetCurrentTimeNanos()); }
+  absl::Time last_arrival() const { return absl::FromUnixNanos(last_arrival_ns_.load()); }
+
   const ModelIo& io() const { return io_; }
   const MoeLayer& layer() const { return *layer_; }
   ServingMetrics& metrics() { return *metrics_; }
@@ -47,6 +53,7 @@ class ServingCore {
   const ModelIo io_;
   std::unique_ptr<ServingMetrics> metrics_;
   std::atomic<bool> draining_{false};
+  std::atomic<int64_t> last_arrival_ns_{0};
   // Batch buffers, used by the batcher's compute thread only; grow-only.
   std::vector<float> batch_in_, batch_out_, batch_weights_;
   std::vector<int32_t> batch_ids_;
