@@ -125,6 +125,7 @@ std::string MoeServer::local_grpc_address() const {
 int64_t MoeServer::Shutdown(absl::Duration drain_timeout) {
   if (shut_down_) return 0;
   shut_down_ = true;
+  if (core_ == nullptr) return 0;  // Start() failed before anything ran
   if (grpc_server_ != nullptr) {
     auto* health = grpc_server_->GetHealthCheckService();
     health->SetServingStatus(false);

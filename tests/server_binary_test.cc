@@ -1,0 +1,129 @@
+// The moe_server binary as a user runs it: start-up log, serving, SIGTERM
+// drain with exit 0, and a malformed weight file stopping start-up with a
+// message naming the file, the tensor and the problem.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <regex>
+
+#include "gtest/gtest.h"
+#include "model/checkpoint_writer.h"
+#include "model/presets.h"
+#include "tests/naive_reference.h"
+#include "tests/server_test_util.h"
+#include "tests/test_files.h"
+
+namespace moe {
+namespace {
+
+using ::moe::testing::ReadFile;
+using ::moe::testing::TempDir;
+
+// Runs moe_server with `args`, output to `log`. Returns the pid.
+pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    FILE* f = std::freopen(log.c_str(), "w", stdout);
+    (void)f;
+    dup2(fileno(stdout), fileno(stderr));
+    std::vector<char*> argv;
+    std::string bin = MOE_SERVER_BINARY;
+    argv.push_back(bin.data());
+    std::vector<std::string> copy = args;
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(bin.c_str(), argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// Waits for `pid` up to `timeout`; returns its exit code, or -1 if it did
+// not exit (then it is killed).
+int WaitExit(pid_t pid, absl::Duration timeout) {
+  const absl::Time end = absl::Now() + timeout;
+  while (absl::Now() < end) {
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  return -1;
+}
+
+TEST(ServerBinaryTest, ServesAndDrainsOnSigterm) {
+  TempDir dir;
+  const std::string log = dir.File("server.log");
+  const pid_t pid = Spawn({"--preset=transformer-base", "--dtype=f32", "--host=127.0.0.1",
+                           "--grpc_port=0", "--metrics_port=0"},
+                          log);
+  // Wait for the ready line and read the chosen port from the log.
+  int port = 0;
+  std::string text;
+  for (int i = 0; i < 600 && port == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+    text = ReadFile(log);
+    std::smatch m;
+    static const std::regex kListening(R"(listening: gRPC 127\.0\.0\.1:(\d+))");
+    if (text.find("ready:") != std::string::npos && std::regex_search(text, m, kListening)) {
+      port = std::stoi(m[1]);
+    }
+  }
+  ASSERT_GT(port, 0) << "no ready line in the log:\n" << text;
+  EXPECT_NE(text.find("bert: d_model 512, dense FFN (relu d_ff 2048 +bias)"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("compute f32"), std::string::npos) << text;
+
+  auto stub = ::moe::testing::Stub("127.0.0.1:" + std::to_string(port));
+  grpc::ClientContext ctx;
+  ::moe::testing::SetDeadline(&ctx, absl::Seconds(30));
+  inference::ModelInferResponse resp;
+  auto tokens = ::moe::testing::RandomTokens(3 * 512, 5);
+  grpc::Status st = stub->ModelInfer(&ctx, ::moe::testing::InferRequest(tokens, 512), &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  // The same preset in process gives the same bits.
+  auto layer = ::moe::testing::MakeLayer(*MakePreset("transformer-base"));
+  EXPECT_EQ(::moe::testing::OutputFloats(resp, "output"),
+            ::moe::testing::Reference(layer.get(), tokens));
+
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  EXPECT_EQ(WaitExit(pid, absl::Seconds(60)), 0);
+  text = ReadFile(log);
+  EXPECT_NE(text.find("received SIGTERM: draining"), std::string::npos) << text;
+  EXPECT_NE(text.find("drained: every accepted request was answered"), std::string::npos) << text;
+}
+
+TEST(ServerBinaryTest, MalformedWeightFileStopsStartUpWithAClearMessage) {
+  TempDir dir;
+  LayerSpec s = *PresetSpec("demo");
+  s.d_model = s.expert.d_model = 16;
+  s.expert.d_ff = 32;
+  ASSERT_TRUE(WriteHfLayer(MakeSyntheticWeights(s, 1), dir.File("model")).ok());
+  const std::string weights = dir.File("model/model.safetensors");
+  const std::string bytes = ReadFile(weights);
+  ::moe::testing::WriteFile(weights, bytes.substr(0, bytes.size() - 64));  // truncate
+  const std::string log = dir.File("server.log");
+  const pid_t pid = Spawn({"--model_dir=" + dir.File("model"), "--grpc_port=0",
+                           "--metrics_port=-1"},
+                          log);
+  EXPECT_EQ(WaitExit(pid, absl::Seconds(60)), 1);
+  const std::string text = ReadFile(log);
+  EXPECT_NE(text.find(weights), std::string::npos) << text;
+  EXPECT_NE(text.find("tensor '"), std::string::npos) << text;
+  EXPECT_NE(text.find("outside the data section"), std::string::npos) << text;
+}
+
+TEST(ServerBinaryTest, UnknownPresetStopsStartUp) {
+  TempDir dir;
+  const std::string log = dir.File("server.log");
+  const pid_t pid = Spawn({"--preset=nope", "--grpc_port=0", "--metrics_port=-1"}, log);
+  EXPECT_EQ(WaitExit(pid, absl::Seconds(60)), 1);
+  EXPECT_NE(ReadFile(log).find("unknown preset 'nope'"), std::string::npos) << ReadFile(log);
+}
+
+}  // namespace
+}  // namespace moe
