@@ -1,0 +1,247 @@
+// moe_client: talk to a moe-serve (or any KServe v2) gRPC server.
+//
+//   moe_client health                       exit 0 only when SERVING
+//   moe_client metadata                     server and model metadata
+//   moe_client infer --random=4 --seed=1    or --input=tokens.npy [--output=out.npy]
+//   moe_client infer --random=2 --show_routing
+//   moe_client stats                        ModelStatistics
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "client/kserve_client.h"
+#include "common/npy.h"
+#include "common/seeded_random.h"
+#include "proto/health.grpc.pb.h"
+
+ABSL_FLAG(std::string, address, "localhost:8001", "Server address host:port.");
+ABSL_FLAG(std::string, model, "moe", "Model name.");
+ABSL_FLAG(int64_t, deadline_ms, 10000, "Deadline of each call, milliseconds.");
+ABSL_FLAG(std::string, tls_ca, "", "PEM CA to trust: connect with TLS.");
+ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate (mutual TLS).");
+ABSL_FLAG(std::string, tls_key, "", "PEM client key (mutual TLS).");
+ABSL_FLAG(std::string, service, "", "health: the service to check (empty: the whole server).");
+ABSL_FLAG(std::string, input, "", "infer: .npy file of float32 [T, d_model] tokens.");
+ABSL_FLAG(int64_t, random, 0, "infer: send T random tokens (uniform in [-1, 1)) instead.");
+ABSL_FLAG(uint64_t, seed, 1, "infer: seed of --random.");
+ABSL_FLAG(bool, bf16, false, "infer: send (and receive) BF16 instead of FP32.");
+ABSL_FLAG(std::string, output, "", "infer: write the output to this .npy file.");
+ABSL_FLAG(bool, show_routing, false, "infer: print the experts and weights of each token.");
+
+namespace {
+
+using moe::DescribeGrpcError;
+
+int Usage() {
+  std::fprintf(stderr, "usage: moe_client {health|metadata|infer|stats} [flags]; --help for flags\n");
+  return 2;
+}
+
+void SetDeadline(grpc::ClientContext* ctx) {
+  ctx->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::milliseconds(absl::GetFlag(FLAGS_deadline_ms)));
+}
+
+int Health(const std::shared_ptr<grpc::Channel>& channel) {
+  auto stub = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  grpc::health::v1::HealthCheckRequest req;
+  req.set_service(absl::GetFlag(FLAGS_service));
+  grpc::health::v1::HealthCheckResponse resp;
+  grpc::Status st = stub->Check(&ctx, req, &resp);
+  if (!st.ok()) {
+    std::fprintf(stderr, "%s\n", DescribeGrpcError(st, absl::GetFlag(FLAGS_address)).c_str());
+    return 1;
+  }
+  const char* names[] = {"UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"};
+  const int s = static_cast<int>(resp.status());
+  std::printf("%s\n", s >= 0 && s <= 3 ? names[s] : "UNKNOWN");
+  return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
+}
+
+int Metadata(inference::GRPCInferenceService::Stub* stub) {
+  const std::string address = absl::GetFlag(FLAGS_address);
+  grpc::ClientContext c1;
+  SetDeadline(&c1);
+  inference::ServerMetadataResponse sm;
+  grpc::Status st = stub->ServerMetadata(&c1, inference::ServerMetadataRequest(), &sm);
+  if (!st.ok()) {
+    std::fprintf(stderr, "%s\n", DescribeGrpcError(st, address).c_str());
+    return 1;
+  }
+  std::printf("server   %s %s\n", sm.name().c_str(), sm.version().c_str());
+  std::string ext;
+  for (const auto& e : sm.extensions()) absl::StrAppend(&ext, ext.empty() ? "" : ", ", e);
+  std::printf("extensions %s\n", ext.c_str());
+  grpc::ClientContext c2;
+  SetDeadline(&c2);
+  inference::ModelMetadataRequest req;
+  req.set_name(absl::GetFlag(FLAGS_model));
+  inference::ModelMetadataResponse mm;
+  st = stub->ModelMetadata(&c2, req, &mm);
+  if (!st.ok()) {
+    std::fprintf(stderr, "%s\n", DescribeGrpcError(st, address).c_str());
+    return 1;
+  }
+  std::string versions;
+  for (const auto& v : mm.versions()) absl::StrAppend(&versions, versions.empty() ? "" : ", ", v);
+  std::printf("model    %s (versions %s, platform %s)\n", mm.name().c_str(), versions.c_str(),
+              mm.platform().c_str());
+  auto print = [](const char* kind, const auto& t) {
+    std::string shape;
+    for (auto d : t.shape()) absl::StrAppend(&shape, shape.empty() ? "" : ", ", d);
+    std::printf("  %-6s %-15s %-5s [%s]\n", kind, t.name().c_str(), t.datatype().c_str(),
+                shape.c_str());
+  };
+  for (const auto& t : mm.inputs()) print("input", t);
+  for (const auto& t : mm.outputs()) print("output", t);
+  return 0;
+}
+
+int Infer(inference::GRPCInferenceService::Stub* stub) {
+  const std::string address = absl::GetFlag(FLAGS_address);
+  const std::string model = absl::GetFlag(FLAGS_model);
+  std::vector<float> tokens;
+  int64_t d_model = 0;
+  if (!absl::GetFlag(FLAGS_input).empty()) {
+    auto npy = moe::ReadNpy(absl::GetFlag(FLAGS_input));
+    if (!npy.ok()) {
+      std::fprintf(stderr, "%s\n", npy.status().ToString().c_str());
+      return 2;
+    }
+    if (npy->descr != "<f4" || npy->shape.size() != 2) {
+      std::fprintf(stderr, "%s: need float32 [T, d_model], got %s of rank %zu\n",
+                   absl::GetFlag(FLAGS_input).c_str(), npy->descr.c_str(), npy->shape.size());
+      return 2;
+    }
+    d_model = npy->shape[1];
+    tokens = std::move(npy->f32);
+  } else if (absl::GetFlag(FLAGS_random) > 0) {
+    auto d = moe::FetchDModel(stub, model, absl::GetFlag(FLAGS_deadline_ms));
+    if (!d.ok()) {
+      std::fprintf(stderr, "cannot read the model's d_model: %s\n",
+                   DescribeGrpcError(grpc::Status(static_cast<grpc::StatusCode>(d.status().code()),
+                                                  std::string(d.status().message())),
+                                     address)
+                       .c_str());
+      return 1;
+    }
+    d_model = *d;
+    moe::SeededRandom rng(absl::GetFlag(FLAGS_seed));
+    tokens = rng.UniformVector(absl::GetFlag(FLAGS_random) * d_model, 1.0f);
+  } else {
+    std::fprintf(stderr, "infer needs --input=FILE.npy or --random=T\n");
+    return 2;
+  }
+  const bool routing = absl::GetFlag(FLAGS_show_routing);
+  auto req = moe::BuildInferRequest(model, tokens, d_model, absl::GetFlag(FLAGS_bf16), "moe_client",
+                                    routing);
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  inference::ModelInferResponse resp;
+  grpc::Status st = stub->ModelInfer(&ctx, req, &resp);
+  if (!st.ok()) {
+    std::fprintf(stderr, "%s\n", DescribeGrpcError(st, address).c_str());
+    return 1;
+  }
+  auto result = moe::ParseInferResponse(resp);
+  if (!result.ok()) {
+    std::fprintf(stderr, "bad response: %s\n", result.status().ToString().c_str());
+    return 1;
+  }
+  double sum = 0, max_abs = 0;
+  for (float v : result->output) {
+    sum += v;
+    max_abs = std::max(max_abs, static_cast<double>(std::fabs(v)));
+  }
+  std::printf("output [%lld, %lld] %s  mean %.6g  max|y| %.6g\n",
+              static_cast<long long>(result->num_tokens), static_cast<long long>(result->d_model),
+              resp.outputs(0).datatype().c_str(),
+              sum / static_cast<double>(std::max<size_t>(result->output.size(), 1)), max_abs);
+  if (routing) {
+    const int k = result->top_k;
+    for (int64_t t = 0; t < result->num_tokens; ++t) {
+      std::string line = absl::StrCat("token ", t, ":");
+      for (int j = 0; j < k; ++j) {
+        const size_t i = static_cast<size_t>(t * k + j);
+        absl::StrAppend(&line, " expert ", result->expert_ids[i], " (",
+                        absl::StrFormat("%.4f", result->expert_weights[i]), ")");
+      }
+      std::printf("%s\n", line.c_str());
+    }
+  }
+  if (!absl::GetFlag(FLAGS_output).empty()) {
+    absl::Status w = moe::WriteNpyF32(absl::GetFlag(FLAGS_output),
+                                      {result->num_tokens, result->d_model}, result->output);
+    if (!w.ok()) {
+      std::fprintf(stderr, "%s\n", w.ToString().c_str());
+      return 1;
+    }
+    std::printf("wrote %s\n", absl::GetFlag(FLAGS_output).c_str());
+  }
+  return 0;
+}
+
+int Stats(inference::GRPCInferenceService::Stub* stub) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  inference::ModelStatisticsRequest req;
+  req.set_name(absl::GetFlag(FLAGS_model));
+  inference::ModelStatisticsResponse resp;
+  grpc::Status st = stub->ModelStatistics(&ctx, req, &resp);
+  if (!st.ok()) {
+    std::fprintf(stderr, "%s\n", DescribeGrpcError(st, absl::GetFlag(FLAGS_address)).c_str());
+    return 1;
+  }
+  for (const auto& m : resp.model_stats()) {
+    const auto& s = m.inference_stats();
+    auto avg_ms = [](const inference::StatisticDuration& d) {
+      return d.count() ? static_cast<double>(d.ns()) / static_cast<double>(d.count()) / 1e6 : 0.0;
+    };
+    std::printf("model %s version %s\n", m.name().c_str(), m.version().c_str());
+    std::printf("  requests ok %llu (avg %.3f ms), failed %llu\n",
+                static_cast<unsigned long long>(s.success().count()), avg_ms(s.success()),
+                static_cast<unsigned long long>(s.fail().count()));
+    std::printf("  queue avg %.3f ms, compute avg %.3f ms per batch\n", avg_ms(s.queue()),
+                avg_ms(s.compute_infer()));
+    std::printf("  tokens computed %llu in %llu batches (avg %.1f tokens/batch)\n",
+                static_cast<unsigned long long>(m.inference_count()),
+                static_cast<unsigned long long>(m.execution_count()),
+                m.execution_count() ? static_cast<double>(m.inference_count()) /
+                                          static_cast<double>(m.execution_count())
+                                    : 0.0);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "moe_client {health|metadata|infer|stats} [--address=host:port] [flags]");
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (args.size() != 2) return Usage();
+  const std::string command = args[1];
+  moe::ConnectionOptions conn;
+  conn.address = absl::GetFlag(FLAGS_address);
+  conn.tls_ca = absl::GetFlag(FLAGS_tls_ca);
+  conn.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  conn.tls_key = absl::GetFlag(FLAGS_tls_key);
+  auto channel = moe::MakeChannel(conn);
+  if (!channel.ok()) {
+    std::fprintf(stderr, "%s\n", channel.status().ToString().c_str());
+    return 2;
+  }
+  if (command == "health") return Health(*channel);
+  auto stub = inference::GRPCInferenceService::NewStub(*channel);
+  if (command == "metadata") return Metadata(stub.get());
+  if (command == "infer") return Infer(stub.get());
+  if (command == "stats") return Stats(stub.get());
+  return Usage();
+}
