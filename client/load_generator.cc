@@ -1,0 +1,556 @@
+#include "client/load_generator.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "client/arrival_schedule.h"
+#include "client/hdr_histogram.h"
+#include "common/seeded_random.h"
+#include "model/moe_layer.h"
+#include "model/presets.h"
+
+namespace moe {
+namespace {
+
+using inference::ModelInferRequest;
+using inference::ModelInferResponse;
+using inference::ModelStreamInferResponse;
+using Stub = inference::GRPCInferenceService::Stub;
+
+std::string CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return "OK";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    default: return absl::StrCat("CODE_", static_cast<int>(code));
+  }
+}
+
+struct PoolEntry {
+  std::vector<float> tokens;
+  int64_t num_tokens = 0;
+  ModelInferRequest request;
+};
+
+// Decides, request by request, whether to send and whether to measure.
+class Admission {
+ public:
+  Admission(absl::Time measure_start, absl::Time measure_end, int64_t requests)
+      : measure_start_(measure_start), measure_end_(measure_end), requests_(requests) {}
+
+  // False: stop sending. Otherwise *measured says whether it counts.
+  bool Admit(absl::Time intended, bool* measured) {
+    if (stopped_.load()) return false;
+    if (intended < measure_start_) {
+      *measured = false;
+      return true;
+    }
+    if (requests_ > 0) {
+      if (measured_.fetch_add(1) >= requests_) return Stop();
+    } else if (intended >= measure_end_) {
+      return Stop();
+    }
+    *measured = true;
+    return true;
+  }
+  absl::Time stop_time() const {
+    absl::MutexLock lock(&mu_);
+    return stop_time_;
+  }
+  absl::Time measure_start() const { return measure_start_; }
+
+ private:
+  bool Stop() {
+    absl::MutexLock lock(&mu_);
+    if (!stopped_.exchange(true)) stop_time_ = absl::Now();
+    return false;
+  }
+  const absl::Time measure_start_, measure_end_;
+  const int64_t requests_;
+  std::atomic<int64_t> measured_{0};
+  std::atomic<bool> stopped_{false};
+  mutable absl::Mutex mu_;
+  absl::Time stop_time_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+};
+
+// Collects results from any thread.
+class Recorder {
+ public:
+  Recorder(const std::vector<PoolEntry>* pool, bool verify) : pool_(pool), verify_(verify) {
+    first_outputs_.resize(pool->size());
+  }
+
+  void Record(int pool_index, absl::Time intended, bool measured, grpc::StatusCode code,
+              const ModelInferResponse* resp) {
+    const absl::Time now = absl::Now();
+    const int64_t latency_ns = absl::ToInt64Nanoseconds(now - intended);
+    std::vector<float> output;
+    const bool ok = code == grpc::StatusCode::OK;
+    if (ok && verify_ && resp != nullptr) {
+      auto parsed = ParseInferResponse(*resp);
+      if (parsed.ok()) output = std::move(parsed->output);
+    }
+    absl::MutexLock lock(&mu_);
+    ++done_;
+    if (ok) {
+      ++total_ok_;
+      if (verify_) {
+        auto& first = first_outputs_[static_cast<size_t>(pool_index)];
+        if (first.empty()) {
+          first = std::move(output);
+        } else if (first != output) {
+          ++repeat_mismatches_;
+        }
+      }
+    } else {
+      ++errors_total_;
+    }
+    if (!measured) return;
+    if (ok) {
+      ++ok_;
+      tokens_ok_ += (*pool_)[static_cast<size_t>(pool_index)].num_tokens;
+      hist_.Record(latency_ns);
+      last_ok_ = std::max(last_ok_, now);
+    } else {
+      ++failed_;
+      ++errors_[CodeName(code)];
+    }
+  }
+
+  void CountSent(bool measured) {
+    absl::MutexLock lock(&mu_);
+    ++total_sent_;
+    if (measured) ++sent_;
+  }
+
+  struct Snapshot {
+    int64_t done, errors;
+  };
+  Snapshot Progress() const {
+    absl::MutexLock lock(&mu_);
+    return {done_, errors_total_};
+  }
+
+  void Fill(LoadReport* r) const {
+    absl::MutexLock lock(&mu_);
+    r->sent = sent_;
+    r->ok = ok_;
+    r->failed = failed_;
+    r->errors = errors_;
+    r->tokens_ok = tokens_ok_;
+    r->total_sent = total_sent_;
+    r->total_ok = total_ok_;
+    r->p50_ms = hist_.ValueAtPercentile(50) / 1e6;
+    r->p90_ms = hist_.ValueAtPercentile(90) / 1e6;
+    r->p99_ms = hist_.ValueAtPercentile(99) / 1e6;
+    r->p999_ms = hist_.ValueAtPercentile(99.9) / 1e6;
+    r->max_ms = static_cast<double>(hist_.max()) / 1e6;
+    r->mean_ms = hist_.mean() / 1e6;
+  }
+
+  const std::vector<std::vector<float>>& first_outputs() const { return first_outputs_; }
+  int64_t repeat_mismatches() const {
+    absl::MutexLock lock(&mu_);
+    return repeat_mismatches_;
+  }
+
+ private:
+  const std::vector<PoolEntry>* pool_;
+  const bool verify_;
+  mutable absl::Mutex mu_;
+  HdrHistogram hist_ ABSL_GUARDED_BY(mu_);
+  int64_t sent_ ABSL_GUARDED_BY(mu_) = 0, ok_ ABSL_GUARDED_BY(mu_) = 0,
+          failed_ ABSL_GUARDED_BY(mu_) = 0, tokens_ok_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t total_sent_ ABSL_GUARDED_BY(mu_) = 0, total_ok_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t done_ ABSL_GUARDED_BY(mu_) = 0, errors_total_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t repeat_mismatches_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time last_ok_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  std::map<std::string, int64_t> errors_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::vector<float>> first_outputs_;  // written under mu_
+};
+
+absl::StatusOr<std::vector<PoolEntry>> BuildPool(const LoadOptions& o, int64_t d_model) {
+  std::vector<PoolEntry> pool(static_cast<size_t>(std::max(1, o.pool_size)));
+  SeededRandom sizes(o.seed);
+  for (size_t i = 0; i < pool.size(); ++i) {
+    PoolEntry& e = pool[i];
+    const int64_t span = o.tokens_max - o.tokens_min + 1;
+    e.num_tokens = o.tokens_min + static_cast<int64_t>(sizes.NextU64() % static_cast<uint64_t>(span));
+    SeededRandom values(DeriveSeed(o.seed, absl::StrCat("pool.", i)));
+    e.tokens = values.UniformVector(e.num_tokens * d_model, 1.0f);
+    e.request = BuildInferRequest(o.model, e.tokens, d_model, o.bf16, "", false);
+  }
+  return pool;
+}
+
+struct ServerCounters {
+  bool ok = false;
+  int64_t success = 0, executions = 0, tokens = 0;
+};
+
+ServerCounters ReadServerCounters(Stub* stub, const std::string& model) {
+  ServerCounters c;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  inference::ModelStatisticsRequest req;
+  req.set_name(model);
+  inference::ModelStatisticsResponse resp;
+  if (!stub->ModelStatistics(&ctx, req, &resp).ok() || resp.model_stats_size() < 1) return c;
+  const auto& s = resp.model_stats(0);
+  c.ok = true;
+  c.success = static_cast<int64_t>(s.inference_stats().success().count());
+  c.executions = static_cast<int64_t>(s.execution_count());
+  c.tokens = static_cast<int64_t>(s.inference_count());
+  return c;
+}
+
+void SetDeadline(grpc::ClientContext* ctx, absl::Duration d) {
+  ctx->set_deadline(absl::ToChronoTime(absl::Now() + d));
+}
+
+// ---- closed loop --------------------------------------------------------
+
+void ClosedUnaryWorker(Stub* stub, const std::vector<PoolEntry>& pool, const LoadOptions& o,
+                       int worker, Admission* admission, Recorder* rec) {
+  for (int64_t i = 0;; ++i) {
+    const absl::Time intended = absl::Now();
+    bool measured = false;
+    if (!admission->Admit(intended, &measured)) return;
+    const int p = static_cast<int>((worker * 7919 + i) % static_cast<int64_t>(pool.size()));
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx, o.deadline);
+    ModelInferResponse resp;
+    rec->CountSent(measured);
+    grpc::Status st = stub->ModelInfer(&ctx, pool[static_cast<size_t>(p)].request, &resp);
+    rec->Record(p, intended, measured, st.error_code(), &resp);
+  }
+}
+
+void ClosedStreamWorker(Stub* stub, const std::vector<PoolEntry>& pool, const LoadOptions& o,
+                        int worker, Admission* admission, Recorder* rec) {
+  grpc::ClientContext ctx;
+  auto rw = stub->ModelStreamInfer(&ctx);
+  ModelStreamInferResponse resp;
+  for (int64_t i = 0;; ++i) {
+    const absl::Time intended = absl::Now();
+    bool measured = false;
+    if (!admission->Admit(intended, &measured)) break;
+    const int p = static_cast<int>((worker * 7919 + i) % static_cast<int64_t>(pool.size()));
+    ModelInferRequest req = pool[static_cast<size_t>(p)].request;
+    req.set_id(absl::StrCat(worker, ".", i));
+    rec->CountSent(measured);
+    if (!rw->Write(req) || !rw->Read(&resp)) {
+      rec->Record(p, intended, measured, grpc::StatusCode::UNAVAILABLE, nullptr);
+      break;
+    }
+    rec->Record(p, intended, measured,
+                resp.error_message().empty() ? grpc::StatusCode::OK : grpc::StatusCode::UNKNOWN,
+                &resp.infer_response());
+  }
+  rw->WritesDone();
+  rw->Finish();
+}
+
+// ---- open loop ----------------------------------------------------------
+
+struct UnaryCall {
+  grpc::ClientContext ctx;
+  ModelInferResponse resp;
+  absl::Time intended;
+  int pool_index = 0;
+  bool measured = false;
+};
+
+// One ModelStreamInfer per connection: the scheduler writes, a reader
+// thread matches answers to their intended times by request id.
+class OpenStream {
+ public:
+  OpenStream(Stub* stub, Recorder* rec) : rec_(rec) {
+    rw_ = stub->ModelStreamInfer(&ctx_);
+    reader_ = std::thread([this] { ReadLoop(); });
+  }
+  // Returns false if the stream is broken (the request is then recorded).
+  void Send(ModelInferRequest req, int pool_index, absl::Time intended, bool measured) {
+    const std::string id = req.id();
+    {
+      absl::MutexLock lock(&mu_);
+      pending_[id] = Pending{intended, pool_index, measured};
+    }
+    absl::MutexLock lock(&write_mu_);
+    if (broken_ || !rw_->Write(req)) {
+      broken_ = true;
+      absl::MutexLock plock(&mu_);
+      if (pending_.erase(id) > 0) {
+        rec_->Record(pool_index, intended, measured, grpc::StatusCode::UNAVAILABLE, nullptr);
+      }
+    }
+  }
+  void Close() {
+    {
+      absl::MutexLock lock(&write_mu_);
+      rw_->WritesDone();
+    }
+    reader_.join();
+    grpc::Status st = rw_->Finish();
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, p] : pending_) {
+      rec_->Record(p.pool_index, p.intended, p.measured,
+                   st.ok() ? grpc::StatusCode::UNKNOWN : st.error_code(), nullptr);
+    }
+    pending_.clear();
+  }
+
+ private:
+  struct Pending {
+    absl::Time intended;
+    int pool_index;
+    bool measured;
+  };
+  void ReadLoop() {
+    ModelStreamInferResponse resp;
+    while (rw_->Read(&resp)) {
+      Pending p;
+      {
+        absl::MutexLock lock(&mu_);
+        auto it = pending_.find(resp.infer_response().id());
+        if (it == pending_.end()) continue;
+        p = it->second;
+        pending_.erase(it);
+      }
+      rec_->Record(p.pool_index, p.intended, p.measured,
+                   resp.error_message().empty() ? grpc::StatusCode::OK : grpc::StatusCode::UNKNOWN,
+                   &resp.infer_response());
+    }
+  }
+
+  Recorder* rec_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<ModelInferRequest, ModelStreamInferResponse>> rw_;
+  std::thread reader_;
+  absl::Mutex write_mu_;
+  bool broken_ ABSL_GUARDED_BY(write_mu_) = false;
+  absl::Mutex mu_;
+  std::map<std::string, Pending> pending_ ABSL_GUARDED_BY(mu_);
+};
+
+void SleepUntil(absl::Time t) {
+  const absl::Duration d = t - absl::Now();
+  if (d > absl::ZeroDuration()) absl::SleepFor(d);
+}
+
+void RunOpenLoop(const std::vector<std::unique_ptr<Stub>>& stubs,
+                 const std::vector<PoolEntry>& pool, const LoadOptions& o, absl::Time start,
+                 Admission* admission, Recorder* rec) {
+  ArrivalSchedule schedule(start, o.rate, o.poisson, o.seed ^ 0x5eed);
+  std::atomic<int64_t> outstanding{0};
+  std::vector<std::unique_ptr<OpenStream>> streams;
+  if (o.stream) {
+    for (const auto& s : stubs) streams.push_back(std::make_unique<OpenStream>(s.get(), rec));
+  }
+  for (int64_t i = 0;; ++i) {
+    const absl::Time intended = schedule.Next();
+    bool measured = false;
+    if (!admission->Admit(intended, &measured)) break;
+    SleepUntil(intended);
+    const int p = static_cast<int>(i % static_cast<int64_t>(pool.size()));
+    const size_t conn = static_cast<size_t>(i % static_cast<int64_t>(stubs.size()));
+    rec->CountSent(measured);
+    if (o.stream) {
+      ModelInferRequest req = pool[static_cast<size_t>(p)].request;
+      req.set_id(absl::StrCat(i));
+      streams[conn]->Send(std::move(req), p, intended, measured);
+      continue;
+    }
+    if (outstanding.load() >= o.max_outstanding) {
+      rec->Record(p, intended, measured, grpc::StatusCode::RESOURCE_EXHAUSTED, nullptr);
+      continue;
+    }
+    auto* call = new UnaryCall;
+    call->intended = intended;
+    call->pool_index = p;
+    call->measured = measured;
+    SetDeadline(&call->ctx, o.deadline);
+    ++outstanding;
+    stubs[conn]->async()->ModelInfer(&call->ctx, &pool[static_cast<size_t>(p)].request,
+                                     &call->resp, [call, rec, &outstanding](grpc::Status st) {
+                                       rec->Record(call->pool_index, call->intended,
+                                                   call->measured, st.error_code(), &call->resp);
+                                       delete call;
+                                       --outstanding;
+                                     });
+  }
+  for (auto& s : streams) s->Close();
+  // Every call has a deadline, so this ends.
+  while (outstanding.load() > 0) absl::SleepFor(absl::Milliseconds(2));
+}
+
+}  // namespace
+
+absl::StatusOr<LoadReport> RunLoad(const LoadOptions& o) {
+  if ((o.concurrency > 0) == (o.rate > 0)) {
+    return absl::InvalidArgumentError("set exactly one of --concurrency (closed loop) or --rate "
+                                      "(open loop)");
+  }
+  if (o.tokens_min < 1 || o.tokens_max < o.tokens_min) {
+    return absl::InvalidArgumentError("tokens per request must satisfy 1 <= min <= max");
+  }
+  if (o.connections < 1) return absl::InvalidArgumentError("--connections must be >= 1");
+  std::vector<std::unique_ptr<Stub>> stubs;
+  for (int c = 0; c < o.connections; ++c) {
+    auto channel = MakeChannel(o.connection, c);
+    if (!channel.ok()) return channel.status();
+    stubs.push_back(inference::GRPCInferenceService::NewStub(*channel));
+  }
+  auto d_model = FetchDModel(stubs[0].get(), o.model, absl::ToInt64Milliseconds(o.deadline));
+  if (!d_model.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot read model metadata: ",
+        DescribeGrpcError(grpc::Status(static_cast<grpc::StatusCode>(d_model.status().code()),
+                                       std::string(d_model.status().message())),
+                          o.connection.address)));
+  }
+  auto pool = BuildPool(o, *d_model);
+  if (!pool.ok()) return pool.status();
+  const ServerCounters before = ReadServerCounters(stubs[0].get(), o.model);
+
+  const bool verify = !o.verify_preset.empty();
+  Recorder rec(&*pool, verify);
+  const absl::Time start = absl::Now() + absl::Milliseconds(20);
+  const absl::Time measure_start = start + o.warmup;
+  Admission admission(measure_start, measure_start + o.duration, o.requests);
+
+  // Progress reporter.
+  std::atomic<bool> running{true};
+  std::thread progress;
+  if (o.progress != nullptr) {
+    const bool tty = isatty(fileno(o.progress));
+    progress = std::thread([&, tty] {
+      int64_t last_done = 0;
+      absl::Time last = absl::Now();
+      while (running.load()) {
+        absl::SleepFor(tty ? absl::Milliseconds(250) : absl::Seconds(1));
+        const auto snap = rec.Progress();
+        const absl::Time now = absl::Now();
+        const double rate = static_cast<double>(snap.done - last_done) /
+                            std::max(1e-9, absl::ToDoubleSeconds(now - last));
+        last_done = snap.done;
+        last = now;
+        const std::string line = absl::StrFormat(
+            "[%6.1fs] %lld done, %.1f req/s now, %lld errors", absl::ToDoubleSeconds(now - start),
+            static_cast<long long>(snap.done), rate, static_cast<long long>(snap.errors));
+        std::fprintf(o.progress, tty ? "\r%-70s" : "%s\n", line.c_str());
+        std::fflush(o.progress);
+      }
+      if (tty) std::fprintf(o.progress, "\n");
+    });
+  }
+
+  SleepUntil(start);
+  if (o.concurrency > 0) {
+    std::vector<std::thread> workers;
+    for (int w = 0; w < o.concurrency; ++w) {
+      Stub* stub = stubs[static_cast<size_t>(w % o.connections)].get();
+      workers.emplace_back([&, stub, w] {
+        if (o.stream) {
+          ClosedStreamWorker(stub, *pool, o, w, &admission, &rec);
+        } else {
+          ClosedUnaryWorker(stub, *pool, o, w, &admission, &rec);
+        }
+      });
+    }
+    for (auto& t : workers) t.join();
+  } else {
+    RunOpenLoop(stubs, *pool, o, start, &admission, &rec);
+  }
+  running.store(false);
+  if (progress.joinable()) progress.join();
+
+  LoadReport r;
+  r.mode = o.concurrency > 0 ? "closed" : "open";
+  r.concurrency = o.concurrency;
+  r.target_rate = o.rate;
+  r.poisson = o.poisson;
+  r.stream = o.stream;
+  r.connections = o.connections;
+  r.tokens_min = o.tokens_min;
+  r.tokens_max = o.tokens_max;
+  rec.Fill(&r);
+  absl::Time stop = admission.stop_time();
+  if (stop == absl::InfiniteFuture()) stop = absl::Now();
+  r.window_s = std::max(1e-9, absl::ToDoubleSeconds(stop - measure_start));
+  r.achieved_rate = static_cast<double>(r.sent) / r.window_s;
+  r.throughput_rps = static_cast<double>(r.ok) / r.window_s;
+  r.tokens_per_s = static_cast<double>(r.tokens_ok) / r.window_s;
+
+  const ServerCounters after = ReadServerCounters(stubs[0].get(), o.model);
+  if (before.ok && after.ok) {
+    r.server_stats = true;
+    r.server_ok = after.success - before.success;
+    r.server_batches = after.executions - before.executions;
+    r.server_tokens = after.tokens - before.tokens;
+    r.server_avg_batch_tokens =
+        r.server_batches > 0 ? static_cast<double>(r.server_tokens) / r.server_batches : 0;
+  }
+
+  if (verify) {
+    r.verified = true;
+    auto weights = MakePreset(o.verify_preset, o.verify_seed);
+    if (!weights.ok()) return weights.status();
+    MoeLayerOptions lo;
+    lo.compute = o.verify_dtype;
+    auto layer = MoeLayer::Create(*weights, lo);
+    if (!layer.ok()) return layer.status();
+    if ((*layer)->d_model() != *d_model) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--verify preset '", o.verify_preset, "' has d_model ", (*layer)->d_model(),
+          " but the server's model has ", *d_model));
+    }
+    r.verify_mismatches = rec.repeat_mismatches();
+    const auto& firsts = rec.first_outputs();
+    for (size_t i = 0; i < pool->size(); ++i) {
+      if (firsts[i].empty()) continue;
+      std::vector<float> x = (*pool)[i].tokens;
+      if (o.bf16) {
+        for (float& v : x) v = RoundToBf16(v);
+      }
+      std::vector<float> y(x.size());
+      ForwardOutputs fo;
+      fo.output = y.data();
+      if (!(*layer)->Forward(x.data(), (*pool)[i].num_tokens, fo).ok()) {
+        return absl::InternalError("local verification layer failed");
+      }
+      if (o.bf16) {
+        for (float& v : y) v = RoundToBf16(v);
+      }
+      if (y != firsts[i]) ++r.verify_mismatches;
+    }
+    // Every OK answer was compared: the first per pool entry against the
+    // local layer, the others bitwise against that first one.
+    r.verify_checked = r.total_ok;
+  }
+  return r;
+}
+
+}  // namespace moe

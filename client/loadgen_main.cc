@@ -1,0 +1,165 @@
+// moe_loadgen: load-tests a KServe v2 server (moe-serve or any other).
+//
+//   moe_loadgen --concurrency=8 --duration_s=10 --tokens=16         closed loop
+//   moe_loadgen --rate=200 --arrival=poisson --duration_s=30        open loop
+//   moe_loadgen --concurrency=1 --sweep=1,8,64 --html=report.html   a sweep
+//   moe_loadgen --rate=50 --verify=demo                             check answers
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "client/load_generator.h"
+#include "client/load_report.h"
+#include "experts/dnnl_engine.h"
+
+ABSL_FLAG(std::string, address, "localhost:8001", "Server address host:port.");
+ABSL_FLAG(std::string, model, "moe", "Model name.");
+ABSL_FLAG(std::string, tls_ca, "", "PEM CA to trust: connect with TLS.");
+ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate (mutual TLS).");
+ABSL_FLAG(std::string, tls_key, "", "PEM client key (mutual TLS).");
+ABSL_FLAG(int, concurrency, 0, "Closed loop: requests in flight.");
+ABSL_FLAG(double, rate, 0, "Open loop: requests per second.");
+ABSL_FLAG(std::string, arrival, "constant", "Open loop arrivals: constant or poisson.");
+ABSL_FLAG(double, duration_s, 10, "Measured window, seconds (ignored with --requests).");
+ABSL_FLAG(int64_t, requests, 0, "Measure this many requests instead of a duration.");
+ABSL_FLAG(double, warmup_s, 1, "Warm-up before the measured window, seconds.");
+ABSL_FLAG(std::string, tokens, "1", "Tokens per request: N or MIN-MAX (uniform).");
+ABSL_FLAG(int, connections, 1, "gRPC connections to spread requests over.");
+ABSL_FLAG(bool, stream, false, "Use ModelStreamInfer instead of ModelInfer.");
+ABSL_FLAG(int64_t, deadline_ms, 10000, "Deadline of each request, milliseconds.");
+ABSL_FLAG(bool, bf16, false, "Send BF16 tokens.");
+ABSL_FLAG(uint64_t, seed, 1, "Seed of the token values and Poisson arrivals.");
+ABSL_FLAG(std::string, sweep, "",
+          "Comma-separated concurrencies (with --concurrency) or rates (with --rate) to run in "
+          "turn; one table and, with --html, one chart.");
+ABSL_FLAG(std::string, json, "", "Write the report(s) as JSON to this file ('-': stdout).");
+ABSL_FLAG(std::string, csv, "", "Write the report(s) as CSV to this file ('-': stdout).");
+ABSL_FLAG(std::string, html, "", "Write a self-contained HTML report with a latency chart.");
+ABSL_FLAG(std::string, verify, "",
+          "Preset the server runs (e.g. demo): recompute answers locally and count mismatches.");
+ABSL_FLAG(std::string, verify_dtype, "",
+          "Compute dtype the server runs (f32|bf16); default: the server's default here.");
+ABSL_FLAG(uint64_t, verify_seed, 20240601, "Weight seed of the server's preset.");
+ABSL_FLAG(bool, progress, true, "Print progress to stderr while running.");
+
+namespace {
+
+bool WriteText(const std::string& path, const std::string& text) {
+  if (path == "-") {
+    std::fputs(text.c_str(), stdout);
+    return true;
+  }
+  std::ofstream out(path);
+  out << text;
+  return static_cast<bool>(out);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "moe_loadgen (--concurrency=N | --rate=R) [--duration_s=S] [--tokens=N|MIN-MAX] ...");
+  absl::ParseCommandLine(argc, argv);
+  moe::LoadOptions o;
+  o.connection.address = absl::GetFlag(FLAGS_address);
+  o.connection.tls_ca = absl::GetFlag(FLAGS_tls_ca);
+  o.connection.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  o.connection.tls_key = absl::GetFlag(FLAGS_tls_key);
+  o.model = absl::GetFlag(FLAGS_model);
+  o.concurrency = absl::GetFlag(FLAGS_concurrency);
+  o.rate = absl::GetFlag(FLAGS_rate);
+  const std::string arrival = absl::GetFlag(FLAGS_arrival);
+  if (arrival != "constant" && arrival != "poisson") {
+    std::fprintf(stderr, "--arrival must be constant or poisson\n");
+    return 2;
+  }
+  o.poisson = arrival == "poisson";
+  o.duration = absl::Seconds(absl::GetFlag(FLAGS_duration_s));
+  o.requests = absl::GetFlag(FLAGS_requests);
+  o.warmup = absl::Seconds(absl::GetFlag(FLAGS_warmup_s));
+  const std::string tokens = absl::GetFlag(FLAGS_tokens);
+  std::vector<std::string> range = absl::StrSplit(tokens, '-');
+  if (range.size() > 2 || !absl::SimpleAtoi(range[0], &o.tokens_min) ||
+      !absl::SimpleAtoi(range.back(), &o.tokens_max)) {
+    std::fprintf(stderr, "--tokens must be N or MIN-MAX, got '%s'\n", tokens.c_str());
+    return 2;
+  }
+  o.connections = absl::GetFlag(FLAGS_connections);
+  o.stream = absl::GetFlag(FLAGS_stream);
+  o.deadline = absl::Milliseconds(absl::GetFlag(FLAGS_deadline_ms));
+  o.bf16 = absl::GetFlag(FLAGS_bf16);
+  o.seed = absl::GetFlag(FLAGS_seed);
+  o.verify_preset = absl::GetFlag(FLAGS_verify);
+  o.verify_seed = absl::GetFlag(FLAGS_verify_seed);
+  o.verify_dtype = moe::CpuHasNativeBf16() ? moe::DType::kBF16 : moe::DType::kF32;
+  if (!absl::GetFlag(FLAGS_verify_dtype).empty()) {
+    auto d = moe::ParseComputeDType(absl::GetFlag(FLAGS_verify_dtype));
+    if (!d.ok()) {
+      std::fprintf(stderr, "--verify_dtype: %s\n", std::string(d.status().message()).c_str());
+      return 2;
+    }
+    o.verify_dtype = *d;
+  }
+  if (absl::GetFlag(FLAGS_progress)) o.progress = stderr;
+
+  std::vector<double> points;
+  if (!absl::GetFlag(FLAGS_sweep).empty()) {
+    for (absl::string_view p : absl::StrSplit(absl::GetFlag(FLAGS_sweep), ',')) {
+      double v;
+      if (!absl::SimpleAtod(p, &v) || v <= 0) {
+        std::fprintf(stderr, "--sweep: bad value '%s'\n", std::string(p).c_str());
+        return 2;
+      }
+      points.push_back(v);
+    }
+  }
+  if (points.empty()) points.push_back(o.concurrency > 0 ? o.concurrency : o.rate);
+
+  std::vector<moe::LoadReport> reports;
+  for (double p : points) {
+    moe::LoadOptions run = o;
+    if (o.concurrency > 0) {
+      run.concurrency = static_cast<int>(p);
+    } else {
+      run.rate = p;
+    }
+    auto report = moe::RunLoad(run);
+    if (!report.ok()) {
+      std::fprintf(stderr, "moe_loadgen: %s\n", std::string(report.status().message()).c_str());
+      return 1;
+    }
+    if (absl::GetFlag(FLAGS_json) != "-" && absl::GetFlag(FLAGS_csv) != "-") {
+      std::printf("%s\n", moe::ReportText(*report).c_str());
+    }
+    reports.push_back(*std::move(report));
+  }
+  if (reports.size() > 1 && absl::GetFlag(FLAGS_json) != "-" && absl::GetFlag(FLAGS_csv) != "-") {
+    std::printf("%s", moe::SweepTable(reports).c_str());
+  }
+  if (!absl::GetFlag(FLAGS_json).empty()) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& r : reports) j.push_back(moe::ReportJson(r));
+    const std::string text = (reports.size() == 1 ? j[0] : j).dump(2) + "\n";
+    if (!WriteText(absl::GetFlag(FLAGS_json), text)) return 1;
+  }
+  if (!absl::GetFlag(FLAGS_csv).empty()) {
+    std::string text = moe::CsvHeader();
+    for (const auto& r : reports) text += moe::CsvRow(r);
+    if (!WriteText(absl::GetFlag(FLAGS_csv), text)) return 1;
+  }
+  if (!absl::GetFlag(FLAGS_html).empty()) {
+    if (!WriteText(absl::GetFlag(FLAGS_html),
+                   moe::SweepHtml(reports, "moe_loadgen: " + o.connection.address))) {
+      return 1;
+    }
+  }
+  int64_t mismatches = 0;
+  for (const auto& r : reports) mismatches += r.verify_mismatches;
+  return mismatches > 0 ? 3 : 0;
+}
