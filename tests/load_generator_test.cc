@@ -1,0 +1,193 @@
+// moe_loadgen's engine: the open-loop scheduler keeps its rate, latencies
+// are free of coordinated omission, and against the real server the counts
+// match, answers verify and the JSON parses.
+#include "client/load_generator.h"
+
+#include <sys/wait.h>
+
+#include <cstdio>
+
+#include "client/arrival_schedule.h"
+#include "client/load_report.h"
+#include "gtest/gtest.h"
+#include "server/serving_core.h"
+#include "tests/fake_kserve_server.h"
+#include "tests/server_test_util.h"
+#include "tests/status_matchers.h"
+
+namespace moe {
+namespace {
+
+using ::moe::testing::FakeKserveServer;
+
+TEST(ArrivalScheduleTest, ConstantAndPoissonRates) {
+  const absl::Time start = absl::UnixEpoch();
+  ArrivalSchedule constant(start, 100, false, 1);
+  EXPECT_EQ(constant.Next(), start);
+  EXPECT_EQ(constant.Next(), start + absl::Milliseconds(10));
+  ArrivalSchedule poisson(start, 1000, true, 7);
+  absl::Time last = start;
+  for (int i = 0; i < 100000; ++i) last = poisson.Next();
+  // 100000 exponential gaps of mean 1 ms: 100 s, within a few standard
+  // deviations (sqrt(n) * 1 ms = 0.3 s).
+  EXPECT_NEAR(absl::ToDoubleSeconds(last - start), 100.0, 1.5);
+}
+
+TEST(LoadGeneratorTest, OpenLoopKeepsItsTargetRate) {
+  FakeKserveServer server;
+  for (bool poisson : {false, true}) {
+    const int64_t answered_before = server.service().answered();
+    LoadOptions o;
+    o.connection.address = server.address();
+    o.rate = 400;
+    o.poisson = poisson;
+    o.duration = absl::Seconds(3);
+    o.warmup = absl::Milliseconds(200);
+    ASSERT_OK_AND_ASSIGN(LoadReport r, RunLoad(o));
+    EXPECT_EQ(r.failed, 0);
+    // Constant arrivals send exactly rate x window; Poisson ones vary by
+    // ~sqrt(1200)/1200 = 3% (1 sigma), so its bound is wider.
+    EXPECT_NEAR(r.achieved_rate, 400, poisson ? 400 * 0.1 : 400 * 0.02) << ReportText(r);
+    EXPECT_EQ(r.total_ok, server.service().answered() - answered_before);
+  }
+}
+
+TEST(LoadGeneratorTest, OpenLoopShowsAServerStallClosedLoopHidesIt) {
+  // Open loop at 100 req/s for 3 s; the server stalls 200 ms after 1 s.
+  FakeKserveServer open_server;
+  LoadOptions o;
+  o.connection.address = open_server.address();
+  o.rate = 100;
+  o.duration = absl::Seconds(3);
+  o.warmup = absl::ZeroDuration();
+  open_server.service().ArmStall(absl::Now() + absl::Seconds(1), absl::Milliseconds(200));
+  ASSERT_OK_AND_ASSIGN(LoadReport open, RunLoad(o));
+  EXPECT_EQ(open.failed, 0);
+  // The request sent as the stall began waited the whole 200 ms; the ~20
+  // sent during it waited 200, 190, ... ms, so the top 1% of 300 requests
+  // (3 of them) are all >= 170 ms.
+  EXPECT_GE(open.max_ms, 200.0) << ReportText(open);
+  EXPECT_GE(open.p99_ms, 150.0) << ReportText(open);
+
+  // Closed loop, one request in flight: the stall delays only the one
+  // request caught in it, and the load itself pauses: the percentiles hide
+  // the stall (coordinated omission), which is why open loop exists.
+  FakeKserveServer closed_server;
+  LoadOptions c = o;
+  c.connection.address = closed_server.address();
+  c.rate = 0;
+  c.concurrency = 1;
+  closed_server.service().ArmStall(absl::Now() + absl::Seconds(1), absl::Milliseconds(200));
+  ASSERT_OK_AND_ASSIGN(LoadReport closed, RunLoad(c));
+  EXPECT_GE(closed.max_ms, 190.0) << ReportText(closed);
+  EXPECT_LT(closed.p99_ms, 50.0) << ReportText(closed);
+}
+
+class LoadGeneratorServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto weights = MakePreset("transformer-base");
+    ASSERT_OK(weights);
+    ServerOptions options = ::moe::testing::LocalOptions();
+    auto server = MoeServer::Start(::moe::testing::MakeLayer(*weights, DType::kF32), options);
+    ASSERT_OK(server);
+    server_ = *std::move(server);
+  }
+  std::unique_ptr<MoeServer> server_;
+};
+
+TEST_F(LoadGeneratorServerTest, CountsMatchTheServerAndAnswersVerify) {
+  for (bool stream : {false, true}) {
+    const double ok_before = server_->core().metrics().RequestsTotal("ok");
+    LoadOptions o;
+    o.connection.address = server_->local_grpc_address();
+    o.concurrency = 4;
+    o.duration = absl::Seconds(2);
+    o.warmup = absl::Milliseconds(300);
+    o.tokens_min = 1;
+    o.tokens_max = 8;
+    o.connections = 2;
+    o.stream = stream;
+    o.verify_preset = "transformer-base";
+    o.verify_dtype = DType::kF32;
+    ASSERT_OK_AND_ASSIGN(LoadReport r, RunLoad(o));
+    EXPECT_GT(r.ok, 0);
+    EXPECT_EQ(r.failed, 0);
+    // Every request the loadgen saw answered OK is one the server counted,
+    // in its ModelStatistics and in its Prometheus counter.
+    EXPECT_TRUE(r.server_stats);
+    EXPECT_EQ(r.server_ok, r.total_ok) << ReportText(r);
+    EXPECT_EQ(server_->core().metrics().RequestsTotal("ok") - ok_before,
+              static_cast<double>(r.total_ok));
+    EXPECT_EQ(r.total_sent, r.total_ok);
+    EXPECT_TRUE(r.verified);
+    EXPECT_EQ(r.verify_checked, r.total_ok);
+    EXPECT_EQ(r.verify_mismatches, 0) << ReportText(r);
+    EXPECT_GT(r.server_avg_batch_tokens, 0);
+  }
+}
+
+TEST_F(LoadGeneratorServerTest, VerifyCatchesAWrongModel) {
+  LoadOptions o;
+  o.connection.address = server_->local_grpc_address();
+  o.concurrency = 2;
+  o.requests = 20;
+  o.verify_preset = "transformer-base";
+  o.verify_seed = 999;  // different weights than the server's
+  o.verify_dtype = DType::kF32;
+  ASSERT_OK_AND_ASSIGN(LoadReport r, RunLoad(o));
+  EXPECT_GT(r.verify_mismatches, 0);
+}
+
+TEST_F(LoadGeneratorServerTest, BinaryWritesParsableJson) {
+  const std::string cmd = std::string(MOE_LOADGEN_BINARY) + " --address=" +
+                          server_->local_grpc_address() +
+                          " --concurrency=2 --requests=50 --warmup_s=0 --tokens=2-4 "
+                          "--verify=transformer-base --verify_dtype=f32 --progress=false --json=-";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  const int status = pclose(p);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << out;
+  nlohmann::json j = nlohmann::json::parse(out);  // throws (fails) if not JSON
+  EXPECT_EQ(j["mode"], "closed");
+  EXPECT_EQ(j["sent"], 50);
+  EXPECT_EQ(j["ok"], 50);
+  EXPECT_EQ(j["verify"]["mismatches"], 0);
+  EXPECT_GT(j["latency_ms"]["p50"].get<double>(), 0.0);
+  EXPECT_EQ(j["server"]["ok"], 50);
+}
+
+TEST(LoadReportTest, SweepHtmlIsSelfContainedWithAChart) {
+  LoadReport a, b;
+  a.mode = b.mode = "closed";
+  a.concurrency = 1;
+  b.concurrency = 8;
+  a.throughput_rps = 100;
+  b.throughput_rps = 400;
+  a.p50_ms = 1;
+  a.p90_ms = 2;
+  a.p99_ms = 3;
+  a.p999_ms = 4;
+  b.p50_ms = 5;
+  b.p90_ms = 8;
+  b.p99_ms = 12;
+  b.p999_ms = 20;
+  const std::string html = SweepHtml({a, b}, "test <sweep>");
+  EXPECT_NE(html.find("<svg"), std::string::npos);
+  EXPECT_NE(html.find("<polyline"), std::string::npos);
+  EXPECT_NE(html.find("test &lt;sweep&gt;"), std::string::npos);
+  // Self-contained: nothing loaded from elsewhere.
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+  EXPECT_EQ(html.find("src="), std::string::npos);
+  EXPECT_EQ(html.find("<link"), std::string::npos);
+  EXPECT_NE(SweepTable({a, b}).find("c=8"), std::string::npos);
+  EXPECT_EQ(CsvHeader().find("mode,"), 0u);
+}
+
+}  // namespace
+}  // namespace moe
