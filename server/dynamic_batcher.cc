@@ -49,6 +49,27 @@ size_t DynamicBatcher::queued_tasks() const {
   return queue_.queued_tasks();
 }
 
+namespace {
+
+// A dropped cancelled task: gRPC cancels a call server-side when its
+// deadline passes, so a cancellation at the deadline (within the slack of
+// the two clocks' conversions) is reported as the deadline it is.
+absl::Status DroppedStatus(const InferTask& t) {
+  if (absl::Now() + absl::Milliseconds(20) >= t.deadline) {
+    return absl::DeadlineExceededError(
+        "deadline passed while the request was queued; it was not computed");
+  }
+  return absl::CancelledError("request cancelled by the client");
+}
+
+}  // namespace
+
+void DynamicBatcher::FinishDropped(const std::vector<std::shared_ptr<InferTask>>& tasks) {
+  for (const auto& t : tasks) {
+    if (t->ClaimFinish() && t->done) t->done(DroppedStatus(*t), *t);
+  }
+}
+
 void DynamicBatcher::FinishAll(const std::vector<std::shared_ptr<InferTask>>& tasks,
                                const absl::Status& status) {
   for (const auto& t : tasks) {
@@ -80,7 +101,7 @@ void DynamicBatcher::ComputeLoop() {
     ++generation_;
     mu_.Unlock();
 
-    FinishAll(batch.cancelled, absl::CancelledError("request cancelled by the client"));
+    FinishDropped(batch.cancelled);
     if (!batch.slices.empty()) {
       const absl::Time start = absl::Now();
       absl::Status st = run_(batch);
@@ -119,7 +140,7 @@ void DynamicBatcher::WatchLoop() {
       mu_.Unlock();
       FinishAll(expired, absl::DeadlineExceededError(
                              "deadline passed while the request was queued; it was not computed"));
-      FinishAll(cancelled, absl::CancelledError("request cancelled by the client"));
+      FinishDropped(cancelled);
       mu_.Lock();
       continue;
     }

@@ -72,6 +72,9 @@ class DynamicBatcher {
   // Finishes `tasks` with `status` (outside the lock).
   static void FinishAll(const std::vector<std::shared_ptr<InferTask>>& tasks,
                         const absl::Status& status);
+  // Finishes dropped cancelled tasks: CANCELLED, or DEADLINE_EXCEEDED when
+  // their deadline has passed (gRPC cancels calls at their deadline).
+  static void FinishDropped(const std::vector<std::shared_ptr<InferTask>>& tasks);
 
   const BatchQueueOptions options_;
   const RunBatchFn run_;

@@ -112,6 +112,9 @@ absl::StatusOr<std::unique_ptr<MoeServer>> MoeServer::Start(std::unique_ptr<MoeL
     }
     httplib::Server* http = s->http_server_.get();
     s->http_thread_ = std::thread([http] { http->listen_after_bind(); });
+    // stop() is a no-op until the listen loop runs: wait for it, so that a
+    // shutdown right after start cannot leave the thread blocked in accept.
+    for (int i = 0; i < 5000 && !http->is_running(); ++i) absl::SleepFor(absl::Milliseconds(1));
   }
   return s;
 }

@@ -298,6 +298,12 @@ TEST_F(ServiceTest, DeadlineShorterThanTheQueueDelayIsExceededAndNotComputed) {
   o.batching.max_batch_tokens = 512;
   o.batching.max_queue_delay = absl::Seconds(3);
   StartServer(o);
+  {
+    // Connect first, so the 200 ms below are the request's alone.
+    grpc::ClientContext ctx;
+    inference::ServerLiveResponse live;
+    ASSERT_TRUE(stub_->ServerLive(&ctx, inference::ServerLiveRequest(), &live).ok());
+  }
   auto tokens = RandomTokens(kD, 13);
   const absl::Time start = absl::Now();
   inference::ModelInferResponse resp;
@@ -311,10 +317,15 @@ TEST_F(ServiceTest, DeadlineShorterThanTheQueueDelayIsExceededAndNotComputed) {
        ++i) {
     absl::SleepFor(absl::Milliseconds(1));
   }
-  EXPECT_EQ(server_->core().metrics().RequestsTotal("deadline_exceeded"), 1);
+  EXPECT_EQ(server_->core().metrics().RequestsTotal("deadline_exceeded"), 1)
+      << server_->core().RenderMetrics().substr(0, 600);
   inference::ModelStatistics stats;
   server_->core().metrics().FillModelStatistics("moe", &stats);
   EXPECT_EQ(stats.execution_count(), 0u);
+  // Server side, the request was answered at its deadline (~200 ms after
+  // acceptance), not when the 3 s batch window closed.
+  EXPECT_LT(stats.inference_stats().fail().ns(), 600'000'000u);
+  EXPECT_GE(stats.inference_stats().fail().ns(), 150'000'000u);
 }
 
 TEST_F(ServiceTest, HealthAndReflectionAnswer) {
