@@ -97,7 +97,8 @@ void DynamicBatcher::ComputeLoop() {
       continue;
     }
     Batch batch = queue_.TakeBatch(now);
-    batch_running_ = !batch.slices.empty();
+    // Covers the completions below too: Drain waits for them.
+    batch_running_ = !batch.slices.empty() || !batch.cancelled.empty();
     ++generation_;
     mu_.Unlock();
 
@@ -137,11 +138,14 @@ void DynamicBatcher::WatchLoop() {
     std::vector<std::shared_ptr<InferTask>> cancelled = queue_.TakeCancelled();
     if (!expired.empty() || !cancelled.empty()) {
       ++generation_;
+      watcher_busy_ = true;  // Drain waits for these answers
       mu_.Unlock();
       FinishAll(expired, absl::DeadlineExceededError(
                              "deadline passed while the request was queued; it was not computed"));
       FinishDropped(cancelled);
       mu_.Lock();
+      watcher_busy_ = false;
+      ++generation_;
       continue;
     }
     const absl::Time deadline = queue_.EarliestDeadline();
@@ -166,13 +170,15 @@ DynamicBatcher::DrainResult DynamicBatcher::Drain(absl::Duration timeout) {
     draining_ = true;
     ++generation_;
     auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return queue_.empty() && !batch_running_;
+      return queue_.empty() && !batch_running_ && !watcher_busy_;
     };
     mu_.AwaitWithTimeout(absl::Condition(&idle), timeout);
     cut = queue_.TakeAll();
     ++generation_;
     // Wait for the running batch: its tasks are accepted work.
-    auto not_running = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !batch_running_; };
+    auto not_running = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !batch_running_ && !watcher_busy_;
+    };
     mu_.Await(absl::Condition(&not_running));
   }
   for (const auto& t : cut) {

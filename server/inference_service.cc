@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -98,9 +99,13 @@ class StreamReactor final
 
   void OnReadDone(bool ok) override {
     if (!ok) {
-      absl::MutexLock lock(&mu_);
-      reads_done_ = true;
-      MaybeFinishLocked();
+      std::optional<grpc::Status> fin;
+      {
+        absl::MutexLock lock(&mu_);
+        reads_done_ = true;
+        fin = MaybeFinishLocked();
+      }
+      if (fin) Finish(*fin);
       return;
     }
     const absl::Time start = absl::Now();
@@ -109,15 +114,7 @@ class StreamReactor final
     if (!decoded.ok()) {
       core_->metrics().RecordRequest(decoded.status(), 0, 0, absl::Now() - start,
                                      absl::ZeroDuration());
-      ModelStreamInferResponse resp;
-      resp.set_error_message(std::string(decoded.status().message()));
-      resp.mutable_infer_response()->set_id(request_.id());
-      resp.mutable_infer_response()->set_model_name(request_.model_name());
-      {
-        absl::MutexLock lock(&mu_);
-        QueueWriteLocked(std::move(resp));
-      }
-      StartRead(&request_);
+      AnswerWithError(decoded.status(), request_.id(), request_.model_name(), nullptr);
       return;
     }
     auto shared = std::make_shared<DecodedRequest>(*std::move(decoded));
@@ -134,71 +131,128 @@ class StreamReactor final
       }
       core_->metrics().RecordRequest(st, tokens, st.ok() ? tokens : 0, absl::Now() - start,
                                      t.queue_time);
-      absl::MutexLock lock(&mu_);
-      tasks_.erase(std::find(tasks_.begin(), tasks_.end(), &t));
-      QueueWriteLocked(std::move(resp));
+      std::optional<grpc::Status> fin;
+      {
+        absl::MutexLock lock(&mu_);
+        tasks_.erase(std::find(tasks_.begin(), tasks_.end(), &t));
+        fin = QueueWriteLocked(std::move(resp));
+      }
+      // This runs on a batcher thread, outside any gRPC reaction: Finish
+      // may delete the reactor, so it is the last thing that touches it.
+      if (fin) Finish(*fin);
     };
+    std::optional<grpc::Status> fin;
+    bool listed = false;
     {
       absl::MutexLock lock(&mu_);
-      tasks_.push_back(task.get());
+      // A read can complete after the stream was cancelled and even after
+      // Finish(): submitting then would let the task answer a deleted
+      // reactor. Listing it under the same lock holds Finish back.
+      if (finished_ || cancelled_) {
+        fin = MaybeFinishLocked();
+      } else {
+        tasks_.push_back(task.get());
+        listed = true;
+      }
+    }
+    if (!listed) {
+      if (fin) Finish(*fin);
+      return;
     }
     absl::Status st = core_->Submit(task);
     if (!st.ok()) {
       core_->metrics().RecordRequest(st, 0, 0, absl::Now() - start, absl::ZeroDuration());
-      ModelStreamInferResponse resp;
-      resp.set_error_message(std::string(st.message()));
-      resp.mutable_infer_response()->set_id(shared->id);
-      resp.mutable_infer_response()->set_model_name(core_->io().model_name);
-      absl::MutexLock lock(&mu_);
-      tasks_.erase(std::find(tasks_.begin(), tasks_.end(), task.get()));
-      QueueWriteLocked(std::move(resp));
+      AnswerWithError(st, shared->id, core_->io().model_name, task.get());
+      return;
     }
-    StartRead(&request_);
+    ReadNextUnlessFinished();
   }
 
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    writes_.pop_front();
-    if (!ok) broken_ = true;  // the client is gone; keep draining our queue
-    if (!writes_.empty() && !broken_) {
-      writing_ = true;
-      StartWrite(&writes_.front());
-    } else if (broken_) {
-      writes_.clear();
+    std::optional<grpc::Status> fin;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      writes_.pop_front();
+      if (!ok) broken_ = true;  // the client is gone; keep draining our queue
+      if (!writes_.empty() && !broken_) {
+        writing_ = true;
+        StartWrite(&writes_.front());
+      } else if (broken_) {
+        writes_.clear();
+      }
+      fin = MaybeFinishLocked();
     }
-    MaybeFinishLocked();
+    if (fin) Finish(*fin);
   }
 
   void OnCancel() override {
-    absl::MutexLock lock(&mu_);
-    cancelled_ = true;
-    for (InferTask* t : tasks_) t->cancelled.store(true);
-    core_->NotifyCancelled();
+    std::optional<grpc::Status> fin;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      for (InferTask* t : tasks_) t->cancelled.store(true);
+      core_->NotifyCancelled();
+      // With nothing in flight no answer will come to finish the stream.
+      fin = MaybeFinishLocked();
+    }
+    if (fin) Finish(*fin);
   }
 
   void OnDone() override { delete this; }
 
  private:
-  void QueueWriteLocked(ModelStreamInferResponse resp) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (broken_ || cancelled_) {
-      MaybeFinishLocked();
+  // Answers the current read with an error message (and unlists
+  // `unlisted`, a task that was never accepted), then reads on.
+  void AnswerWithError(const absl::Status& st, const std::string& id, const std::string& model,
+                       InferTask* unlisted) {
+    ModelStreamInferResponse resp;
+    resp.set_error_message(std::string(st.message()));
+    resp.mutable_infer_response()->set_id(id);
+    resp.mutable_infer_response()->set_model_name(model);
+    std::optional<grpc::Status> fin;
+    {
+      absl::MutexLock lock(&mu_);
+      if (unlisted != nullptr) tasks_.erase(std::find(tasks_.begin(), tasks_.end(), unlisted));
+      fin = QueueWriteLocked(std::move(resp));
+    }
+    if (fin) {
+      Finish(*fin);
       return;
     }
+    ReadNextUnlessFinished();
+  }
+
+  void ReadNextUnlessFinished() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+    }
+    StartRead(&request_);
+  }
+
+  // Queues a response; returns the status to Finish with (outside the
+  // lock) if the stream is done.
+  std::optional<grpc::Status> QueueWriteLocked(ModelStreamInferResponse resp)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (broken_ || cancelled_) return MaybeFinishLocked();
     writes_.push_back(std::move(resp));
     if (!writing_) {
       writing_ = true;
       StartWrite(&writes_.front());
     }
+    return std::nullopt;
   }
 
-  // Finishes once the client has closed its side, every task has answered
-  // and every answer has been written (or the stream is broken).
-  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_ || !tasks_.empty() || writing_) return;
-    if (!reads_done_ && !cancelled_) return;
+  // The stream is done once the client has closed its side (or cancelled),
+  // every task has answered and every answer has been written (or the
+  // stream is broken). Returns the final status exactly once; the caller
+  // calls Finish() after releasing mu_.
+  std::optional<grpc::Status> MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_ || !tasks_.empty() || writing_) return std::nullopt;
+    if (!reads_done_ && !cancelled_) return std::nullopt;
     finished_ = true;
-    Finish(cancelled_ ? grpc::Status::CANCELLED : grpc::Status::OK);
+    return cancelled_ ? grpc::Status::CANCELLED : grpc::Status::OK;
   }
 
   ServingCore* const core_;

@@ -217,6 +217,63 @@ TEST_F(ServiceTest, StreamAnswersInterleavedGoodAndBadRequests) {
   EXPECT_EQ(bad, 6);
 }
 
+TEST_F(ServiceTest, StreamCancelledMidFlightLeavesTheServerHealthy) {
+  for (int round = 0; round < 5; ++round) {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx, absl::Seconds(60));
+    auto stream = stub_->ModelStreamInfer(&ctx);
+    for (int i = 0; i < 20; ++i) {
+      if (!stream->Write(InferRequest(RandomTokens(200 * kD, 900 + i), kD, false,
+                                      std::to_string(i)))) {
+        break;
+      }
+    }
+    if (round % 2 == 0) absl::SleepFor(absl::Milliseconds(5 * round));
+    ctx.TryCancel();
+    grpc::Status st = stream->Finish();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::CANCELLED) << st.error_message();
+  }
+  // Abandoned streams (the client object destroyed with requests in flight).
+  for (int round = 0; round < 3; ++round) {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    auto stream = stub_->ModelStreamInfer(ctx.get());
+    stream->Write(InferRequest(RandomTokens(100 * kD, 950), kD));
+    ctx->TryCancel();
+    stream->Finish();
+  }
+  inference::ModelInferResponse resp;
+  auto tokens = RandomTokens(2 * kD, 999);
+  ASSERT_TRUE(Infer(InferRequest(tokens, kD), &resp).ok());
+  EXPECT_EQ(OutputFloats(resp, "output"), Reference(reference_.get(), tokens));
+}
+
+TEST_F(ServiceTest, UnaryCancelledWhileQueuedIsDropped) {
+  ServerOptions o = ::moe::testing::LocalOptions();
+  o.batching.max_batch_tokens = 512;
+  o.batching.max_queue_delay = absl::Seconds(2);
+  StartServer(o);
+  grpc::ClientContext ctx;
+  inference::ModelInferResponse resp;
+  absl::Notification done;
+  grpc::Status status;
+  stub_->async()->ModelInfer(&ctx, new inference::ModelInferRequest(InferRequest(RandomTokens(kD, 3), kD)),
+                             &resp, [&](grpc::Status s) {
+                               status = s;
+                               done.Notify();
+                             });
+  absl::SleepFor(absl::Milliseconds(100));
+  ctx.TryCancel();
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
+  for (int i = 0; i < 1000 && server_->core().metrics().RequestsTotal("cancelled") == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  EXPECT_EQ(server_->core().metrics().RequestsTotal("cancelled"), 1);
+  inference::ModelStatistics stats;
+  server_->core().metrics().FillModelStatistics("moe", &stats);
+  EXPECT_EQ(stats.execution_count(), 0u);  // never computed
+}
+
 TEST_F(ServiceTest, ValidationErrorsCarryTheirCodeAndMessage) {
   auto tokens = RandomTokens(2 * kD, 11);
   struct Case {
