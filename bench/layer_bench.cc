@@ -2,8 +2,7 @@
 // batch sizes, f32 and bf16. Prints Google Benchmark's table; tokens/s is
 // the "items_per_second" counter.
 //
-//   build/bench/layer_bench --benchmark_repetitions=5 \
-//       --benchmark_report_aggregates_only=true
+//   build/bench/layer_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 //   MOE_BENCH_PRESET=qwen2-moe-a2.7b build/bench/layer_bench
 #include <cstdlib>
 #include <map>

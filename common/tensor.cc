@@ -1,5 +1,6 @@
 #include "common/tensor.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -39,6 +40,21 @@ std::vector<float> Tensor::ToFloats() const {
   std::vector<float> out(static_cast<size_t>(num_elements()));
   if (!out.empty()) ConvertToFloat(dtype_, data_, num_elements(), out.data());
   return out;
+}
+
+Tensor Tensor::Transposed2D() const {
+  const int64_t rows = dim(0), cols = dim(1);
+  const int64_t elem = DTypeSize(dtype_);
+  auto buf = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(rows * cols * elem));
+  const auto* src = static_cast<const uint8_t*>(data_);
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t j = 0; j < cols; ++j) {
+      std::copy(src + (i * cols + j) * elem, src + (i * cols + j + 1) * elem,
+                buf->data() + (j * rows + i) * elem);
+    }
+  }
+  const void* data = buf->data();
+  return Tensor(dtype_, {cols, rows}, std::move(buf), data);
 }
 
 std::string Tensor::ShapeString() const { return ShapeToString(shape_); }

@@ -40,6 +40,10 @@ class Tensor {
   // The elements converted to float (a copy).
   std::vector<float> ToFloats() const;
 
+  // A rank-2 tensor's transpose ([r, c] -> [c, r]), same dtype, owning a
+  // copy of the data.
+  Tensor Transposed2D() const;
+
   // "[4096, 1024]".
   std::string ShapeString() const;
 

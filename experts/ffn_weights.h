@@ -26,6 +26,17 @@ struct FfnSpec {
   bool has_bias = false; // b1 (and b3 when gated) and b2 present.
 };
 
+inline FfnSpec MakeFfnSpec(int64_t d_model, int64_t d_ff, Activation activation, bool gated,
+                           bool has_bias) {
+  FfnSpec f;
+  f.d_model = d_model;
+  f.d_ff = d_ff;
+  f.activation = activation;
+  f.gated = gated;
+  f.has_bias = has_bias;
+  return f;
+}
+
 struct FfnWeights {
   Tensor w1;  // [d_ff, d_model]  (gate_proj / w1 / fc1)
   Tensor w3;  // [d_ff, d_model]  (up_proj / w3), gated only

@@ -26,19 +26,7 @@ absl::StatusOr<Tensor> Fetch(const Checkpoint& ckpt, const std::string& name,
         " does not match config.json (expected ", ShapeToString(stored), ")"));
   }
   if (!transposed || shape.size() != 2) return t;
-  // [in, out] -> [out, in], keeping the dtype.
-  const int64_t rows = stored[0], cols = stored[1];
-  const int64_t elem = DTypeSize(t.dtype());
-  auto buf = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(rows * cols * elem));
-  const auto* src = static_cast<const uint8_t*>(t.data());
-  for (int64_t i = 0; i < rows; ++i) {
-    for (int64_t j = 0; j < cols; ++j) {
-      std::copy(src + (i * cols + j) * elem, src + (i * cols + j + 1) * elem,
-                buf->data() + (j * rows + i) * elem);
-    }
-  }
-  const void* data = buf->data();
-  return Tensor(t.dtype(), shape, std::move(buf), data);
+  return t.Transposed2D();  // stored [in, out] -> [out, in]
 }
 
 absl::StatusOr<FfnWeights> FetchFfn(const Checkpoint& ckpt, const FfnSpec& s,

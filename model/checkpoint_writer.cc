@@ -23,27 +23,11 @@ const char* SafetensorsDType(DType t) {
   return "?";
 }
 
-// [out, in] -> [in, out] copy for layouts that store the transpose.
-Tensor Transposed(const Tensor& t) {
-  const int64_t rows = t.dim(0), cols = t.dim(1);
-  const int64_t elem = DTypeSize(t.dtype());
-  auto buf = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(rows * cols * elem));
-  const auto* src = static_cast<const uint8_t*>(t.data());
-  for (int64_t i = 0; i < rows; ++i) {
-    for (int64_t j = 0; j < cols; ++j) {
-      std::copy(src + (i * cols + j) * elem, src + (i * cols + j + 1) * elem,
-                buf->data() + (j * rows + i) * elem);
-    }
-  }
-  const void* data = buf->data();
-  return Tensor(t.dtype(), {cols, rows}, std::move(buf), data);
-}
-
 void AddFfn(const FfnWeights& w, const FfnTensorNames& n,
             std::vector<std::pair<std::string, Tensor>>* out) {
   auto add = [&](const std::string& name, const Tensor& t, bool matrix) {
     if (name.empty() || t.empty()) return;
-    out->emplace_back(name, matrix && n.transposed ? Transposed(t) : t);
+    out->emplace_back(name, matrix && n.transposed ? t.Transposed2D() : t);
   };
   add(n.w1, w.w1, true);
   add(n.w3, w.w3, true);

@@ -88,16 +88,6 @@ absl::Status CheckLayer(const ConfigReader& r, int layer, const char* key) {
   return absl::OkStatus();
 }
 
-FfnSpec Ffn(int64_t d_model, int64_t d_ff, Activation act, bool gated, bool bias) {
-  FfnSpec f;
-  f.d_model = d_model;
-  f.d_ff = d_ff;
-  f.activation = act;
-  f.gated = gated;
-  f.has_bias = bias;
-  return f;
-}
-
 // LLaMA-style gate_proj/up_proj/down_proj under `prefix`.
 FfnTensorNames ProjNames(const std::string& prefix, bool bias) {
   FfnTensorNames n;
@@ -143,7 +133,7 @@ absl::Status ResolveMixtral(const ConfigReader& r, int layer, HfLayerLayout* l) 
   const std::string p = absl::StrCat("model.layers.", layer, ".block_sparse_moe.");
   l->spec.family = "mixtral";
   l->spec.d_model = h;
-  l->spec.expert = Ffn(h, ff, act, true, false);
+  l->spec.expert = MakeFfnSpec(h, ff, act, true, false);
   l->spec.router.num_experts = static_cast<int>(e);
   l->spec.router.top_k = static_cast<int>(k);
   l->spec.router.scoring = ScoringFunc::kSoftmax;
@@ -172,7 +162,7 @@ absl::Status ResolveQwen2Moe(const ConfigReader& r, int layer, HfLayerLayout* l)
                       e > 0 && step > 0 && (layer + 1) % step == 0;
   if (!is_moe) {
     MOE_ASSIGN_OR_RETURN(int64_t ff, r.PositiveInt("intermediate_size"));
-    MakeDense(l, "qwen2_moe", h, Ffn(h, ff, act, true, false), ProjNames(p, false));
+    MakeDense(l, "qwen2_moe", h, MakeFfnSpec(h, ff, act, true, false), ProjNames(p, false));
     return absl::OkStatus();
   }
   MOE_ASSIGN_OR_RETURN(int64_t ff, r.PositiveInt("moe_intermediate_size"));
@@ -181,7 +171,7 @@ absl::Status ResolveQwen2Moe(const ConfigReader& r, int layer, HfLayerLayout* l)
   MOE_ASSIGN_OR_RETURN(int64_t shared_ff, r.Int("shared_expert_intermediate_size", 0));
   l->spec.family = "qwen2_moe";
   l->spec.d_model = h;
-  l->spec.expert = Ffn(h, ff, act, true, false);
+  l->spec.expert = MakeFfnSpec(h, ff, act, true, false);
   l->spec.router.num_experts = static_cast<int>(e);
   l->spec.router.top_k = static_cast<int>(k);
   l->spec.router.scoring = ScoringFunc::kSoftmax;
@@ -191,7 +181,7 @@ absl::Status ResolveQwen2Moe(const ConfigReader& r, int layer, HfLayerLayout* l)
     l->experts.push_back(ProjNames(absl::StrCat(p, "experts.", i, "."), false));
   }
   if (shared_ff > 0) {
-    l->spec.shared = Ffn(h, shared_ff, act, true, false);
+    l->spec.shared = MakeFfnSpec(h, shared_ff, act, true, false);
     l->spec.shared_gate = true;
     l->shared = ProjNames(p + "shared_expert.", false);
     l->shared_gate = p + "shared_expert_gate.weight";
@@ -211,7 +201,7 @@ absl::Status ResolveDeepseek(const ConfigReader& r, int layer, bool v3, HfLayerL
   const bool is_moe = e > 0 && layer >= first_dense && freq > 0 && layer % freq == 0;
   if (!is_moe) {
     MOE_ASSIGN_OR_RETURN(int64_t ff, r.PositiveInt("intermediate_size"));
-    MakeDense(l, family, h, Ffn(h, ff, act, true, false), ProjNames(p, false));
+    MakeDense(l, family, h, MakeFfnSpec(h, ff, act, true, false), ProjNames(p, false));
     return absl::OkStatus();
   }
   MOE_ASSIGN_OR_RETURN(int64_t ff, r.PositiveInt("moe_intermediate_size"));
@@ -253,14 +243,14 @@ absl::Status ResolveDeepseek(const ConfigReader& r, int layer, bool v3, HfLayerL
   o.routed_scaling_factor = (v3 || !o.renormalize) ? static_cast<float>(scale) : 1.0f;
   l->spec.family = family;
   l->spec.d_model = h;
-  l->spec.expert = Ffn(h, ff, act, true, false);
+  l->spec.expert = MakeFfnSpec(h, ff, act, true, false);
   l->gate_weight = p + "gate.weight";
   if (l->spec.correction_bias) l->correction_bias = p + "gate.e_score_correction_bias";
   for (int64_t i = 0; i < e; ++i) {
     l->experts.push_back(ProjNames(absl::StrCat(p, "experts.", i, "."), false));
   }
   if (shared_n > 0) {
-    l->spec.shared = Ffn(h, ff * shared_n, act, true, false);
+    l->spec.shared = MakeFfnSpec(h, ff * shared_n, act, true, false);
     l->shared = ProjNames(p + "shared_experts.", false);
   }
   return absl::OkStatus();
@@ -273,7 +263,7 @@ absl::Status ResolveLlama(const ConfigReader& r, int layer, const std::string& f
   MOE_ASSIGN_OR_RETURN(int64_t ff, r.PositiveInt("intermediate_size"));
   MOE_ASSIGN_OR_RETURN(Activation act, ReadActivation(r, "hidden_act", "silu"));
   MOE_ASSIGN_OR_RETURN(bool bias, r.Bool("mlp_bias", false));
-  MakeDense(l, family, h, Ffn(h, ff, act, true, bias),
+  MakeDense(l, family, h, MakeFfnSpec(h, ff, act, true, bias),
             ProjNames(absl::StrCat("model.layers.", layer, ".mlp."), bias));
   return absl::OkStatus();
 }
@@ -291,7 +281,7 @@ absl::Status ResolveBert(const ConfigReader& r, int layer,
   n.b1 = p + "intermediate.dense.bias";
   n.w2 = p + "output.dense.weight";
   n.b2 = p + "output.dense.bias";
-  MakeDense(l, "bert", h, Ffn(h, ff, act, false, true), n);
+  MakeDense(l, "bert", h, MakeFfnSpec(h, ff, act, false, true), n);
   return absl::OkStatus();
 }
 
@@ -309,7 +299,7 @@ absl::Status ResolveGpt2(const ConfigReader& r, int layer,
   n.w2 = p + "c_proj.weight";
   n.b2 = p + "c_proj.bias";
   n.transposed = true;
-  MakeDense(l, "gpt2", h, Ffn(h, ff, act, false, true), n);
+  MakeDense(l, "gpt2", h, MakeFfnSpec(h, ff, act, false, true), n);
   return absl::OkStatus();
 }
 
@@ -330,12 +320,12 @@ absl::Status ResolveSwitch(const ConfigReader& r, int layer, HfLayerLayout* l) {
     FfnTensorNames n;
     n.w1 = p + "wi.weight";
     n.w2 = p + "wo.weight";
-    MakeDense(l, "switch_transformers", h, Ffn(h, ff, act, false, false), n);
+    MakeDense(l, "switch_transformers", h, MakeFfnSpec(h, ff, act, false, false), n);
     return absl::OkStatus();
   }
   l->spec.family = "switch_transformers";
   l->spec.d_model = h;
-  l->spec.expert = Ffn(h, ff, act, false, false);
+  l->spec.expert = MakeFfnSpec(h, ff, act, false, false);
   l->spec.router.num_experts = static_cast<int>(e);
   l->spec.router.top_k = 1;
   l->spec.router.scoring = ScoringFunc::kSoftmax;

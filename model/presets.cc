@@ -10,21 +10,11 @@
 namespace moe {
 namespace {
 
-FfnSpec Ffn(int64_t d_model, int64_t d_ff, Activation act, bool gated, bool bias) {
-  FfnSpec f;
-  f.d_model = d_model;
-  f.d_ff = d_ff;
-  f.activation = act;
-  f.gated = gated;
-  f.has_bias = bias;
-  return f;
-}
-
 LayerSpec Mixtral(int64_t d_model, int64_t d_ff, int experts, int k) {
   LayerSpec s;
   s.family = "mixtral";
   s.d_model = d_model;
-  s.expert = Ffn(d_model, d_ff, Activation::kSilu, true, false);
+  s.expert = MakeFfnSpec(d_model, d_ff, Activation::kSilu, true, false);
   s.router.num_experts = experts;
   s.router.top_k = k;
   s.router.scoring = ScoringFunc::kSoftmax;
@@ -38,7 +28,7 @@ LayerSpec Dense(const std::string& family, int64_t d_model, int64_t d_ff, Activa
   s.family = family;
   s.d_model = d_model;
   s.dense = true;
-  s.expert = Ffn(d_model, d_ff, act, gated, bias);
+  s.expert = MakeFfnSpec(d_model, d_ff, act, gated, bias);
   return s;
 }
 
@@ -94,12 +84,12 @@ absl::StatusOr<LayerSpec> PresetSpec(const std::string& name) {
     LayerSpec s;
     s.family = "qwen2_moe";
     s.d_model = 2048;
-    s.expert = Ffn(2048, 1408, Activation::kSilu, true, false);
+    s.expert = MakeFfnSpec(2048, 1408, Activation::kSilu, true, false);
     s.router.num_experts = 60;
     s.router.top_k = 4;
     s.router.scoring = ScoringFunc::kSoftmax;
     s.router.renormalize = false;
-    s.shared = Ffn(2048, 5632, Activation::kSilu, true, false);
+    s.shared = MakeFfnSpec(2048, 5632, Activation::kSilu, true, false);
     s.shared_gate = true;
     return s;
   }
@@ -107,7 +97,7 @@ absl::StatusOr<LayerSpec> PresetSpec(const std::string& name) {
     LayerSpec s;
     s.family = "deepseek_v3";
     s.d_model = 1024;
-    s.expert = Ffn(1024, 512, Activation::kSilu, true, false);
+    s.expert = MakeFfnSpec(1024, 512, Activation::kSilu, true, false);
     s.router.num_experts = 64;
     s.router.top_k = 8;
     s.router.scoring = ScoringFunc::kSigmoid;
@@ -118,14 +108,14 @@ absl::StatusOr<LayerSpec> PresetSpec(const std::string& name) {
     s.router.renorm_epsilon = 1e-20f;
     s.router.routed_scaling_factor = 2.5f;
     s.correction_bias = true;
-    s.shared = Ffn(1024, 2 * 512, Activation::kSilu, true, false);
+    s.shared = MakeFfnSpec(1024, 2 * 512, Activation::kSilu, true, false);
     return s;
   }
   if (name == "switch-8") {
     LayerSpec s;
     s.family = "switch_transformers";
     s.d_model = 768;
-    s.expert = Ffn(768, 3072, Activation::kRelu, false, false);
+    s.expert = MakeFfnSpec(768, 3072, Activation::kRelu, false, false);
     s.router.num_experts = 8;
     s.router.top_k = 1;
     s.router.scoring = ScoringFunc::kSoftmax;

@@ -168,7 +168,7 @@ void Router::SelectToken(const float* scores, int32_t* ids, float* weights,
       gs = group_scores_heap.data();
     }
     for (int g = 0; g < options_.n_group; ++g) {
-      const float* c = choice->data() + g * group_size;
+      const float* c = choice->data() + static_cast<ptrdiff_t>(g) * group_size;
       if (options_.group_score == GroupScore::kMax) {
         float best = -std::numeric_limits<float>::infinity();
         for (int i = 0; i < group_size; ++i) best = std::max(best, c[i]);

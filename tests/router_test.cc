@@ -247,7 +247,9 @@ TEST(RouterTest, PlanViewsAgreeAndRowsAscend) {
     const auto& rows = p.expert_rows[e];
     total += static_cast<int64_t>(rows.size());
     for (size_t i = 0; i < rows.size(); ++i) {
-      if (i > 0) EXPECT_LT(rows[i - 1], rows[i]);
+      if (i > 0) {
+        EXPECT_LT(rows[i - 1], rows[i]);
+      }
       // The per-token view must list e with the same weight.
       bool found = false;
       for (int j = 0; j < 4; ++j) {

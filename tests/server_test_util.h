@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "client/kserve_client.h"
 #include "common/dtype.h"
 #include "gtest/gtest.h"
 #include "model/moe_layer.h"
@@ -53,24 +54,7 @@ inline std::unique_ptr<inference::GRPCInferenceService::Stub> Stub(const std::st
 
 inline inference::ModelInferRequest InferRequest(const std::vector<float>& tokens, int64_t d_model,
                                                  bool bf16 = false, const std::string& id = "") {
-  inference::ModelInferRequest r;
-  r.set_model_name("moe");
-  r.set_id(id);
-  auto* in = r.add_inputs();
-  in->set_name("input");
-  in->set_datatype(bf16 ? "BF16" : "FP32");
-  in->add_shape(static_cast<int64_t>(tokens.size()) / d_model);
-  in->add_shape(d_model);
-  if (bf16) {
-    std::string raw(tokens.size() * 2, '\0');
-    auto* bits = reinterpret_cast<uint16_t*>(raw.data());
-    for (size_t i = 0; i < tokens.size(); ++i) bits[i] = FloatToBf16(tokens[i]);
-    r.add_raw_input_contents(raw);
-  } else {
-    r.add_raw_input_contents(
-        std::string(reinterpret_cast<const char*>(tokens.data()), tokens.size() * 4));
-  }
-  return r;
+  return BuildInferRequest("moe", tokens, d_model, bf16, id, /*want_routing=*/false);
 }
 
 // The named output of a response as floats (FP32 or BF16) or int32s.
