@@ -60,6 +60,39 @@ std::string LayerSpec::Summary() const {
   return s;
 }
 
+namespace {
+
+void HashBytes(uint64_t* h, const void* data, size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < n; ++i) {
+    *h ^= p[i];
+    *h *= 0x100000001b3ULL;
+  }
+}
+
+void HashTensor(uint64_t* h, const Tensor& t) {
+  const int64_t rank = t.empty() ? -1 : t.rank();
+  HashBytes(h, &rank, sizeof(rank));
+  if (t.empty()) return;
+  const int dtype = static_cast<int>(t.dtype());
+  HashBytes(h, &dtype, sizeof(dtype));
+  for (int64_t d : t.shape()) HashBytes(h, &d, sizeof(d));
+  HashBytes(h, t.data(), static_cast<size_t>(t.num_bytes()));
+}
+
+}  // namespace
+
+uint64_t ExpertWeightsChecksum(const LayerWeights& w, const std::vector<int>& experts) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (int e : experts) {
+    HashBytes(&h, &e, sizeof(e));
+    if (e < 0 || e >= static_cast<int>(w.experts.size())) continue;
+    const FfnWeights& f = w.experts[static_cast<size_t>(e)];
+    for (const Tensor* t : {&f.w1, &f.w3, &f.w2, &f.b1, &f.b3, &f.b2}) HashTensor(&h, *t);
+  }
+  return h;
+}
+
 absl::Status ValidateLayerWeights(const LayerWeights& w) {
   const LayerSpec& s = w.spec;
   if (s.d_model < 1) return absl::InvalidArgumentError("d_model must be >= 1");

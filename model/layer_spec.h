@@ -54,6 +54,11 @@ struct LayerWeights {
   Tensor shared_gate;      // [1, d_model] when spec.shared_gate
 };
 
+// A 64-bit FNV-1a checksum of the routed experts `experts` (ascending ids):
+// their ids, tensor shapes, dtypes and bytes. Front end and expert workers
+// compare it to make sure they serve the same weights.
+uint64_t ExpertWeightsChecksum(const LayerWeights& w, const std::vector<int>& experts);
+
 // Checks every tensor's presence and shape against the spec. Messages name
 // the tensor ("expert 3: w2 has shape [64, 96], expected [64, 128]").
 absl::Status ValidateLayerWeights(const LayerWeights& w);

@@ -113,7 +113,12 @@ void DynamicBatcher::ComputeLoop() {
         task.compute_time += compute;
         if (!st.ok()) {
           if (task.ClaimFinish() && task.done) {
-            task.done(absl::InternalError(absl::StrCat("model failed: ", st.message())), task);
+            // UNAVAILABLE (e.g. an expert shard with no live replica) stays
+            // UNAVAILABLE: the client may retry; anything else is INTERNAL.
+            const absl::StatusCode code = st.code() == absl::StatusCode::kUnavailable
+                                              ? absl::StatusCode::kUnavailable
+                                              : absl::StatusCode::kInternal;
+            task.done(absl::Status(code, absl::StrCat("model failed: ", st.message())), task);
           }
           continue;
         }

@@ -20,6 +20,7 @@
 #include "model/moe_layer.h"
 #include "model/presets.h"
 #include "server/moe_server.h"
+#include "server/remote_expert_backend.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, model_dir, "",
@@ -49,6 +50,12 @@ ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert.");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM CA: require client certificates signed by it (mutual TLS).");
 ABSL_FLAG(bool, allow_non_finite, false, "Accept NaN/Inf in inputs instead of rejecting them.");
+ABSL_FLAG(std::string, expert_workers, "",
+          "Run routed experts in moe_expert_worker processes: EXPERTS=HOST:PORT[,HOST:PORT...]"
+          "[;...], e.g. '0-3=hostA:9001,hostA2:9001;4-7=hostB:9001'. Several addresses are "
+          "replicas. Experts no shard names run in this process.");
+ABSL_FLAG(int64_t, expert_rpc_timeout_ms, 10000,
+          "Longest one call to an expert worker may take before it is retried elsewhere.");
 
 namespace {
 
@@ -91,7 +98,39 @@ int main(int argc, char** argv) {
   }
   moe::MoeLayerOptions layer_options;
   layer_options.compute = compute;
-  auto layer = moe::MoeLayer::Create(*weights, layer_options);
+  std::unique_ptr<moe::ExpertBackend> backend;
+  moe::RemoteExpertBackend* remote = nullptr;
+  if (!absl::GetFlag(FLAGS_expert_workers).empty()) {
+    if (weights->spec.dense) return Fail("--expert_workers: a dense layer has no experts to shard");
+    auto shards = moe::ParseExpertWorkerSpec(absl::GetFlag(FLAGS_expert_workers),
+                                             weights->spec.num_experts());
+    if (!shards.ok()) return Fail(std::string(shards.status().message()));
+    std::vector<bool> covered(static_cast<size_t>(weights->spec.num_experts()), false);
+    for (const auto& sh : *shards) {
+      for (int e : sh.experts) covered[static_cast<size_t>(e)] = true;
+    }
+    std::vector<int> local_ids;
+    for (int e = 0; e < weights->spec.num_experts(); ++e) {
+      if (!covered[static_cast<size_t>(e)]) local_ids.push_back(e);
+    }
+    const moe::DType effective = moe::EffectiveComputeDType(compute);
+    std::unique_ptr<moe::ExpertBackend> local;
+    if (!local_ids.empty()) {
+      moe::MatmulCacheRegistry registry;
+      auto made = moe::CreateLocalBackend(*weights, effective, &registry, local_ids);
+      if (!made.ok()) return Fail(std::string(made.status().message()));
+      local = *std::move(made);
+    }
+    moe::RemoteBackendOptions remote_options;
+    remote_options.rpc_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_expert_rpc_timeout_ms));
+    spdlog::info("connecting to expert workers {}", absl::GetFlag(FLAGS_expert_workers));
+    auto created = moe::RemoteExpertBackend::Create(*std::move(shards), *weights, effective,
+                                                    std::move(local), remote_options);
+    if (!created.ok()) return Fail(absl::StrCat("refusing to start: ", created.status().message()));
+    remote = created->get();
+    backend = *std::move(created);
+  }
+  auto layer = moe::MoeLayer::Create(*weights, layer_options, std::move(backend));
   if (!layer.ok()) return Fail(absl::StrCat("cannot build the layer: ", layer.status().message()));
   const moe::LayerSpec spec = (*layer)->spec();
   const std::string summary = (*layer)->Summary();
@@ -111,6 +150,7 @@ int main(int argc, char** argv) {
   options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
   options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
   options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  if (remote != nullptr) options.extra_metrics = [remote] { return remote->RenderMetrics(); };
 
   auto server = moe::MoeServer::Start(*std::move(layer), options);
   if (!server.ok()) return Fail(absl::StrCat("cannot start: ", server.status().message()));

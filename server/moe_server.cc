@@ -95,8 +95,12 @@ absl::StatusOr<std::unique_ptr<MoeServer>> MoeServer::Start(std::unique_ptr<MoeL
   if (options.metrics_port >= 0) {
     s->http_server_ = std::make_unique<httplib::Server>();
     ServingCore* core = s->core_.get();
-    s->http_server_->Get("/metrics", [core](const httplib::Request&, httplib::Response& res) {
-      res.set_content(core->RenderMetrics(), "text/plain; version=0.0.4; charset=utf-8");
+    auto extra = options.extra_metrics;
+    s->http_server_->Get("/metrics", [core, extra](const httplib::Request&,
+                                                   httplib::Response& res) {
+      std::string text = core->RenderMetrics();
+      if (extra) text += extra();
+      res.set_content(text, "text/plain; version=0.0.4; charset=utf-8");
     });
     if (options.metrics_port == 0) {
       s->metrics_port_ = s->http_server_->bind_to_any_port(options.listen_host);

@@ -8,6 +8,7 @@
 #ifndef MOE_SERVER_MOE_SERVER_H_
 #define MOE_SERVER_MOE_SERVER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -49,6 +50,8 @@ struct ServerOptions {
   // Largest gRPC message accepted or sent, in bytes.
   int max_message_bytes = 64 << 20;
   TlsOptions tls;
+  // Extra Prometheus text appended to /metrics (e.g. the expert workers').
+  std::function<std::string()> extra_metrics;
 };
 
 class MoeServer {

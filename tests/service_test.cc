@@ -256,8 +256,8 @@ TEST_F(ServiceTest, UnaryCancelledWhileQueuedIsDropped) {
   inference::ModelInferResponse resp;
   absl::Notification done;
   grpc::Status status;
-  stub_->async()->ModelInfer(&ctx, new inference::ModelInferRequest(InferRequest(RandomTokens(kD, 3), kD)),
-                             &resp, [&](grpc::Status s) {
+  const inference::ModelInferRequest req = InferRequest(RandomTokens(kD, 3), kD);
+  stub_->async()->ModelInfer(&ctx, &req, &resp, [&](grpc::Status s) {
                                status = s;
                                done.Notify();
                              });
@@ -331,8 +331,8 @@ TEST_F(ServiceTest, FullQueueReturnsUnavailable) {
   inference::ModelInferResponse first_resp;
   grpc::Status first_status;
   absl::Notification first_done;
-  stub_->async()->ModelInfer(&first_ctx, new inference::ModelInferRequest(InferRequest(tokens, kD)),
-                             &first_resp, [&](grpc::Status s) {
+  const inference::ModelInferRequest first_req = InferRequest(tokens, kD);
+  stub_->async()->ModelInfer(&first_ctx, &first_req, &first_resp, [&](grpc::Status s) {
                                first_status = s;
                                first_done.Notify();
                              });

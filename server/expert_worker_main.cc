@@ -1,0 +1,165 @@
+// moe_expert_worker: hosts a shard of a layer's routed experts for a
+// moe_server front end (moe.v1.ExpertService), on oneDNN.
+//
+//   moe_expert_worker --experts=0-3 --port=9001                 # demo preset
+//   moe_expert_worker --experts=4-7 --model_dir=/models/mixtral --layer=3
+//
+// It loads only its experts. SIGTERM / SIGINT: health NOT_SERVING, in-flight
+// calls finish (up to --drain_timeout_s), exit 0.
+#include <csignal>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <httplib.h>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "common/memory_tuning.h"
+#include "experts/dnnl_engine.h"
+#include "model/checkpoint_loader.h"
+#include "model/expert_ranges.h"
+#include "model/moe_layer.h"
+#include "model/presets.h"
+#include "server/expert_worker_service.h"
+#include "spdlog/spdlog.h"
+
+ABSL_FLAG(std::string, experts, "", "Experts to host: N, A-B or a comma list (required).");
+ABSL_FLAG(std::string, model_dir, "", "Hugging Face model folder; empty: use --preset.");
+ABSL_FLAG(int, layer, 0, "Layer of --model_dir.");
+ABSL_FLAG(std::string, preset, "demo", "Synthetic preset when no --model_dir.");
+ABSL_FLAG(uint64_t, seed, moe::kDefaultPresetSeed, "Weight seed of --preset.");
+ABSL_FLAG(std::string, dtype, "", "f32 or bf16 (default: bf16 where the CPU has it).");
+ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
+ABSL_FLAG(int, port, 9001, "gRPC port (0: pick a free one and log it).");
+ABSL_FLAG(int, metrics_port, -1, "Prometheus /metrics port (0: pick; -1: off).");
+ABSL_FLAG(int, max_message_bytes, 256 << 20, "Largest gRPC message, bytes.");
+ABSL_FLAG(int, drain_timeout_s, 30, "Longest graceful drain on SIGTERM/SIGINT, seconds.");
+
+namespace {
+
+int Fail(const std::string& what) {
+  spdlog::critical("{}", what);
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Hosts a shard of a layer's routed experts for moe_server.\n"
+      "  moe_expert_worker --experts=0-3 [--preset=demo | --model_dir=DIR --layer=N] --port=9001");
+  absl::ParseCommandLine(argc, argv);
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  moe::KeepFreedMemoryInProcess();
+
+  moe::DType compute = moe::CpuHasNativeBf16() ? moe::DType::kBF16 : moe::DType::kF32;
+  if (!absl::GetFlag(FLAGS_dtype).empty()) {
+    auto parsed = moe::ParseComputeDType(absl::GetFlag(FLAGS_dtype));
+    if (!parsed.ok()) return Fail(absl::StrCat("--dtype: ", parsed.status().message()));
+    compute = *parsed;
+  }
+  compute = moe::EffectiveComputeDType(compute);
+  if (absl::GetFlag(FLAGS_experts).empty()) return Fail("--experts is required (e.g. 0-3)");
+
+  // The spec first, to validate the expert list; then only those weights.
+  const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
+  absl::StatusOr<moe::LayerWeights> weights;
+  std::vector<int> hosted;
+  if (model_dir.empty()) {
+    auto spec = moe::PresetSpec(absl::GetFlag(FLAGS_preset));
+    if (!spec.ok()) return Fail(absl::StrCat("cannot load the model: ", spec.status().message()));
+    auto ids = moe::ParseExpertList(absl::GetFlag(FLAGS_experts), spec->num_experts());
+    if (!ids.ok()) return Fail(absl::StrCat("--experts: ", ids.status().message()));
+    hosted = *ids;
+    weights = moe::MakeSyntheticWeights(*spec, absl::GetFlag(FLAGS_seed), hosted);
+  } else {
+    // Tensors are memory-mapped: only the hosted experts' pages are read.
+    weights = moe::LoadHfLayer(model_dir, absl::GetFlag(FLAGS_layer));
+    if (!weights.ok()) {
+      return Fail(absl::StrCat("cannot load the model: ", weights.status().message()));
+    }
+    auto ids = moe::ParseExpertList(absl::GetFlag(FLAGS_experts), weights->spec.num_experts());
+    if (!ids.ok()) return Fail(absl::StrCat("--experts: ", ids.status().message()));
+    hosted = *ids;
+  }
+  if (weights->spec.dense) return Fail("this layer is a dense FFN: it has no experts to shard");
+  moe::MatmulCacheRegistry registry;
+  auto backend = moe::CreateLocalBackend(*weights, compute, &registry, hosted);
+  if (!backend.ok()) return Fail(absl::StrCat("cannot pack the experts: ", backend.status().message()));
+
+  moe::v1::InfoResponse info;
+  for (int e : hosted) info.add_experts(e);
+  info.set_d_model(weights->spec.d_model);
+  info.set_d_ff(weights->spec.expert.d_ff);
+  info.set_dtype(moe::DTypeName(compute));
+  info.set_weights_checksum(moe::ExpertWeightsChecksum(*weights, hosted));
+  info.set_family(weights->spec.family);
+  info.set_kernel((*backend)->Describe());
+  const std::string summary = absl::StrCat(weights->spec.Summary(), "; hosting experts ",
+                                           moe::FormatExpertList(hosted), "; ",
+                                           (*backend)->Describe());
+  *weights = moe::LayerWeights();
+
+  auto service = std::make_unique<moe::ExpertWorkerService>(*std::move(backend), info);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  const std::string address = absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(service.get());
+  builder.SetMaxReceiveMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
+  builder.SetMaxSendMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) return Fail(absl::StrCat("cannot listen on ", address));
+  server->GetHealthCheckService()->SetServingStatus(true);
+
+  std::unique_ptr<httplib::Server> http;
+  std::thread http_thread;
+  int metrics_port = -1;
+  if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
+    http = std::make_unique<httplib::Server>();
+    moe::ExpertWorkerService* svc = service.get();
+    http->Get("/metrics", [svc](const httplib::Request&, httplib::Response& res) {
+      res.set_content(svc->RenderMetrics(), "text/plain; version=0.0.4; charset=utf-8");
+    });
+    metrics_port = absl::GetFlag(FLAGS_metrics_port) == 0
+                       ? http->bind_to_any_port(absl::GetFlag(FLAGS_host))
+                       : (http->bind_to_port(absl::GetFlag(FLAGS_host),
+                                             absl::GetFlag(FLAGS_metrics_port))
+                              ? absl::GetFlag(FLAGS_metrics_port)
+                              : -1);
+    if (metrics_port <= 0) return Fail("cannot listen for metrics");
+    httplib::Server* h = http.get();
+    http_thread = std::thread([h] { h->listen_after_bind(); });
+    for (int i = 0; i < 5000 && !h->is_running(); ++i) absl::SleepFor(absl::Milliseconds(1));
+  }
+  spdlog::info("expert worker: {}", summary);
+  spdlog::info("listening: gRPC {}:{}, metrics {}", absl::GetFlag(FLAGS_host), port,
+               metrics_port > 0 ? absl::StrCat("port ", metrics_port) : std::string("disabled"));
+  spdlog::info("ready: weights checksum {:016x}", info.weights_checksum());
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("received {}: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  server->GetHealthCheckService()->SetServingStatus(false);
+  server->Shutdown(std::chrono::system_clock::now() +
+                   std::chrono::seconds(absl::GetFlag(FLAGS_drain_timeout_s)));
+  server->Wait();
+  if (http != nullptr) {
+    http->stop();
+    http_thread.join();
+  }
+  spdlog::info("drained; exiting");
+  return 0;
+}
