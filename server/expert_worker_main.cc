@@ -37,7 +37,7 @@ ABSL_FLAG(uint64_t, seed, moe::kDefaultPresetSeed, "Weight seed of --preset.");
 ABSL_FLAG(std::string, dtype, "", "f32 or bf16 (default: bf16 where the CPU has it).");
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
 ABSL_FLAG(int, port, 9001, "gRPC port (0: pick a free one and log it).");
-ABSL_FLAG(int, metrics_port, -1, "Prometheus /metrics port (0: pick; -1: off).");
+ABSL_FLAG(int, metrics_port, 9002, "Prometheus /metrics port (0: pick a free one; -1: off).");
 ABSL_FLAG(int, max_message_bytes, 256 << 20, "Largest gRPC message, bytes.");
 ABSL_FLAG(int, drain_timeout_s, 30, "Longest graceful drain on SIGTERM/SIGINT, seconds.");
 

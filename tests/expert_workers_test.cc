@@ -1,0 +1,287 @@
+// Expert workers: real moe_expert_worker processes on loopback behind a
+// RemoteExpertBackend. Results are bitwise those of the in-process layer;
+// a killed replica is failed over without wrong answers and comes back;
+// mismatched workers are refused at start-up.
+#include "server/remote_expert_backend.h"
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+
+#include "experts/dnnl_engine.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "model/expert_ranges.h"
+#include "model/moe_layer.h"
+#include "model/presets.h"
+#include "proto/expert_service.grpc.pb.h"
+#include "server/serving_core.h"
+#include "tests/naive_reference.h"
+#include "tests/process_util.h"
+#include "tests/server_test_util.h"
+#include "tests/status_matchers.h"
+
+namespace moe {
+namespace {
+
+using ::moe::testing::ChildProcess;
+using ::moe::testing::RandomTokens;
+using ::moe::testing::StatusIs;
+using ::moe::testing::TempDir;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+// A worker process and its port.
+struct Worker {
+  ChildProcess process;
+  int port = 0;
+  std::string address() const { return "127.0.0.1:" + std::to_string(port); }
+};
+
+Worker StartWorker(const TempDir& dir, const std::string& name, const std::string& preset,
+                   const std::string& experts, const std::string& dtype, int port = 0,
+                   uint64_t seed = kDefaultPresetSeed) {
+  const std::string log = dir.File(name + ".log");
+  Worker w;
+  w.process = ::moe::testing::Spawn(
+      MOE_WORKER_BINARY,
+      {"--preset=" + preset, "--experts=" + experts, "--dtype=" + dtype, "--host=127.0.0.1",
+       "--port=" + std::to_string(port), "--metrics_port=0", "--seed=" + std::to_string(seed)},
+      log);
+  w.port = ::moe::testing::WaitForReadyPort(log, absl::Seconds(120));
+  EXPECT_GT(w.port, 0) << ::moe::testing::ReadFile(log);
+  return w;
+}
+
+std::vector<int> Uncovered(int num_experts, const std::vector<ShardSpec>& shards) {
+  std::vector<bool> covered(static_cast<size_t>(num_experts), false);
+  for (const auto& s : shards) {
+    for (int e : s.experts) covered[static_cast<size_t>(e)] = true;
+  }
+  std::vector<int> out;
+  for (int e = 0; e < num_experts; ++e) {
+    if (!covered[static_cast<size_t>(e)]) out.push_back(e);
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<RemoteExpertBackend>> MakeRemote(
+    const std::vector<ShardSpec>& shards, const LayerWeights& w, DType compute,
+    RemoteBackendOptions options = RemoteBackendOptions()) {
+  std::unique_ptr<ExpertBackend> local;
+  const auto ids = Uncovered(w.spec.num_experts(), shards);
+  if (!ids.empty()) {
+    MatmulCacheRegistry registry;
+    auto made = CreateLocalBackend(w, compute, &registry, ids);
+    if (!made.ok()) return made.status();
+    local = *std::move(made);
+  }
+  options.startup_timeout = absl::Seconds(30);
+  return RemoteExpertBackend::Create(shards, w, compute, std::move(local), options);
+}
+
+TEST(ExpertWorkerSpecTest, ParsesAndRejects) {
+  ASSERT_OK_AND_ASSIGN(auto shards,
+                       ParseExpertWorkerSpec("0-3=hostA:9001,hostA2:9001;4-6=hostB:9001", 8));
+  ASSERT_EQ(shards.size(), 2u);
+  EXPECT_EQ(shards[0].experts, (std::vector<int>{0, 1, 2, 3}));
+  EXPECT_EQ(shards[0].addresses, (std::vector<std::string>{"hostA:9001", "hostA2:9001"}));
+  EXPECT_EQ(shards[1].experts, (std::vector<int>{4, 5, 6}));
+  EXPECT_THAT(ParseExpertWorkerSpec("0-3=a:1;3-5=b:2", 8),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expert 3 is in two shards")));
+  EXPECT_THAT(ParseExpertWorkerSpec("0-9=a:1", 8),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("outside 0..7")));
+  EXPECT_THAT(ParseExpertWorkerSpec("0-3", 8),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("EXPERTS=HOST:PORT")));
+  EXPECT_THAT(ParseExpertWorkerSpec("0-3=hostonly", 8),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("host:port")));
+  EXPECT_EQ(FormatExpertList({0, 1, 2, 5, 7, 8}), "0-2,5,7-8");
+}
+
+struct BitwiseCase {
+  std::string preset;
+  std::string dtype;
+};
+
+class WorkersBitwiseTest : public ::testing::TestWithParam<BitwiseCase> {};
+
+TEST_P(WorkersBitwiseTest, TwoWorkersMatchTheInProcessLayer) {
+  const BitwiseCase& c = GetParam();
+  const DType compute = *ParseComputeDType(c.dtype);
+  if (compute == DType::kBF16 && !CpuHasNativeBf16()) GTEST_SKIP() << "no native bf16";
+  ASSERT_OK_AND_ASSIGN(LayerWeights w, MakePreset(c.preset));
+  const int e = w.spec.num_experts();
+  // Two shards and one expert left in process: every path at once.
+  const std::string a = "0-" + std::to_string(e / 2 - 1);
+  const std::string b = std::to_string(e / 2) + "-" + std::to_string(e - 2);
+  TempDir dir;
+  Worker wa = StartWorker(dir, "a", c.preset, a, c.dtype);
+  Worker wb = StartWorker(dir, "b", c.preset, b, c.dtype);
+  ASSERT_OK_AND_ASSIGN(auto shards, ParseExpertWorkerSpec(a + "=" + wa.address() + ";" + b + "=" +
+                                                              wb.address(),
+                                                          e));
+  ASSERT_OK_AND_ASSIGN(auto remote, MakeRemote(shards, w, compute));
+  MoeLayerOptions options;
+  options.compute = compute;
+  ASSERT_OK_AND_ASSIGN(auto distributed, MoeLayer::Create(w, options, std::move(remote)));
+  ASSERT_OK_AND_ASSIGN(auto local, MoeLayer::Create(w, options));
+  for (int64_t t : {1, 37, 300}) {
+    auto x = RandomTokens(t * w.spec.d_model, static_cast<uint32_t>(t));
+    std::vector<float> y1(x.size()), y2(x.size());
+    ForwardOutputs o1, o2;
+    o1.output = y1.data();
+    o2.output = y2.data();
+    ASSERT_OK(distributed->Forward(x.data(), t, o1));
+    ASSERT_OK(local->Forward(x.data(), t, o2));
+    EXPECT_EQ(0, std::memcmp(y1.data(), y2.data(), y1.size() * 4)) << c.preset << " T=" << t;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Presets, WorkersBitwiseTest,
+                         ::testing::Values(BitwiseCase{"demo", "f32"}, BitwiseCase{"demo", "bf16"},
+                                           BitwiseCase{"qwen2-moe-a2.7b", "f32"},
+                                           BitwiseCase{"qwen2-moe-a2.7b", "bf16"}),
+                         [](const ::testing::TestParamInfo<BitwiseCase>& info) {
+                           std::string n = info.param.preset + "_" + info.param.dtype;
+                           std::replace_if(n.begin(), n.end(),
+                                           [](char ch) { return !std::isalnum(ch); }, '_');
+                           return n;
+                         });
+
+TEST(WorkersFailoverTest, KilledReplicaIsFailedOverAndComesBack) {
+  ASSERT_OK_AND_ASSIGN(LayerWeights w, MakePreset("demo"));
+  auto reference = ::moe::testing::MakeLayer(w, DType::kF32);
+  TempDir dir;
+  Worker a1 = StartWorker(dir, "a1", "demo", "0-3", "f32");
+  Worker a2 = StartWorker(dir, "a2", "demo", "0-3", "f32");
+  Worker b = StartWorker(dir, "b", "demo", "4-7", "f32");
+  const int a1_port = a1.port;
+  ASSERT_OK_AND_ASSIGN(auto shards,
+                       ParseExpertWorkerSpec("0-3=" + a1.address() + "," + a2.address() +
+                                                 ";4-7=" + b.address(),
+                                             8));
+  RemoteBackendOptions ro;
+  ro.rpc_timeout = absl::Seconds(5);
+  ro.probe_interval = absl::Milliseconds(100);
+  ASSERT_OK_AND_ASSIGN(auto remote, MakeRemote(shards, w, DType::kF32, ro));
+  RemoteExpertBackend* backend = remote.get();
+  MoeLayerOptions lo;
+  lo.compute = DType::kF32;
+  ASSERT_OK_AND_ASSIGN(auto layer, MoeLayer::Create(w, lo, std::move(remote)));
+  auto server_or = MoeServer::Start(std::move(layer), ::moe::testing::LocalOptions());
+  ASSERT_OK(server_or);
+  std::unique_ptr<MoeServer> server = *std::move(server_or);
+
+  constexpr int kClients = 6;
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> ok{0}, wrong{0}, unavailable{0}, other{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      auto stub = ::moe::testing::Stub(server->local_grpc_address());
+      for (int i = 0; !stop.load(); ++i) {
+        auto tokens = RandomTokens((1 + (c + i) % 4) * 1024, static_cast<uint32_t>(c * 7777 + i));
+        grpc::ClientContext ctx;
+        ::moe::testing::SetDeadline(&ctx, absl::Seconds(30));
+        inference::ModelInferResponse resp;
+        grpc::Status st = stub->ModelInfer(&ctx, ::moe::testing::InferRequest(tokens, 1024), &resp);
+        if (st.ok()) {
+          ++ok;
+          if (::moe::testing::OutputFloats(resp, "output") !=
+              ::moe::testing::Reference(reference.get(), tokens)) {
+            ++wrong;
+          }
+        } else if (st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                   st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+          ++unavailable;
+        } else {
+          ++other;
+        }
+      }
+    });
+  }
+  while (ok.load() < 30) absl::SleepFor(absl::Milliseconds(10));
+  a1.process.Kill();  // SIGKILL during sustained load
+  const int64_t ok_at_kill = ok.load();
+  while (ok.load() < ok_at_kill + 60) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_FALSE(backend->ReplicaUp(0, 0));
+  EXPECT_TRUE(backend->ReplicaUp(0, 1));
+
+  // Restart the killed replica on its port: the prober brings it back and
+  // it takes traffic again.
+  Worker restarted = StartWorker(dir, "a1-restarted", "demo", "0-3", "f32", a1_port);
+  ASSERT_EQ(restarted.port, a1_port);
+  for (int i = 0; i < 300 && !backend->ReplicaUp(0, 0); ++i) absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_TRUE(backend->ReplicaUp(0, 0));
+  const int64_t ok_at_restart = ok.load();
+  while (ok.load() < ok_at_restart + 60) absl::SleepFor(absl::Milliseconds(10));
+  stop.store(true);
+  for (auto& t : clients) t.join();
+
+  auto stub = moe::v1::ExpertService::NewStub(
+      grpc::CreateChannel(restarted.address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  moe::v1::InfoResponse info;
+  ASSERT_TRUE(stub->Info(&ctx, moe::v1::InfoRequest(), &info).ok());
+  EXPECT_GT(info.runs_served(), 0u);
+
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(other.load(), 0);
+  // With a live replica a failed call is retried on it: the only requests
+  // that may fail are those of the batch in flight at the kill, at most
+  // one per client.
+  EXPECT_LE(unavailable.load(), kClients);
+  std::printf("failover: %lld ok, %lld unavailable (bound %d), %lld wrong\n",
+              static_cast<long long>(ok.load()), static_cast<long long>(unavailable.load()),
+              kClients, static_cast<long long>(wrong.load()));
+  server->Shutdown(absl::Seconds(10));
+}
+
+TEST(WorkersFailoverTest, NoLiveReplicaFailsWithUnavailableNamingTheShard) {
+  ASSERT_OK_AND_ASSIGN(LayerWeights w, MakePreset("demo"));
+  TempDir dir;
+  Worker a = StartWorker(dir, "a", "demo", "0-7", "f32");
+  ASSERT_OK_AND_ASSIGN(auto shards, ParseExpertWorkerSpec("0-7=" + a.address(), 8));
+  ASSERT_OK_AND_ASSIGN(auto remote, MakeRemote(shards, w, DType::kF32));
+  MoeLayerOptions lo;
+  lo.compute = DType::kF32;
+  ASSERT_OK_AND_ASSIGN(auto layer, MoeLayer::Create(w, lo, std::move(remote)));
+  a.process.Kill();
+  auto x = RandomTokens(4 * 1024, 3);
+  std::vector<float> y(x.size());
+  ForwardOutputs out;
+  out.output = y.data();
+  EXPECT_THAT(layer->Forward(x.data(), 4, out),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       AllOf(HasSubstr("expert shard 0-7"), HasSubstr(a.address()))));
+}
+
+TEST(WorkersStartupTest, MismatchedWorkersAreRefused) {
+  ASSERT_OK_AND_ASSIGN(LayerWeights w, MakePreset("demo"));
+  TempDir dir;
+  struct Case {
+    std::string preset, dtype;
+    uint64_t seed;
+    std::string message;
+  };
+  for (const Case& c : {Case{"demo", "f32", 7, "weights checksum"},
+                        Case{"switch-8", "f32", kDefaultPresetSeed, "d_model 768"},
+                        Case{"demo", "bf16", kDefaultPresetSeed, "computes in bf16"}}) {
+    if (c.dtype == "bf16" && !CpuHasNativeBf16()) continue;
+    Worker bad = StartWorker(dir, "bad-" + c.preset + c.dtype, c.preset, "0-3", c.dtype, 0, c.seed);
+    ASSERT_OK_AND_ASSIGN(auto shards, ParseExpertWorkerSpec("0-3=" + bad.address(), 8));
+    auto remote = MakeRemote(shards, w, DType::kF32);
+    EXPECT_THAT(remote, StatusIs(absl::StatusCode::kFailedPrecondition,
+                                 AllOf(HasSubstr("expert worker " + bad.address()),
+                                       HasSubstr(c.message))))
+        << c.preset;
+  }
+  // A worker hosting other experts than the shard names.
+  Worker partial = StartWorker(dir, "partial", "demo", "0-1", "f32");
+  ASSERT_OK_AND_ASSIGN(auto shards, ParseExpertWorkerSpec("0-3=" + partial.address(), 8));
+  EXPECT_THAT(MakeRemote(shards, w, DType::kF32),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("does not host expert 2")));
+}
+
+}  // namespace
+}  // namespace moe
