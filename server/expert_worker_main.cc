@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
   if (model_dir.empty()) {
     auto spec = moe::PresetSpec(absl::GetFlag(FLAGS_preset));
     if (!spec.ok()) return Fail(absl::StrCat("cannot load the model: ", spec.status().message()));
+    if (spec->dense) return Fail("this layer is a dense FFN: it has no experts to shard");
     auto ids = moe::ParseExpertList(absl::GetFlag(FLAGS_experts), spec->num_experts());
     if (!ids.ok()) return Fail(absl::StrCat("--experts: ", ids.status().message()));
     hosted = *ids;

@@ -283,5 +283,28 @@ TEST(WorkersStartupTest, MismatchedWorkersAreRefused) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("does not host expert 2")));
 }
 
+TEST(WorkerBinaryTest, DrainsOnSigtermAndRefusesBadFlags) {
+  TempDir dir;
+  Worker w = StartWorker(dir, "w", "demo", "0-1", "f32");
+  ASSERT_GT(w.port, 0);
+  const std::string log = dir.File("w.log");
+  EXPECT_NE(::moe::testing::ReadFile(log).find("hosting experts 0-1"), std::string::npos);
+  ASSERT_EQ(kill(w.process.pid(), SIGTERM), 0);
+  EXPECT_EQ(::moe::testing::WaitExit(w.process.pid(), absl::Seconds(60)), 0);
+  EXPECT_NE(::moe::testing::ReadFile(log).find("drained; exiting"), std::string::npos);
+  // Experts outside the layer, and a dense layer, are refused at start-up.
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"--preset=demo", "--experts=6-9", "--port=0", "--metrics_port=-1"},
+           {"--preset=llama-7b", "--experts=0", "--port=0", "--metrics_port=-1"}}) {
+    const std::string bad_log = dir.File("bad.log");
+    const pid_t pid = ::moe::testing::Spawn(MOE_WORKER_BINARY, args, bad_log);
+    EXPECT_EQ(::moe::testing::WaitExit(pid, absl::Seconds(120)), 1) << args[0];
+    const std::string text = ::moe::testing::ReadFile(bad_log);
+    EXPECT_TRUE(text.find("outside 0..7") != std::string::npos ||
+                text.find("no experts to shard") != std::string::npos)
+        << text;
+  }
+}
+
 }  // namespace
 }  // namespace moe
