@@ -9,24 +9,24 @@
 #include <csignal>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <httplib.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "common/memory_tuning.h"
+#include "server/process_setup.h"
 #include "experts/dnnl_engine.h"
 #include "model/checkpoint_loader.h"
 #include "model/expert_ranges.h"
 #include "model/moe_layer.h"
 #include "model/presets.h"
 #include "server/expert_worker_service.h"
+#include "server/metrics_http_server.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, experts, "", "Experts to host: N, A-B or a comma list (required).");
@@ -55,20 +55,13 @@ int main(int argc, char** argv) {
       "Hosts a shard of a layer's routed experts for moe_server.\n"
       "  moe_expert_worker --experts=0-3 [--preset=demo | --model_dir=DIR --layer=N] --port=9001");
   absl::ParseCommandLine(argc, argv);
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Before any thread starts; main() waits for the signals with sigwait().
+  sigset_t signals = moe::BlockShutdownSignals();
   moe::KeepFreedMemoryInProcess();
 
-  moe::DType compute = moe::CpuHasNativeBf16() ? moe::DType::kBF16 : moe::DType::kF32;
-  if (!absl::GetFlag(FLAGS_dtype).empty()) {
-    auto parsed = moe::ParseComputeDType(absl::GetFlag(FLAGS_dtype));
-    if (!parsed.ok()) return Fail(absl::StrCat("--dtype: ", parsed.status().message()));
-    compute = *parsed;
-  }
-  compute = moe::EffectiveComputeDType(compute);
+  auto resolved = moe::ResolveComputeDType(absl::GetFlag(FLAGS_dtype));
+  if (!resolved.ok()) return Fail(absl::StrCat("--dtype: ", resolved.status().message()));
+  const moe::DType compute = *resolved;
   if (absl::GetFlag(FLAGS_experts).empty()) return Fail("--experts is required (e.g. 0-3)");
 
   // The spec first, to validate the expert list; then only those weights.
@@ -125,26 +118,16 @@ int main(int argc, char** argv) {
   if (server == nullptr || port == 0) return Fail(absl::StrCat("cannot listen on ", address));
   server->GetHealthCheckService()->SetServingStatus(true);
 
-  std::unique_ptr<httplib::Server> http;
-  std::thread http_thread;
-  int metrics_port = -1;
+  std::unique_ptr<moe::MetricsHttpServer> metrics;
   if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
-    http = std::make_unique<httplib::Server>();
     moe::ExpertWorkerService* svc = service.get();
-    http->Get("/metrics", [svc](const httplib::Request&, httplib::Response& res) {
-      res.set_content(svc->RenderMetrics(), "text/plain; version=0.0.4; charset=utf-8");
-    });
-    metrics_port = absl::GetFlag(FLAGS_metrics_port) == 0
-                       ? http->bind_to_any_port(absl::GetFlag(FLAGS_host))
-                       : (http->bind_to_port(absl::GetFlag(FLAGS_host),
-                                             absl::GetFlag(FLAGS_metrics_port))
-                              ? absl::GetFlag(FLAGS_metrics_port)
-                              : -1);
-    if (metrics_port <= 0) return Fail("cannot listen for metrics");
-    httplib::Server* h = http.get();
-    http_thread = std::thread([h] { h->listen_after_bind(); });
-    for (int i = 0; i < 5000 && !h->is_running(); ++i) absl::SleepFor(absl::Milliseconds(1));
+    auto started = moe::MetricsHttpServer::Start(absl::GetFlag(FLAGS_host),
+                                                 absl::GetFlag(FLAGS_metrics_port),
+                                                 [svc] { return svc->RenderMetrics(); });
+    if (!started.ok()) return Fail(std::string(started.status().message()));
+    metrics = *std::move(started);
   }
+  const int metrics_port = metrics != nullptr ? metrics->port() : -1;
   spdlog::info("expert worker: {}", summary);
   spdlog::info("listening: gRPC {}:{}, metrics {}", absl::GetFlag(FLAGS_host), port,
                metrics_port > 0 ? absl::StrCat("port ", metrics_port) : std::string("disabled"));
@@ -157,10 +140,7 @@ int main(int argc, char** argv) {
   server->Shutdown(std::chrono::system_clock::now() +
                    std::chrono::seconds(absl::GetFlag(FLAGS_drain_timeout_s)));
   server->Wait();
-  if (http != nullptr) {
-    http->stop();
-    http_thread.join();
-  }
+  if (metrics != nullptr) metrics->Stop();
   spdlog::info("drained; exiting");
   return 0;
 }

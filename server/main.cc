@@ -15,6 +15,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "common/memory_tuning.h"
+#include "server/process_setup.h"
 #include "experts/dnnl_engine.h"
 #include "model/checkpoint_loader.h"
 #include "model/moe_layer.h"
@@ -72,21 +73,13 @@ int main(int argc, char** argv) {
       "  moe_server [--preset=demo | --model_dir=DIR --layer=N] [--grpc_port=8001]");
   absl::ParseCommandLine(argc, argv);
 
-  // Block the shutdown signals before any thread starts; main() waits for
-  // them with sigwait().
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Before any thread starts; main() waits for the signals with sigwait().
+  sigset_t signals = moe::BlockShutdownSignals();
   moe::KeepFreedMemoryInProcess();
 
-  moe::DType compute = moe::CpuHasNativeBf16() ? moe::DType::kBF16 : moe::DType::kF32;
-  if (!absl::GetFlag(FLAGS_dtype).empty()) {
-    auto parsed = moe::ParseComputeDType(absl::GetFlag(FLAGS_dtype));
-    if (!parsed.ok()) return Fail(absl::StrCat("--dtype: ", parsed.status().message()));
-    compute = *parsed;
-  }
+  auto resolved = moe::ResolveComputeDType(absl::GetFlag(FLAGS_dtype));
+  if (!resolved.ok()) return Fail(absl::StrCat("--dtype: ", resolved.status().message()));
+  const moe::DType compute = *resolved;
 
   const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
   const absl::Time load_start = absl::Now();
@@ -113,18 +106,17 @@ int main(int argc, char** argv) {
     for (int e = 0; e < weights->spec.num_experts(); ++e) {
       if (!covered[static_cast<size_t>(e)]) local_ids.push_back(e);
     }
-    const moe::DType effective = moe::EffectiveComputeDType(compute);
     std::unique_ptr<moe::ExpertBackend> local;
     if (!local_ids.empty()) {
       moe::MatmulCacheRegistry registry;
-      auto made = moe::CreateLocalBackend(*weights, effective, &registry, local_ids);
+      auto made = moe::CreateLocalBackend(*weights, compute, &registry, local_ids);
       if (!made.ok()) return Fail(std::string(made.status().message()));
       local = *std::move(made);
     }
     moe::RemoteBackendOptions remote_options;
     remote_options.rpc_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_expert_rpc_timeout_ms));
     spdlog::info("connecting to expert workers {}", absl::GetFlag(FLAGS_expert_workers));
-    auto created = moe::RemoteExpertBackend::Create(*std::move(shards), *weights, effective,
+    auto created = moe::RemoteExpertBackend::Create(*std::move(shards), *weights, compute,
                                                     std::move(local), remote_options);
     if (!created.ok()) return Fail(absl::StrCat("refusing to start: ", created.status().message()));
     remote = created->get();

@@ -6,10 +6,10 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <httplib.h>
 
 #include "absl/strings/str_cat.h"
 #include "server/inference_service.h"
+#include "server/metrics_http_server.h"
 #include "server/serving_core.h"
 #include "spdlog/spdlog.h"
 
@@ -93,32 +93,20 @@ absl::StatusOr<std::unique_ptr<MoeServer>> MoeServer::Start(std::unique_ptr<MoeL
   health->SetServingStatus("inference.GRPCInferenceService", true);
 
   if (options.metrics_port >= 0) {
-    s->http_server_ = std::make_unique<httplib::Server>();
     ServingCore* core = s->core_.get();
     auto extra = options.extra_metrics;
-    s->http_server_->Get("/metrics", [core, extra](const httplib::Request&,
-                                                   httplib::Response& res) {
-      std::string text = core->RenderMetrics();
-      if (extra) text += extra();
-      res.set_content(text, "text/plain; version=0.0.4; charset=utf-8");
-    });
-    if (options.metrics_port == 0) {
-      s->metrics_port_ = s->http_server_->bind_to_any_port(options.listen_host);
-    } else if (s->http_server_->bind_to_port(options.listen_host, options.metrics_port)) {
-      s->metrics_port_ = options.metrics_port;
-    }
-    if (s->metrics_port_ <= 0) {
-      const int wanted = options.metrics_port;
+    auto metrics = MetricsHttpServer::Start(options.listen_host, options.metrics_port,
+                                            [core, extra] {
+                                              std::string text = core->RenderMetrics();
+                                              if (extra) text += extra();
+                                              return text;
+                                            });
+    if (!metrics.ok()) {
       s->Shutdown(absl::ZeroDuration());
-      return absl::UnavailableError(absl::StrCat("cannot listen for metrics on ",
-                                                 options.listen_host, ":", wanted,
-                                                 " (port in use?)"));
+      return metrics.status();
     }
-    httplib::Server* http = s->http_server_.get();
-    s->http_thread_ = std::thread([http] { http->listen_after_bind(); });
-    // stop() is a no-op until the listen loop runs: wait for it, so that a
-    // shutdown right after start cannot leave the thread blocked in accept.
-    for (int i = 0; i < 5000 && !http->is_running(); ++i) absl::SleepFor(absl::Milliseconds(1));
+    s->metrics_server_ = *std::move(metrics);
+    s->metrics_port_ = s->metrics_server_->port();
   }
   return s;
 }
@@ -155,10 +143,7 @@ int64_t MoeServer::Shutdown(absl::Duration drain_timeout) {
     grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     grpc_server_->Wait();
   }
-  if (http_server_ != nullptr) {
-    http_server_->stop();
-    if (http_thread_.joinable()) http_thread_.join();
-  }
+  if (metrics_server_ != nullptr) metrics_server_->Stop();
   return cut;
 }
 

@@ -11,7 +11,6 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -22,14 +21,12 @@
 namespace grpc {
 class Server;
 }
-namespace httplib {
-class Server;
-}
 
 namespace moe {
 
 class ServingCore;
 class InferenceService;
+class MetricsHttpServer;
 
 struct TlsOptions {
   std::string cert_file;       // PEM server certificate chain; empty: plaintext
@@ -82,8 +79,7 @@ class MoeServer {
   std::unique_ptr<ServingCore> core_;
   std::unique_ptr<InferenceService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;
-  std::unique_ptr<httplib::Server> http_server_;
-  std::thread http_thread_;
+  std::unique_ptr<MetricsHttpServer> metrics_server_;
   int grpc_port_ = 0;
   int metrics_port_ = -1;
   bool shut_down_ = false;
