@@ -124,7 +124,6 @@ int main(int argc, char** argv) {
   }
   auto layer = moe::MoeLayer::Create(*weights, layer_options, std::move(backend));
   if (!layer.ok()) return Fail(absl::StrCat("cannot build the layer: ", layer.status().message()));
-  const moe::LayerSpec spec = (*layer)->spec();
   const std::string summary = (*layer)->Summary();
   *weights = moe::LayerWeights();  // packed copies live in the layer now
 
@@ -173,6 +172,5 @@ int main(int argc, char** argv) {
     spdlog::info("drained: every accepted request was answered; exiting");
   }
   server->reset();
-  (void)spec;
   return 0;
 }
