@@ -245,6 +245,10 @@ void ClosedUnaryWorker(Stub* stub, const std::vector<PoolEntry>& pool, const Loa
     rec->CountSent(measured);
     grpc::Status st = stub->ModelInfer(&ctx, pool[static_cast<size_t>(p)].request, &resp);
     rec->Record(p, intended, measured, st.error_code(), &resp);
+    if (st.error_code() == grpc::StatusCode::UNAVAILABLE &&
+        o.unavailable_backoff > absl::ZeroDuration()) {
+      absl::SleepFor(o.unavailable_backoff);
+    }
   }
 }
 

@@ -42,6 +42,10 @@ struct LoadOptions {
   int connections = 1;         // gRPC channels (TCP connections)
   bool stream = false;         // ModelStreamInfer instead of ModelInfer
   absl::Duration deadline = absl::Seconds(10);
+  // Closed loop: after an UNAVAILABLE answer the worker waits this long
+  // before its next request, as a client honouring the server's "go away"
+  // does (gRPC retry policies back off the same way). Zero: resend at once.
+  absl::Duration unavailable_backoff = absl::ZeroDuration();
   bool bf16 = false;           // send BF16 tokens
   uint64_t seed = 1;
   int pool_size = 64;          // distinct pre-built requests

@@ -33,6 +33,9 @@ ABSL_FLAG(std::string, tokens, "1", "Tokens per request: N or MIN-MAX (uniform).
 ABSL_FLAG(int, connections, 1, "gRPC connections to spread requests over.");
 ABSL_FLAG(bool, stream, false, "Use ModelStreamInfer instead of ModelInfer.");
 ABSL_FLAG(int64_t, deadline_ms, 10000, "Deadline of each request, milliseconds.");
+ABSL_FLAG(int64_t, unavailable_backoff_ms, 0,
+          "Closed loop: pause after an UNAVAILABLE answer before the next request, ms "
+          "(a client that backs off from a draining or overloaded server).");
 ABSL_FLAG(bool, bf16, false, "Send BF16 tokens.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of the token values and Poisson arrivals.");
 ABSL_FLAG(std::string, sweep, "",
@@ -93,6 +96,7 @@ int main(int argc, char** argv) {
   o.connections = absl::GetFlag(FLAGS_connections);
   o.stream = absl::GetFlag(FLAGS_stream);
   o.deadline = absl::Milliseconds(absl::GetFlag(FLAGS_deadline_ms));
+  o.unavailable_backoff = absl::Milliseconds(absl::GetFlag(FLAGS_unavailable_backoff_ms));
   o.bf16 = absl::GetFlag(FLAGS_bf16);
   o.seed = absl::GetFlag(FLAGS_seed);
   o.verify_preset = absl::GetFlag(FLAGS_verify);

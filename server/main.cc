@@ -21,6 +21,7 @@
 #include "model/moe_layer.h"
 #include "model/presets.h"
 #include "server/moe_server.h"
+#include "server/serving_core.h"
 #include "server/remote_expert_backend.h"
 #include "spdlog/spdlog.h"
 
@@ -166,11 +167,21 @@ int main(int argc, char** argv) {
   spdlog::info("received {}: draining (up to {} s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                drain_s);
   const int64_t cut = (*server)->Shutdown(absl::Seconds(drain_s));
+  // The totals let an operator (and the container test) match the server's
+  // answers against its clients' counts.
+  const auto& m = (*server)->core().metrics();
+  const auto total = [&m](const char* outcome) {
+    return static_cast<int64_t>(m.RequestsTotal(outcome));
+  };
   if (cut > 0) {
     spdlog::warn("drain timeout: {} accepted requests were cut with UNAVAILABLE", cut);
   } else {
     spdlog::info("drained: every accepted request was answered; exiting");
   }
+  spdlog::info("requests answered since start: ok {}, unavailable {}, invalid_argument {}, "
+               "deadline_exceeded {}, cancelled {}, internal {}",
+               total("ok"), total("unavailable"), total("invalid_argument"),
+               total("deadline_exceeded"), total("cancelled"), total("internal"));
   server->reset();
   return 0;
 }

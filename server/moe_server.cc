@@ -11,7 +11,6 @@
 #include "server/inference_service.h"
 #include "server/metrics_http_server.h"
 #include "server/serving_core.h"
-#include "spdlog/spdlog.h"
 
 namespace moe {
 namespace {
@@ -140,7 +139,12 @@ int64_t MoeServer::Shutdown(absl::Duration drain_timeout) {
     absl::SleepFor(absl::Milliseconds(10));
   }
   if (grpc_server_ != nullptr) {
-    grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    // Everything accepted has been answered; what gRPC still holds is the
+    // last answers' bytes in flight. A short deadline lets those go out,
+    // then gRPC cancels what is left and closes the connections. A long
+    // one would keep idle connections open after the GOAWAY: clients that
+    // come back on them see their calls cancelled instead of UNAVAILABLE.
+    grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
     grpc_server_->Wait();
   }
   if (metrics_server_ != nullptr) metrics_server_->Stop();

@@ -1,0 +1,274 @@
+#!/usr/bin/env bash
+# End-to-end test of moe-serve's container image and compose file, run with
+# podman (ctest label `container`, run by .ci/run). It
+#   1. prepares podman and the Debian base images (deploy/container_setup.sh;
+#      only what is missing);
+#   2. builds deploy/Dockerfile and checks the image: no compiler, no -dev
+#      package, non-root user, a health check; prints its size;
+#   3. runs the image: health turns SERVING (`moe_client health` and
+#      `podman healthcheck run`), /metrics answers, `moe_client infer` through
+#      the published port equals a single-process server built from the same
+#      tree bit for bit (FP32 and BF16), `moe_loadgen --verify` (answers equal
+#      to the in-process MoeLayer) and the image's own moe_loadgen report zero
+#      errors;
+#   4. sends SIGTERM (`podman stop`) in the middle of a load test: the only
+#      error the load generator may see is UNAVAILABLE, the server logs that it
+#      drained, and the container exits 0;
+#   5. brings up deploy/compose.yaml (server + 2 expert workers + Prometheus):
+#      outputs equal the single-process server's, the load test has zero
+#      errors, and Prometheus scrapes the server and both workers.
+#
+# Usage: deploy/test_container.sh [BUILD_DIR]   (BUILD_DIR holds the host
+#        build of moe_server, moe_client and moe_loadgen; default ./build)
+# Env:   MOE_TEST_IMAGE (default localhost/moe-serve:latest)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$here")"
+bin_dir="$(cd "${1:-$root/build}" && pwd)"
+client="$bin_dir/client/moe_client"
+loadgen="$bin_dir/client/moe_loadgen"
+host_server="$bin_dir/server/moe_server"
+image="${MOE_TEST_IMAGE:-localhost/moe-serve:latest}"
+project="moe-ct-$$"
+ctr="$project-server"
+work="$(mktemp -d)"
+host_pid=""
+t0=$SECONDS
+
+step() { echo "== [$((SECONDS - t0))s] $*"; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+compose() {
+  podman-compose -p "$project" -f "$root/deploy/compose.yaml" "$@"
+}
+
+cleanup() {
+  local rc=$?
+  set +e
+  if [ $rc -ne 0 ]; then
+    echo "---- logs of $ctr (last 30 lines)" >&2
+    podman logs --tail 30 "$ctr" >&2 2>&1
+    for s in server worker-0 worker-1 prometheus; do
+      echo "---- logs of compose service $s (last 15 lines)" >&2
+      podman logs --tail 15 "${project}_${s}_1" >&2 2>&1
+    done
+  fi
+  [ -n "$host_pid" ] && kill "$host_pid" 2>/dev/null && wait "$host_pid" 2>/dev/null
+  podman rm -f -t 0 "$ctr" >/dev/null 2>&1
+  compose down -t 0 >/dev/null 2>&1
+  rm -rf "$work"
+  exit $rc
+}
+trap cleanup EXIT
+
+for f in "$client" "$loadgen" "$host_server"; do
+  [ -x "$f" ] || fail "$f is missing: build the project first (scripts/test.sh does)"
+done
+command -v python3 >/dev/null || fail "python3 is needed (apt-get install python3)"
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_serving ADDRESS SECONDS: polls grpc.health.v1 until SERVING.
+wait_serving() {
+  local deadline=$((SECONDS + $2))
+  until "$client" health --address="$1" --deadline_ms=1000 >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || fail "$1 did not turn SERVING within $2 s"
+    sleep 1
+  done
+}
+
+# json_get FILE EXPR: evaluates a Python expression over the JSON in FILE
+# (bound to `r`; a loadgen report list is unwrapped to its first element).
+json_get() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+if isinstance(r, list):
+    r = r[0]
+print(eval(sys.argv[2]))
+PY
+}
+
+# check_load_clean JSON WHAT: zero failures and zero verify mismatches.
+check_load_clean() {
+  local failed ok mism
+  failed=$(json_get "$1" 'r["failed"]')
+  ok=$(json_get "$1" 'r["ok"]')
+  mism=$(json_get "$1" 'r.get("verify_mismatches", 0)')
+  echo "   $2: ok=$ok failed=$failed verify_mismatches=$mism"
+  [ "$failed" = 0 ] || fail "$2: $failed failed requests: $(json_get "$1" 'r["errors"]')"
+  [ "$mism" = 0 ] || fail "$2: $mism answers differ from the in-process layer"
+  [ "$ok" -gt 0 ] || fail "$2: no request succeeded"
+}
+
+# metric_ok PORT: moe_requests_total{outcome="ok"} from the server's /metrics.
+metric_ok() {
+  python3 - "$1" <<'PY'
+import sys, urllib.request
+text = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode()
+for line in text.splitlines():
+    if line.startswith('moe_requests_total{outcome="ok"}'):
+        print(int(float(line.split()[-1]))); break
+else:
+    print(0)
+PY
+}
+
+# ---------------------------------------------------------------- 1. set-up
+step "podman and base images"
+"$here/container_setup.sh"
+
+# ---------------------------------------------------------------- 2. image
+step "podman build --format docker -f deploy/Dockerfile -t $image"
+build_start=$SECONDS
+podman build --format docker -f "$root/deploy/Dockerfile" -t "$image" "$root" \
+  >"$work/build.log" 2>&1 || { tail -40 "$work/build.log" >&2; fail "image build failed"; }
+echo "   built in $((SECONDS - build_start)) s"
+
+size=$(podman image inspect --format '{{.Size}}' "$image")
+echo "   image size: $((size / 1000000)) MB ($size bytes)"
+user=$(podman image inspect --format '{{.Config.User}}' "$image")
+[ "$user" = "10001:10001" ] || fail "image user is '$user', expected 10001:10001"
+uid=$(podman run --rm --no-healthcheck --entrypoint /usr/bin/id "$image" -u)
+[ "$uid" = 10001 ] || fail "the image runs as uid $uid"
+health=$(podman image inspect --format '{{json .Config.Healthcheck}}' "$image")
+echo "   health check: $health"
+[[ "$health" == *moe_client* && "$health" == *health* ]] || fail "no HEALTHCHECK in the image"
+podman run --rm --no-healthcheck --entrypoint /bin/sh "$image" -c '
+  for c in cc c++ gcc g++ clang ld as cpp make cmake; do
+    if command -v "$c" >/dev/null 2>&1; then echo "compiler tool in image: $c"; exit 1; fi
+  done
+  dev=$(dpkg-query -W -f "\${Package}\n" | grep -E -- "-dev$|^gcc-[0-9]+$|^g\+\+|^cpp|^binutils|^clang|^llvm" || true)
+  if [ -n "$dev" ]; then echo "build packages in image: $dev"; exit 1; fi' \
+  || fail "the final stage holds build tools"
+echo "   no compiler, no -dev packages, runs as uid 10001"
+
+# ---------------------------------------------------------------- 3. run
+step "single-process reference server (host build)"
+"$host_server" --preset=demo --grpc_port=0 --metrics_port=0 >"$work/host.log" 2>&1 &
+host_pid=$!
+for _ in $(seq 120); do
+  grep -q "listening: gRPC" "$work/host.log" && break
+  kill -0 "$host_pid" 2>/dev/null || { cat "$work/host.log" >&2; fail "host server died"; }
+  sleep 0.5
+done
+host_port=$(sed -n 's/.*listening: gRPC [^ ]*:\([0-9]*\).*/\1/p' "$work/host.log" | head -1)
+[ -n "$host_port" ] || fail "no port in the host server's log"
+wait_serving "127.0.0.1:$host_port" 60
+for dt in fp32 bf16; do
+  flag=""; [ $dt = bf16 ] && flag="--bf16"
+  "$client" infer --address="127.0.0.1:$host_port" --random=37 --seed=11 $flag \
+    --output="$work/ref-$dt.npy" >/dev/null
+done
+
+step "podman run $image --preset=demo"
+podman run -d --name "$ctr" -p 127.0.0.1::8001 -p 127.0.0.1::8002 "$image" \
+  --preset=demo --drain_timeout_s=30 >/dev/null 2>"$work/run.log" \
+  || { cat "$work/run.log" >&2; fail "podman run failed"; }
+# (Without systemd podman logs that it cannot schedule the health check;
+# `podman healthcheck run` below runs it.)
+port=$(podman port "$ctr" 8001 | head -1 | sed 's/.*://')
+mport=$(podman port "$ctr" 8002 | head -1 | sed 's/.*://')
+addr="127.0.0.1:$port"
+wait_serving "$addr" 120
+echo "   SERVING on $addr after $((SECONDS - t0)) s"
+podman healthcheck run "$ctr" >/dev/null || fail "podman healthcheck run: unhealthy"
+echo "   podman healthcheck run: healthy"
+exec 3<>"/dev/tcp/127.0.0.1/$mport"
+printf 'GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3
+grep -q '^moe_requests_total' <&3 || fail "/metrics on $mport has no moe_requests_total"
+exec 3<&-
+echo "   /metrics answers on $mport"
+
+for dt in fp32 bf16; do
+  flag=""; [ $dt = bf16 ] && flag="--bf16"
+  "$client" infer --address="$addr" --random=37 --seed=11 $flag --output="$work/ctr-$dt.npy" >/dev/null
+  cmp -s "$work/ref-$dt.npy" "$work/ctr-$dt.npy" \
+    || fail "$dt output of the container differs from the single-process server"
+done
+echo "   moe_client infer: container output == single-process output (FP32 and BF16, bitwise)"
+
+"$loadgen" --address="$addr" --concurrency=4 --duration_s=3 --warmup_s=0.5 --tokens=1-16 \
+  --verify=demo --progress=false --json="$work/lg-verify.json" >/dev/null
+check_load_clean "$work/lg-verify.json" "host moe_loadgen --verify=demo"
+podman run --rm --no-healthcheck --network "container:$ctr" "$image" moe_loadgen --address=localhost:8001 \
+  --concurrency=4 --duration_s=3 --warmup_s=0.5 --tokens=1-16 --progress=false --json=- \
+  >"$work/lg-image.json"
+check_load_clean "$work/lg-image.json" "the image's moe_loadgen"
+
+# ---------------------------------------------------------------- 4. SIGTERM
+step "SIGTERM (podman stop) during a load test"
+ok_before=$(metric_ok "$mport")
+# --unavailable_backoff_ms: the clients back off from a draining server, as
+# real gRPC clients do; one that resends at once for ever races gRPC's own
+# listener shutdown (see the README's reliability notes).
+"$loadgen" --address="$addr" --concurrency=8 --duration_s=8 --warmup_s=0 --tokens=1-16 \
+  --unavailable_backoff_ms=1000 --progress=false --json="$work/lg-drain.json" >/dev/null &
+lg_pid=$!
+sleep 3
+podman stop -t 60 "$ctr" >/dev/null
+wait "$lg_pid" || true
+exit_code=$(podman inspect --format '{{.State.ExitCode}}' "$ctr")
+[ "$exit_code" = 0 ] || fail "the container exited $exit_code after SIGTERM"
+podman logs "$ctr" 2>&1 | grep -q "drained: every accepted request was answered" \
+  || fail "the server did not log a complete drain"
+ok=$(json_get "$work/lg-drain.json" 'r["total_ok"]')
+errors=$(json_get "$work/lg-drain.json" 'r["errors"]')
+ok_after=$(podman logs "$ctr" 2>&1 | sed -n 's/.*requests answered since start: ok \([0-9]*\),.*/\1/p')
+echo "   client: ok=$ok errors=$errors; server: ok answers during the test $((ok_after - ok_before))"
+echo "   container exit code 0, drained"
+[ "$ok" -gt 0 ] || fail "no request succeeded before the drain"
+[ $((ok_after - ok_before)) -eq "$ok" ] \
+  || fail "the server answered $((ok_after - ok_before)) requests OK but the client got $ok"
+python3 - "$work/lg-drain.json" <<'PY' || fail "an error other than UNAVAILABLE during the drain"
+import json, sys
+r = json.load(open(sys.argv[1]))
+r = r[0] if isinstance(r, list) else r
+bad = {k: v for k, v in r["errors"].items() if k != "UNAVAILABLE"}
+sys.exit(1 if bad else 0)
+PY
+podman rm -f "$ctr" >/dev/null
+
+# ---------------------------------------------------------------- 5. compose
+step "compose: server + 2 expert workers + Prometheus"
+export MOE_GRPC_PORT MOE_METRICS_PORT MOE_PROMETHEUS_PORT
+MOE_GRPC_PORT=$(free_port); MOE_METRICS_PORT=$(free_port); MOE_PROMETHEUS_PORT=$(free_port)
+compose up -d >"$work/compose.log" 2>&1 || { tail -40 "$work/compose.log" >&2; fail "compose up failed"; }
+caddr="127.0.0.1:$MOE_GRPC_PORT"
+wait_serving "$caddr" 180
+echo "   compose server SERVING on $caddr after $((SECONDS - t0)) s"
+podman logs "${project}_server_1" 2>&1 | grep -q "connecting to expert workers" \
+  || fail "the compose server does not use the expert workers"
+for dt in fp32 bf16; do
+  flag=""; [ $dt = bf16 ] && flag="--bf16"
+  "$client" infer --address="$caddr" --random=37 --seed=11 $flag --output="$work/cmp-$dt.npy" >/dev/null
+  cmp -s "$work/ref-$dt.npy" "$work/cmp-$dt.npy" \
+    || fail "$dt output of the compose deployment differs from the single-process server"
+done
+echo "   moe_client infer: compose (2 workers) output == single-process output (bitwise)"
+"$loadgen" --address="$caddr" --concurrency=8 --duration_s=3 --warmup_s=0.5 --tokens=1-16 \
+  --verify=demo --progress=false --json="$work/lg-compose.json" >/dev/null
+check_load_clean "$work/lg-compose.json" "moe_loadgen --verify=demo against compose"
+
+# Prometheus scrapes every 5 s: wait until all three targets are up.
+deadline=$((SECONDS + 90))
+until python3 - "$MOE_PROMETHEUS_PORT" <<'PY'
+import json, sys, urllib.request
+url = "http://127.0.0.1:%s/api/v1/targets" % sys.argv[1]
+try:
+    t = json.load(urllib.request.urlopen(url, timeout=3))["data"]["activeTargets"]
+except Exception as e:
+    print("   prometheus: %s" % e); sys.exit(1)
+up = sorted(x["labels"].get("instance", "?") for x in t if x["health"] == "up")
+print("   prometheus targets up: %s of %d" % (up, len(t)))
+sys.exit(0 if len(t) >= 3 and len(up) == len(t) else 1)
+PY
+do
+  [ $SECONDS -lt $deadline ] || fail "Prometheus does not scrape every target"
+  sleep 3
+done
+compose down -t 40 >/dev/null 2>&1
+step "passed in $((SECONDS - t0)) s"
