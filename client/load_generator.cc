@@ -136,6 +136,7 @@ class Recorder {
     } else {
       ++failed_;
       ++errors_[CodeName(code)];
+      failed_max_ns_ = std::max(failed_max_ns_, latency_ns);
     }
   }
 
@@ -168,6 +169,7 @@ class Recorder {
     r->p999_ms = hist_.ValueAtPercentile(99.9) / 1e6;
     r->max_ms = static_cast<double>(hist_.max()) / 1e6;
     r->mean_ms = hist_.mean() / 1e6;
+    r->failed_max_ms = static_cast<double>(failed_max_ns_) / 1e6;
   }
 
   const std::vector<std::vector<float>>& first_outputs() const { return first_outputs_; }
@@ -186,6 +188,7 @@ class Recorder {
   int64_t total_sent_ ABSL_GUARDED_BY(mu_) = 0, total_ok_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t done_ ABSL_GUARDED_BY(mu_) = 0, errors_total_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t repeat_mismatches_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t failed_max_ns_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time last_ok_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::map<std::string, int64_t> errors_ ABSL_GUARDED_BY(mu_);
   std::vector<std::vector<float>> first_outputs_;  // written under mu_

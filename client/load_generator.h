@@ -76,6 +76,9 @@ struct LoadReport {
   double tokens_per_s = 0;
   // Latency, milliseconds.
   double p50_ms = 0, p90_ms = 0, p99_ms = 0, p999_ms = 0, max_ms = 0, mean_ms = 0;
+  // Longest time a failed request took to fail (from its intended start):
+  // shows that rejections come at once, not after a hang.
+  double failed_max_ms = 0;
 
   // Everything sent, warmup included (for matching server counters).
   int64_t total_sent = 0, total_ok = 0;

@@ -55,7 +55,7 @@ std::string ReportText(const LoadReport& r) {
   if (!r.errors.empty()) {
     std::string e;
     for (const auto& [code, n] : r.errors) absl::StrAppend(&e, e.empty() ? "" : ", ", code, " ", n);
-    absl::StrAppend(&s, "errors    ", e, "\n");
+    absl::StrAppendFormat(&s, "errors    %s (slowest failure %.3f ms)\n", e, r.failed_max_ms);
   }
   if (r.server_stats) {
     absl::StrAppendFormat(&s,
@@ -87,6 +87,7 @@ nlohmann::json ReportJson(const LoadReport& r) {
   j["ok"] = r.ok;
   j["failed"] = r.failed;
   j["errors"] = r.errors;
+  j["failed_max_ms"] = r.failed_max_ms;
   j["tokens_ok"] = r.tokens_ok;
   j["achieved_rate"] = r.achieved_rate;
   j["throughput_rps"] = r.throughput_rps;

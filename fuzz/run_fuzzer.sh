@@ -17,7 +17,7 @@ log="$scratch.log"
 status=0
 "$fuzzer" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len=65536 \
   -print_final_stats=1 "${dirs[@]}" >"$log" 2>&1 || status=$?
-grep -E "^(#[0-9]+ +(INITED|DONE)|stat::number_of_executed_units|stat::peak_rss|==[0-9]+==|SUMMARY|Test unit written|artifact_prefix)" "$log" || true
+grep -E "^(#[0-9]+[[:space:]]+(INITED|DONE)|stat::number_of_executed_units|stat::peak_rss|==[0-9]+==|SUMMARY|Test unit written|artifact_prefix)" "$log" || true
 [ "$status" -eq 0 ] || tail -60 "$log"
 rm -f "$log"
 exit "$status"

@@ -9,6 +9,13 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev openssl
+  # Sanitizer and fuzzing build (clang, libFuzzer, ASan/UBSan/TSan runtimes).
+  clang-14 libclang-rt-14-dev
+  # Manifest checks and the system tests' report parsing.
+  python3 python3-yaml
+  # Container test: podman with runc, compose, container-name DNS, and
+  # debootstrap for the base images when no registry is reachable.
+  podman runc podman-compose golang-github-containernetworking-plugin-dnsname debootstrap
 )
 
 missing=()

@@ -9,6 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/proto_buffer_reader.h"
 
 namespace moe {
 namespace {
@@ -44,11 +46,21 @@ std::shared_ptr<InferTask> MakeTask(DecodedRequest& decoded, absl::Time deadline
 
 class InferReactor final : public grpc::ServerUnaryReactor {
  public:
-  InferReactor(ServingCore* core, grpc::CallbackServerContext* ctx, const ModelInferRequest* req,
-               ModelInferResponse* resp)
-      : core_(core), resp_(resp), start_(absl::Now()) {
+  // `req_bytes` is the raw request body: it is parsed here so that a body
+  // that is not a ModelInferRequest gets INVALID_ARGUMENT with a message
+  // (gRPC's own parse failure is an empty UNIMPLEMENTED).
+  InferReactor(ServingCore* core, grpc::CallbackServerContext* ctx,
+               const grpc::ByteBuffer* req_bytes, grpc::ByteBuffer* resp_bytes)
+      : core_(core), resp_bytes_(resp_bytes), start_(absl::Now()) {
     core_->NoteArrival();
-    auto decoded = DecodeInferRequest(*req, core_->io());
+    if (!ParseRequest(*req_bytes)) {
+      FinishWith(absl::InvalidArgumentError(
+                     "request body is not a valid inference.ModelInferRequest (corrupt or "
+                     "truncated protobuf, or a string field that is not UTF-8)"),
+                 0);
+      return;
+    }
+    auto decoded = DecodeInferRequest(request_, core_->io());
     if (!decoded.ok()) {
       FinishWith(decoded.status(), 0);
       return;
@@ -57,8 +69,15 @@ class InferReactor final : public grpc::ServerUnaryReactor {
     task_ = MakeTask(decoded_, DeadlineOf(ctx));
     const int64_t tokens = task_->num_tokens;
     task_->done = [this, tokens](const absl::Status& st, InferTask& task) {
-      if (st.ok()) EncodeInferResponse(decoded_, task, core_->io(), resp_);
-      FinishWith(st, tokens, task.queue_time);
+      absl::Status result = st;
+      if (result.ok()) {
+        EncodeInferResponse(decoded_, task, core_->io(), &response_);
+        bool own_buffer = false;
+        grpc::Status ser = grpc::SerializationTraits<ModelInferResponse>::Serialize(
+            response_, resp_bytes_, &own_buffer);
+        if (!ser.ok()) result = absl::InternalError("cannot serialize the response");
+      }
+      FinishWith(result, tokens, task.queue_time);
     };
     absl::Status st = core_->Submit(task_);
     if (!st.ok()) FinishWith(st, 0);
@@ -73,6 +92,12 @@ class InferReactor final : public grpc::ServerUnaryReactor {
   void OnDone() override { delete this; }
 
  private:
+  bool ParseRequest(const grpc::ByteBuffer& bytes) {
+    grpc::ByteBuffer view(bytes);  // shares the slices, no copy of the payload
+    grpc::ProtoBufferReader reader(&view);
+    return reader.status().ok() && request_.ParseFromZeroCopyStream(&reader);
+  }
+
   void FinishWith(const absl::Status& st, int64_t tokens_in,
                   absl::Duration queue = absl::ZeroDuration()) {
     core_->metrics().RecordRequest(st, tokens_in, st.ok() ? tokens_in : 0, absl::Now() - start_,
@@ -81,8 +106,10 @@ class InferReactor final : public grpc::ServerUnaryReactor {
   }
 
   ServingCore* const core_;
-  ModelInferResponse* const resp_;
+  grpc::ByteBuffer* const resp_bytes_;
   const absl::Time start_;
+  ModelInferRequest request_;
+  ModelInferResponse response_;
   DecodedRequest decoded_;
   std::shared_ptr<InferTask> task_;
 };
@@ -348,8 +375,8 @@ grpc::ServerUnaryReactor* InferenceService::ModelMetadata(
 }
 
 grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerContext* ctx,
-                                                       const ModelInferRequest* req,
-                                                       ModelInferResponse* resp) {
+                                                       const grpc::ByteBuffer* req,
+                                                       grpc::ByteBuffer* resp) {
   return new InferReactor(core_, ctx, req, resp);
 }
 

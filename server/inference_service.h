@@ -20,7 +20,11 @@ namespace moe {
 inline constexpr char kServerName[] = "moe-serve";
 inline constexpr char kServerVersion[] = "0.1.0";
 
-class InferenceService final : public inference::GRPCInferenceService::CallbackService {
+// ModelInfer is registered raw (ByteBuffer in and out) so that the service,
+// not gRPC, answers a body it cannot parse: INVALID_ARGUMENT with a message.
+class InferenceService final
+    : public inference::GRPCInferenceService::WithRawCallbackMethod_ModelInfer<
+          inference::GRPCInferenceService::CallbackService> {
  public:
   // `core` must outlive the service.
   explicit InferenceService(ServingCore* core) : core_(core) {}
@@ -41,8 +45,8 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
                                           const inference::ModelMetadataRequest* req,
                                           inference::ModelMetadataResponse* resp) override;
   grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* ctx,
-                                       const inference::ModelInferRequest* req,
-                                       inference::ModelInferResponse* resp) override;
+                                       const grpc::ByteBuffer* req,
+                                       grpc::ByteBuffer* resp) override;
   grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>*
   ModelStreamInfer(grpc::CallbackServerContext* ctx) override;
   grpc::ServerUnaryReactor* ModelStatistics(grpc::CallbackServerContext* ctx,

@@ -88,16 +88,16 @@ absl::StatusOr<DecodedRequest> DecodeInferRequest(const inference::ModelInferReq
                      "raw_input_contents");
     }
     const auto& c = in.contents();
-    if (c.fp32_contents_size() != count) {
-      return Invalid(absl::StrCat("inputs[0].contents.fp32_contents: expected ", count,
-                                  " values (", t, " x ", io.d_model, "), got ",
-                                  c.fp32_contents_size()));
-    }
     if (c.bool_contents_size() + c.int_contents_size() + c.int64_contents_size() +
             c.uint_contents_size() + c.uint64_contents_size() + c.fp64_contents_size() +
             c.bytes_contents_size() >
         0) {
       return Invalid("inputs[0].contents: only fp32_contents may be set for FP32 data");
+    }
+    if (c.fp32_contents_size() != count) {
+      return Invalid(absl::StrCat("inputs[0].contents.fp32_contents: expected ", count,
+                                  " values (", t, " x ", io.d_model, "), got ",
+                                  c.fp32_contents_size()));
     }
     std::memcpy(out.tokens.data(), c.fp32_contents().data(), static_cast<size_t>(count) * 4);
   } else {
