@@ -68,7 +68,7 @@ for stage in $stages; do
         -DMOE_BUILD_BENCH=OFF -DMOE_SYSTEM_TESTS=OFF
       cmake --build build-tsan --target batch_queue_test dynamic_batcher_test
       TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp" \
-        ctest --test-dir build-tsan --output-on-failure -j2 -R '^(BatchQueue|DynamicBatcher)'
+        ctest --test-dir build-tsan --output-on-failure -j2 --repeat until-fail:5 -R '^(BatchQueue|DynamicBatcher)'
       ;;
     *)
       echo "test.sh: unknown stage '$stage' (release, sanitize, tsan)" >&2

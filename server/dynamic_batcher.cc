@@ -1,5 +1,7 @@
 #include "server/dynamic_batcher.h"
 
+#include "common/tsan_annotations.h"
+
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -87,6 +89,7 @@ void DynamicBatcher::ComputeLoop() {
     if (ready > now) {
       const uint64_t seen = generation_;
       auto changed = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        MOE_TSAN_CONDITION_HOLDS(&mu_);
         return generation_ != seen || stop_;
       };
       if (ready == absl::InfiniteFuture()) {
@@ -156,6 +159,7 @@ void DynamicBatcher::WatchLoop() {
     const absl::Time deadline = queue_.EarliestDeadline();
     const uint64_t seen = generation_;
     auto changed = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      MOE_TSAN_CONDITION_HOLDS(&mu_);
       return generation_ != seen || stop_;
     };
     if (deadline == absl::InfiniteFuture()) {
@@ -175,6 +179,7 @@ DynamicBatcher::DrainResult DynamicBatcher::Drain(absl::Duration timeout) {
     draining_ = true;
     ++generation_;
     auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      MOE_TSAN_CONDITION_HOLDS(&mu_);
       return queue_.empty() && !batch_running_ && !watcher_busy_;
     };
     mu_.AwaitWithTimeout(absl::Condition(&idle), timeout);
@@ -182,6 +187,7 @@ DynamicBatcher::DrainResult DynamicBatcher::Drain(absl::Duration timeout) {
     ++generation_;
     // Wait for the running batch: its tasks are accepted work.
     auto not_running = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      MOE_TSAN_CONDITION_HOLDS(&mu_);
       return !batch_running_ && !watcher_busy_;
     };
     mu_.Await(absl::Condition(&not_running));

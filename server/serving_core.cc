@@ -49,6 +49,8 @@ int64_t ServingCore::Drain(absl::Duration timeout) {
   return batcher_->Drain(timeout).cut;
 }
 
+int64_t ServingCore::QueuedTokens() const { return batcher_->queued_tokens(); }
+
 std::string ServingCore::RenderMetrics() const {
   return metrics_->RenderPrometheus(batcher_->queued_tokens(),
                                     static_cast<int64_t>(batcher_->queued_tasks()));

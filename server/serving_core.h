@@ -41,6 +41,9 @@ class ServingCore {
   void NoteArrival() { last_arrival_ns_.store(absl::GetCurrentTimeNanos()); }
   absl::Time last_arrival() const { return absl::FromUnixNanos(last_arrival_ns_.load()); }
 
+  // What waits in the batch queue now (for tests and metrics).
+  int64_t QueuedTokens() const;
+
   const ModelIo& io() const { return io_; }
   const MoeLayer& layer() const { return *layer_; }
   ServingMetrics& metrics() { return *metrics_; }

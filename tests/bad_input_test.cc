@@ -8,7 +8,9 @@
 // are not a valid request body (garbage, truncated, invalid UTF-8) go
 // through a generic stub and must get INVALID_ARGUMENT from the service
 // (which parses ModelInfer bodies itself); stream cases close the file.
+#include <atomic>
 #include <cmath>
+#include <thread>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -20,6 +22,7 @@
 #include "gtest/gtest.h"
 #include "proto/grpc_service.grpc.pb.h"
 #include "server/moe_server.h"
+#include "server/serving_core.h"
 #include "tests/server_test_util.h"
 #include "tests/naive_reference.h"
 
@@ -364,6 +367,59 @@ TEST_F(BadInputTest, StreamWithBadMessagesKeepsGoingAndTruncatedStreamsAreHarmle
     EXPECT_TRUE(rw->Finish().ok());
   }
   ExpectStillServes("truncated streams");
+}
+
+TEST_F(BadInputTest, CancelStormLeavesTheServerHealthy) {
+  // 16 clients for 1.5 s: each call is cancelled by its client right after
+  // it is sent, or given a deadline shorter than a model call, or a stream
+  // is opened, written to and cancelled. Every outcome must be one of the
+  // codes a cancelled call can end with, and afterwards the server answers
+  // exactly and its queue is empty.
+  std::atomic<int64_t> calls{0}, unexpected{0};
+  const absl::Time end = absl::Now() + absl::Milliseconds(1500);
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 16; ++c) {
+    clients.emplace_back([&, c] {
+      auto stub = inference::GRPCInferenceService::NewStub(channel_);
+      const auto req = InferRequest(RandomTokens(8 * kD, static_cast<uint32_t>(c)), kD);
+      for (int i = 0; absl::Now() < end; ++i) {
+        grpc::Status st;
+        if (i % 3 == 2) {
+          grpc::ClientContext ctx;
+          auto rw = stub->ModelStreamInfer(&ctx);
+          rw->Write(req);
+          rw->Write(req);
+          ctx.TryCancel();
+          st = rw->Finish();
+        } else {
+          grpc::ClientContext ctx;
+          ctx.set_deadline(std::chrono::system_clock::now() +
+                           std::chrono::microseconds(i % 3 == 0 ? 1 : 300));
+          inference::ModelInferResponse resp;
+          st = stub->ModelInfer(&ctx, req, &resp);
+        }
+        ++calls;
+        const auto code = st.error_code();
+        if (code != grpc::StatusCode::OK && code != grpc::StatusCode::CANCELLED &&
+            code != grpc::StatusCode::DEADLINE_EXCEEDED) {
+          ++unexpected;
+          ADD_FAILURE() << "code " << code << ": " << st.error_message();
+        }
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(unexpected.load(), 0);
+  EXPECT_GT(calls.load(), 100);
+  std::printf("cancel storm: %lld cancelled or expiring calls from 16 clients\n",
+              static_cast<long long>(calls.load()));
+  ExpectStillServes("cancel storm");
+  // Nothing is left queued once the storm is over.
+  const absl::Time limit = absl::Now() + absl::Seconds(10);
+  while (server_->core().QueuedTokens() > 0 && absl::Now() < limit) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(server_->core().QueuedTokens(), 0);
 }
 
 TEST_F(BadInputTest, MetadataAndReadinessOfUnknownModelsAreNotFound) {
