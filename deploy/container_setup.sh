@@ -35,6 +35,12 @@ default_ulimits = []
 
 [engine]
 runtime = "runc"
+
+[network]
+# CNI with the dnsname plugin (installed by scripts/install_deps.sh) gives
+# compose's containers name resolution; pinned so that installing netavark
+# later does not switch an initialised machine's backend under it.
+network_backend = "cni"
 CONF
   log "wrote $conf"
 elif ! grep -q '^default_ulimits *= *\[\]' "$conf" || ! grep -q '^runtime *= *"runc"' "$conf"; then

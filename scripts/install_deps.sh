@@ -25,8 +25,21 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
+# Optional: the npm package kubernetes-models lets deploy/check_manifests.py
+# validate the Kubernetes manifests against the API schemas offline. Without
+# npm (or if the install fails) the check runs without the schema part.
+install_schema_validator() {
+  if [ "$(id -u)" -eq 0 ] && command -v npm >/dev/null 2>&1 &&
+     ! npm ls -g kubernetes-models >/dev/null 2>&1; then
+    echo "install_deps: npm install -g kubernetes-models@5.1.0 (manifest schema check)"
+    npm install -g --no-fund --no-audit kubernetes-models@5.1.0 >/dev/null 2>&1 ||
+      echo "install_deps: warning: kubernetes-models did not install; the manifest check skips its schema part" >&2
+  fi
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install_deps: all ${#PACKAGES[@]} Debian packages present"
+  install_schema_validator
   exit 0
 fi
 
@@ -41,3 +54,4 @@ echo "install_deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 $cmd
+install_schema_validator
