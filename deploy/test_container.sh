@@ -213,11 +213,12 @@ podman stop -t 60 "$ctr" >/dev/null
 wait "$lg_pid" || true
 exit_code=$(podman inspect --format '{{.State.ExitCode}}' "$ctr")
 [ "$exit_code" = 0 ] || fail "the container exited $exit_code after SIGTERM"
-podman logs "$ctr" 2>&1 | grep -q "drained: every accepted request was answered" \
+ctr_logs=$(podman logs "$ctr" 2>&1)
+grep -q "drained: every accepted request was answered" <<<"$ctr_logs" \
   || fail "the server did not log a complete drain"
 ok=$(json_get "$work/lg-drain.json" 'r["total_ok"]')
 errors=$(json_get "$work/lg-drain.json" 'r["errors"]')
-ok_after=$(podman logs "$ctr" 2>&1 | sed -n 's/.*requests answered since start: ok \([0-9]*\),.*/\1/p')
+ok_after=$(sed -n 's/.*requests answered since start: ok \([0-9]*\),.*/\1/p' <<<"$ctr_logs")
 echo "   client: ok=$ok errors=$errors; server: ok answers during the test $((ok_after - ok_before))"
 echo "   container exit code 0, drained"
 [ "$ok" -gt 0 ] || fail "no request succeeded before the drain"
@@ -241,7 +242,8 @@ compose up -d server worker-0 worker-1 prometheus >"$work/compose.log" 2>&1 || {
 caddr="127.0.0.1:$MOE_GRPC_PORT"
 wait_serving "$caddr" 180
 echo "   compose server SERVING on $caddr after $((SECONDS - t0)) s"
-podman logs "${project}_server_1" 2>&1 | grep -q "connecting to expert workers" \
+server_logs=$(podman logs "${project}_server_1" 2>&1)
+grep -q "connecting to expert workers" <<<"$server_logs" \
   || fail "the compose server does not use the expert workers"
 for dt in fp32 bf16; do
   flag=""; [ $dt = bf16 ] && flag="--bf16"

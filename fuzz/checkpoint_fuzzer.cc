@@ -20,7 +20,8 @@
 #include "model/layer_spec.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static moe::fuzz::ScratchDir* dir = new moe::fuzz::ScratchDir();
+  static moe::fuzz::ScratchDir scratch;  // removed at exit
+  const moe::fuzz::ScratchDir* dir = &scratch;
   const auto sections = moe::fuzz::SplitArchive(data, size);
   for (size_t i = 0; i < moe::fuzz::kFileNames.size(); ++i) {
     const std::string name = moe::fuzz::kFileNames[i];

@@ -3,7 +3,7 @@
 // contents vs raw_input_contents, sizes, parameters, requested outputs).
 //
 // Contract under test: any input either fails to parse, is refused with
-// INVALID_ARGUMENT, or decodes to a request whose token buffer holds exactly
+// INVALID_ARGUMENT (or NOT_FOUND for an unknown model/version), or decodes to a request whose token buffer holds exactly
 // num_tokens * d_model finite floats with 1 <= num_tokens <= the limit and
 // known outputs; nothing crashes or leaks. Violations abort.
 #include <cmath>

@@ -7,8 +7,8 @@
 #      an error) and runs the unit and workers labels, then the fuzz label
 #      (each fuzz target for MOE_FUZZ_SECONDS, default 60);
 #   3. tsan: builds build-tsan/ with clang -fsanitize=thread and runs the
-#      batcher and service tests (what Debian's uninstrumented gRPC and
-#      abseil allow; see README "Reliability").
+#      batch queue and dynamic batcher tests 5 times (what Debian's
+#      uninstrumented gRPC allows; see README "Reliability").
 #
 #   ./scripts/test.sh                 all three stages (what .ci/run runs)
 #   ./scripts/test.sh --quick         release build, unit label only
@@ -61,7 +61,7 @@ for stage in $stages; do
       ctest --test-dir build-san --output-on-failure -L fuzz
       ;;
     tsan)
-      run_stage "ThreadSanitizer build (clang): batcher and service tests"
+      run_stage "ThreadSanitizer build (clang): batch queue and dynamic batcher tests"
       CC=clang-14 CXX=clang++-14 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
         -DCMAKE_CXX_FLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=thread" \
         -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" \

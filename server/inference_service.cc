@@ -53,6 +53,7 @@ class InferReactor final : public grpc::ServerUnaryReactor {
                const grpc::ByteBuffer* req_bytes, grpc::ByteBuffer* resp_bytes)
       : core_(core), resp_bytes_(resp_bytes), start_(absl::Now()) {
     core_->NoteArrival();
+    core_->AnswersPending(1);  // until OnDone: the answer has been sent
     if (!ParseRequest(*req_bytes)) {
       FinishWith(absl::InvalidArgumentError(
                      "request body is not a valid inference.ModelInferRequest (corrupt or "
@@ -89,7 +90,10 @@ class InferReactor final : public grpc::ServerUnaryReactor {
       core_->NotifyCancelled();
     }
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    core_->AnswersSent(1);
+    delete this;
+  }
 
  private:
   bool ParseRequest(const grpc::ByteBuffer& bytes) {
@@ -201,11 +205,13 @@ class StreamReactor final
       absl::MutexLock lock(&mu_);
       writing_ = false;
       writes_.pop_front();
+      core_->AnswersSent(1);
       if (!ok) broken_ = true;  // the client is gone; keep draining our queue
       if (!writes_.empty() && !broken_) {
         writing_ = true;
         StartWrite(&writes_.front());
       } else if (broken_) {
+        core_->AnswersSent(static_cast<int64_t>(writes_.size()));
         writes_.clear();
       }
       fin = MaybeFinishLocked();
@@ -226,7 +232,13 @@ class StreamReactor final
     if (fin) Finish(*fin);
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    {
+      absl::MutexLock lock(&mu_);
+      core_->AnswersSent(static_cast<int64_t>(writes_.size()));  // never to be written
+    }
+    delete this;
+  }
 
  private:
   // Answers the current read with an error message (and unlists
@@ -264,6 +276,7 @@ class StreamReactor final
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (broken_ || cancelled_) return MaybeFinishLocked();
     writes_.push_back(std::move(resp));
+    core_->AnswersPending(1);
     if (!writing_) {
       writing_ = true;
       StartWrite(&writes_.front());

@@ -179,8 +179,8 @@ int main(int argc, char** argv) {
     spdlog::info("drained: every accepted request was answered; exiting");
   }
   spdlog::info("requests answered since start: ok {}, unavailable {}, invalid_argument {}, "
-               "deadline_exceeded {}, cancelled {}, internal {}",
-               total("ok"), total("unavailable"), total("invalid_argument"),
+               "not_found {}, deadline_exceeded {}, cancelled {}, internal {}",
+               total("ok"), total("unavailable"), total("invalid_argument"), total("not_found"),
                total("deadline_exceeded"), total("cancelled"), total("internal"));
   server->reset();
   return 0;

@@ -138,12 +138,19 @@ int64_t MoeServer::Shutdown(absl::Duration drain_timeout) {
   while (absl::Now() < linger_end && absl::Now() - core_->last_arrival() < kQuiet) {
     absl::SleepFor(absl::Milliseconds(10));
   }
+  // Every accepted request has its answer; wait until gRPC has sent them
+  // all (a slow reader can hold one back), bounded by kMaxFlush.
+  constexpr absl::Duration kMaxFlush = absl::Seconds(5);
+  const absl::Time flush_end = absl::Now() + kMaxFlush;
+  while (core_->unsent_answers() > 0 && absl::Now() < flush_end) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
   if (grpc_server_ != nullptr) {
-    // Everything accepted has been answered; what gRPC still holds is the
-    // last answers' bytes in flight. A short deadline lets those go out,
-    // then gRPC cancels what is left and closes the connections. A long
-    // one would keep idle connections open after the GOAWAY: clients that
-    // come back on them see their calls cancelled instead of UNAVAILABLE.
+    // Nothing of ours is left in flight: a short deadline, after which gRPC
+    // cancels what remains (calls racing its own shutdown) and closes the
+    // connections. A long one would keep idle connections open after the
+    // GOAWAY: clients that come back on them see their calls cancelled
+    // instead of UNAVAILABLE.
     grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
     grpc_server_->Wait();
   }

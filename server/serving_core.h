@@ -44,6 +44,13 @@ class ServingCore {
   // What waits in the batch queue now (for tests and metrics).
   int64_t QueuedTokens() const;
 
+  // Answers handed to gRPC whose sending has not completed yet (a unary
+  // call until its OnDone, a stream message until its write is done). The
+  // drain waits for zero before gRPC may cancel what is left.
+  void AnswersPending(int64_t n) { unsent_answers_.fetch_add(n); }
+  void AnswersSent(int64_t n) { unsent_answers_.fetch_sub(n); }
+  int64_t unsent_answers() const { return unsent_answers_.load(); }
+
   const ModelIo& io() const { return io_; }
   const MoeLayer& layer() const { return *layer_; }
   ServingMetrics& metrics() { return *metrics_; }
@@ -57,6 +64,7 @@ class ServingCore {
   std::unique_ptr<ServingMetrics> metrics_;
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> last_arrival_ns_{0};
+  std::atomic<int64_t> unsent_answers_{0};
   // Batch buffers, used by the batcher's compute thread only; grow-only.
   std::vector<float> batch_in_, batch_out_, batch_weights_;
   std::vector<int32_t> batch_ids_;

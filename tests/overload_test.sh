@@ -141,6 +141,12 @@ print("server RSS: %d MiB before, %d MiB peak after overload, %d MiB peak overal
       % (rss_before, rss_overload, rss_peak, rss_bound))
 
 problems = []
+# The test only means something if the server really was overloaded.
+if o["errors"].get("UNAVAILABLE", 0) == 0:
+    problems.append("overload: nothing was refused; the server was not overloaded")
+if o["achieved_rate"] < 1.5 * capacity:
+    problems.append("overload: the load generator sent only %.0f/s (< 1.5x capacity)"
+                    % o["achieved_rate"])
 bad = {k: v for k, v in o["errors"].items() if k != "UNAVAILABLE"}
 if bad:
     problems.append("overload: errors other than UNAVAILABLE: %s" % bad)
