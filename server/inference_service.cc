@@ -42,6 +42,17 @@ std::shared_ptr<InferTask> MakeTask(DecodedRequest& decoded, absl::Time deadline
   return task;
 }
 
+// Parses a raw request body. `bytes` is shared, not copied.
+bool ParseInferRequest(const grpc::ByteBuffer& bytes, ModelInferRequest* out) {
+  grpc::ByteBuffer view(bytes);  // shares the slices, no copy of the payload
+  grpc::ProtoBufferReader reader(&view);
+  return reader.status().ok() && out->ParseFromZeroCopyStream(&reader);
+}
+
+constexpr char kNotARequest[] =
+    "request body is not a valid inference.ModelInferRequest (corrupt or truncated protobuf, "
+    "or a string field that is not UTF-8)";
+
 // ---- ModelInfer --------------------------------------------------------
 
 class InferReactor final : public grpc::ServerUnaryReactor {
@@ -54,11 +65,8 @@ class InferReactor final : public grpc::ServerUnaryReactor {
       : core_(core), resp_bytes_(resp_bytes), start_(absl::Now()) {
     core_->NoteArrival();
     core_->AnswersPending(1);  // until OnDone: the answer has been sent
-    if (!ParseRequest(*req_bytes)) {
-      FinishWith(absl::InvalidArgumentError(
-                     "request body is not a valid inference.ModelInferRequest (corrupt or "
-                     "truncated protobuf, or a string field that is not UTF-8)"),
-                 0);
+    if (!ParseInferRequest(*req_bytes, &request_)) {
+      FinishWith(absl::InvalidArgumentError(kNotARequest), 0);
       return;
     }
     auto decoded = DecodeInferRequest(request_, core_->io());
@@ -96,12 +104,6 @@ class InferReactor final : public grpc::ServerUnaryReactor {
   }
 
  private:
-  bool ParseRequest(const grpc::ByteBuffer& bytes) {
-    grpc::ByteBuffer view(bytes);  // shares the slices, no copy of the payload
-    grpc::ProtoBufferReader reader(&view);
-    return reader.status().ok() && request_.ParseFromZeroCopyStream(&reader);
-  }
-
   void FinishWith(const absl::Status& st, int64_t tokens_in,
                   absl::Duration queue = absl::ZeroDuration()) {
     core_->metrics().RecordRequest(st, tokens_in, st.ok() ? tokens_in : 0, absl::Now() - start_,
@@ -120,12 +122,14 @@ class InferReactor final : public grpc::ServerUnaryReactor {
 
 // ---- ModelStreamInfer --------------------------------------------------
 
-class StreamReactor final
-    : public grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse> {
+// Raw (ByteBuffer) like ModelInfer: a message that is not a request gets an
+// error_message answer and the stream goes on, instead of gRPC ending the
+// stream as if the client had closed it.
+class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   StreamReactor(ServingCore* core, grpc::CallbackServerContext* ctx)
       : core_(core), deadline_(DeadlineOf(ctx)) {
-    StartRead(&request_);
+    StartRead(&read_bytes_);
   }
 
   void OnReadDone(bool ok) override {
@@ -141,6 +145,13 @@ class StreamReactor final
     }
     const absl::Time start = absl::Now();
     core_->NoteArrival();
+    request_.Clear();
+    if (!ParseInferRequest(read_bytes_, &request_)) {
+      const absl::Status bad = absl::InvalidArgumentError(kNotARequest);
+      core_->metrics().RecordRequest(bad, 0, 0, absl::Now() - start, absl::ZeroDuration());
+      AnswerWithError(bad, "", core_->io().model_name, nullptr);
+      return;
+    }
     auto decoded = DecodeInferRequest(request_, core_->io());
     if (!decoded.ok()) {
       core_->metrics().RecordRequest(decoded.status(), 0, 0, absl::Now() - start,
@@ -267,7 +278,7 @@ class StreamReactor final
       absl::MutexLock lock(&mu_);
       if (finished_) return;
     }
-    StartRead(&request_);
+    StartRead(&read_bytes_);
   }
 
   // Queues a response; returns the status to Finish with (outside the
@@ -275,7 +286,15 @@ class StreamReactor final
   std::optional<grpc::Status> QueueWriteLocked(ModelStreamInferResponse resp)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (broken_ || cancelled_) return MaybeFinishLocked();
-    writes_.push_back(std::move(resp));
+    writes_.emplace_back();
+    bool own_buffer = false;
+    if (!grpc::SerializationTraits<ModelStreamInferResponse>::Serialize(resp, &writes_.back(),
+                                                                        &own_buffer)
+             .ok()) {
+      writes_.pop_back();
+      broken_ = true;  // cannot happen for a well-formed message; end the stream
+      return MaybeFinishLocked();
+    }
     core_->AnswersPending(1);
     if (!writing_) {
       writing_ = true;
@@ -297,13 +316,14 @@ class StreamReactor final
 
   ServingCore* const core_;
   const absl::Time deadline_;
-  ModelInferRequest request_;  // reused for every read
+  grpc::ByteBuffer read_bytes_;  // the current read's raw message
+  ModelInferRequest request_;    // parsed from it, reused for every read
 
   absl::Mutex mu_;
   // Unanswered tasks. Each stays alive while listed: the batcher holds it
   // until its `done` (which unlists it) has returned.
   std::vector<InferTask*> tasks_ ABSL_GUARDED_BY(mu_);
-  std::deque<ModelStreamInferResponse> writes_ ABSL_GUARDED_BY(mu_);
+  std::deque<grpc::ByteBuffer> writes_ ABSL_GUARDED_BY(mu_);  // serialized answers
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
@@ -393,7 +413,7 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerConte
   return new InferReactor(core_, ctx, req, resp);
 }
 
-grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse>*
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*
 InferenceService::ModelStreamInfer(grpc::CallbackServerContext* ctx) {
   return new StreamReactor(core_, ctx);
 }

@@ -20,11 +20,22 @@ namespace moe {
 inline constexpr char kServerName[] = "moe-serve";
 inline constexpr char kServerVersion[] = "0.1.0";
 
-// ModelInfer is registered raw (ByteBuffer in and out) so that the service,
-// not gRPC, answers a body it cannot parse: INVALID_ARGUMENT with a message.
-class InferenceService final
-    : public inference::GRPCInferenceService::WithRawCallbackMethod_ModelInfer<
-          inference::GRPCInferenceService::CallbackService> {
+// ModelInfer and ModelStreamInfer are registered raw (ByteBuffer in and out)
+// so that the service, not gRPC, answers a body it cannot parse:
+// INVALID_ARGUMENT with a message (unary), or an error_message answer on a
+// stream that goes on.
+// (The typed and raw stream handlers have the same signature, so the base
+// is composed method by method instead of from CallbackService.)
+namespace internal {
+using Grpc = inference::GRPCInferenceService;
+using InferenceServiceBase = Grpc::WithCallbackMethod_ServerLive<
+    Grpc::WithCallbackMethod_ServerReady<Grpc::WithCallbackMethod_ModelReady<
+        Grpc::WithCallbackMethod_ServerMetadata<Grpc::WithCallbackMethod_ModelMetadata<
+            Grpc::WithRawCallbackMethod_ModelInfer<Grpc::WithRawCallbackMethod_ModelStreamInfer<
+                Grpc::WithCallbackMethod_ModelStatistics<Grpc::Service>>>>>>>>;
+}  // namespace internal
+
+class InferenceService final : public internal::InferenceServiceBase {
  public:
   // `core` must outlive the service.
   explicit InferenceService(ServingCore* core) : core_(core) {}
@@ -47,8 +58,8 @@ class InferenceService final
   grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* ctx,
                                        const grpc::ByteBuffer* req,
                                        grpc::ByteBuffer* resp) override;
-  grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>*
-  ModelStreamInfer(grpc::CallbackServerContext* ctx) override;
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ModelStreamInfer(
+      grpc::CallbackServerContext* ctx) override;
   grpc::ServerUnaryReactor* ModelStatistics(grpc::CallbackServerContext* ctx,
                                             const inference::ModelStatisticsRequest* req,
                                             inference::ModelStatisticsResponse* resp) override;

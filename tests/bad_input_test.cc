@@ -371,6 +371,58 @@ TEST_F(BadInputTest, StreamWithBadMessagesKeepsGoingAndTruncatedStreamsAreHarmle
   ExpectStillServes("truncated streams");
 }
 
+TEST_F(BadInputTest, StreamMessageThatIsNotARequestGetsAnErrorAndTheStreamGoesOn) {
+  // Raw stream through the generic stub: a corrupt message, then a good one.
+  grpc::GenericStub generic(channel_);
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, absl::Seconds(30));
+  grpc::CompletionQueue cq;
+  auto call = generic.PrepareCall(&ctx, "/inference.GRPCInferenceService/ModelStreamInfer", &cq);
+  auto step = [&cq](auto&& op) {  // runs one operation and waits for it
+    op(reinterpret_cast<void*>(1));
+    void* tag = nullptr;
+    bool ok = false;
+    EXPECT_TRUE(cq.Next(&tag, &ok));
+    return ok;
+  };
+  auto bytes = [](const std::string& body) {
+    grpc::Slice slice(body);
+    return grpc::ByteBuffer(&slice, 1);
+  };
+  auto read = [&](inference::ModelStreamInferResponse* resp) {
+    grpc::ByteBuffer in;
+    if (!step([&](void* t) { call->Read(&in, t); })) return false;
+    std::vector<grpc::Slice> slices;
+    EXPECT_TRUE(in.Dump(&slices).ok());
+    std::string body;
+    for (const auto& sl : slices) body.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+    return resp->ParseFromString(body);
+  };
+  ASSERT_TRUE(step([&](void* t) { call->StartCall(t); }));
+  const std::string good = Good().SerializeAsString();
+  ASSERT_TRUE(step([&](void* t) { call->Write(bytes(good.substr(0, good.size() / 3)), t); }));
+  inference::ModelStreamInferResponse resp;
+  ASSERT_TRUE(read(&resp));
+  EXPECT_THAT(resp.error_message(), HasSubstr("not a valid inference.ModelInferRequest"));
+  const auto tokens = RandomTokens(kD, 21);
+  ASSERT_TRUE(step([&](void* t) {
+    call->Write(bytes(InferRequest(tokens, kD, false, "after").SerializeAsString()), t);
+  }));
+  ASSERT_TRUE(read(&resp));
+  EXPECT_EQ(resp.error_message(), "");
+  EXPECT_EQ(resp.infer_response().id(), "after");
+  EXPECT_EQ(OutputFloats(resp.infer_response(), "output"), Reference(reference_, tokens));
+  ASSERT_TRUE(step([&](void* t) { call->WritesDone(t); }));
+  grpc::Status status;
+  step([&](void* t) { call->Finish(&status, t); });
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  cq.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq.Next(&tag, &ok)) {
+  }
+}
+
 TEST_F(BadInputTest, CancelStormLeavesTheServerHealthy) {
   // 16 clients for 1.5 s: each call is cancelled by its client right after
   // it is sent, or given a deadline shorter than a model call, or a stream
