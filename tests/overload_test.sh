@@ -4,7 +4,10 @@
 #
 # Passes when
 #   - the server never dies, and exits 0 (drained) on SIGTERM at the end;
-#   - its peak resident memory (VmHWM) stays under MOE_OVERLOAD_RSS_MB;
+#   - its peak resident memory (VmHWM) stays under MOE_OVERLOAD_RSS_MB: the
+#     the demo layer takes about 310 MiB at rest; under overload the peak
+#     measured 645-871 MiB (not profiled yet: 64 KiB requests at ~2,000/s,
+#     and freed memory kept in the process for reuse, are the likely cause);
 #   - during the overload every failed request failed with UNAVAILABLE
 #     (queue full) before its 5 s deadline (no hang, no deadline expiry);
 #   - accepted requests' p99 latency stays under MOE_OVERLOAD_P99_MS;
@@ -15,7 +18,7 @@
 #
 # Usage: tests/overload_test.sh BUILD_DIR
 # Env:   MOE_OVERLOAD_S (60), MOE_RECOVERY_S (30), MOE_OVERLOAD_FACTOR (3),
-#        MOE_OVERLOAD_RSS_MB (1024), MOE_OVERLOAD_P99_MS (2500)
+#        MOE_OVERLOAD_RSS_MB (1536), MOE_OVERLOAD_P99_MS (2500)
 # The load generator runs on the same machine and takes its share of the
 # CPU (on 2 cores: sending 3x capacity and taking the rejections costs
 # about a core), so latencies here include its scheduling delays; they are
@@ -28,7 +31,7 @@ loadgen="$bin_dir/client/moe_loadgen"
 overload_s="${MOE_OVERLOAD_S:-60}"
 recovery_s="${MOE_RECOVERY_S:-30}"
 factor="${MOE_OVERLOAD_FACTOR:-3}"
-rss_bound_mb="${MOE_OVERLOAD_RSS_MB:-1024}"
+rss_bound_mb="${MOE_OVERLOAD_RSS_MB:-1536}"
 p99_bound_ms="${MOE_OVERLOAD_P99_MS:-2500}"
 deadline_ms=5000
 tokens=16
