@@ -1,6 +1,7 @@
 #include "model/moe_layer.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <utility>
@@ -86,6 +87,19 @@ std::string MoeLayer::Summary() const {
                       backend_->Describe());
 }
 
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+double SecondsSince(SteadyClock::time_point* mark) {
+  const SteadyClock::time_point now = SteadyClock::now();
+  const double s = std::chrono::duration<double>(now - *mark).count();
+  *mark = now;
+  return s;
+}
+
+}  // namespace
+
 absl::Status MoeLayer::Forward(const float* tokens, int64_t num_tokens,
                                const ForwardOutputs& out) {
   if (num_tokens < 0) return absl::InvalidArgumentError("negative token count");
@@ -95,52 +109,67 @@ absl::Status MoeLayer::Forward(const float* tokens, int64_t num_tokens,
   const int e = spec_.num_experts();
   const int k = spec_.top_k();
   absl::MutexLock lock(&mu_);
+  ForwardTimings timings;
+  SteadyClock::time_point mark = SteadyClock::now();
 
   router_->Route(tokens, num_tokens, &plan_);
+  timings.route_s = SecondsSince(&mark);
 
-  // Gather each expert's rows into one block, experts in ascending order.
+  // Gather each expert's rows into one block, experts in ascending order,
+  // and note for every token where its routed rows land (token-major, in
+  // ascending expert order: the combine's summation order).
   int64_t total_rows = 0;
   for (int i = 0; i < e; ++i) total_rows += plan_.tokens_for_expert(i);
   float* gathered = gathered_.ReserveAs<float>(static_cast<size_t>(std::max<int64_t>(total_rows, 1) * h));
   float* expert_out = expert_out_.ReserveAs<float>(static_cast<size_t>(std::max<int64_t>(total_rows, 1) * h));
+  token_rows_.resize(static_cast<size_t>(num_tokens * k));
+  token_weights_.resize(static_cast<size_t>(num_tokens * k));
+  token_row_count_.assign(static_cast<size_t>(num_tokens), 0);
   jobs_.clear();
   int64_t offset = 0;
   for (int i = 0; i < e; ++i) {
     const auto& rows = plan_.expert_rows[static_cast<size_t>(i)];
     if (rows.empty()) continue;
+    const auto& w = plan_.expert_row_weights[static_cast<size_t>(i)];
     float* dst = gathered + offset * h;
     for (size_t r = 0; r < rows.size(); ++r) {
-      std::memcpy(dst + static_cast<int64_t>(r) * h, tokens + static_cast<int64_t>(rows[r]) * h,
+      const int64_t t = rows[r];
+      std::memcpy(dst + static_cast<int64_t>(r) * h, tokens + t * h,
                   static_cast<size_t>(h) * sizeof(float));
+      const size_t slot = static_cast<size_t>(t * k + token_row_count_[static_cast<size_t>(t)]++);
+      token_rows_[slot] = offset + static_cast<int64_t>(r);
+      token_weights_[slot] = w[r];
     }
     jobs_.push_back(ExpertJob{i, dst, static_cast<int64_t>(rows.size()),
                               expert_out + offset * h});
     offset += static_cast<int64_t>(rows.size());
   }
+  timings.gather_s = SecondsSince(&mark);
+
   MOE_RETURN_IF_ERROR(backend_->Run(jobs_));
+  timings.experts_s = SecondsSince(&mark);
 
   float* shared_out = nullptr;
   if (shared_ != nullptr) {
     shared_out = shared_out_.ReserveAs<float>(static_cast<size_t>(num_tokens * h));
     MOE_RETURN_IF_ERROR(shared_->Run(tokens, num_tokens, shared_out, &shared_ws_));
   }
+  timings.shared_s = SecondsSince(&mark);
 
-  // Combine: y[t] = Σ w · out in ascending expert order, then + shared.
+  // Combine, token by token: y[t] = Σ w · out in ascending expert order,
+  // then + the (gated) shared output. Each output row is written once.
   float* y = out.output;
-  std::fill(y, y + num_tokens * h, 0.0f);
-  for (const ExpertJob& job : jobs_) {
-    const auto& rows = plan_.expert_rows[static_cast<size_t>(job.expert)];
-    const auto& w = plan_.expert_row_weights[static_cast<size_t>(job.expert)];
-    for (int64_t r = 0; r < job.num_rows; ++r) {
-      float* dst = y + static_cast<int64_t>(rows[static_cast<size_t>(r)]) * h;
-      const float* src = job.out + r * h;
-      const float weight = w[static_cast<size_t>(r)];
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    float* dst = y + t * h;
+    std::fill(dst, dst + h, 0.0f);
+    const size_t first = static_cast<size_t>(t * k);
+    const int32_t count = token_row_count_[static_cast<size_t>(t)];
+    for (int32_t j = 0; j < count; ++j) {
+      const float* src = expert_out + token_rows_[first + static_cast<size_t>(j)] * h;
+      const float weight = token_weights_[first + static_cast<size_t>(j)];
       for (int64_t c = 0; c < h; ++c) dst[c] += weight * src[c];
     }
-  }
-  if (shared_out != nullptr) {
-    for (int64_t t = 0; t < num_tokens; ++t) {
-      float* dst = y + t * h;
+    if (shared_out != nullptr) {
       const float* src = shared_out + t * h;
       if (!shared_gate_.empty()) {
         const float logit = FixedOrderDot(tokens + t * h, shared_gate_.data(), h);
@@ -151,6 +180,7 @@ absl::Status MoeLayer::Forward(const float* tokens, int64_t num_tokens,
       }
     }
   }
+  timings.combine_s = SecondsSince(&mark);
 
   if (out.expert_ids != nullptr) {
     std::copy(plan_.expert_ids.begin(), plan_.expert_ids.begin() + num_tokens * k,
@@ -163,6 +193,7 @@ absl::Status MoeLayer::Forward(const float* tokens, int64_t num_tokens,
   if (out.tokens_per_expert != nullptr) {
     for (int i = 0; i < e; ++i) out.tokens_per_expert[i] += plan_.tokens_for_expert(i);
   }
+  if (out.timings != nullptr) *out.timings = timings;
   return absl::OkStatus();
 }
 

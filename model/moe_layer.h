@@ -38,12 +38,22 @@ struct MoeLayerOptions {
   DType compute = DType::kF32;
 };
 
+// Wall-clock split of one Forward() call, in seconds (steady clock).
+struct ForwardTimings {
+  double route_s = 0;    // router: gate logits, scores, top-k, expert rows
+  double gather_s = 0;   // copying each routed expert's rows into one block
+  double experts_s = 0;  // the backend running the routed experts
+  double shared_s = 0;   // shared expert(s), when the layer has them
+  double combine_s = 0;  // routing-weighted sum into the output
+};
+
 // Where Forward() writes. `output` is required; the others are optional.
 struct ForwardOutputs {
   float* output = nullptr;            // [T, d_model]
   int32_t* expert_ids = nullptr;      // [T, k]: kDroppedExpert (-1) if dropped
   float* expert_weights = nullptr;    // [T, k]
   int64_t* tokens_per_expert = nullptr;  // [E], incremented
+  ForwardTimings* timings = nullptr;     // overwritten when set
 };
 
 class MoeLayer {
@@ -83,6 +93,12 @@ class MoeLayer {
   // Per-batch memory, grown to the largest batch and reused.
   RoutingPlan plan_ ABSL_GUARDED_BY(mu_);
   std::vector<ExpertJob> jobs_ ABSL_GUARDED_BY(mu_);
+  // Token-major view of the gathered rows: token t's routed outputs are
+  // rows token_rows_[t * k + 0 .. token_row_count_[t]) of the expert
+  // output block, in ascending expert order, weighted by token_weights_.
+  std::vector<int64_t> token_rows_ ABSL_GUARDED_BY(mu_);
+  std::vector<float> token_weights_ ABSL_GUARDED_BY(mu_);
+  std::vector<int32_t> token_row_count_ ABSL_GUARDED_BY(mu_);
   AlignedBuffer gathered_ ABSL_GUARDED_BY(mu_);
   AlignedBuffer expert_out_ ABSL_GUARDED_BY(mu_);
   AlignedBuffer shared_out_ ABSL_GUARDED_BY(mu_);

@@ -61,6 +61,9 @@ const std::vector<PresetInfo>& Presets() {
   static const auto* presets = new std::vector<PresetInfo>{
       {"demo", "mixtral-style: d_model 1024, 8 experts SwiGLU d_ff 2816, top-2 (default)"},
       {"mixtral-8x7b", "Mixtral 8x7B layer: d_model 4096, 8 experts SwiGLU d_ff 14336, top-2"},
+      {"moe-1024x4096",
+       "mixtral-style: d_model 1024, 8 experts SwiGLU d_ff 4096, top-2 (the shape the "
+       "performance reference figures in bench/README.md were measured on)"},
       {"qwen2-moe-a2.7b",
        "Qwen1.5-MoE-A2.7B layer: d_model 2048, 60 experts d_ff 1408, top-4, shared expert "
        "5632 with sigmoid gate, no renormalisation"},
@@ -79,6 +82,7 @@ const std::vector<PresetInfo>& Presets() {
 
 absl::StatusOr<LayerSpec> PresetSpec(const std::string& name) {
   if (name == "demo") return Mixtral(1024, 2816, 8, 2);
+  if (name == "moe-1024x4096") return Mixtral(1024, 4096, 8, 2);
   if (name == "mixtral-8x7b") return Mixtral(4096, 14336, 8, 2);
   if (name == "qwen2-moe-a2.7b") {
     LayerSpec s;

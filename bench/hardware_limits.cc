@@ -1,0 +1,173 @@
+#include "bench/hardware_limits.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <thread>
+#include <vector>
+
+namespace moe {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Runs body(thread_index) on `threads` threads that start together and
+// returns the wall time of the slowest, in seconds.
+double TimeOnThreads(int threads, const std::function<void(int)>& body) {
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+  std::vector<std::thread> pool;
+  Clock::time_point start;
+  for (int i = 0; i < threads; ++i) {
+    pool.emplace_back([&, i] {
+      ready.fetch_add(1);
+      while (!go.load(std::memory_order_acquire)) {
+      }
+      body(i);
+    });
+  }
+  while (ready.load() < threads) {
+  }
+  start = Clock::now();
+  go.store(true, std::memory_order_release);
+  for (auto& t : pool) t.join();
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+__attribute__((target("avx512f"))) float SumAvx512(const float* p, size_t n) {
+  __m512 a0 = _mm512_set1_ps(0.0f), a1 = _mm512_set1_ps(0.0f);
+  __m512 a2 = _mm512_set1_ps(0.0f), a3 = _mm512_set1_ps(0.0f);
+  for (size_t i = 0; i + 64 <= n; i += 64) {
+    a0 = _mm512_add_ps(a0, _mm512_load_ps(p + i));
+    a1 = _mm512_add_ps(a1, _mm512_load_ps(p + i + 16));
+    a2 = _mm512_add_ps(a2, _mm512_load_ps(p + i + 32));
+    a3 = _mm512_add_ps(a3, _mm512_load_ps(p + i + 48));
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+__attribute__((target("avx2"))) float SumAvx2(const float* p, size_t n) {
+  __m256 a0 = _mm256_set1_ps(0.0f), a1 = _mm256_set1_ps(0.0f);
+  __m256 a2 = _mm256_set1_ps(0.0f), a3 = _mm256_set1_ps(0.0f);
+  for (size_t i = 0; i + 32 <= n; i += 32) {
+    a0 = _mm256_add_ps(a0, _mm256_load_ps(p + i));
+    a1 = _mm256_add_ps(a1, _mm256_load_ps(p + i + 8));
+    a2 = _mm256_add_ps(a2, _mm256_load_ps(p + i + 16));
+    a3 = _mm256_add_ps(a3, _mm256_load_ps(p + i + 24));
+  }
+  float out[8];
+  _mm256_storeu_ps(out, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  float s = 0;
+  for (float v : out) s += v;
+  return s;
+}
+
+bool HasAvx512() { return __builtin_cpu_supports("avx512f"); }
+
+// 12 independent FMA chains per thread keep both FMA pipes busy through
+// their latency; `iters` rounds of 12 FMAs on 16 lanes.
+__attribute__((target("avx512f"))) float FmaLoopAvx512(int64_t iters) {
+  __m512 acc[12];
+  for (int j = 0; j < 12; ++j) acc[j] = _mm512_set1_ps(0.001f * static_cast<float>(j));
+  const __m512 a = _mm512_set1_ps(0.9999f), b = _mm512_set1_ps(1e-6f);
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+    for (int j = 0; j < 12; ++j) acc[j] = _mm512_fmadd_ps(acc[j], a, b);
+  }
+  __m512 s = acc[0];
+  for (int j = 1; j < 12; ++j) s = _mm512_add_ps(s, acc[j]);
+  return _mm512_reduce_add_ps(s);
+}
+
+__attribute__((target("avx2,fma"))) float FmaLoopAvx2(int64_t iters) {
+  __m256 acc[12];
+  for (int j = 0; j < 12; ++j) acc[j] = _mm256_set1_ps(0.001f * static_cast<float>(j));
+  const __m256 a = _mm256_set1_ps(0.9999f), b = _mm256_set1_ps(1e-6f);
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+    for (int j = 0; j < 12; ++j) acc[j] = _mm256_fmadd_ps(acc[j], a, b);
+  }
+  __m256 s = acc[0];
+  for (int j = 1; j < 12; ++j) s = _mm256_add_ps(s, acc[j]);
+  float out[8];
+  _mm256_storeu_ps(out, s);
+  return out[0];
+}
+
+__attribute__((target("avx512f,avx512bf16"))) float DpbfLoop(int64_t iters) {
+  __m512 acc[12];
+  for (int j = 0; j < 12; ++j) acc[j] = _mm512_set1_ps(0.001f * static_cast<float>(j));
+  const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80);  // bf16 1.0
+  const __m512bh b = (__m512bh)_mm512_set1_epi16(0x3380);  // bf16 ~6e-8
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+    for (int j = 0; j < 12; ++j) acc[j] = _mm512_dpbf16_ps(acc[j], a, b);
+  }
+  __m512 s = acc[0];
+  for (int j = 1; j < 12; ++j) s = _mm512_add_ps(s, acc[j]);
+  return _mm512_reduce_add_ps(s);
+}
+
+double BestRate(int threads, int passes, double work_per_thread,
+                const std::function<float()>& loop) {
+  std::vector<float> sink(static_cast<size_t>(threads));
+  double best = 0;
+  for (int p = 0; p < passes; ++p) {
+    const double s = TimeOnThreads(threads, [&](int i) { sink[static_cast<size_t>(i)] = loop(); });
+    best = std::max(best, work_per_thread * threads / s / 1e9);
+  }
+  volatile float keep = sink[0];
+  (void)keep;
+  return best;
+}
+
+}  // namespace
+
+double MeasureReadBandwidthGBps(size_t bytes, int passes, int threads) {
+  const size_t n = bytes / sizeof(float) / 64 * 64;
+  auto* data = static_cast<float*>(std::aligned_alloc(64, n * sizeof(float)));
+  if (data == nullptr) return 0;
+  const size_t chunk = (n / static_cast<size_t>(threads)) / 64 * 64;
+  // Fault the pages in on the threads that will read them.
+  TimeOnThreads(threads, [&](int i) {
+    std::memset(data + chunk * static_cast<size_t>(i), 0, chunk * sizeof(float));
+  });
+  const bool avx512 = HasAvx512();
+  std::vector<float> sink(static_cast<size_t>(threads));
+  double best = 0;
+  for (int p = 0; p < passes; ++p) {
+    const double s = TimeOnThreads(threads, [&](int i) {
+      const float* start = data + chunk * static_cast<size_t>(i);
+      sink[static_cast<size_t>(i)] = avx512 ? SumAvx512(start, chunk) : SumAvx2(start, chunk);
+    });
+    best = std::max(best, static_cast<double>(chunk * sizeof(float)) * threads / s / 1e9);
+  }
+  std::free(data);
+  volatile float keep = sink[0];
+  (void)keep;
+  return best;
+}
+
+double MeasurePeakF32Gflops(int threads, int passes) {
+  constexpr int64_t kIters = 20'000'000;
+  if (HasAvx512()) {
+    return BestRate(threads, passes, kIters * 12.0 * 16 * 2,
+                    [] { return FmaLoopAvx512(kIters); });
+  }
+  return BestRate(threads, passes, kIters * 12.0 * 8 * 2, [] { return FmaLoopAvx2(kIters); });
+}
+
+double MeasurePeakBf16Gflops(int threads, int passes) {
+  if (!__builtin_cpu_supports("avx512bf16")) return 0;
+  constexpr int64_t kIters = 20'000'000;
+  // Each vdpbf16ps does 2 multiply-adds per f32 lane: 16 lanes x 2 x 2 FLOP.
+  return BestRate(threads, passes, kIters * 12.0 * 16 * 4, [] { return DpbfLoop(kIters); });
+}
+
+}  // namespace moe

@@ -1,0 +1,28 @@
+// Hardware limits measured in-process, for the benchmark's roofline: DRAM
+// read bandwidth and the peak multiply-add rate of the vector units.
+//
+// Both spread the work over `threads` std::threads (one per core is what
+// the layer uses). Not for use while anything else in the process runs.
+#ifndef MOE_BENCH_HARDWARE_LIMITS_H_
+#define MOE_BENCH_HARDWARE_LIMITS_H_
+
+#include <cstddef>
+
+namespace moe {
+
+// Reads `bytes` of memory (a buffer much larger than the last-level cache)
+// `passes` times with `threads` threads and returns the best pass in
+// GB/s (1e9 bytes per second). The buffer is faulted in before timing.
+double MeasureReadBandwidthGBps(size_t bytes, int passes, int threads);
+
+// Peak f32 FMA rate in GFLOP/s (2 FLOP per lane per FMA), AVX-512 when the
+// CPU has it, else AVX2+FMA. Best of `passes`.
+double MeasurePeakF32Gflops(int threads, int passes);
+
+// Peak bf16 dot-product rate in GFLOP/s (vdpbf16ps: 2 multiply-adds per
+// f32 lane), or 0 when the CPU has no avx512_bf16.
+double MeasurePeakBf16Gflops(int threads, int passes);
+
+}  // namespace moe
+
+#endif  // MOE_BENCH_HARDWARE_LIMITS_H_

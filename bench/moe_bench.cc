@@ -1,0 +1,322 @@
+// moe_bench: the MoE layer against the limits of this machine, in one
+// process. For each model, dtype and batch size T it reports
+//   - the layer's tokens/s and its time split (route, gather, experts,
+//     shared, combine), from MoeLayer::Forward's own timings;
+//   - the kernel limit: the same batches' matmuls run as standalone oneDNN
+//     calls on prepacked weights (bench/standalone_matmuls.h), measured
+//     right before the layer, and eff_kernel = kernel time / layer time;
+//   - the roofline: max(weight bytes / DRAM read bandwidth, FLOPs / peak),
+//     both measured at start-up in this process, and roofline = that time
+//     / layer time.
+// Batches are pools of random tokens (uniform in [-1, 1)), a new batch each
+// iteration, so the experts' weights come cold from memory as in serving;
+// at T = 1 the "repeat" routing also runs one token again and again (the
+// pattern other engines often quote).
+//
+//   build/bench/moe_bench --models=demo --dtypes=bf16 --tokens=1,16,256
+//   build/bench/moe_bench --model_root=DIR   # models from moe_export_preset folders
+//   bench/run.sh                             # everything, with PyTorch and serving
+//
+// Google Benchmark flags work as usual (--benchmark_repetitions=5,
+// --benchmark_out=F --benchmark_out_format=json, --benchmark_filter=...).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "bench/hardware_limits.h"
+#include "bench/standalone_matmuls.h"
+#include "benchmark/benchmark.h"
+#include "common/memory_tuning.h"
+#include "common/seeded_random.h"
+#include "experts/dnnl_engine.h"
+#include "model/checkpoint_loader.h"
+#include "model/moe_layer.h"
+#include "model/presets.h"
+
+ABSL_FLAG(std::string, models, "demo,moe-1024x4096",
+          "Comma list of presets; NAME@bf16 (or @f32) restricts a model's dtypes, "
+          "NAME:MAXT caps its batch sizes (e.g. mixtral-8x7b@bf16:1024).");
+ABSL_FLAG(std::string, model_root, "",
+          "Load each model from DIR/NAME (a moe_export_preset folder) instead of "
+          "generating the preset in memory.");
+ABSL_FLAG(std::string, dtypes, "f32,bf16", "Compute dtypes.");
+ABSL_FLAG(std::string, tokens, "1,4,16,64,256,1024,4096", "Batch sizes T.");
+ABSL_FLAG(bool, repeat_token, true, "Also run T = 1 with one token repeated.");
+ABSL_FLAG(int, threads, 2, "Threads of the hardware probes (the layer uses oneDNN's).");
+ABSL_FLAG(bool, probe_hardware, true, "Measure DRAM bandwidth and peak FLOP/s first.");
+
+namespace moe {
+namespace {
+
+struct HardwareFigures {
+  double read_gbps = 0;
+  double peak_f32_gflops = 0;
+  double peak_bf16_gflops = 0;
+};
+HardwareFigures g_hw;
+
+struct ModelCase {
+  std::string name;
+  std::vector<DType> dtypes;
+  int64_t max_tokens = 0;  // 0: no cap
+};
+
+// The layer and its standalone matmuls for one model and dtype. Only one
+// is kept at a time, so large models fit.
+struct Loaded {
+  std::string key;
+  std::unique_ptr<MoeLayer> layer;
+  std::unique_ptr<StandaloneMatmuls> limit;
+};
+Loaded g_loaded;
+
+absl::StatusOr<LayerWeights> LoadWeights(const std::string& name) {
+  const std::string root = absl::GetFlag(FLAGS_model_root);
+  if (root.empty()) return MakePreset(name);
+  return LoadHfLayer(root + "/" + name, 0);
+}
+
+absl::Status Load(const std::string& name, DType dtype) {
+  const std::string key = absl::StrCat(name, "/", DTypeName(dtype));
+  if (g_loaded.key == key) return absl::OkStatus();
+  g_loaded = Loaded();
+  absl::StatusOr<LayerWeights> weights = LoadWeights(name);
+  if (!weights.ok()) return weights.status();
+  MoeLayerOptions options;
+  options.compute = dtype;
+  auto layer = MoeLayer::Create(*weights, options);
+  if (!layer.ok()) return layer.status();
+  const LayerSpec& spec = weights->spec;
+  std::vector<BlockShape> blocks(static_cast<size_t>(spec.num_experts()),
+                                 BlockShape{spec.d_model, spec.expert.d_ff, spec.expert.gated});
+  if (spec.has_shared()) {
+    blocks.push_back(BlockShape{spec.d_model, spec.shared.d_ff, spec.shared.gated});
+  }
+  auto limit = StandaloneMatmuls::Create(blocks, (*layer)->compute());
+  if (!limit.ok()) return limit.status();
+  g_loaded.key = key;
+  g_loaded.layer = *std::move(layer);
+  g_loaded.limit = *std::move(limit);
+  return absl::OkStatus();
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+void RunCase(benchmark::State& state, const std::string& model, DType dtype, int64_t t,
+             bool repeat) {
+  absl::Status st = Load(model, dtype);
+  if (!st.ok()) {
+    state.SkipWithError(st.ToString().c_str());
+    return;
+  }
+  MoeLayer* layer = g_loaded.layer.get();
+  StandaloneMatmuls* limit = g_loaded.limit.get();
+  const LayerSpec& spec = layer->spec();
+  const int64_t h = spec.d_model;
+  const int e = spec.num_experts();
+  const int k = spec.top_k();
+
+  // A pool of batches, each a new draw of tokens (one batch when repeating).
+  const int pool_size = repeat ? 1 : static_cast<int>(std::clamp<int64_t>(4096 / t, 4, 32));
+  std::vector<std::vector<float>> pool;
+  std::vector<std::vector<int64_t>> block_rows;  // per batch: rows per block
+  std::vector<float> y(static_cast<size_t>(t * h));
+  std::vector<int32_t> ids(static_cast<size_t>(t * k));
+  double weight_bytes = 0, flops = 0, experts_hit = 0;
+  for (int b = 0; b < pool_size; ++b) {
+    SeededRandom rng(static_cast<uint64_t>(t * 1000 + b));
+    pool.push_back(rng.UniformVector(t * h, 1.0f));
+    ForwardOutputs out;
+    out.output = y.data();
+    out.expert_ids = ids.data();
+    st = layer->Forward(pool.back().data(), t, out);  // also warms the primitives
+    if (!st.ok()) {
+      state.SkipWithError(st.ToString().c_str());
+      return;
+    }
+    std::vector<int64_t> rows(static_cast<size_t>(e), 0);
+    for (int32_t id : ids) {
+      if (id >= 0) ++rows[static_cast<size_t>(id)];
+    }
+    if (spec.has_shared()) rows.push_back(t);
+    for (int i = 0; i < e; ++i) experts_hit += rows[static_cast<size_t>(i)] > 0 ? 1 : 0;
+    weight_bytes += static_cast<double>(limit->WeightBytes(rows));
+    flops += limit->Flops(rows);
+    block_rows.push_back(std::move(rows));
+  }
+  weight_bytes /= pool_size;
+  flops /= pool_size;
+  experts_hit /= pool_size;
+
+  // Kernel limit, right before the layer: the pool's matmuls, standalone.
+  for (const auto& rows : block_rows) {
+    if (!limit->Run(rows).ok()) {
+      state.SkipWithError("standalone matmuls failed");
+      return;
+    }
+  }
+  std::vector<double> pass_means;
+  const auto limit_start = std::chrono::steady_clock::now();
+  while (pass_means.size() < 3 ||
+         (pass_means.size() < 50 &&
+          std::chrono::steady_clock::now() - limit_start < std::chrono::milliseconds(300))) {
+    double sum = 0;
+    for (const auto& rows : block_rows) sum += *limit->Run(rows);
+    pass_means.push_back(sum / pool_size);
+  }
+  const double kernel_s = Median(pass_means);
+
+  ForwardTimings sum_t, one;
+  ForwardOutputs out;
+  out.output = y.data();
+  out.timings = &one;
+  int64_t iterations = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    const std::vector<float>& x = pool[static_cast<size_t>(iterations % pool_size)];
+    if (!layer->Forward(x.data(), t, out).ok()) {
+      state.SkipWithError("forward failed");
+      return;
+    }
+    benchmark::DoNotOptimize(y.data());
+    sum_t.route_s += one.route_s;
+    sum_t.gather_s += one.gather_s;
+    sum_t.experts_s += one.experts_s;
+    sum_t.shared_s += one.shared_s;
+    sum_t.combine_s += one.combine_s;
+    ++iterations;
+  }
+  const double layer_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() /
+      static_cast<double>(std::max<int64_t>(iterations, 1));
+  const double n = static_cast<double>(std::max<int64_t>(iterations, 1));
+  const double peak = dtype == DType::kBF16 && layer->compute() == DType::kBF16
+                          ? g_hw.peak_bf16_gflops
+                          : g_hw.peak_f32_gflops;
+  const double mem_s = g_hw.read_gbps > 0 ? weight_bytes / (g_hw.read_gbps * 1e9) : 0;
+  const double flop_s = peak > 0 ? flops / (peak * 1e9) : 0;
+
+  state.SetItemsProcessed(iterations * t);
+  state.counters["T"] = static_cast<double>(t);
+  state.counters["layer_ms"] = layer_s * 1e3;
+  state.counters["route_ms"] = sum_t.route_s / n * 1e3;
+  state.counters["gather_ms"] = sum_t.gather_s / n * 1e3;
+  state.counters["experts_ms"] = sum_t.experts_s / n * 1e3;
+  state.counters["shared_ms"] = sum_t.shared_s / n * 1e3;
+  state.counters["combine_ms"] = sum_t.combine_s / n * 1e3;
+  state.counters["kernel_ms"] = kernel_s * 1e3;
+  state.counters["eff_kernel"] = kernel_s / layer_s;
+  state.counters["mem_limit_ms"] = mem_s * 1e3;
+  state.counters["flop_limit_ms"] = flop_s * 1e3;
+  state.counters["roofline"] = std::max(mem_s, flop_s) / layer_s;
+  state.counters["weight_MB"] = weight_bytes / 1e6;
+  state.counters["experts_hit"] = experts_hit;
+  state.SetLabel(absl::StrCat(spec.family, " ", DTypeName(layer->compute())));
+}
+
+std::vector<int64_t> ParseInts(const std::string& list) {
+  std::vector<int64_t> out;
+  for (absl::string_view part : absl::StrSplit(list, ',', absl::SkipEmpty())) {
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(part, &v) || v < 1) {
+      std::fprintf(stderr, "moe_bench: bad number '%s'\n", std::string(part).c_str());
+      std::exit(2);
+    }
+    out.push_back(v);
+  }
+  return out;
+}
+
+DType ParseDtype(absl::string_view s) {
+  if (s == "f32") return DType::kF32;
+  if (s == "bf16") return DType::kBF16;
+  std::fprintf(stderr, "moe_bench: dtype must be f32 or bf16, not '%s'\n",
+               std::string(s).c_str());
+  std::exit(2);
+}
+
+std::vector<ModelCase> ParseModels(const std::string& list, const std::vector<DType>& dtypes) {
+  std::vector<ModelCase> out;
+  for (absl::string_view part : absl::StrSplit(list, ',', absl::SkipEmpty())) {
+    ModelCase m;
+    std::pair<std::string, std::string> name_cap = absl::StrSplit(part, absl::MaxSplits(':', 1));
+    if (!name_cap.second.empty()) m.max_tokens = ParseInts(name_cap.second)[0];
+    std::pair<std::string, std::string> name_dt =
+        absl::StrSplit(name_cap.first, absl::MaxSplits('@', 1));
+    m.name = name_dt.first;
+    if (name_dt.second.empty()) {
+      m.dtypes = dtypes;
+    } else {
+      for (absl::string_view d : absl::StrSplit(name_dt.second, '+')) {
+        m.dtypes.push_back(ParseDtype(d));
+      }
+    }
+    out.push_back(m);
+  }
+  return out;
+}
+
+}  // namespace
+}  // namespace moe
+
+int main(int argc, char** argv) {
+  moe::KeepFreedMemoryInProcess();
+  benchmark::Initialize(&argc, argv);
+  absl::ParseCommandLine(argc, argv);
+  using moe::DType;
+
+  std::vector<DType> dtypes;
+  for (absl::string_view d : absl::StrSplit(absl::GetFlag(FLAGS_dtypes), ',', absl::SkipEmpty())) {
+    dtypes.push_back(moe::ParseDtype(d));
+  }
+  const std::vector<int64_t> tokens = moe::ParseInts(absl::GetFlag(FLAGS_tokens));
+  for (const moe::ModelCase& m : moe::ParseModels(absl::GetFlag(FLAGS_models), dtypes)) {
+    for (DType dtype : m.dtypes) {
+      if (dtype == DType::kBF16 && !moe::CpuHasNativeBf16()) continue;
+      const std::string dt = moe::DTypeName(dtype);
+      if (absl::GetFlag(FLAGS_repeat_token)) {
+        benchmark::RegisterBenchmark(
+            absl::StrCat("layer/", m.name, "/", dt, "/repeat/T:1").c_str(),
+            [=](benchmark::State& s) { moe::RunCase(s, m.name, dtype, 1, true); })
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime();
+      }
+      for (int64_t t : tokens) {
+        if (m.max_tokens > 0 && t > m.max_tokens) continue;
+        benchmark::RegisterBenchmark(
+            absl::StrCat("layer/", m.name, "/", dt, "/random/T:", t).c_str(),
+            [=](benchmark::State& s) { moe::RunCase(s, m.name, dtype, t, false); })
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime();
+      }
+    }
+  }
+  const int threads = absl::GetFlag(FLAGS_threads);
+  if (absl::GetFlag(FLAGS_probe_hardware)) {
+    moe::g_hw.read_gbps = moe::MeasureReadBandwidthGBps(size_t{512} << 20, 8, threads);
+    moe::g_hw.peak_f32_gflops = moe::MeasurePeakF32Gflops(threads, 5);
+    moe::g_hw.peak_bf16_gflops = moe::MeasurePeakBf16Gflops(threads, 5);
+  }
+  benchmark::AddCustomContext("onednn", moe::DnnlDescription());
+  benchmark::AddCustomContext("dram_read_GBps", absl::StrCat(moe::g_hw.read_gbps));
+  benchmark::AddCustomContext("peak_f32_GFLOPs", absl::StrCat(moe::g_hw.peak_f32_gflops));
+  benchmark::AddCustomContext("peak_bf16_GFLOPs", absl::StrCat(moe::g_hw.peak_bf16_gflops));
+  std::fprintf(stderr, "moe_bench: DRAM read %.1f GB/s, peak f32 %.0f GFLOP/s, bf16 %.0f GFLOP/s\n",
+               moe::g_hw.read_gbps, moe::g_hw.peak_f32_gflops, moe::g_hw.peak_bf16_gflops);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

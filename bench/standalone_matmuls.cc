@@ -1,0 +1,153 @@
+#include "bench/standalone_matmuls.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <unordered_map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace moe {
+namespace {
+
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+
+dt DnnlType(DType t) { return t == DType::kBF16 ? dt::bf16 : dt::f32; }
+
+// Small values from a 32-bit LCG, written in the source layout.
+void FillPseudoRandom(dnnl::memory* m, DType type, int64_t count, uint32_t seed) {
+  uint32_t s = seed * 2654435761u + 1;
+  if (type == DType::kBF16) {
+    auto* p = static_cast<uint16_t*>(m->get_data_handle());
+    for (int64_t i = 0; i < count; ++i) {
+      s = s * 1664525u + 1013904223u;
+      p[i] = FloatToBf16((static_cast<float>(s >> 8) * (1.0f / 16777216.0f) - 0.5f) * 0.05f);
+    }
+  } else {
+    auto* p = static_cast<float*>(m->get_data_handle());
+    for (int64_t i = 0; i < count; ++i) {
+      s = s * 1664525u + 1013904223u;
+      p[i] = (static_cast<float>(s >> 8) * (1.0f / 16777216.0f) - 0.5f) * 0.05f;
+    }
+  }
+}
+
+}  // namespace
+
+StandaloneMatmuls::StandaloneMatmuls(DType compute)
+    : compute_(compute), engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {}
+
+absl::StatusOr<std::unique_ptr<StandaloneMatmuls>> StandaloneMatmuls::Create(
+    const std::vector<BlockShape>& blocks, DType compute) {
+  std::unique_ptr<StandaloneMatmuls> s(new StandaloneMatmuls(compute));
+  for (const BlockShape& b : blocks) {
+    Block block;
+    absl::Status st = s->AddMatrix(&block, b.d_model, b.d_ff, false);
+    if (st.ok() && b.gated) st = s->AddMatrix(&block, b.d_model, b.d_ff, false);
+    if (st.ok()) st = s->AddMatrix(&block, b.d_ff, b.d_model, true);
+    if (!st.ok()) return st;
+    s->blocks_.push_back(std::move(block));
+  }
+  return s;
+}
+
+absl::Status StandaloneMatmuls::AddMatrix(Block* block, int64_t k, int64_t n, bool f32_dst) {
+  Matrix m;
+  m.k = k;
+  m.n = n;
+  m.f32_dst = f32_dst;
+  try {
+    // The layout oneDNN prefers for these weights (asked at 64 rows).
+    dnnl::memory::desc src({64, k}, DnnlType(compute_), tag::ab);
+    dnnl::memory::desc any({k, n}, DnnlType(compute_), tag::any);
+    dnnl::memory::desc dst({64, n}, f32_dst ? dt::f32 : DnnlType(compute_), tag::ab);
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, any, dst), engine_);
+    m.packed_desc = pd.weights_desc();
+    dnnl::memory plain({{k, n}, DnnlType(compute_), tag::ba}, engine_);
+    FillPseudoRandom(&plain, compute_, k * n, static_cast<uint32_t>(blocks_.size() * 3 +
+                                                                    block->matrices.size()));
+    m.weights = dnnl::memory(m.packed_desc, engine_);
+    dnnl::reorder(plain, m.weights).execute(stream_, plain, m.weights);
+    stream_.wait();
+  } catch (const dnnl::error& e) {
+    return absl::InternalError(absl::StrCat("standalone matmul ", k, "x", n, ": ", e.what()));
+  }
+  block->matrices.push_back(std::move(m));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<dnnl::matmul*> StandaloneMatmuls::Primitive(Matrix* m, int64_t rows) {
+  auto it = m->by_rows.find(rows);
+  if (it != m->by_rows.end()) return &it->second;
+  try {
+    dnnl::memory::desc src({rows, m->k}, DnnlType(compute_), tag::ab);
+    dnnl::memory::desc dst({rows, m->n}, m->f32_dst ? dt::f32 : DnnlType(compute_), tag::ab);
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, m->packed_desc, dst), engine_);
+    return &m->by_rows.emplace(rows, dnnl::matmul(pd)).first->second;
+  } catch (const dnnl::error& e) {
+    return absl::InternalError(absl::StrCat("standalone matmul ", m->k, "x", m->n, " for ",
+                                            rows, " rows: ", e.what()));
+  }
+}
+
+absl::StatusOr<double> StandaloneMatmuls::Run(const std::vector<int64_t>& rows) {
+  if (rows.size() != blocks_.size()) return absl::InvalidArgumentError("rows per block");
+  // Untimed set-up: primitives and activation buffers.
+  size_t most = 0;
+  std::vector<std::pair<dnnl::matmul*, const Matrix*>> calls;
+  std::vector<int64_t> call_rows;
+  for (size_t b = 0; b < blocks_.size(); ++b) {
+    if (rows[b] <= 0) continue;
+    for (Matrix& m : blocks_[b].matrices) {
+      auto p = Primitive(&m, rows[b]);
+      if (!p.ok()) return p.status();
+      calls.emplace_back(*p, &m);
+      call_rows.push_back(rows[b]);
+      most = std::max(most, static_cast<size_t>(rows[b] * std::max(m.k, m.n) * 4));
+    }
+  }
+  if (src_.size() < most) {
+    src_.assign(most, 0);
+    dst_.assign(most, 0);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    for (size_t i = 0; i < calls.size(); ++i) {
+      const Matrix& m = *calls[i].second;
+      const int64_t r = call_rows[i];
+      dnnl::memory src({{r, m.k}, DnnlType(compute_), tag::ab}, engine_, src_.data());
+      dnnl::memory dst({{r, m.n}, m.f32_dst ? dt::f32 : DnnlType(compute_), tag::ab}, engine_,
+                       dst_.data());
+      calls[i].first->execute(stream_, {{DNNL_ARG_SRC, src},
+                                        {DNNL_ARG_WEIGHTS, m.weights},
+                                        {DNNL_ARG_DST, dst}});
+      stream_.wait();
+    }
+  } catch (const dnnl::error& e) {
+    return absl::InternalError(absl::StrCat("standalone matmul run: ", e.what()));
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+int64_t StandaloneMatmuls::WeightBytes(const std::vector<int64_t>& rows) const {
+  int64_t bytes = 0;
+  for (size_t b = 0; b < blocks_.size() && b < rows.size(); ++b) {
+    if (rows[b] <= 0) continue;
+    for (const Matrix& m : blocks_[b].matrices) bytes += m.k * m.n * DTypeSize(compute_);
+  }
+  return bytes;
+}
+
+double StandaloneMatmuls::Flops(const std::vector<int64_t>& rows) const {
+  double flops = 0;
+  for (size_t b = 0; b < blocks_.size() && b < rows.size(); ++b) {
+    for (const Matrix& m : blocks_[b].matrices) {
+      flops += 2.0 * static_cast<double>(rows[b]) * static_cast<double>(m.k * m.n);
+    }
+  }
+  return flops;
+}
+
+}  // namespace moe
