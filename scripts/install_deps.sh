@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages moe-serve needs to build and test.
 # As root it runs apt-get; otherwise it prints the exact command to run.
+#   --bench  also the benchmark's peer and charts (bench/run.sh): PyTorch
+#            with OpenBLAS, numpy, matplotlib.
 set -euo pipefail
 
 PACKAGES=(
@@ -17,6 +19,9 @@ PACKAGES=(
   # debootstrap for the base images when no registry is reachable.
   podman runc podman-compose golang-github-containernetworking-plugin-dnsname debootstrap
 )
+if [ "${1:-}" = "--bench" ]; then
+  PACKAGES+=(python3-torch python3-numpy python3-matplotlib libopenblas0-openmp)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
