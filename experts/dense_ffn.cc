@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/vector_kernels.h"
 #include "experts/dnnl_engine.h"
 
 namespace moe {
@@ -60,7 +61,7 @@ absl::Status DenseFfn::Run(const float* x, int64_t rows, float* y,
   const void* src = x;
   if (compute_ == DType::kBF16) {
     auto* lowp = ws->src_lowp.ReserveAs<uint16_t>(static_cast<size_t>(rows * d_model));
-    for (int64_t i = 0; i < rows * d_model; ++i) lowp[i] = FloatToBf16(x[i]);
+    FloatsToBf16(x, rows * d_model, lowp);
     src = lowp;
   }
   const size_t hidden_bytes = static_cast<size_t>(rows * d_ff) * elem;

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/vector_kernels.h"
 #include "experts/dnnl_engine.h"
 #include "experts/local_expert_backend.h"
 #include "spdlog/spdlog.h"
@@ -166,17 +167,15 @@ absl::Status MoeLayer::Forward(const float* tokens, int64_t num_tokens,
     const int32_t count = token_row_count_[static_cast<size_t>(t)];
     for (int32_t j = 0; j < count; ++j) {
       const float* src = expert_out + token_rows_[first + static_cast<size_t>(j)] * h;
-      const float weight = token_weights_[first + static_cast<size_t>(j)];
-      for (int64_t c = 0; c < h; ++c) dst[c] += weight * src[c];
+      AddScaled(token_weights_[first + static_cast<size_t>(j)], src, h, dst);
     }
     if (shared_out != nullptr) {
       const float* src = shared_out + t * h;
       if (!shared_gate_.empty()) {
         const float logit = FixedOrderDot(tokens + t * h, shared_gate_.data(), h);
-        const float scale = 1.0f / (1.0f + std::exp(-logit));
-        for (int64_t c = 0; c < h; ++c) dst[c] += scale * src[c];
+        AddScaled(1.0f / (1.0f + std::exp(-logit)), src, h, dst);
       } else {
-        for (int64_t c = 0; c < h; ++c) dst[c] += src[c];
+        AddScaled(1.0f, src, h, dst);  // 1 * x is x: a plain sum
       }
     }
   }

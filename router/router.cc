@@ -9,20 +9,6 @@
 
 namespace moe {
 
-float FixedOrderDot(const float* a, const float* b, int64_t n) {
-  constexpr int kLanes = 16;
-  float acc[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int l = 0; l < kLanes; ++l) acc[l] += a[i + l] * b[i + l];
-  }
-  for (int l = 0; i < n; ++i, ++l) acc[l] += a[i] * b[i];
-  for (int width = kLanes / 2; width > 0; width /= 2) {
-    for (int l = 0; l < width; ++l) acc[l] += acc[l + width];
-  }
-  return acc[0];
-}
-
 absl::StatusOr<std::unique_ptr<Router>> Router::Create(
     const RouterOptions& o, int64_t d_model, std::vector<float> gate_weight,
     std::vector<float> gate_bias, std::vector<float> correction_bias) {

@@ -23,6 +23,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/vector_kernels.h"  // FixedOrderDot
 #include "router/router_options.h"
 #include "router/routing_plan.h"
 
@@ -68,11 +69,6 @@ class Router {
   const std::vector<float> gate_bias_;        // empty or [E]
   const std::vector<float> correction_bias_;  // empty or [E]
 };
-
-// Dot product of two n-float vectors with a fixed summation order (16
-// interleaved partial sums, then a fixed tree), independent of alignment
-// and of anything else in the batch. Vectorises without -ffast-math.
-float FixedOrderDot(const float* a, const float* b, int64_t n);
 
 }  // namespace moe
 

@@ -11,6 +11,7 @@
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/notification.h"
 #include "common/dtype.h"
+#include "common/vector_kernels.h"
 #include "model/expert_ranges.h"
 #include "proto/health.grpc.pb.h"
 #include "spdlog/spdlog.h"
@@ -200,7 +201,7 @@ absl::Status RemoteExpertBackend::Run(absl::Span<const ExpertJob> jobs) {
         // The expert rounds its input to bf16 first: sending bf16 is exact.
         block->mutable_data()->resize(n * 2);
         auto* dst = reinterpret_cast<uint16_t*>(block->mutable_data()->data());
-        for (size_t i = 0; i < n; ++i) dst[i] = FloatToBf16(j->rows[i]);
+        FloatsToBf16(j->rows, static_cast<int64_t>(n), dst);
       } else {
         block->set_data(reinterpret_cast<const char*>(j->rows), n * 4);
       }

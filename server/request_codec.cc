@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/dtype.h"
+#include "common/vector_kernels.h"
 
 namespace moe {
 namespace {
@@ -150,7 +151,7 @@ void EncodeInferResponse(const DecodedRequest& req, const InferTask& task, const
         o->set_datatype("BF16");
         raw->resize(n * 2);
         auto* dst = reinterpret_cast<uint16_t*>(raw->data());
-        for (size_t i = 0; i < n; ++i) dst[i] = FloatToBf16(task.output[i]);
+        FloatsToBf16(task.output.data(), static_cast<int64_t>(n), dst);
       }
     } else if (name == kExpertIdsName) {
       o->set_datatype("INT32");
