@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -135,26 +136,30 @@ double BestRate(int threads, int passes, double work_per_thread,
 
 }  // namespace
 
-double MeasureReadBandwidthGBps(size_t bytes, int passes, int threads) {
+ReadBandwidthProbe::ReadBandwidthProbe(size_t bytes, int threads) : threads_(threads) {
   const size_t n = bytes / sizeof(float) / 64 * 64;
-  auto* data = static_cast<float*>(std::aligned_alloc(64, n * sizeof(float)));
-  if (data == nullptr) return 0;
-  const size_t chunk = (n / static_cast<size_t>(threads)) / 64 * 64;
+  data_ = static_cast<float*>(std::aligned_alloc(64, n * sizeof(float)));
+  if (data_ == nullptr) throw std::bad_alloc();
+  chunk_ = (n / static_cast<size_t>(threads)) / 64 * 64;
   // Fault the pages in on the threads that will read them.
   TimeOnThreads(threads, [&](int i) {
-    std::memset(data + chunk * static_cast<size_t>(i), 0, chunk * sizeof(float));
+    std::memset(data_ + chunk_ * static_cast<size_t>(i), 0, chunk_ * sizeof(float));
   });
+}
+
+ReadBandwidthProbe::~ReadBandwidthProbe() { std::free(data_); }
+
+double ReadBandwidthProbe::MeasureGBps(int passes) {
   const bool avx512 = HasAvx512();
-  std::vector<float> sink(static_cast<size_t>(threads));
+  std::vector<float> sink(static_cast<size_t>(threads_));
   double best = 0;
   for (int p = 0; p < passes; ++p) {
-    const double s = TimeOnThreads(threads, [&](int i) {
-      const float* start = data + chunk * static_cast<size_t>(i);
-      sink[static_cast<size_t>(i)] = avx512 ? SumAvx512(start, chunk) : SumAvx2(start, chunk);
+    const double s = TimeOnThreads(threads_, [&](int i) {
+      const float* start = data_ + chunk_ * static_cast<size_t>(i);
+      sink[static_cast<size_t>(i)] = avx512 ? SumAvx512(start, chunk_) : SumAvx2(start, chunk_);
     });
-    best = std::max(best, static_cast<double>(chunk * sizeof(float)) * threads / s / 1e9);
+    best = std::max(best, static_cast<double>(chunk_ * sizeof(float)) * threads_ / s / 1e9);
   }
-  std::free(data);
   volatile float keep = sink[0];
   (void)keep;
   return best;

@@ -10,10 +10,24 @@
 
 namespace moe {
 
-// Reads `bytes` of memory (a buffer much larger than the last-level cache)
-// `passes` times with `threads` threads and returns the best pass in
-// GB/s (1e9 bytes per second). The buffer is faulted in before timing.
-double MeasureReadBandwidthGBps(size_t bytes, int passes, int threads);
+// DRAM read bandwidth: reads a buffer much larger than the last-level
+// cache with `threads` threads. The buffer is allocated and faulted in once
+// (page faults are slow on these VMs), so measuring again is cheap.
+class ReadBandwidthProbe {
+ public:
+  ReadBandwidthProbe(size_t bytes, int threads);
+  ~ReadBandwidthProbe();
+  ReadBandwidthProbe(const ReadBandwidthProbe&) = delete;
+  ReadBandwidthProbe& operator=(const ReadBandwidthProbe&) = delete;
+
+  // The best of `passes` passes, in GB/s (1e9 bytes per second).
+  double MeasureGBps(int passes);
+
+ private:
+  float* data_ = nullptr;
+  size_t chunk_ = 0;  // floats per thread
+  int threads_ = 1;
+};
 
 // Peak f32 FMA rate in GFLOP/s (2 FLOP per lane per FMA), AVX-512 when the
 // CPU has it, else AVX2+FMA. Best of `passes`.

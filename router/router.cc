@@ -235,15 +235,11 @@ void Router::Route(const float* tokens, int64_t num_tokens,
   }
 
   plan->scores.resize(static_cast<size_t>(num_tokens * e));
-  std::vector<float> choice;
-  std::vector<int> order;
-  choice.reserve(static_cast<size_t>(e));
-  order.reserve(static_cast<size_t>(e));
   for (int64_t t = 0; t < num_tokens; ++t) {
     float* scores = plan->scores.data() + t * e;
     ScoreToken(tokens + t * d_model_, scores);
-    SelectToken(scores, plan->expert_ids.data() + t * k,
-                plan->weights.data() + t * k, &choice, &order);
+    SelectToken(scores, plan->expert_ids.data() + t * k, plan->weights.data() + t * k,
+                &plan->choice_scratch, &plan->order_scratch);
   }
 
   const int64_t capacity = CapacityFor(num_tokens);

@@ -40,6 +40,11 @@ struct RoutingPlan {
   // for callers that want them; also the router's scratch space.
   std::vector<float> scores;
 
+  // The router's per-token scratch (selection scores and order), kept here
+  // so that routing a batch allocates nothing once the plan has grown.
+  std::vector<float> choice_scratch;
+  std::vector<int> order_scratch;
+
   int64_t tokens_for_expert(int e) const {
     return static_cast<int64_t>(expert_rows[static_cast<size_t>(e)].size());
   }
