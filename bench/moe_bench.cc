@@ -52,6 +52,9 @@ ABSL_FLAG(std::string, model_root, "",
 ABSL_FLAG(std::string, dtypes, "f32,bf16", "Compute dtypes.");
 ABSL_FLAG(std::string, tokens, "1,4,16,64,256,1024,4096", "Batch sizes T.");
 ABSL_FLAG(bool, repeat_token, true, "Also run T = 1 with one token repeated.");
+ABSL_FLAG(bool, threading_alternative, true,
+          "Also time the batch's matmuls with experts in parallel on 2 single-threaded "
+          "lanes (against one expert at a time on all threads, the layer's plan).");
 ABSL_FLAG(int, threads, 2, "Threads of the hardware probes (the layer uses oneDNN's).");
 ABSL_FLAG(bool, probe_hardware, true, "Measure DRAM bandwidth and peak FLOP/s first.");
 
@@ -169,8 +172,17 @@ void RunCase(benchmark::State& state, const std::string& model, DType dtype, int
       return;
     }
   }
-  double kernel_sum = 0;
-  int64_t kernel_runs = 0;
+  double kernel_sum = 0, parallel_sum = 0;
+  int64_t kernel_runs = 0, parallel_runs = 0;
+  const bool try_parallel = absl::GetFlag(FLAGS_threading_alternative) && !repeat;
+  if (try_parallel) {
+    for (const auto& rows : block_rows) {
+      if (!limit->RunBlocksInParallel(rows, 2).ok()) {
+        state.SkipWithError("parallel standalone matmuls failed");
+        return;
+      }
+    }
+  }
   if (repeat) {
     const auto limit_start = std::chrono::steady_clock::now();
     while (kernel_runs < 5 || std::chrono::steady_clock::now() - limit_start <
@@ -196,6 +208,10 @@ void RunCase(benchmark::State& state, const std::string& model, DType dtype, int
     if (!repeat) {
       kernel_sum += *limit->Run(block_rows[b]);
       ++kernel_runs;
+    }
+    if (try_parallel) {
+      parallel_sum += *limit->RunBlocksInParallel(block_rows[b], 2);
+      ++parallel_runs;
     }
     const auto start = std::chrono::steady_clock::now();
     if (!layer->Forward(pool[b].data(), t, out).ok()) {
@@ -233,6 +249,11 @@ void RunCase(benchmark::State& state, const std::string& model, DType dtype, int
   state.counters["combine_ms"] = sum_t.combine_s / n * 1e3;
   state.counters["kernel_ms"] = kernel_s * 1e3;
   state.counters["eff_kernel"] = kernel_s / layer_s;
+  if (parallel_runs > 0) {
+    const double parallel_s = parallel_sum / static_cast<double>(parallel_runs);
+    state.counters["experts_parallel_ms"] = parallel_s * 1e3;
+    state.counters["parallel_gain"] = kernel_s / parallel_s;
+  }
   state.counters["mem_limit_ms"] = mem_s * 1e3;
   state.counters["flop_limit_ms"] = flop_s * 1e3;
   state.counters["roofline"] = std::max(mem_s, flop_s) / layer_s;

@@ -44,6 +44,13 @@ class StandaloneMatmuls {
   // (untimed) first.
   absl::StatusOr<double> Run(const std::vector<int64_t>& rows);
 
+  // The threading alternative: the blocks are split over `lanes` OpenMP
+  // threads (greedy by row count, largest first) and each thread runs its
+  // blocks' matmuls one after another on primitives created for a single
+  // thread. Returns the wall time in seconds; the first call for new row
+  // counts creates primitives and should be discarded.
+  absl::StatusOr<double> RunBlocksInParallel(const std::vector<int64_t>& rows, int lanes);
+
   // Bytes of weights a call with these rows reads.
   int64_t WeightBytes(const std::vector<int64_t>& rows) const;
   // Multiply-add FLOPs (2 per MAC) of a call with these rows.
@@ -56,6 +63,9 @@ class StandaloneMatmuls {
     dnnl::memory::desc packed_desc;
     dnnl::memory weights;
     std::map<int64_t, dnnl::matmul> by_rows;
+    // Single-thread primitives, one map per lane (each lane touches only
+    // its own), for RunBlocksInParallel.
+    std::vector<std::map<int64_t, dnnl::matmul>> lane_by_rows;
   };
   struct Block {
     std::vector<Matrix> matrices;  // W1, [W3], W2
@@ -70,6 +80,11 @@ class StandaloneMatmuls {
   dnnl::stream stream_;
   std::vector<Block> blocks_;
   std::vector<char> src_, dst_;  // shared activations, sized to the largest call
+  struct Lane {
+    std::unique_ptr<dnnl::stream> stream;
+    std::vector<char> src, dst;
+  };
+  std::vector<Lane> lanes_;
 };
 
 }  // namespace moe
