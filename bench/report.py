@@ -16,7 +16,7 @@ import re
 NAME = re.compile(r"^layer/(?P<model>[^/]+)/(?P<dtype>[^/]+)/(?P<routing>[^/]+)/T:(?P<T>\d+)")
 COUNTERS = ["layer_ms", "route_ms", "gather_ms", "experts_ms", "shared_ms", "combine_ms",
             "kernel_ms", "eff_kernel", "mem_limit_ms", "flop_limit_ms", "roofline", "dram_GBps", "weight_MB",
-            "experts_hit"]
+            "experts_hit", "experts_parallel_ms", "parallel_gain"]
 
 
 def load_bench(path):

@@ -13,7 +13,7 @@
 #   4. bench/report.py: bench/results/{results.csv,serving.csv,summary.md,
 #      chart.png} and the table printed at the end.
 #
-#   bench/run.sh                 # everything (about 45 min on 2 cores)
+#   bench/run.sh                 # everything (about 30 min on 2 cores)
 #   bench/run.sh --quick         # demo only, fewer sizes, 1 repetition (~3 min)
 #   bench/run.sh --models=demo --reps=5 --no-serving --no-torch
 #
