@@ -126,24 +126,29 @@ absl::Status MoeLayer::Forward(const float* tokens, int64_t num_tokens,
   token_rows_.resize(static_cast<size_t>(num_tokens * k));
   token_weights_.resize(static_cast<size_t>(num_tokens * k));
   token_row_count_.assign(static_cast<size_t>(num_tokens), 0);
+  gather_src_.resize(static_cast<size_t>(total_rows));
   jobs_.clear();
   int64_t offset = 0;
   for (int i = 0; i < e; ++i) {
     const auto& rows = plan_.expert_rows[static_cast<size_t>(i)];
     if (rows.empty()) continue;
     const auto& w = plan_.expert_row_weights[static_cast<size_t>(i)];
-    float* dst = gathered + offset * h;
     for (size_t r = 0; r < rows.size(); ++r) {
       const int64_t t = rows[r];
-      std::memcpy(dst + static_cast<int64_t>(r) * h, tokens + t * h,
-                  static_cast<size_t>(h) * sizeof(float));
+      gather_src_[static_cast<size_t>(offset) + r] = rows[r];
       const size_t slot = static_cast<size_t>(t * k + token_row_count_[static_cast<size_t>(t)]++);
       token_rows_[slot] = offset + static_cast<int64_t>(r);
       token_weights_[slot] = w[r];
     }
-    jobs_.push_back(ExpertJob{i, dst, static_cast<int64_t>(rows.size()),
+    jobs_.push_back(ExpertJob{i, gathered + offset * h, static_cast<int64_t>(rows.size()),
                               expert_out + offset * h});
     offset += static_cast<int64_t>(rows.size());
+  }
+  // The copies themselves, spread over the OpenMP team in GCC builds.
+#pragma omp parallel for schedule(static) if (total_rows >= 128)
+  for (int64_t r = 0; r < total_rows; ++r) {
+    std::memcpy(gathered + r * h, tokens + static_cast<int64_t>(gather_src_[static_cast<size_t>(r)]) * h,
+                static_cast<size_t>(h) * sizeof(float));
   }
   timings.gather_s = SecondsSince(&mark);
 
@@ -159,7 +164,9 @@ absl::Status MoeLayer::Forward(const float* tokens, int64_t num_tokens,
 
   // Combine, token by token: y[t] = Σ w · out in ascending expert order,
   // then + the (gated) shared output. Each output row is written once.
+  // Tokens are independent: spread over the OpenMP team in GCC builds.
   float* y = out.output;
+#pragma omp parallel for schedule(static) if (num_tokens >= 64)
   for (int64_t t = 0; t < num_tokens; ++t) {
     float* dst = y + t * h;
     std::fill(dst, dst + h, 0.0f);

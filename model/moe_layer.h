@@ -99,6 +99,7 @@ class MoeLayer {
   std::vector<int64_t> token_rows_ ABSL_GUARDED_BY(mu_);
   std::vector<float> token_weights_ ABSL_GUARDED_BY(mu_);
   std::vector<int32_t> token_row_count_ ABSL_GUARDED_BY(mu_);
+  std::vector<int32_t> gather_src_ ABSL_GUARDED_BY(mu_);  // token of each gathered row
   AlignedBuffer gathered_ ABSL_GUARDED_BY(mu_);
   AlignedBuffer expert_out_ ABSL_GUARDED_BY(mu_);
   AlignedBuffer shared_out_ ABSL_GUARDED_BY(mu_);

@@ -235,11 +235,16 @@ void Router::Route(const float* tokens, int64_t num_tokens,
   }
 
   plan->scores.resize(static_cast<size_t>(num_tokens * e));
+  // Scoring is per token and independent: spread over the OpenMP team in
+  // GCC builds (the same team oneDNN uses). Selection shares scratch and
+  // stays on this thread.
+#pragma omp parallel for schedule(static) if (num_tokens >= 64)
   for (int64_t t = 0; t < num_tokens; ++t) {
-    float* scores = plan->scores.data() + t * e;
-    ScoreToken(tokens + t * d_model_, scores);
-    SelectToken(scores, plan->expert_ids.data() + t * k, plan->weights.data() + t * k,
-                &plan->choice_scratch, &plan->order_scratch);
+    ScoreToken(tokens + t * d_model_, plan->scores.data() + t * e);
+  }
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    SelectToken(plan->scores.data() + t * e, plan->expert_ids.data() + t * k,
+                plan->weights.data() + t * k, &plan->choice_scratch, &plan->order_scratch);
   }
 
   const int64_t capacity = CapacityFor(num_tokens);
