@@ -81,14 +81,24 @@ absl::Status StandaloneMatmuls::AddMatrix(Block* block, int64_t k, int64_t n, bo
   return absl::OkStatus();
 }
 
+dnnl::memory::desc StandaloneMatmuls::SrcDesc(const Matrix& m, int64_t rows) const {
+  return dnnl::memory::desc({rows, m.k}, DnnlType(compute_), tag::ab);
+}
+
+dnnl::memory::desc StandaloneMatmuls::DstDesc(const Matrix& m, int64_t rows) const {
+  return dnnl::memory::desc({rows, m.n}, m.f32_dst ? dt::f32 : DnnlType(compute_), tag::ab);
+}
+
+dnnl::matmul StandaloneMatmuls::Plan(const Matrix& m, int64_t rows) const {
+  return dnnl::matmul(dnnl::matmul::primitive_desc(
+      dnnl::matmul::desc(SrcDesc(m, rows), m.packed_desc, DstDesc(m, rows)), engine_));
+}
+
 absl::StatusOr<dnnl::matmul*> StandaloneMatmuls::Primitive(Matrix* m, int64_t rows) {
   auto it = m->by_rows.find(rows);
   if (it != m->by_rows.end()) return &it->second;
   try {
-    dnnl::memory::desc src({rows, m->k}, DnnlType(compute_), tag::ab);
-    dnnl::memory::desc dst({rows, m->n}, m->f32_dst ? dt::f32 : DnnlType(compute_), tag::ab);
-    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, m->packed_desc, dst), engine_);
-    return &m->by_rows.emplace(rows, dnnl::matmul(pd)).first->second;
+    return &m->by_rows.emplace(rows, Plan(*m, rows)).first->second;
   } catch (const dnnl::error& e) {
     return absl::InternalError(absl::StrCat("standalone matmul ", m->k, "x", m->n, " for ",
                                             rows, " rows: ", e.what()));
@@ -120,9 +130,8 @@ absl::StatusOr<double> StandaloneMatmuls::Run(const std::vector<int64_t>& rows) 
     for (size_t i = 0; i < calls.size(); ++i) {
       const Matrix& m = *calls[i].second;
       const int64_t r = call_rows[i];
-      dnnl::memory src({{r, m.k}, DnnlType(compute_), tag::ab}, engine_, src_.data());
-      dnnl::memory dst({{r, m.n}, m.f32_dst ? dt::f32 : DnnlType(compute_), tag::ab}, engine_,
-                       dst_.data());
+      dnnl::memory src(SrcDesc(m, r), engine_, src_.data());
+      dnnl::memory dst(DstDesc(m, r), engine_, dst_.data());
       calls[i].first->execute(stream_, {{DNNL_ARG_SRC, src},
                                         {DNNL_ARG_WEIGHTS, m.weights},
                                         {DNNL_ARG_DST, dst}});
@@ -188,14 +197,10 @@ absl::StatusOr<double> StandaloneMatmuls::RunBlocksInParallel(const std::vector<
           if (it == cache.end()) {
             // Created inside the parallel region: oneDNN plans it for one
             // thread and runs it on this one.
-            dnnl::memory::desc src({r, m.k}, DnnlType(compute_), tag::ab);
-            dnnl::memory::desc dst({r, m.n}, m.f32_dst ? dt::f32 : DnnlType(compute_), tag::ab);
-            dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, m.packed_desc, dst), engine_);
-            it = cache.emplace(r, dnnl::matmul(pd)).first;
+            it = cache.emplace(r, Plan(m, r)).first;
           }
-          dnnl::memory src_mem({{r, m.k}, DnnlType(compute_), tag::ab}, engine_, lane.src.data());
-          dnnl::memory dst_mem({{r, m.n}, m.f32_dst ? dt::f32 : DnnlType(compute_), tag::ab},
-                               engine_, lane.dst.data());
+          dnnl::memory src_mem(SrcDesc(m, r), engine_, lane.src.data());
+          dnnl::memory dst_mem(DstDesc(m, r), engine_, lane.dst.data());
           it->second.execute(*lane.stream, {{DNNL_ARG_SRC, src_mem},
                                             {DNNL_ARG_WEIGHTS, m.weights},
                                             {DNNL_ARG_DST, dst_mem}});

@@ -74,6 +74,11 @@ class StandaloneMatmuls {
   StandaloneMatmuls(DType compute);
   absl::Status AddMatrix(Block* block, int64_t k, int64_t n, bool f32_dst);
   absl::StatusOr<dnnl::matmul*> Primitive(Matrix* m, int64_t rows);
+  // Activation layouts and the primitive for `rows` rows of `m` (planned
+  // for the calling thread's OpenMP setting). Plan() throws dnnl::error.
+  dnnl::memory::desc SrcDesc(const Matrix& m, int64_t rows) const;
+  dnnl::memory::desc DstDesc(const Matrix& m, int64_t rows) const;
+  dnnl::matmul Plan(const Matrix& m, int64_t rows) const;
 
   DType compute_;
   dnnl::engine engine_;

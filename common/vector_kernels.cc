@@ -1,12 +1,6 @@
 #include "common/vector_kernels.h"
 
-// GCC 12's AVX-512 intrinsics headers trip its own uninitialised-value
-// warnings (_mm512_undefined_* as the pass-through operand).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
+#include "common/x86_intrinsics.h"
 
 #include <cstring>
 
