@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "client/load_generator.h"
 #include "client/load_report.h"
+#include "common/memory_tuning.h"
 #include "experts/dnnl_engine.h"
 
 ABSL_FLAG(std::string, address, "localhost:8001", "Server address host:port.");
@@ -69,6 +70,10 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "moe_loadgen (--concurrency=N | --rate=R) [--duration_s=S] [--tokens=N|MIN-MAX] ...");
   absl::ParseCommandLine(argc, argv);
+  // Response buffers are allocated and freed per call; without this glibc
+  // hands them back to the OS and every call faults its pages in again
+  // (measured: 11 % of the machine's CPU at 64 clients × 16 tokens).
+  moe::KeepFreedMemoryInProcess();
   moe::LoadOptions o;
   o.connection.address = absl::GetFlag(FLAGS_address);
   o.connection.tls_ca = absl::GetFlag(FLAGS_tls_ca);

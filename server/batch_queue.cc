@@ -27,8 +27,20 @@ absl::Status BatchQueue::Enqueue(std::shared_ptr<InferTask> task, absl::Time now
 absl::Time BatchQueue::BatchReadyTime() const {
   if (tasks_.empty()) return absl::InfiniteFuture();
   const absl::Time oldest = tasks_.front()->enqueue_time;
-  if (queued_tokens_ >= options_.max_batch_tokens) return oldest;
-  return oldest + options_.max_queue_delay;
+  if (queued_tokens_ >= fill_target_tokens()) return oldest;
+  if (!options_.adaptive_fill) return oldest + options_.max_queue_delay;
+  return std::max(oldest, compute_idle_since_) + options_.max_queue_delay;
+}
+
+void BatchQueue::NoteComputeIdle(absl::Time now) { compute_idle_since_ = now; }
+
+void BatchQueue::NoteBatchComputed(int64_t answered_tokens) {
+  fill_target_tokens_ =
+      std::clamp<int64_t>(answered_tokens + queued_tokens_, 1, options_.max_batch_tokens);
+}
+
+int64_t BatchQueue::fill_target_tokens() const {
+  return options_.adaptive_fill ? fill_target_tokens_ : options_.max_batch_tokens;
 }
 
 absl::Time BatchQueue::EarliestDeadline() const {

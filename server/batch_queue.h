@@ -8,8 +8,18 @@
 //   UNAVAILABLE ("queue full ...") and keeps nothing. On OK the queue
 //   shares ownership until the task leaves through TakeBatch(),
 //   TakeExpired(), TakeCancelled() or TakeAll().
-// - A batch is ready when max_batch_tokens tokens are queued, or when the
-//   oldest queued task has waited max_queue_delay (BatchReadyTime()).
+// - A batch is ready when the fill target is queued, or when the oldest
+//   queued task has waited max_queue_delay (BatchReadyTime()). The fill
+//   target is max_batch_tokens, or with adaptive_fill (the default), once
+//   a batch has run: the tokens of the tasks that batch answers plus the
+//   tokens that were queued when its compute ended (NoteBatchComputed),
+//   capped at max_batch_tokens. Closed-loop clients send again once
+//   answered, so this waits for exactly the load that is coming back: one
+//   client alone is never kept waiting, and 64 clients are batched
+//   together instead of splitting into two alternating half batches. In
+//   that mode the delay runs from the later of the oldest task's arrival
+//   and the moment the compute became free (NoteComputeIdle): tasks that
+//   arrived during the last batch may still wait for the ones it answers.
 // - TakeBatch() takes up to max_batch_tokens rows in arrival order. A task
 //   larger than what is left of the batch is split: its first rows go in
 //   this batch and the rest stays at the head of the queue.
@@ -38,6 +48,9 @@ struct BatchQueueOptions {
   absl::Duration max_queue_delay = absl::Microseconds(2000);
   // Most token rows waiting (not yet scheduled) at once.
   int64_t max_queue_tokens = 65536;
+  // Wait only for the load the last batch's answers bring back (see the
+  // contract above); false: always wait for max_batch_tokens.
+  bool adaptive_fill = true;
 };
 
 // Rows [row_begin, row_begin + rows) of one task.
@@ -61,9 +74,18 @@ class BatchQueue {
   absl::Status Enqueue(std::shared_ptr<InferTask> task, absl::Time now);
 
   // When a batch should be taken: InfiniteFuture() if empty; the oldest
-  // task's enqueue time if max_batch_tokens are queued (i.e. at once);
+  // task's enqueue time if the fill target is queued (i.e. at once);
   // otherwise the oldest enqueue time + max_queue_delay.
   absl::Time BatchReadyTime() const;
+
+  // Called when a batch's compute has ended, before its tasks are
+  // answered: `answered_tokens` is the total size of the tasks it
+  // completes (successfully or not). Sets the fill target to that plus the
+  // tokens queued now, within [1, max_batch_tokens].
+  void NoteBatchComputed(int64_t answered_tokens);
+  // Called when the compute is free again (its answers handed out).
+  void NoteComputeIdle(absl::Time now);
+  int64_t fill_target_tokens() const;
 
   // Earliest deadline of a queued task (InfiniteFuture() if none).
   absl::Time EarliestDeadline() const;
@@ -85,6 +107,9 @@ class BatchQueue {
   const BatchQueueOptions options_;
   std::deque<std::shared_ptr<InferTask>> tasks_;
   int64_t queued_tokens_ = 0;  // unscheduled rows of the queued tasks
+  // Until the first batch has run: a full batch.
+  int64_t fill_target_tokens_ = options_.max_batch_tokens;
+  absl::Time compute_idle_since_ = absl::InfinitePast();
 };
 
 }  // namespace moe

@@ -51,6 +51,11 @@ size_t DynamicBatcher::queued_tasks() const {
   return queue_.queued_tasks();
 }
 
+int64_t DynamicBatcher::fill_target_tokens() const {
+  absl::MutexLock lock(&mu_);
+  return queue_.fill_target_tokens();
+}
+
 namespace {
 
 // A dropped cancelled task: gRPC cancels a call server-side when its
@@ -111,6 +116,19 @@ void DynamicBatcher::ComputeLoop() {
       absl::Status st = run_(batch);
       const absl::Duration compute = absl::Now() - start;
       if (observer_) observer_(batch, compute, st);
+      // Before any answer goes out, so that no request sent again by an
+      // answered client is counted twice.
+      int64_t answered_tokens = 0;
+      for (const BatchSlice& s : batch.slices) {
+        const InferTask& task = *s.task;
+        if (!st.ok() || task.rows_done + s.rows == task.num_tokens) {
+          answered_tokens += task.num_tokens;
+        }
+      }
+      {
+        absl::MutexLock lock(&mu_);
+        queue_.NoteBatchComputed(answered_tokens);
+      }
       for (const BatchSlice& s : batch.slices) {
         InferTask& task = *s.task;
         task.compute_time += compute;
@@ -132,6 +150,7 @@ void DynamicBatcher::ComputeLoop() {
       }
     }
     mu_.Lock();
+    queue_.NoteComputeIdle(absl::Now());
     batch_running_ = false;
     ++generation_;
   }

@@ -2,10 +2,11 @@
 // calls.
 //
 // Tasks from every RPC go into one BatchQueue (bounded in tokens). A
-// compute thread takes a batch as soon as max_batch_tokens rows wait or the
-// oldest task has waited max_queue_delay, runs it, writes each task's rows
-// and finishes the tasks whose rows are all done; batches form while the
-// previous one computes. A watcher thread answers, at the moment it
+// compute thread takes a batch as soon as the queue's fill target is
+// reached (max_batch_tokens, or adaptively the load the previous batch's
+// answers bring back; see batch_queue.h) or the oldest task has waited
+// max_queue_delay, runs it, writes each task's rows and finishes the tasks
+// whose rows are all done; batches form while the previous one computes. A watcher thread answers, at the moment it
 // passes, the deadline of every task still waiting (DEADLINE_EXCEEDED,
 // never computed) and drops cancelled tasks (CANCELLED).
 //
@@ -14,7 +15,7 @@
 //   `done` exactly once. UNAVAILABLE (queue full, or draining) means it
 //   took nothing and will never call it.
 // - Latency bound: a task waits at most max_queue_delay plus the running
-//   batch's compute time before its first rows run.
+//   batch's compute and answering time before its first rows run.
 // - Drain(timeout): stops accepting, lets every accepted task finish, and
 //   after `timeout` fails what is left with UNAVAILABLE.
 //
@@ -64,6 +65,8 @@ class DynamicBatcher {
 
   int64_t queued_tokens() const;
   size_t queued_tasks() const;
+  // What the next batch waits for (BatchQueue::fill_target_tokens()).
+  int64_t fill_target_tokens() const;
   const BatchQueueOptions& options() const { return options_; }
 
  private:

@@ -42,6 +42,9 @@ ABSL_FLAG(int, metrics_port, 8002,
 ABSL_FLAG(int64_t, max_batch_tokens, 256, "Most token rows per model call.");
 ABSL_FLAG(int64_t, max_queue_delay_us, 2000,
           "Longest the oldest queued request waits for a batch to fill, microseconds.");
+ABSL_FLAG(bool, adaptive_batching, true,
+          "Wait (up to the queue delay) only for the load the last batch's answers bring back, "
+          "not for a full batch: a lone client is served at once.");
 ABSL_FLAG(int64_t, max_queue_tokens, 65536,
           "Most tokens waiting in the queue; beyond it requests get UNAVAILABLE.");
 ABSL_FLAG(int64_t, max_request_tokens, 8192, "Most tokens in one request.");
@@ -137,6 +140,7 @@ int main(int argc, char** argv) {
   options.io.allow_non_finite = absl::GetFlag(FLAGS_allow_non_finite);
   options.batching.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
   options.batching.max_queue_delay = absl::Microseconds(absl::GetFlag(FLAGS_max_queue_delay_us));
+  options.batching.adaptive_fill = absl::GetFlag(FLAGS_adaptive_batching);
   options.batching.max_queue_tokens = absl::GetFlag(FLAGS_max_queue_tokens);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
@@ -156,9 +160,10 @@ int main(int argc, char** argv) {
                    ? absl::StrCat("http://", options.listen_host, ":", (*server)->metrics_port(),
                                   "/metrics")
                    : std::string("disabled"));
-  spdlog::info("ready: batching up to {} tokens per call, {} us queue delay, {} tokens queued; "
-               "{}",
+  spdlog::info("ready: batching up to {} tokens per call, {} us queue delay ({}), {} tokens "
+               "queued; {}",
                options.batching.max_batch_tokens, absl::GetFlag(FLAGS_max_queue_delay_us),
+               options.batching.adaptive_fill ? "adaptive fill" : "waits for a full batch",
                options.batching.max_queue_tokens, moe::DnnlDescription());
 
   int sig = 0;

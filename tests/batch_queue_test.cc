@@ -214,5 +214,81 @@ TEST(BatchQueueTest, TakeAllEmptiesTheQueue) {
   EXPECT_EQ(q.queued_tokens(), 0);
 }
 
+TEST(BatchQueueTest, UntilTheFirstBatchTheFillTargetIsAFullBatch) {
+  BatchQueue q(Options(8, 1000, 100));
+  EXPECT_EQ(q.fill_target_tokens(), 8);
+}
+
+TEST(BatchQueueTest, AdaptiveFillServesALoneClosedLoopClientAtOnce) {
+  FakeClock clock;
+  BatchQueue q(Options(8, 1000, 100));
+  ASSERT_OK(q.Enqueue(Task(2), clock.Now()));
+  clock.Advance(absl::Microseconds(1000));
+  ASSERT_EQ(q.TakeBatch(clock.Now()).num_tokens, 2);
+  // Its 2 tokens are answered and nothing else is queued: the client sends
+  // its next request, which is all the load there is.
+  q.NoteBatchComputed(2);
+  q.NoteComputeIdle(clock.Now());
+  EXPECT_EQ(q.fill_target_tokens(), 2);
+  clock.Advance(absl::Microseconds(300));
+  ASSERT_OK(q.Enqueue(Task(2), clock.Now()));
+  EXPECT_EQ(q.BatchReadyTime(), clock.Now());
+}
+
+TEST(BatchQueueTest, AdaptiveFillWaitsForTheAnsweredClientsToComeBack) {
+  FakeClock clock;
+  BatchQueue q(Options(16, 1000, 100));
+  ASSERT_OK(q.Enqueue(Task(4), clock.Now()));
+  ASSERT_OK(q.Enqueue(Task(2), clock.Now()));
+  clock.Advance(absl::Microseconds(1000));
+  ASSERT_EQ(q.TakeBatch(clock.Now()).num_tokens, 6);
+  // While that batch computes, 3 tokens from other clients arrive.
+  clock.Advance(absl::Microseconds(2000));
+  ASSERT_OK(q.Enqueue(Task(3), clock.Now()));
+  clock.Advance(absl::Microseconds(3000));
+  q.NoteBatchComputed(6);  // the 6 answered tokens will come back
+  EXPECT_EQ(q.fill_target_tokens(), 9);
+  clock.Advance(absl::Microseconds(200));  // answering
+  const absl::Time idle = clock.Now();
+  q.NoteComputeIdle(idle);
+  // The queued task has waited 3.2 ms, more than the delay, but the delay
+  // runs from when the compute became free.
+  EXPECT_EQ(q.BatchReadyTime(), idle + absl::Microseconds(1000));
+  clock.Advance(absl::Microseconds(100));
+  ASSERT_OK(q.Enqueue(Task(4), clock.Now()));
+  EXPECT_EQ(q.BatchReadyTime(), idle + absl::Microseconds(1000));
+  ASSERT_OK(q.Enqueue(Task(2), clock.Now()));
+  EXPECT_LE(q.BatchReadyTime(), clock.Now());  // 9 tokens: all the load is back
+  EXPECT_EQ(q.TakeBatch(clock.Now()).num_tokens, 9);
+}
+
+TEST(BatchQueueTest, FillTargetStaysWithinOneAndAFullBatch) {
+  FakeClock clock;
+  BatchQueue q(Options(8, 1000, 100));
+  ASSERT_OK(q.Enqueue(Task(20), clock.Now()));
+  q.TakeBatch(clock.Now());
+  q.NoteBatchComputed(0);  // the task goes on: 12 rows still queued
+  EXPECT_EQ(q.fill_target_tokens(), 8);
+  q.TakeBatch(clock.Now());
+  q.TakeBatch(clock.Now());
+  ASSERT_TRUE(q.empty());
+  q.NoteBatchComputed(0);
+  EXPECT_EQ(q.fill_target_tokens(), 1);
+  q.NoteBatchComputed(20);
+  EXPECT_EQ(q.fill_target_tokens(), 8);
+}
+
+TEST(BatchQueueTest, WithoutAdaptiveFillTheQueueWaitsForAFullBatch) {
+  FakeClock clock;
+  BatchQueueOptions o = Options(8, 1000, 100);
+  o.adaptive_fill = false;
+  BatchQueue q(o);
+  q.NoteBatchComputed(1);
+  q.NoteComputeIdle(clock.Now() + absl::Seconds(1));
+  EXPECT_EQ(q.fill_target_tokens(), 8);
+  ASSERT_OK(q.Enqueue(Task(1), clock.Now()));
+  EXPECT_EQ(q.BatchReadyTime(), clock.Now() + absl::Microseconds(1000));
+}
+
 }  // namespace
 }  // namespace moe

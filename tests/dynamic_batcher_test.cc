@@ -109,6 +109,25 @@ TEST(DynamicBatcherTest, TaskLargerThanABatchIsSplitAndReassembled) {
   EXPECT_EQ(model.batch_sizes_, (std::vector<int64_t>{4, 4, 3}));
 }
 
+TEST(DynamicBatcherTest, AdaptiveFillRunsTheRestOfASplitTaskWithoutWaiting) {
+  FakeModel model;
+  // An hour's delay: only the fill target can make a batch ready.
+  DynamicBatcher batcher(Options(4, absl::Hours(1)),
+                         [&](const Batch& b) { return model.Run(b); });
+  EXPECT_EQ(batcher.fill_target_tokens(), 4);
+  Result r;
+  auto t = Task(6, &r);
+  ASSERT_OK(batcher.Enqueue(t));
+  // 4 rows fill the first batch; the 2 left are all the load there is.
+  ASSERT_TRUE(r.done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_OK(r.status);
+  for (int64_t i = 0; i < 6; ++i) EXPECT_EQ(t->output[i], 1000.0f * (1 + i));
+  // The answered task may come back with all of its 6 tokens.
+  EXPECT_EQ(batcher.fill_target_tokens(), 4);
+  absl::MutexLock lock(&model.mu_);
+  EXPECT_EQ(model.batch_sizes_, (std::vector<int64_t>{4, 2}));
+}
+
 TEST(DynamicBatcherTest, DeadlineIsAnsweredWhileABatchRuns) {
   FakeModel model;
   absl::Notification release;
