@@ -50,7 +50,7 @@ class DenseFfn {
   const FfnSpec& spec() const { return spec_; }
   DType compute() const { return compute_; }
   // The oneDNN implementation of the down projection (e.g. brg:avx512_core).
-  const std::string& impl() const { return down_->impl(); }
+  std::string impl() const { return down_->impl(); }
 
  private:
   DenseFfn(const FfnSpec& spec, DType compute) : spec_(spec), compute_(compute) {}

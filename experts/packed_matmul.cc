@@ -1,6 +1,7 @@
 #include "experts/packed_matmul.h"
 
 #include <algorithm>
+#include <cstring>
 #include <unordered_map>
 #include <utility>
 
@@ -63,6 +64,18 @@ MatmulPrimitiveCache::MatmulPrimitiveCache(const MatmulShape& shape,
   entries_.resize(static_cast<size_t>(kMaxRows + 1));
 }
 
+dnnl::post_ops MatmulPrimitiveCache::PostOps(int64_t rows) const {
+  dnnl::post_ops po;
+  if (shape_.post == MatmulPostOp::kActivation) {
+    po.append_eltwise(1.0f, ToEltwise(shape_.activation),
+                      shape_.activation == Activation::kSilu ? 1.0f : 0.0f, 0.0f);
+  } else if (shape_.post == MatmulPostOp::kMultiply) {
+    po.append_binary(dnnl::algorithm::binary_mul,
+                     dnnl::memory::desc({rows, shape_.n}, ToDnnl(shape_.compute), tag::ab));
+  }
+  return po;
+}
+
 dnnl::matmul::primitive_desc MatmulPrimitiveCache::MakePd(
     int64_t rows, const dnnl::memory::desc& weights) const {
   const dt compute = ToDnnl(shape_.compute);
@@ -70,15 +83,7 @@ dnnl::matmul::primitive_desc MatmulPrimitiveCache::MakePd(
   dnnl::memory::desc dst({rows, shape_.n}, ToDnnl(shape_.dst), tag::ab);
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  dnnl::post_ops po;
-  if (shape_.post == MatmulPostOp::kActivation) {
-    po.append_eltwise(1.0f, ToEltwise(shape_.activation),
-                      shape_.activation == Activation::kSilu ? 1.0f : 0.0f, 0.0f);
-  } else if (shape_.post == MatmulPostOp::kMultiply) {
-    po.append_binary(dnnl::algorithm::binary_mul,
-                     dnnl::memory::desc({rows, shape_.n}, compute, tag::ab));
-  }
-  attr.set_post_ops(po);
+  attr.set_post_ops(PostOps(rows));
   if (shape_.bias) {
     dnnl::memory::desc bias({1, shape_.n}, dt::f32, tag::ab);
     return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weights, bias, dst),
@@ -138,6 +143,153 @@ absl::StatusOr<const MatmulPrimitiveCache::Entry*> MatmulPrimitiveCache::Get(
   return slot.get();
 }
 
+std::string MatmulPrimitiveCache::impl() const {
+  absl::MutexLock lock(&mu_);
+  return impl_ + stream_note_;
+}
+
+const MatmulPrimitiveCache::StreamPlan* MatmulPrimitiveCache::stream_plan() const {
+  absl::MutexLock lock(&mu_);
+  return stream_.get();
+}
+
+namespace {
+
+// Deterministic values in [-scale, scale) for the streaming check, rounded
+// to `type` (f32 or bf16) into `out`.
+void FillProbe(uint64_t seed, float scale, DType type, int64_t count, std::vector<char>* out) {
+  out->assign(static_cast<size_t>(count) * DTypeSize(type), 0);
+  uint64_t state = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (int64_t i = 0; i < count; ++i) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    const float v = scale * (static_cast<float>(state >> 40) / 8388608.0f - 1.0f);
+    if (type == DType::kBF16) {
+      const uint16_t b = FloatToBf16(v);
+      std::memcpy(out->data() + 2 * i, &b, 2);
+    } else {
+      std::memcpy(out->data() + 4 * i, &v, 4);
+    }
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<MatmulPrimitiveCache::StreamPlan>>
+MatmulPrimitiveCache::TryStreaming(const PackedMatmul& matrix, std::string* note) {
+  auto kernel = StreamingMatmul::ForLayout(packed_, shape_.compute, shape_.k, shape_.n);
+  if (!kernel.has_value()) {
+    *note = " (small row counts: oneDNN; no streaming kernel for this layout or CPU)";
+    return nullptr;
+  }
+  auto plan = std::make_unique<StreamPlan>(*kernel);
+  const dnnl::engine& engine = CpuEngine();
+  dnnl::stream stream(engine);
+  const void* weights = matrix.weights_.get_data_handle();
+  std::vector<char> x;
+  FillProbe(1, 1.0f, shape_.compute, StreamingMatmul::kMaxRows * shape_.k, &x);
+
+  // oneDNN's K chunking: a bare one-row matmul on the same packed weights,
+  // against the kernel with each candidate chunk on the first 64 columns.
+  {
+    dnnl::memory::desc src({1, shape_.k}, ToDnnl(shape_.compute), tag::ab);
+    dnnl::memory::desc dst({1, shape_.n}, dt::f32, tag::ab);
+    dnnl::matmul bare(dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, packed_, dst),
+                                                   engine));
+    std::vector<float> ref(static_cast<size_t>(shape_.n));
+    dnnl::memory src_mem(src, engine, x.data()), dst_mem(dst, engine, ref.data());
+    bare.execute(stream, {{DNNL_ARG_SRC, src_mem},
+                          {DNNL_ARG_WEIGHTS, matrix.weights_},
+                          {DNNL_ARG_DST, dst_mem}});
+    stream.wait();
+    const int64_t step = kernel->k_block();
+    std::vector<int64_t> candidates;
+    for (int64_t c = step; c < kernel->k_padded(); c *= 2) candidates.push_back(c);
+    for (int64_t c = step; c < kernel->k_padded(); c += step) candidates.push_back(c);
+    candidates.push_back(kernel->k_padded());
+    std::vector<char> pad(kernel->XPadBytes(1));
+    std::vector<float> acc(static_cast<size_t>(shape_.n));
+    const size_t cols = static_cast<size_t>(std::min<int64_t>(64, shape_.n));
+    std::sort(candidates.begin(), candidates.end());
+    candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+    int matches = 0;
+    for (int64_t c : candidates) {
+      kernel->RunBlocks(weights, x.data(), 1, c, 0, 1, pad.data(), acc.data());
+      if (std::memcmp(acc.data(), ref.data(), cols * sizeof(float)) == 0) {
+        plan->k_chunk = c;
+        ++matches;
+      }
+    }
+    // Weights that cannot tell the orders apart (e.g. constant) cannot
+    // prove which one oneDNN uses: stay with the primitives.
+    if (matches != 1) {
+      *note = matches == 0
+                  ? " (small row counts: oneDNN; its K order is not one the streaming kernel has)"
+                  : " (small row counts: oneDNN; the weights could not tell its K order)";
+      return nullptr;
+    }
+  }
+
+  if (shape_.post == MatmulPostOp::kActivation) {
+    for (int64_t rows = 1; rows <= StreamingMatmul::kMaxRows; ++rows) {
+      dnnl::memory::desc acc({rows, shape_.n}, dt::f32, tag::ab);
+      dnnl::primitive_attr attr;
+      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+      dnnl::eltwise_forward::primitive_desc pd(
+          dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference,
+                                      ToEltwise(shape_.activation), acc,
+                                      shape_.activation == Activation::kSilu ? 1.0f : 0.0f, 0.0f),
+          attr, engine);
+      plan->activation.push_back({dnnl::eltwise_forward(pd), pd.scratchpad_desc()});
+    }
+  }
+
+  // The whole result, bitwise, for every row count the path serves.
+  AlignedBuffer scratch;
+  std::vector<char> mul;
+  FillProbe(2, 2.0f, shape_.compute, StreamingMatmul::kMaxRows * shape_.n, &mul);
+  const size_t out_bytes = static_cast<size_t>(StreamingMatmul::kMaxRows * shape_.n) *
+                           DTypeSize(shape_.dst);
+  std::vector<char> want(out_bytes), got(out_bytes);
+  for (int64_t rows = 1; rows <= StreamingMatmul::kMaxRows; ++rows) {
+    const void* m = shape_.post == MatmulPostOp::kMultiply ? mul.data() : nullptr;
+    absl::Status st = matrix.ExecutePrimitives(x.data(), rows, want.data(), m, &scratch, &stream);
+    if (!st.ok()) return st;
+    st = matrix.ExecuteStreaming(*plan, x.data(), rows, got.data(), m, &scratch, &stream);
+    if (!st.ok()) return st;
+    const size_t bytes = static_cast<size_t>(rows * shape_.n) * DTypeSize(shape_.dst);
+    if (std::memcmp(want.data(), got.data(), bytes) != 0) {
+      *note = absl::StrCat(" (small row counts: oneDNN; the streaming result differed at ", rows,
+                           " rows)");
+      return nullptr;
+    }
+  }
+  *note = absl::StrCat(" + streaming kernel for <= ", StreamingMatmul::kMaxRows,
+                       " rows (K chunk ", plan->k_chunk, ")");
+  return plan;
+}
+
+absl::Status MatmulPrimitiveCache::PlanStreaming(const PackedMatmul& matrix) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stream_planned_) return absl::OkStatus();
+  }
+  std::string note;
+  absl::StatusOr<std::unique_ptr<StreamPlan>> plan;
+  try {
+    plan = TryStreaming(matrix, &note);
+  } catch (const dnnl::error& e) {
+    return DnnlError(absl::StrCat("planning the streaming path of ", shape_.Key()), e);
+  }
+  if (!plan.ok()) return plan.status();
+  absl::MutexLock lock(&mu_);
+  if (!stream_planned_) {
+    stream_planned_ = true;
+    stream_ = *std::move(plan);
+    stream_note_ = note;
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::shared_ptr<MatmulPrimitiveCache>> MatmulCacheRegistry::Get(
     const MatmulShape& shape) {
   const std::string key = shape.Key();
@@ -190,8 +342,11 @@ absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::Create(
                      static_cast<float*>(bias_mem.get_data_handle()));
     }
     stream.wait();
-    return std::unique_ptr<PackedMatmul>(
+    std::unique_ptr<PackedMatmul> matrix(
         new PackedMatmul(*std::move(cache), std::move(packed), std::move(bias_mem)));
+    absl::Status planned = matrix->cache_->PlanStreaming(*matrix);
+    if (!planned.ok()) return absl::InternalError(absl::StrCat(what, ": ", planned.message()));
+    return matrix;
   } catch (const dnnl::error& e) {
     return DnnlError(what, e);
   }
@@ -200,6 +355,70 @@ absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::Create(
 absl::Status PackedMatmul::Execute(const void* src, int64_t rows, void* dst,
                                    const void* multiplier, AlignedBuffer* scratch,
                                    dnnl::stream* stream) const {
+  if (rows >= 1 && rows <= StreamingMatmul::kMaxRows) {
+    if (const MatmulPrimitiveCache::StreamPlan* plan = cache_->stream_plan()) {
+      return ExecuteStreaming(*plan, src, rows, dst, multiplier, scratch, stream);
+    }
+  }
+  return ExecutePrimitives(src, rows, dst, multiplier, scratch, stream);
+}
+
+namespace {
+size_t Align64(size_t bytes) { return (bytes + 63) & ~static_cast<size_t>(63); }
+}  // namespace
+
+absl::Status PackedMatmul::ExecuteStreaming(const MatmulPrimitiveCache::StreamPlan& plan,
+                                            const void* src, int64_t rows, void* dst,
+                                            const void* multiplier, AlignedBuffer* scratch,
+                                            dnnl::stream* stream) const {
+  const MatmulShape& s = cache_->shape();
+  const int64_t count = rows * s.n;
+  const size_t pad_bytes = Align64(plan.kernel.XPadBytes(rows));
+  // f32 results are accumulated in dst itself.
+  const bool in_dst = s.dst == DType::kF32;
+  const size_t acc_bytes = in_dst ? 0 : Align64(static_cast<size_t>(count) * sizeof(float));
+  const MatmulPrimitiveCache::StreamPlan::Activation* act =
+      plan.activation.empty() ? nullptr : &plan.activation[static_cast<size_t>(rows - 1)];
+  const size_t act_scratch = act != nullptr ? act->scratchpad_desc.get_size() : 0;
+  char* base = static_cast<char*>(scratch->Reserve(pad_bytes + acc_bytes + act_scratch + 64));
+  float* acc = in_dst ? static_cast<float*>(dst) : reinterpret_cast<float*>(base + pad_bytes);
+  plan.kernel.Run(weights_.get_data_handle(), src, rows, plan.k_chunk, base, acc);
+  if (s.bias) {
+    const auto* b = static_cast<const float*>(bias_.get_data_handle());
+    for (int64_t r = 0; r < rows; ++r) {
+      float* row = acc + r * s.n;
+      for (int64_t j = 0; j < s.n; ++j) row[j] += b[j];
+    }
+  }
+  if (act != nullptr) {
+    try {
+      const dnnl::engine& engine = CpuEngine();
+      dnnl::memory acc_mem({{rows, s.n}, dt::f32, tag::ab}, engine, acc);
+      dnnl::memory scratch_mem(act->scratchpad_desc, engine, base + pad_bytes + acc_bytes);
+      act->primitive.execute(*stream, {{DNNL_ARG_SRC, acc_mem},
+                                       {DNNL_ARG_DST, acc_mem},
+                                       {DNNL_ARG_SCRATCHPAD, scratch_mem}});
+      stream->wait();
+    } catch (const dnnl::error& e) {
+      return DnnlError(absl::StrCat("activation ", s.Key(), " on ", rows, " rows"), e);
+    }
+  }
+  if (s.post == MatmulPostOp::kMultiply) {
+    if (s.compute == DType::kBF16) {
+      const auto* m = static_cast<const uint16_t*>(multiplier);
+      for (int64_t i = 0; i < count; ++i) acc[i] *= Bf16ToFloat(m[i]);
+    } else {
+      const auto* m = static_cast<const float*>(multiplier);
+      for (int64_t i = 0; i < count; ++i) acc[i] *= m[i];
+    }
+  }
+  if (!in_dst) plan.kernel.ConvertToBf16(acc, count, static_cast<uint16_t*>(dst));
+  return absl::OkStatus();
+}
+
+absl::Status PackedMatmul::ExecutePrimitives(const void* src, int64_t rows, void* dst,
+                                             const void* multiplier, AlignedBuffer* scratch,
+                                             dnnl::stream* stream) const {
   const MatmulShape& s = cache_->shape();
   const int64_t src_row_bytes = s.k * DTypeSize(s.compute);
   const int64_t dst_row_bytes = s.n * DTypeSize(s.dst);

@@ -12,6 +12,16 @@
 // shape class (all experts of a layer share three classes); larger calls
 // are cut into chunks of kMaxRows rows.
 //
+// Small row counts. Up to StreamingMatmul::kMaxRows rows, Execute() runs
+// the weight-streaming kernel of streaming_matmul.h, then applies the bias,
+// the post-op (the activation through a oneDNN eltwise primitive, the same
+// JIT code the matmul's post-op uses) and the dst conversion as the matmul
+// does. The
+// first PackedMatmul of a shape class finds oneDNN's K chunking on its
+// weights and compares the whole result for 1..kMaxRows rows with the
+// matmul primitives' on random inputs; only if every bit matches is the
+// streaming path used for that class (impl() says which).
+//
 // Thread-safety: caches are thread-safe. PackedMatmul is immutable after
 // Create(); Execute() may run concurrently as long as each caller passes
 // its own scratchpad memory (primitives use scratchpad_mode::user).
@@ -32,8 +42,12 @@
 #include "common/dtype.h"
 #include "common/tensor.h"
 #include "experts/activation.h"
+#include "experts/streaming_matmul.h"
 
 namespace moe {
+
+class AlignedBuffer;
+class PackedMatmul;
 
 enum class MatmulPostOp {
   kNone,
@@ -71,8 +85,31 @@ class MatmulPrimitiveCache {
 
   const MatmulShape& shape() const { return shape_; }
   const dnnl::memory::desc& packed_weights_desc() const { return packed_; }
-  // The oneDNN implementation, e.g. "brg:avx512_core_bf16".
-  const std::string& impl() const { return impl_; }
+  // The oneDNN implementation, e.g. "brg:avx512_core_bf16", and whether
+  // small row counts stream ("+ streaming <= 4 rows, K chunk 512").
+  std::string impl() const;
+
+  // The streaming path of this shape class, checked bitwise against the
+  // primitives (see above). The first call does the work, on `matrix`'s
+  // weights; later calls return at once. Failing oneDNN calls are an error; a
+  // mismatch just leaves the path off.
+  absl::Status PlanStreaming(const PackedMatmul& matrix);
+
+  struct StreamPlan {
+    explicit StreamPlan(const StreamingMatmul& k) : kernel(k) {}
+    StreamingMatmul kernel;
+    int64_t k_chunk = 0;
+    // After the kernel, as the matmul does: + bias, then the activation
+    // (a oneDNN eltwise primitive in place, rows - 1 -> primitive) or the
+    // product with the multiplier, then the dst conversion.
+    struct Activation {
+      dnnl::eltwise_forward primitive;
+      dnnl::memory::desc scratchpad_desc;
+    };
+    std::vector<Activation> activation;
+  };
+  // Null when the streaming path is off for this shape class.
+  const StreamPlan* stream_plan() const;
 
  private:
   MatmulPrimitiveCache(const MatmulShape& shape, dnnl::memory::desc packed,
@@ -80,11 +117,20 @@ class MatmulPrimitiveCache {
   dnnl::matmul::primitive_desc MakePd(int64_t rows,
                                       const dnnl::memory::desc& weights) const;
 
+  // Builds the streaming plan and checks it; null (with `note` saying
+  // why) when it does not reproduce the primitives bitwise.
+  absl::StatusOr<std::unique_ptr<StreamPlan>> TryStreaming(const PackedMatmul& matrix,
+                                                           std::string* note);
+  dnnl::post_ops PostOps(int64_t rows) const;
+
   const MatmulShape shape_;
   const dnnl::memory::desc packed_;
   const std::string impl_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::vector<std::unique_ptr<Entry>> entries_ ABSL_GUARDED_BY(mu_);
+  bool stream_planned_ ABSL_GUARDED_BY(mu_) = false;
+  std::unique_ptr<StreamPlan> stream_ ABSL_GUARDED_BY(mu_);
+  std::string stream_note_ ABSL_GUARDED_BY(mu_);
 };
 
 // Shares MatmulPrimitiveCaches between matrices of the same MatmulShape.
@@ -116,13 +162,24 @@ class PackedMatmul {
                        const void* multiplier, class AlignedBuffer* scratch,
                        dnnl::stream* stream) const;
 
+  // The same through the matmul primitives only (never streaming), for
+  // the streaming path's check and its tests.
+  absl::Status ExecutePrimitives(const void* src, int64_t rows, void* dst,
+                                 const void* multiplier, class AlignedBuffer* scratch,
+                                 dnnl::stream* stream) const;
+
   const MatmulShape& shape() const { return cache_->shape(); }
-  const std::string& impl() const { return cache_->impl(); }
+  std::string impl() const { return cache_->impl(); }
 
  private:
   PackedMatmul(std::shared_ptr<MatmulPrimitiveCache> cache, dnnl::memory weights,
                dnnl::memory bias)
       : cache_(std::move(cache)), weights_(std::move(weights)), bias_(std::move(bias)) {}
+
+  friend class MatmulPrimitiveCache;
+  absl::Status ExecuteStreaming(const MatmulPrimitiveCache::StreamPlan& plan, const void* src,
+                                int64_t rows, void* dst, const void* multiplier,
+                                AlignedBuffer* scratch, dnnl::stream* stream) const;
 
   std::shared_ptr<MatmulPrimitiveCache> cache_;
   dnnl::memory weights_;

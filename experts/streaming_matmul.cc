@@ -1,0 +1,235 @@
+#include "experts/streaming_matmul.h"
+
+#include "common/x86_intrinsics.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace moe {
+namespace {
+
+#define MOE_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
+#define MOE_AVX512_F32 __attribute__((target("avx512f,avx512bw")))
+
+constexpr int64_t kN = 64;  // columns per packed block: 4 vectors of 16
+
+// The hardware prefetcher alone leaves ~15 % of the bandwidth unused here
+// (61 against 70 GB/s at one row, measured): each K block's first line is
+// also requested this many blocks ahead. Reading past the matrix's end is
+// harmless for a prefetch.
+constexpr int64_t kPrefetchBlocks = 8;
+inline void Prefetch(const void* p) { __builtin_prefetch(p, 0, 3); }
+
+// Copies `rows` rows of `k` elements (`elem` bytes each) into rows of
+// `k_padded` elements, zero-filled past k (the packed weights are zero
+// there too).
+void PadRows(const void* x, int64_t rows, int64_t k, int64_t k_padded, size_t elem, void* out) {
+  auto* dst = static_cast<char*>(out);
+  const auto* src = static_cast<const char*>(x);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::memcpy(dst + r * k_padded * elem, src + r * k * elem, k * elem);
+    std::memset(dst + (r * k_padded + k) * elem, 0, (k_padded - k) * elem);
+  }
+}
+
+// Stores 64 accumulated columns of row `m` (fewer at the right edge).
+template <typename Vec>
+inline void StoreColumns(const Vec* tot, float* acc_row, int64_t col0, int64_t n) {
+  alignas(64) float tmp[kN];
+  std::memcpy(tmp, tot, sizeof(tmp));
+  std::memcpy(acc_row + col0, tmp, static_cast<size_t>(std::min(kN, n - col0)) * sizeof(float));
+}
+
+// bf16: block [16 pairs][64 columns][2], one vdpbf16ps per pair of k.
+template <int M>
+MOE_AVX512_BF16 void Bf16Blocks(const uint16_t* w, const uint16_t* x, int64_t k_padded,
+                                int64_t k_chunk, int64_t kblock_stride, int64_t nblock_stride,
+                                int64_t b0, int64_t b1, int64_t n, float* acc_out) {
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma omp parallel for schedule(static)
+#endif
+  for (int64_t b = b0; b < b1; ++b) {
+    __m512 tot[M][4];
+    for (int64_t c0 = 0; c0 < k_padded; c0 += k_chunk) {
+      __m512 acc[M][4];
+      #pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) {
+        #pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_setzero_ps();
+      }
+      const int64_t c1 = std::min(k_padded, c0 + k_chunk);
+      for (int64_t k0 = c0; k0 < c1; k0 += 32) {
+        const uint16_t* blk = w + b * nblock_stride + (k0 / 32) * kblock_stride;
+        Prefetch(blk + kPrefetchBlocks * kblock_stride);
+        for (int64_t p = 0; p < 16; ++p) {
+          const uint16_t* row = blk + p * 2 * kN;
+          const __m512bh w0 = (__m512bh)_mm512_loadu_si512(row);
+          const __m512bh w1 = (__m512bh)_mm512_loadu_si512(row + 32);
+          const __m512bh w2 = (__m512bh)_mm512_loadu_si512(row + 64);
+          const __m512bh w3 = (__m512bh)_mm512_loadu_si512(row + 96);
+          #pragma GCC unroll 4
+          for (int m = 0; m < M; ++m) {
+            uint32_t pair;
+            std::memcpy(&pair, x + m * k_padded + k0 + 2 * p, sizeof(pair));
+            const __m512bh a = (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
+            acc[m][0] = _mm512_dpbf16_ps(acc[m][0], a, w0);
+            acc[m][1] = _mm512_dpbf16_ps(acc[m][1], a, w1);
+            acc[m][2] = _mm512_dpbf16_ps(acc[m][2], a, w2);
+            acc[m][3] = _mm512_dpbf16_ps(acc[m][3], a, w3);
+          }
+        }
+      }
+      #pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) {
+        #pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+          tot[m][j] = c0 == 0 ? acc[m][j] : _mm512_add_ps(tot[m][j], acc[m][j]);
+        }
+      }
+    }
+    #pragma GCC unroll 4
+    for (int m = 0; m < M; ++m) StoreColumns(tot[m], acc_out + m * n, b * kN, n);
+  }
+}
+
+// f32: block [16 k][64 columns], one FMA per k.
+template <int M>
+MOE_AVX512_F32 void F32Blocks(const float* w, const float* x, int64_t k_padded, int64_t k_chunk,
+                              int64_t kblock_stride, int64_t nblock_stride, int64_t b0,
+                              int64_t b1, int64_t n, float* acc_out) {
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma omp parallel for schedule(static)
+#endif
+  for (int64_t b = b0; b < b1; ++b) {
+    __m512 tot[M][4];
+    for (int64_t c0 = 0; c0 < k_padded; c0 += k_chunk) {
+      __m512 acc[M][4];
+      #pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) {
+        #pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_setzero_ps();
+      }
+      const int64_t c1 = std::min(k_padded, c0 + k_chunk);
+      for (int64_t k0 = c0; k0 < c1; k0 += 16) {
+        const float* blk = w + b * nblock_stride + (k0 / 16) * kblock_stride;
+        Prefetch(blk + kPrefetchBlocks * kblock_stride);
+        for (int64_t kk = 0; kk < 16; ++kk) {
+          const float* row = blk + kk * kN;
+          const __m512 w0 = _mm512_loadu_ps(row);
+          const __m512 w1 = _mm512_loadu_ps(row + 16);
+          const __m512 w2 = _mm512_loadu_ps(row + 32);
+          const __m512 w3 = _mm512_loadu_ps(row + 48);
+          #pragma GCC unroll 4
+          for (int m = 0; m < M; ++m) {
+            const __m512 a = _mm512_set1_ps(x[m * k_padded + k0 + kk]);
+            acc[m][0] = _mm512_fmadd_ps(a, w0, acc[m][0]);
+            acc[m][1] = _mm512_fmadd_ps(a, w1, acc[m][1]);
+            acc[m][2] = _mm512_fmadd_ps(a, w2, acc[m][2]);
+            acc[m][3] = _mm512_fmadd_ps(a, w3, acc[m][3]);
+          }
+        }
+      }
+      #pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) {
+        #pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+          tot[m][j] = c0 == 0 ? acc[m][j] : _mm512_add_ps(tot[m][j], acc[m][j]);
+        }
+      }
+    }
+    #pragma GCC unroll 4
+    for (int m = 0; m < M; ++m) StoreColumns(tot[m], acc_out + m * n, b * kN, n);
+  }
+}
+
+MOE_AVX512_BF16 void CvtNeToBf16(const float* src, int64_t n, uint16_t* dst) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256bh v = _mm512_cvtneps_pbh(_mm512_loadu_ps(src + i));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), (__m256i)v);
+  }
+  if (i < n) {
+    alignas(64) float in[16] = {};
+    alignas(32) uint16_t out[16];
+    std::memcpy(in, src + i, static_cast<size_t>(n - i) * sizeof(float));
+    const __m256bh v = _mm512_cvtneps_pbh(_mm512_load_ps(in));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out), (__m256i)v);
+    std::memcpy(dst + i, out, static_cast<size_t>(n - i) * sizeof(uint16_t));
+  }
+}
+
+}  // namespace
+
+void StreamingMatmul::ConvertToBf16(const float* src, int64_t n, uint16_t* dst) const {
+  CvtNeToBf16(src, n, dst);
+}
+
+std::optional<StreamingMatmul> StreamingMatmul::ForLayout(const dnnl::memory::desc& packed,
+                                                          DType compute, int64_t k, int64_t n) {
+  const bool bf16 = compute == DType::kBF16;
+  if (compute != DType::kF32 && !bf16) return std::nullopt;
+  if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw")) {
+    return std::nullopt;
+  }
+  if (bf16 && !__builtin_cpu_supports("avx512bf16")) return std::nullopt;
+  const dnnl_memory_desc_t& d = packed.data;
+  if (d.ndims != 2 || d.dims[0] != k || d.dims[1] != n || d.offset0 != 0 ||
+      d.format_kind != dnnl_blocked) {
+    return std::nullopt;
+  }
+  const auto& b = d.format_desc.blocking;
+  // BA16a64b (f32) or BA16a64b2a (bf16): inner blocks over K (index 0)
+  // and N (index 1).
+  const int want = bf16 ? 3 : 2;
+  if (b.inner_nblks != want || b.inner_idxs[0] != 0 || b.inner_blks[0] != 16 ||
+      b.inner_idxs[1] != 1 || b.inner_blks[1] != kN) {
+    return std::nullopt;
+  }
+  if (bf16 && (b.inner_idxs[2] != 0 || b.inner_blks[2] != 2)) return std::nullopt;
+  StreamingMatmul s;
+  s.compute_ = compute;
+  s.k_ = k;
+  s.n_ = n;
+  s.k_block_ = bf16 ? 32 : 16;
+  s.k_padded_ = d.padded_dims[0];
+  if (s.k_padded_ % s.k_block_ != 0 || d.padded_dims[1] % kN != 0 || s.k_padded_ < k) {
+    return std::nullopt;
+  }
+  s.kblock_stride_ = b.strides[0];
+  s.nblock_stride_ = b.strides[1];
+  // One block must be [k_block][64] contiguous, and blocks must not overlap.
+  const int64_t block_elems = s.k_block_ * kN;
+  if (s.kblock_stride_ < block_elems || s.nblock_stride_ < block_elems) return std::nullopt;
+  return s;
+}
+
+size_t StreamingMatmul::XPadBytes(int64_t rows) const {
+  return static_cast<size_t>(rows * k_padded_) * DTypeSize(compute_);
+}
+
+void StreamingMatmul::RunBlocks(const void* weights, const void* x, int64_t rows,
+                                int64_t k_chunk, int64_t block_begin, int64_t block_end,
+                                void* x_pad, float* acc) const {
+  const size_t elem = DTypeSize(compute_);
+  PadRows(x, rows, k_, k_padded_, elem, x_pad);
+  if (compute_ == DType::kBF16) {
+    const auto* w = static_cast<const uint16_t*>(weights);
+    const auto* xp = static_cast<const uint16_t*>(x_pad);
+    switch (rows) {
+      case 1: return Bf16Blocks<1>(w, xp, k_padded_, k_chunk, kblock_stride_, nblock_stride_, block_begin, block_end, n_, acc);
+      case 2: return Bf16Blocks<2>(w, xp, k_padded_, k_chunk, kblock_stride_, nblock_stride_, block_begin, block_end, n_, acc);
+      case 3: return Bf16Blocks<3>(w, xp, k_padded_, k_chunk, kblock_stride_, nblock_stride_, block_begin, block_end, n_, acc);
+      default: return Bf16Blocks<4>(w, xp, k_padded_, k_chunk, kblock_stride_, nblock_stride_, block_begin, block_end, n_, acc);
+    }
+  }
+  const auto* w = static_cast<const float*>(weights);
+  const auto* xp = static_cast<const float*>(x_pad);
+  switch (rows) {
+    case 1: return F32Blocks<1>(w, xp, k_padded_, k_chunk, kblock_stride_, nblock_stride_, block_begin, block_end, n_, acc);
+    case 2: return F32Blocks<2>(w, xp, k_padded_, k_chunk, kblock_stride_, nblock_stride_, block_begin, block_end, n_, acc);
+    case 3: return F32Blocks<3>(w, xp, k_padded_, k_chunk, kblock_stride_, nblock_stride_, block_begin, block_end, n_, acc);
+    default: return F32Blocks<4>(w, xp, k_padded_, k_chunk, kblock_stride_, nblock_stride_, block_begin, block_end, n_, acc);
+  }
+}
+
+}  // namespace moe
