@@ -1,6 +1,7 @@
 #include "experts/packed_matmul.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <unordered_map>
 #include <utility>
@@ -176,6 +177,11 @@ void FillProbe(uint64_t seed, float scale, DType type, int64_t count, std::vecto
 
 absl::StatusOr<std::unique_ptr<MatmulPrimitiveCache::StreamPlan>>
 MatmulPrimitiveCache::TryStreaming(const PackedMatmul& matrix, std::string* note) {
+  const char* env = std::getenv("MOE_STREAMING_KERNEL");
+  if (env != nullptr && std::string(env) == "0") {
+    *note = " (small row counts: oneDNN; MOE_STREAMING_KERNEL=0)";
+    return nullptr;
+  }
   auto kernel = StreamingMatmul::ForLayout(packed_, shape_.compute, shape_.k, shape_.n);
   if (!kernel.has_value()) {
     *note = " (small row counts: oneDNN; no streaming kernel for this layout or CPU)";

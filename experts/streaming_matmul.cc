@@ -32,113 +32,118 @@ void PadRows(const void* x, int64_t rows, int64_t k, int64_t k_padded, size_t el
   }
 }
 
-// Stores 64 accumulated columns of row `m` (fewer at the right edge).
-template <typename Vec>
-inline void StoreColumns(const Vec* tot, float* acc_row, int64_t col0, int64_t n) {
-  alignas(64) float tmp[kN];
-  std::memcpy(tmp, tot, sizeof(tmp));
-  std::memcpy(acc_row + col0, tmp, static_cast<size_t>(std::min(kN, n - col0)) * sizeof(float));
-}
+// One chunk of K, [c0, c1), for M rows over one column block, summed from
+// zero into part[M][64]. `blk` is the block's first K block.
 
-// bf16: block [16 pairs][64 columns][2], one vdpbf16ps per pair of k.
+// bf16: K blocks of [16 pairs][64 columns][2], one vdpbf16ps per pair of k.
 template <int M>
-MOE_AVX512_BF16 void Bf16Blocks(const uint16_t* w, const uint16_t* x, int64_t k_padded,
-                                int64_t k_chunk, int64_t kblock_stride, int64_t nblock_stride,
-                                int64_t b0, int64_t b1, int64_t n, float* acc_out) {
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma omp parallel for schedule(static)
-#endif
-  for (int64_t b = b0; b < b1; ++b) {
-    __m512 tot[M][4];
-    for (int64_t c0 = 0; c0 < k_padded; c0 += k_chunk) {
-      __m512 acc[M][4];
-      #pragma GCC unroll 4
+MOE_AVX512_BF16 void Bf16Chunk(const uint16_t* blk, int64_t kblock_stride, const uint16_t* x,
+                               int64_t k_padded, int64_t c0, int64_t c1, float (*part)[kN]) {
+  __m512 acc[M][4];
+#pragma GCC unroll 4
+  for (int m = 0; m < M; ++m) {
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_setzero_ps();
+  }
+  for (int64_t k0 = c0; k0 < c1; k0 += 32) {
+    const uint16_t* kb = blk + (k0 / 32) * kblock_stride;
+    Prefetch(kb + kPrefetchBlocks * kblock_stride);
+    for (int64_t p = 0; p < 16; ++p) {
+      const uint16_t* row = kb + p * 2 * kN;
+      const __m512bh w0 = (__m512bh)_mm512_loadu_si512(row);
+      const __m512bh w1 = (__m512bh)_mm512_loadu_si512(row + 32);
+      const __m512bh w2 = (__m512bh)_mm512_loadu_si512(row + 64);
+      const __m512bh w3 = (__m512bh)_mm512_loadu_si512(row + 96);
+#pragma GCC unroll 4
       for (int m = 0; m < M; ++m) {
-        #pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_setzero_ps();
-      }
-      const int64_t c1 = std::min(k_padded, c0 + k_chunk);
-      for (int64_t k0 = c0; k0 < c1; k0 += 32) {
-        const uint16_t* blk = w + b * nblock_stride + (k0 / 32) * kblock_stride;
-        Prefetch(blk + kPrefetchBlocks * kblock_stride);
-        for (int64_t p = 0; p < 16; ++p) {
-          const uint16_t* row = blk + p * 2 * kN;
-          const __m512bh w0 = (__m512bh)_mm512_loadu_si512(row);
-          const __m512bh w1 = (__m512bh)_mm512_loadu_si512(row + 32);
-          const __m512bh w2 = (__m512bh)_mm512_loadu_si512(row + 64);
-          const __m512bh w3 = (__m512bh)_mm512_loadu_si512(row + 96);
-          #pragma GCC unroll 4
-          for (int m = 0; m < M; ++m) {
-            uint32_t pair;
-            std::memcpy(&pair, x + m * k_padded + k0 + 2 * p, sizeof(pair));
-            const __m512bh a = (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
-            acc[m][0] = _mm512_dpbf16_ps(acc[m][0], a, w0);
-            acc[m][1] = _mm512_dpbf16_ps(acc[m][1], a, w1);
-            acc[m][2] = _mm512_dpbf16_ps(acc[m][2], a, w2);
-            acc[m][3] = _mm512_dpbf16_ps(acc[m][3], a, w3);
-          }
-        }
-      }
-      #pragma GCC unroll 4
-      for (int m = 0; m < M; ++m) {
-        #pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j) {
-          tot[m][j] = c0 == 0 ? acc[m][j] : _mm512_add_ps(tot[m][j], acc[m][j]);
-        }
+        uint32_t pair;
+        std::memcpy(&pair, x + m * k_padded + k0 + 2 * p, sizeof(pair));
+        const __m512bh a = (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
+        acc[m][0] = _mm512_dpbf16_ps(acc[m][0], a, w0);
+        acc[m][1] = _mm512_dpbf16_ps(acc[m][1], a, w1);
+        acc[m][2] = _mm512_dpbf16_ps(acc[m][2], a, w2);
+        acc[m][3] = _mm512_dpbf16_ps(acc[m][3], a, w3);
       }
     }
-    #pragma GCC unroll 4
-    for (int m = 0; m < M; ++m) StoreColumns(tot[m], acc_out + m * n, b * kN, n);
+  }
+#pragma GCC unroll 4
+  for (int m = 0; m < M; ++m) {
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) _mm512_storeu_ps(part[m] + 16 * j, acc[m][j]);
   }
 }
 
-// f32: block [16 k][64 columns], one FMA per k.
+// f32: K blocks of [16 k][64 columns], one FMA per k.
 template <int M>
-MOE_AVX512_F32 void F32Blocks(const float* w, const float* x, int64_t k_padded, int64_t k_chunk,
-                              int64_t kblock_stride, int64_t nblock_stride, int64_t b0,
-                              int64_t b1, int64_t n, float* acc_out) {
+MOE_AVX512_F32 void F32Chunk(const float* blk, int64_t kblock_stride, const float* x,
+                             int64_t k_padded, int64_t c0, int64_t c1, float (*part)[kN]) {
+  __m512 acc[M][4];
+#pragma GCC unroll 4
+  for (int m = 0; m < M; ++m) {
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_setzero_ps();
+  }
+  for (int64_t k0 = c0; k0 < c1; k0 += 16) {
+    const float* kb = blk + (k0 / 16) * kblock_stride;
+    Prefetch(kb + kPrefetchBlocks * kblock_stride);
+    for (int64_t kk = 0; kk < 16; ++kk) {
+      const float* row = kb + kk * kN;
+      const __m512 w0 = _mm512_loadu_ps(row);
+      const __m512 w1 = _mm512_loadu_ps(row + 16);
+      const __m512 w2 = _mm512_loadu_ps(row + 32);
+      const __m512 w3 = _mm512_loadu_ps(row + 48);
+#pragma GCC unroll 4
+      for (int m = 0; m < M; ++m) {
+        const __m512 a = _mm512_set1_ps(x[m * k_padded + k0 + kk]);
+        acc[m][0] = _mm512_fmadd_ps(a, w0, acc[m][0]);
+        acc[m][1] = _mm512_fmadd_ps(a, w1, acc[m][1]);
+        acc[m][2] = _mm512_fmadd_ps(a, w2, acc[m][2]);
+        acc[m][3] = _mm512_fmadd_ps(a, w3, acc[m][3]);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int m = 0; m < M; ++m) {
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) _mm512_storeu_ps(part[m] + 16 * j, acc[m][j]);
+  }
+}
+
+// Column blocks [b0, b1) for M rows, spread over the OpenMP team: each
+// chunk's sums from Chunk, added to the running total left to right (plain
+// f32 additions, as brgemm adds its partial sums).
+template <int M, typename T, typename ChunkFn>
+void Blocks(ChunkFn chunk, const T* w, const T* x, int64_t k_padded, int64_t k_chunk,
+            int64_t kblock_stride, int64_t nblock_stride, int64_t b0, int64_t b1, int64_t n,
+            float* acc_out) {
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma omp parallel for schedule(static)
 #endif
   for (int64_t b = b0; b < b1; ++b) {
-    __m512 tot[M][4];
+    alignas(64) float total[M][kN];
+    alignas(64) float part[M][kN];
     for (int64_t c0 = 0; c0 < k_padded; c0 += k_chunk) {
-      __m512 acc[M][4];
-      #pragma GCC unroll 4
+      chunk(w + b * nblock_stride, kblock_stride, x, k_padded, c0,
+            std::min(k_padded, c0 + k_chunk), part);
       for (int m = 0; m < M; ++m) {
-        #pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_setzero_ps();
-      }
-      const int64_t c1 = std::min(k_padded, c0 + k_chunk);
-      for (int64_t k0 = c0; k0 < c1; k0 += 16) {
-        const float* blk = w + b * nblock_stride + (k0 / 16) * kblock_stride;
-        Prefetch(blk + kPrefetchBlocks * kblock_stride);
-        for (int64_t kk = 0; kk < 16; ++kk) {
-          const float* row = blk + kk * kN;
-          const __m512 w0 = _mm512_loadu_ps(row);
-          const __m512 w1 = _mm512_loadu_ps(row + 16);
-          const __m512 w2 = _mm512_loadu_ps(row + 32);
-          const __m512 w3 = _mm512_loadu_ps(row + 48);
-          #pragma GCC unroll 4
-          for (int m = 0; m < M; ++m) {
-            const __m512 a = _mm512_set1_ps(x[m * k_padded + k0 + kk]);
-            acc[m][0] = _mm512_fmadd_ps(a, w0, acc[m][0]);
-            acc[m][1] = _mm512_fmadd_ps(a, w1, acc[m][1]);
-            acc[m][2] = _mm512_fmadd_ps(a, w2, acc[m][2]);
-            acc[m][3] = _mm512_fmadd_ps(a, w3, acc[m][3]);
-          }
-        }
-      }
-      #pragma GCC unroll 4
-      for (int m = 0; m < M; ++m) {
-        #pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j) {
-          tot[m][j] = c0 == 0 ? acc[m][j] : _mm512_add_ps(tot[m][j], acc[m][j]);
-        }
+        for (int64_t j = 0; j < kN; ++j) total[m][j] = c0 == 0 ? part[m][j] : total[m][j] + part[m][j];
       }
     }
-    #pragma GCC unroll 4
-    for (int m = 0; m < M; ++m) StoreColumns(tot[m], acc_out + m * n, b * kN, n);
+    const size_t cols = static_cast<size_t>(std::min(kN, n - b * kN));
+    for (int m = 0; m < M; ++m) std::memcpy(acc_out + m * n + b * kN, total[m], cols * sizeof(float));
+  }
+}
+
+template <int M>
+void RunRows(DType compute, const void* w, const void* x, int64_t k_padded, int64_t k_chunk,
+             int64_t kblock_stride, int64_t nblock_stride, int64_t b0, int64_t b1, int64_t n,
+             float* acc) {
+  if (compute == DType::kBF16) {
+    Blocks<M>(Bf16Chunk<M>, static_cast<const uint16_t*>(w), static_cast<const uint16_t*>(x),
+              k_padded, k_chunk, kblock_stride, nblock_stride, b0, b1, n, acc);
+  } else {
+    Blocks<M>(F32Chunk<M>, static_cast<const float*>(w), static_cast<const float*>(x), k_padded,
+              k_chunk, kblock_stride, nblock_stride, b0, b1, n, acc);
   }
 }
 
@@ -212,24 +217,9 @@ void StreamingMatmul::RunBlocks(const void* weights, const void* x, int64_t rows
                                 void* x_pad, float* acc) const {
   const size_t elem = DTypeSize(compute_);
   PadRows(x, rows, k_, k_padded_, elem, x_pad);
-  if (compute_ == DType::kBF16) {
-    const auto* w = static_cast<const uint16_t*>(weights);
-    const auto* xp = static_cast<const uint16_t*>(x_pad);
-    switch (rows) {
-      case 1: return Bf16Blocks<1>(w, xp, k_padded_, k_chunk, kblock_stride_, nblock_stride_, block_begin, block_end, n_, acc);
-      case 2: return Bf16Blocks<2>(w, xp, k_padded_, k_chunk, kblock_stride_, nblock_stride_, block_begin, block_end, n_, acc);
-      case 3: return Bf16Blocks<3>(w, xp, k_padded_, k_chunk, kblock_stride_, nblock_stride_, block_begin, block_end, n_, acc);
-      default: return Bf16Blocks<4>(w, xp, k_padded_, k_chunk, kblock_stride_, nblock_stride_, block_begin, block_end, n_, acc);
-    }
-  }
-  const auto* w = static_cast<const float*>(weights);
-  const auto* xp = static_cast<const float*>(x_pad);
-  switch (rows) {
-    case 1: return F32Blocks<1>(w, xp, k_padded_, k_chunk, kblock_stride_, nblock_stride_, block_begin, block_end, n_, acc);
-    case 2: return F32Blocks<2>(w, xp, k_padded_, k_chunk, kblock_stride_, nblock_stride_, block_begin, block_end, n_, acc);
-    case 3: return F32Blocks<3>(w, xp, k_padded_, k_chunk, kblock_stride_, nblock_stride_, block_begin, block_end, n_, acc);
-    default: return F32Blocks<4>(w, xp, k_padded_, k_chunk, kblock_stride_, nblock_stride_, block_begin, block_end, n_, acc);
-  }
+  auto run = rows == 1 ? RunRows<1> : rows == 2 ? RunRows<2> : rows == 3 ? RunRows<3> : RunRows<4>;
+  run(compute_, weights, x_pad, k_padded_, k_chunk, kblock_stride_, nblock_stride_, block_begin,
+      block_end, n_, acc);
 }
 
 }  // namespace moe
