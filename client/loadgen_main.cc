@@ -74,6 +74,7 @@ int main(int argc, char** argv) {
   // hands them back to the OS and every call faults its pages in again
   // (measured: 11 % of the machine's CPU at 64 clients × 16 tokens).
   moe::KeepFreedMemoryInProcess();
+  moe::SkipMutexDeadlockDetection();
   moe::LoadOptions o;
   o.connection.address = absl::GetFlag(FLAGS_address);
   o.connection.tls_ca = absl::GetFlag(FLAGS_tls_ca);

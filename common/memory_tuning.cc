@@ -2,6 +2,8 @@
 
 #include <malloc.h>
 
+#include "absl/synchronization/mutex.h"
+
 namespace moe {
 
 void KeepFreedMemoryInProcess() {
@@ -10,6 +12,10 @@ void KeepFreedMemoryInProcess() {
   // layer's buffers are grow-only and never freed.
   mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
   mallopt(M_TRIM_THRESHOLD, -1);
+}
+
+void SkipMutexDeadlockDetection() {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 }
 
 }  // namespace moe

@@ -80,6 +80,7 @@ int main(int argc, char** argv) {
   // Before any thread starts; main() waits for the signals with sigwait().
   sigset_t signals = moe::BlockShutdownSignals();
   moe::KeepFreedMemoryInProcess();
+  moe::SkipMutexDeadlockDetection();
 
   auto resolved = moe::ResolveComputeDType(absl::GetFlag(FLAGS_dtype));
   if (!resolved.ok()) return Fail(absl::StrCat("--dtype: ", resolved.status().message()));
