@@ -150,19 +150,23 @@ std::string MatmulPrimitiveCache::impl() const {
 }
 
 const MatmulPrimitiveCache::StreamPlan* MatmulPrimitiveCache::stream_plan() const {
-  absl::MutexLock lock(&mu_);
-  return stream_.get();
+  return stream_published_.load(std::memory_order_acquire);
 }
 
 namespace {
 
-// Deterministic values in [-scale, scale) for the streaming check, rounded
-// to `type` (f32 or bf16) into `out`.
-void FillProbe(uint64_t seed, float scale, DType type, int64_t count, std::vector<char>* out) {
+// Deterministic values for the streaming check, rounded to `type` (f32 or
+// bf16) into `out`: `rows` rows of `cols`, row r in [-s, s) with s the
+// r-th of `scales` (cycled), so that the check sees small, ordinary and
+// saturating activations alike.
+void FillProbe(uint64_t seed, const std::vector<float>& scales, DType type, int64_t rows,
+               int64_t cols, std::vector<char>* out) {
+  const int64_t count = rows * cols;
   out->assign(static_cast<size_t>(count) * DTypeSize(type), 0);
   uint64_t state = seed * 0x9E3779B97F4A7C15ull + 1;
   for (int64_t i = 0; i < count; ++i) {
     state = state * 6364136223846793005ull + 1442695040888963407ull;
+    const float scale = scales[static_cast<size_t>(i / cols) % scales.size()];
     const float v = scale * (static_cast<float>(state >> 40) / 8388608.0f - 1.0f);
     if (type == DType::kBF16) {
       const uint16_t b = FloatToBf16(v);
@@ -176,14 +180,19 @@ void FillProbe(uint64_t seed, float scale, DType type, int64_t count, std::vecto
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MatmulPrimitiveCache::StreamPlan>>
-MatmulPrimitiveCache::TryStreaming(const PackedMatmul& matrix, std::string* note) {
+MatmulPrimitiveCache::TryStreaming(const PackedMatmul& matrix, std::string* note,
+                                   bool* undecided) {
+  *undecided = false;
   const char* env = std::getenv("MOE_STREAMING_KERNEL");
   if (env != nullptr && std::string(env) == "0") {
     *note = " (small row counts: oneDNN; MOE_STREAMING_KERNEL=0)";
     return nullptr;
   }
+  // The kernel writes f32, or bf16 with the bf16 instruction set it needs.
+  const bool dst_ok = shape_.dst == DType::kF32 ||
+                      (shape_.dst == DType::kBF16 && shape_.compute == DType::kBF16);
   auto kernel = StreamingMatmul::ForLayout(packed_, shape_.compute, shape_.k, shape_.n);
-  if (!kernel.has_value()) {
+  if (!kernel.has_value() || !dst_ok) {
     *note = " (small row counts: oneDNN; no streaming kernel for this layout or CPU)";
     return nullptr;
   }
@@ -192,7 +201,8 @@ MatmulPrimitiveCache::TryStreaming(const PackedMatmul& matrix, std::string* note
   dnnl::stream stream(engine);
   const void* weights = matrix.weights_.get_data_handle();
   std::vector<char> x;
-  FillProbe(1, 1.0f, shape_.compute, StreamingMatmul::kMaxRows * shape_.k, &x);
+  FillProbe(1, {1.0f, 16.0f, 1.0f / 1024, 200.0f}, shape_.compute, StreamingMatmul::kMaxRows,
+            shape_.k, &x);
 
   // oneDNN's K chunking: a bare one-row matmul on the same packed weights,
   // against the kernel with each candidate chunk on the first 64 columns.
@@ -228,6 +238,9 @@ MatmulPrimitiveCache::TryStreaming(const PackedMatmul& matrix, std::string* note
     // Weights that cannot tell the orders apart (e.g. constant) cannot
     // prove which one oneDNN uses: stay with the primitives.
     if (matches != 1) {
+      // Weights that cannot tell the orders apart leave the question open
+      // for the next matrix of this shape.
+      *undecided = matches > 1;
       *note = matches == 0
                   ? " (small row counts: oneDNN; its K order is not one the streaming kernel has)"
                   : " (small row counts: oneDNN; the weights could not tell its K order)";
@@ -245,6 +258,11 @@ MatmulPrimitiveCache::TryStreaming(const PackedMatmul& matrix, std::string* note
                                       ToEltwise(shape_.activation), acc,
                                       shape_.activation == Activation::kSilu ? 1.0f : 0.0f, 0.0f),
           attr, engine);
+      // Only the JIT eltwise runs the same code as the matmul's post-op.
+      if (std::string(pd.impl_info_str()).rfind("jit", 0) != 0) {
+        *note = absl::StrCat(" (small row counts: oneDNN; eltwise is ", pd.impl_info_str(), ")");
+        return nullptr;
+      }
       plan->activation.push_back({dnnl::eltwise_forward(pd), pd.scratchpad_desc()});
     }
   }
@@ -252,7 +270,8 @@ MatmulPrimitiveCache::TryStreaming(const PackedMatmul& matrix, std::string* note
   // The whole result, bitwise, for every row count the path serves.
   AlignedBuffer scratch;
   std::vector<char> mul;
-  FillProbe(2, 2.0f, shape_.compute, StreamingMatmul::kMaxRows * shape_.n, &mul);
+  FillProbe(2, {2.0f, 0.5f, 64.0f, 1.0f / 256}, shape_.compute, StreamingMatmul::kMaxRows,
+            shape_.n, &mul);
   const size_t out_bytes = static_cast<size_t>(StreamingMatmul::kMaxRows * shape_.n) *
                            DTypeSize(shape_.dst);
   std::vector<char> want(out_bytes), got(out_bytes);
@@ -280,18 +299,20 @@ absl::Status MatmulPrimitiveCache::PlanStreaming(const PackedMatmul& matrix) {
     if (stream_planned_) return absl::OkStatus();
   }
   std::string note;
+  bool undecided = false;
   absl::StatusOr<std::unique_ptr<StreamPlan>> plan;
   try {
-    plan = TryStreaming(matrix, &note);
+    plan = TryStreaming(matrix, &note, &undecided);
   } catch (const dnnl::error& e) {
     return DnnlError(absl::StrCat("planning the streaming path of ", shape_.Key()), e);
   }
   if (!plan.ok()) return plan.status();
   absl::MutexLock lock(&mu_);
   if (!stream_planned_) {
-    stream_planned_ = true;
+    stream_planned_ = !undecided;
     stream_ = *std::move(plan);
     stream_note_ = note;
+    stream_published_.store(stream_.get(), std::memory_order_release);
   }
   return absl::OkStatus();
 }

@@ -28,6 +28,7 @@
 #ifndef MOE_EXPERTS_PACKED_MATMUL_H_
 #define MOE_EXPERTS_PACKED_MATMUL_H_
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -86,12 +87,14 @@ class MatmulPrimitiveCache {
   const MatmulShape& shape() const { return shape_; }
   const dnnl::memory::desc& packed_weights_desc() const { return packed_; }
   // The oneDNN implementation, e.g. "brg:avx512_core_bf16", and whether
-  // small row counts stream ("+ streaming <= 4 rows, K chunk 512").
+  // small row counts stream (" + streaming kernel for <= 4 rows (K chunk
+  // 512)") or why not.
   std::string impl() const;
 
   // The streaming path of this shape class, checked bitwise against the
   // primitives (see above). The first call does the work, on `matrix`'s
-  // weights; later calls return at once. Failing oneDNN calls are an error; a
+  // weights; later calls return at once (unless that matrix could not
+  // show oneDNN's K order, e.g. constant weights: then the next one tries). Failing oneDNN calls are an error; a
   // mismatch just leaves the path off.
   absl::Status PlanStreaming(const PackedMatmul& matrix);
 
@@ -119,8 +122,10 @@ class MatmulPrimitiveCache {
 
   // Builds the streaming plan and checks it; null (with `note` saying
   // why) when it does not reproduce the primitives bitwise.
+  // `undecided`: the weights could not show oneDNN's K order; the next
+  // matrix of the shape may try again.
   absl::StatusOr<std::unique_ptr<StreamPlan>> TryStreaming(const PackedMatmul& matrix,
-                                                           std::string* note);
+                                                           std::string* note, bool* undecided);
   dnnl::post_ops PostOps(int64_t rows) const;
 
   const MatmulShape shape_;
@@ -130,6 +135,9 @@ class MatmulPrimitiveCache {
   std::vector<std::unique_ptr<Entry>> entries_ ABSL_GUARDED_BY(mu_);
   bool stream_planned_ ABSL_GUARDED_BY(mu_) = false;
   std::unique_ptr<StreamPlan> stream_ ABSL_GUARDED_BY(mu_);
+  // stream_.get() once set (never reset while the cache lives), read
+  // without the lock on every Execute().
+  std::atomic<const StreamPlan*> stream_published_{nullptr};
   std::string stream_note_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -156,8 +164,9 @@ class PackedMatmul {
 
   // Runs on `rows` rows (any count >= 1). src: [rows, K] of the compute
   // dtype; dst: [rows, N] of the dst dtype; multiplier: [rows, N] of the
-  // compute dtype for kMultiply, else null. `scratch` provides scratchpad
-  // memory; `stream` must belong to CpuEngine().
+  // compute dtype for kMultiply, else null; dst must not overlap src or
+  // multiplier. `scratch` provides scratchpad memory; `stream` must belong
+  // to CpuEngine().
   absl::Status Execute(const void* src, int64_t rows, void* dst,
                        const void* multiplier, class AlignedBuffer* scratch,
                        dnnl::stream* stream) const;

@@ -18,7 +18,13 @@ constexpr int64_t kN = 64;  // columns per packed block: 4 vectors of 16
 // also requested this many blocks ahead. Reading past the matrix's end is
 // harmless for a prefetch.
 constexpr int64_t kPrefetchBlocks = 8;
-inline void Prefetch(const void* p) { __builtin_prefetch(p, 0, 3); }
+// Prefetches `ahead` elements past `p`; the address is formed as an integer
+// because it may lie past the end of the weights.
+template <typename T>
+inline void Prefetch(const T* p, int64_t ahead) {
+  const uintptr_t at = reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(ahead) * sizeof(T);
+  __builtin_prefetch(reinterpret_cast<const void*>(at), 0, 3);
+}
 
 // Copies `rows` rows of `k` elements (`elem` bytes each) into rows of
 // `k_padded` elements, zero-filled past k (the packed weights are zero
@@ -33,7 +39,10 @@ void PadRows(const void* x, int64_t rows, int64_t k, int64_t k_padded, size_t el
 }
 
 // One chunk of K, [c0, c1), for M rows over one column block, summed from
-// zero into part[M][64]. `blk` is the block's first K block.
+// zero into part[M][64]. `blk` is the block's first K block. c1 stops at K
+// (f32) or K rounded up to a pair (bf16), not at the padded block's end:
+// adding the padding's +0 products would turn a -0 sum into +0, which
+// oneDNN's K-tail kernels do not.
 
 // bf16: K blocks of [16 pairs][64 columns][2], one vdpbf16ps per pair of k.
 template <int M>
@@ -47,8 +56,9 @@ MOE_AVX512_BF16 void Bf16Chunk(const uint16_t* blk, int64_t kblock_stride, const
   }
   for (int64_t k0 = c0; k0 < c1; k0 += 32) {
     const uint16_t* kb = blk + (k0 / 32) * kblock_stride;
-    Prefetch(kb + kPrefetchBlocks * kblock_stride);
-    for (int64_t p = 0; p < 16; ++p) {
+    Prefetch(kb, kPrefetchBlocks * kblock_stride);
+    const int64_t pairs = std::min<int64_t>(16, (c1 - k0) / 2);
+    for (int64_t p = 0; p < pairs; ++p) {
       const uint16_t* row = kb + p * 2 * kN;
       const __m512bh w0 = (__m512bh)_mm512_loadu_si512(row);
       const __m512bh w1 = (__m512bh)_mm512_loadu_si512(row + 32);
@@ -85,8 +95,9 @@ MOE_AVX512_F32 void F32Chunk(const float* blk, int64_t kblock_stride, const floa
   }
   for (int64_t k0 = c0; k0 < c1; k0 += 16) {
     const float* kb = blk + (k0 / 16) * kblock_stride;
-    Prefetch(kb + kPrefetchBlocks * kblock_stride);
-    for (int64_t kk = 0; kk < 16; ++kk) {
+    Prefetch(kb, kPrefetchBlocks * kblock_stride);
+    const int64_t steps = std::min<int64_t>(16, c1 - k0);
+    for (int64_t kk = 0; kk < steps; ++kk) {
       const float* row = kb + kk * kN;
       const __m512 w0 = _mm512_loadu_ps(row);
       const __m512 w1 = _mm512_loadu_ps(row + 16);
@@ -113,18 +124,18 @@ MOE_AVX512_F32 void F32Chunk(const float* blk, int64_t kblock_stride, const floa
 // chunk's sums from Chunk, added to the running total left to right (plain
 // f32 additions, as brgemm adds its partial sums).
 template <int M, typename T, typename ChunkFn>
-void Blocks(ChunkFn chunk, const T* w, const T* x, int64_t k_padded, int64_t k_chunk,
-            int64_t kblock_stride, int64_t nblock_stride, int64_t b0, int64_t b1, int64_t n,
-            float* acc_out) {
+void Blocks(ChunkFn chunk, const T* w, const T* x, int64_t k_padded, int64_t k_end,
+            int64_t k_chunk, int64_t kblock_stride, int64_t nblock_stride, int64_t b0,
+            int64_t b1, int64_t n, float* acc_out) {
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma omp parallel for schedule(static)
 #endif
   for (int64_t b = b0; b < b1; ++b) {
     alignas(64) float total[M][kN];
     alignas(64) float part[M][kN];
-    for (int64_t c0 = 0; c0 < k_padded; c0 += k_chunk) {
-      chunk(w + b * nblock_stride, kblock_stride, x, k_padded, c0,
-            std::min(k_padded, c0 + k_chunk), part);
+    for (int64_t c0 = 0; c0 < k_end; c0 += k_chunk) {
+      chunk(w + b * nblock_stride, kblock_stride, x, k_padded, c0, std::min(k_end, c0 + k_chunk),
+            part);
       for (int m = 0; m < M; ++m) {
         for (int64_t j = 0; j < kN; ++j) total[m][j] = c0 == 0 ? part[m][j] : total[m][j] + part[m][j];
       }
@@ -135,15 +146,15 @@ void Blocks(ChunkFn chunk, const T* w, const T* x, int64_t k_padded, int64_t k_c
 }
 
 template <int M>
-void RunRows(DType compute, const void* w, const void* x, int64_t k_padded, int64_t k_chunk,
-             int64_t kblock_stride, int64_t nblock_stride, int64_t b0, int64_t b1, int64_t n,
-             float* acc) {
+void RunRows(DType compute, const void* w, const void* x, int64_t k, int64_t k_padded,
+             int64_t k_chunk, int64_t kblock_stride, int64_t nblock_stride, int64_t b0,
+             int64_t b1, int64_t n, float* acc) {
   if (compute == DType::kBF16) {
     Blocks<M>(Bf16Chunk<M>, static_cast<const uint16_t*>(w), static_cast<const uint16_t*>(x),
-              k_padded, k_chunk, kblock_stride, nblock_stride, b0, b1, n, acc);
+              k_padded, (k + 1) / 2 * 2, k_chunk, kblock_stride, nblock_stride, b0, b1, n, acc);
   } else {
     Blocks<M>(F32Chunk<M>, static_cast<const float*>(w), static_cast<const float*>(x), k_padded,
-              k_chunk, kblock_stride, nblock_stride, b0, b1, n, acc);
+              k, k_chunk, kblock_stride, nblock_stride, b0, b1, n, acc);
   }
 }
 
@@ -202,9 +213,16 @@ std::optional<StreamingMatmul> StreamingMatmul::ForLayout(const dnnl::memory::de
   }
   s.kblock_stride_ = b.strides[0];
   s.nblock_stride_ = b.strides[1];
-  // One block must be [k_block][64] contiguous, and blocks must not overlap.
+  // One K block is [k_block][64] contiguous; K blocks follow each other
+  // within a column block, and column blocks do not overlap.
   const int64_t block_elems = s.k_block_ * kN;
-  if (s.kblock_stride_ < block_elems || s.nblock_stride_ < block_elems) return std::nullopt;
+  if (s.kblock_stride_ != block_elems ||
+      s.nblock_stride_ < (s.k_padded_ / s.k_block_) * block_elems) {
+    return std::nullopt;
+  }
+  const dnnl::memory::data_type want_type =
+      bf16 ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
+  if (packed.data_type() != want_type) return std::nullopt;
   return s;
 }
 
@@ -218,8 +236,8 @@ void StreamingMatmul::RunBlocks(const void* weights, const void* x, int64_t rows
   const size_t elem = DTypeSize(compute_);
   PadRows(x, rows, k_, k_padded_, elem, x_pad);
   auto run = rows == 1 ? RunRows<1> : rows == 2 ? RunRows<2> : rows == 3 ? RunRows<3> : RunRows<4>;
-  run(compute_, weights, x_pad, k_padded_, k_chunk, kblock_stride_, nblock_stride_, block_begin,
-      block_end, n_, acc);
+  run(compute_, weights, x_pad, k_, k_padded_, k_chunk, kblock_stride_, nblock_stride_,
+      block_begin, block_end, n_, acc);
 }
 
 }  // namespace moe

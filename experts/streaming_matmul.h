@@ -17,7 +17,8 @@
 //
 // Layouts read: 2-D weights [K, N] packed as BA16a64b (f32) or BA16a64b2a
 // (bf16), i.e. 64-column blocks of 16 (f32) or 16 pairs (bf16) of K rows,
-// with any outer strides. Anything else: ForLayout() returns nullopt.
+// the K blocks of a column block one after another. Anything else:
+// ForLayout() returns nullopt.
 //
 // Thread-safety: immutable; Run() may be called concurrently.
 #ifndef MOE_EXPERTS_STREAMING_MATMUL_H_

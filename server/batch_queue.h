@@ -75,7 +75,8 @@ class BatchQueue {
 
   // When a batch should be taken: InfiniteFuture() if empty; the oldest
   // task's enqueue time if the fill target is queued (i.e. at once);
-  // otherwise the oldest enqueue time + max_queue_delay.
+  // otherwise max_queue_delay after the oldest enqueue time, or with
+  // adaptive_fill after the later of that and the last NoteComputeIdle().
   absl::Time BatchReadyTime() const;
 
   // Called when a batch's compute has ended, before its tasks are

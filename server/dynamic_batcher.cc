@@ -117,16 +117,21 @@ void DynamicBatcher::ComputeLoop() {
       const absl::Duration compute = absl::Now() - start;
       if (observer_) observer_(batch, compute, st);
       // Before any answer goes out, so that no request sent again by an
-      // answered client is counted twice.
-      int64_t answered_tokens = 0;
-      for (const BatchSlice& s : batch.slices) {
-        const InferTask& task = *s.task;
-        if (!st.ok() || task.rows_done + s.rows == task.num_tokens) {
-          answered_tokens += task.num_tokens;
-        }
-      }
+      // answered client is counted twice. Under mu_: next_row is the
+      // queue's. A failed task's rows still queued are already counted
+      // there; tasks the watcher answered meanwhile will not come back.
       {
         absl::MutexLock lock(&mu_);
+        int64_t answered_tokens = 0;
+        for (const BatchSlice& s : batch.slices) {
+          const InferTask& task = *s.task;
+          if (task.finished.load()) continue;
+          if (!st.ok()) {
+            answered_tokens += task.next_row;
+          } else if (task.rows_done + s.rows == task.num_tokens) {
+            answered_tokens += task.num_tokens;
+          }
+        }
         queue_.NoteBatchComputed(answered_tokens);
       }
       for (const BatchSlice& s : batch.slices) {

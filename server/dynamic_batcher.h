@@ -14,8 +14,9 @@
 // - Enqueue(): OK means the batcher shares the task and will call its
 //   `done` exactly once. UNAVAILABLE (queue full, or draining) means it
 //   took nothing and will never call it.
-// - Latency bound: a task waits at most max_queue_delay plus the running
-//   batch's compute and answering time before its first rows run.
+// - Latency bound: a task's first rows run at most max_queue_delay after
+//   the compute is free of the batches ahead of it (those running or
+//   queued before it, with their answering).
 // - Drain(timeout): stops accepting, lets every accepted task finish, and
 //   after `timeout` fails what is left with UNAVAILABLE.
 //

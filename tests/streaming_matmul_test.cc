@@ -6,9 +6,12 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <cstring>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "experts/aligned_buffer.h"
 #include "experts/dnnl_engine.h"
 #include "experts/packed_matmul.h"
@@ -189,7 +192,13 @@ TEST(PackedMatmulStreamingTest, SmallRowCountsAreBitwiseThePrimitives) {
     ASSERT_OK_AND_ASSIGN(auto mm, PackedMatmul::Create(w, b, shape, &registry, "w"));
     if (absl::StrContains(mm->impl(), "streaming kernel")) ++streamed;
     // The presets must stream on a CPU with the instructions.
-    if (c.k >= 1024) {
+    // The presets must stream where oneDNN runs its AVX-512 brgemm (not
+    // AMX, whose order differs) and the path is not switched off.
+    const char* off = std::getenv("MOE_STREAMING_KERNEL");
+    const bool expect_streaming =
+        c.k >= 1024 && (off == nullptr || std::string(off) != "0") &&
+        absl::StartsWith(mm->impl(), "brg:avx512_core") && !absl::StrContains(mm->impl(), "amx");
+    if (expect_streaming) {
       EXPECT_TRUE(absl::StrContains(mm->impl(), "streaming kernel")) << mm->impl();
     }
     std::printf("%s: %s\n", Name(c).c_str(), mm->impl().c_str());
@@ -211,7 +220,8 @@ TEST(PackedMatmulStreamingTest, SmallRowCountsAreBitwiseThePrimitives) {
 }
 
 // Weights that give every K order the same sums cannot show which order
-// oneDNN uses: the path stays off, and results are still the primitives'.
+// oneDNN uses: the path stays off for them, results are still the
+// primitives', and the next matrix of the shape decides.
 TEST(PackedMatmulStreamingTest, UninformativeWeightsKeepThePrimitives) {
   MatmulShape shape;
   shape.k = 256;
@@ -226,6 +236,16 @@ TEST(PackedMatmulStreamingTest, UninformativeWeightsKeepThePrimitives) {
   std::vector<float> y(128, 1.0f);
   ASSERT_OK(mm->Execute(x.data(), 1, y.data(), nullptr, &scratch, &stream));
   for (float v : y) EXPECT_EQ(v, 0.0f);
+  // The next matrix of the shape decides.
+  if (HasAvx512()) {
+    Tensor w2 = Tensor::FromFloats(DType::kF32, {128, 256}, RandomTokens(256 * 128, 14, 0.05f));
+    ASSERT_OK_AND_ASSIGN(auto mm2, PackedMatmul::Create(w2, Tensor(), shape, &registry, "w2"));
+    EXPECT_TRUE(absl::StrContains(mm2->impl(), "streaming kernel")) << mm2->impl();
+    std::vector<float> want(128);
+    ASSERT_OK(mm2->Execute(x.data(), 1, y.data(), nullptr, &scratch, &stream));
+    ASSERT_OK(mm2->ExecutePrimitives(x.data(), 1, want.data(), nullptr, &scratch, &stream));
+    EXPECT_EQ(0, std::memcmp(y.data(), want.data(), 128 * sizeof(float)));
+  }
 }
 
 }  // namespace
