@@ -44,16 +44,31 @@ void PadRows(const void* x, int64_t rows, int64_t k, int64_t k_padded, size_t el
 // adding the padding's +0 products would turn a -0 sum into +0, which
 // oneDNN's K-tail kernels do not.
 
-// bf16: K blocks of [16 pairs][64 columns][2], one vdpbf16ps per pair of k.
+// M rows × 64 columns of accumulators: zeroed, and stored to part[M][64].
 template <int M>
-MOE_AVX512_BF16 void Bf16Chunk(const uint16_t* blk, int64_t kblock_stride, const uint16_t* x,
-                               int64_t k_padded, int64_t c0, int64_t c1, float (*part)[kN]) {
-  __m512 acc[M][4];
+MOE_AVX512_F32 inline void ZeroAcc(__m512 (&acc)[M][4]) {
 #pragma GCC unroll 4
   for (int m = 0; m < M; ++m) {
 #pragma GCC unroll 4
     for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_setzero_ps();
   }
+}
+
+template <int M>
+MOE_AVX512_F32 inline void StoreAcc(const __m512 (&acc)[M][4], float (*part)[kN]) {
+#pragma GCC unroll 4
+  for (int m = 0; m < M; ++m) {
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) _mm512_storeu_ps(part[m] + 16 * j, acc[m][j]);
+  }
+}
+
+// bf16: K blocks of [16 pairs][64 columns][2], one vdpbf16ps per pair of k.
+template <int M>
+MOE_AVX512_BF16 void Bf16Chunk(const uint16_t* blk, int64_t kblock_stride, const uint16_t* x,
+                               int64_t k_padded, int64_t c0, int64_t c1, float (*part)[kN]) {
+  __m512 acc[M][4];
+  ZeroAcc<M>(acc);
   for (int64_t k0 = c0; k0 < c1; k0 += 32) {
     const uint16_t* kb = blk + (k0 / 32) * kblock_stride;
     Prefetch(kb, kPrefetchBlocks * kblock_stride);
@@ -76,11 +91,7 @@ MOE_AVX512_BF16 void Bf16Chunk(const uint16_t* blk, int64_t kblock_stride, const
       }
     }
   }
-#pragma GCC unroll 4
-  for (int m = 0; m < M; ++m) {
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) _mm512_storeu_ps(part[m] + 16 * j, acc[m][j]);
-  }
+  StoreAcc<M>(acc, part);
 }
 
 // f32: K blocks of [16 k][64 columns], one FMA per k.
@@ -88,11 +99,7 @@ template <int M>
 MOE_AVX512_F32 void F32Chunk(const float* blk, int64_t kblock_stride, const float* x,
                              int64_t k_padded, int64_t c0, int64_t c1, float (*part)[kN]) {
   __m512 acc[M][4];
-#pragma GCC unroll 4
-  for (int m = 0; m < M; ++m) {
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_setzero_ps();
-  }
+  ZeroAcc<M>(acc);
   for (int64_t k0 = c0; k0 < c1; k0 += 16) {
     const float* kb = blk + (k0 / 16) * kblock_stride;
     Prefetch(kb, kPrefetchBlocks * kblock_stride);
@@ -113,11 +120,7 @@ MOE_AVX512_F32 void F32Chunk(const float* blk, int64_t kblock_stride, const floa
       }
     }
   }
-#pragma GCC unroll 4
-  for (int m = 0; m < M; ++m) {
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) _mm512_storeu_ps(part[m] + 16 * j, acc[m][j]);
-  }
+  StoreAcc<M>(acc, part);
 }
 
 // Column blocks [b0, b1) for M rows, spread over the OpenMP team: each
