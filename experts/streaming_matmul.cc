@@ -1,11 +1,9 @@
 #include "experts/streaming_matmul.h"
 
-#include <algorithm>
-#include <array>
-#include <cstring>
-#include <utility>
-
 #include "common/x86_intrinsics.h"
+
+#include <algorithm>
+#include <cstring>
 
 namespace moe {
 namespace {
@@ -66,17 +64,9 @@ MOE_AVX512_F32 inline void StoreAcc(const __m512 (&acc)[M][4], float (*part)[kN]
 }
 
 // bf16: K blocks of [16 pairs][64 columns][2], one vdpbf16ps per pair of k.
-struct Bf16Kernel {
-  using Elem = uint16_t;
-  template <int M>
-  MOE_AVX512_BF16 static void Chunk(const uint16_t* blk, int64_t kblock_stride, const uint16_t* x,
-                                    int64_t k_padded, int64_t c0, int64_t c1, float (*part)[kN]);
-};
-
 template <int M>
-MOE_AVX512_BF16 void Bf16Kernel::Chunk(const uint16_t* blk, int64_t kblock_stride,
-                                       const uint16_t* x, int64_t k_padded, int64_t c0, int64_t c1,
-                                       float (*part)[kN]) {
+MOE_AVX512_BF16 void Bf16Chunk(const uint16_t* blk, int64_t kblock_stride, const uint16_t* x,
+                               int64_t k_padded, int64_t c0, int64_t c1, float (*part)[kN]) {
   __m512 acc[M][4];
   ZeroAcc<M>(acc);
   for (int64_t k0 = c0; k0 < c1; k0 += 32) {
@@ -105,16 +95,9 @@ MOE_AVX512_BF16 void Bf16Kernel::Chunk(const uint16_t* blk, int64_t kblock_strid
 }
 
 // f32: K blocks of [16 k][64 columns], one FMA per k.
-struct F32Kernel {
-  using Elem = float;
-  template <int M>
-  MOE_AVX512_F32 static void Chunk(const float* blk, int64_t kblock_stride, const float* x,
-                                   int64_t k_padded, int64_t c0, int64_t c1, float (*part)[kN]);
-};
-
 template <int M>
-MOE_AVX512_F32 void F32Kernel::Chunk(const float* blk, int64_t kblock_stride, const float* x,
-                                     int64_t k_padded, int64_t c0, int64_t c1, float (*part)[kN]) {
+MOE_AVX512_F32 void F32Chunk(const float* blk, int64_t kblock_stride, const float* x,
+                             int64_t k_padded, int64_t c0, int64_t c1, float (*part)[kN]) {
   __m512 acc[M][4];
   ZeroAcc<M>(acc);
   for (int64_t k0 = c0; k0 < c1; k0 += 16) {
@@ -140,22 +123,13 @@ MOE_AVX512_F32 void F32Kernel::Chunk(const float* blk, int64_t kblock_stride, co
   StoreAcc<M>(acc, part);
 }
 
-// Rows whose accumulators one pass keeps in registers (4 rows × 4
-// vectors; 8 rows would need all 32 vector registers).
-constexpr int kRowsPerPass = 4;
-
-// Column blocks [b0, b1) for M rows, spread over the OpenMP team. Per chunk
-// of K, rows 0-3 and then rows 4..M-1 each sum their products from zero
-// (the second pass reads the chunk's weights again, from L2: at most
-// 1024 × 64 f32 = 256 KB); the chunks' sums are added to the running total
-// left to right (plain f32 additions, as brgemm adds its partial sums).
-template <int M, typename Kernel>
-void Blocks(const typename Kernel::Elem* w, const typename Kernel::Elem* x, int64_t k_padded,
-            int64_t k_end, int64_t k_chunk, int64_t kblock_stride, int64_t nblock_stride,
-            int64_t b0, int64_t b1, int64_t n, float* acc_out) {
-  constexpr int kFirst = M < kRowsPerPass ? M : kRowsPerPass;
-  constexpr int kSecond = M - kFirst;
-  static_assert(kSecond <= kRowsPerPass, "at most two passes");
+// Column blocks [b0, b1) for M rows, spread over the OpenMP team: each
+// chunk's sums from Chunk, added to the running total left to right (plain
+// f32 additions, as brgemm adds its partial sums).
+template <int M, typename T, typename ChunkFn>
+void Blocks(ChunkFn chunk, const T* w, const T* x, int64_t k_padded, int64_t k_end,
+            int64_t k_chunk, int64_t kblock_stride, int64_t nblock_stride, int64_t b0,
+            int64_t b1, int64_t n, float* acc_out) {
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma omp parallel for schedule(static)
 #endif
@@ -163,47 +137,29 @@ void Blocks(const typename Kernel::Elem* w, const typename Kernel::Elem* x, int6
     alignas(64) float total[M][kN];
     alignas(64) float part[M][kN];
     for (int64_t c0 = 0; c0 < k_end; c0 += k_chunk) {
-      const int64_t c1 = std::min(k_end, c0 + k_chunk);
-      Kernel::template Chunk<kFirst>(w + b * nblock_stride, kblock_stride, x, k_padded, c0, c1,
-                                     part);
-      if constexpr (kSecond > 0) {
-        Kernel::template Chunk<kSecond>(w + b * nblock_stride, kblock_stride, x + kFirst * k_padded,
-                                        k_padded, c0, c1, part + kFirst);
-      }
+      chunk(w + b * nblock_stride, kblock_stride, x, k_padded, c0, std::min(k_end, c0 + k_chunk),
+            part);
       for (int m = 0; m < M; ++m) {
-        for (int64_t j = 0; j < kN; ++j)
-          total[m][j] = c0 == 0 ? part[m][j] : total[m][j] + part[m][j];
+        for (int64_t j = 0; j < kN; ++j) total[m][j] = c0 == 0 ? part[m][j] : total[m][j] + part[m][j];
       }
     }
     const size_t cols = static_cast<size_t>(std::min(kN, n - b * kN));
-    for (int m = 0; m < M; ++m)
-      std::memcpy(acc_out + m * n + b * kN, total[m], cols * sizeof(float));
+    for (int m = 0; m < M; ++m) std::memcpy(acc_out + m * n + b * kN, total[m], cols * sizeof(float));
   }
 }
 
 template <int M>
 void RunRows(DType compute, const void* w, const void* x, int64_t k, int64_t k_padded,
-             int64_t k_chunk, int64_t kblock_stride, int64_t nblock_stride, int64_t b0, int64_t b1,
-             int64_t n, float* acc) {
+             int64_t k_chunk, int64_t kblock_stride, int64_t nblock_stride, int64_t b0,
+             int64_t b1, int64_t n, float* acc) {
   if (compute == DType::kBF16) {
-    Blocks<M, Bf16Kernel>(static_cast<const uint16_t*>(w), static_cast<const uint16_t*>(x),
-                          k_padded, (k + 1) / 2 * 2, k_chunk, kblock_stride, nblock_stride, b0, b1,
-                          n, acc);
+    Blocks<M>(Bf16Chunk<M>, static_cast<const uint16_t*>(w), static_cast<const uint16_t*>(x),
+              k_padded, (k + 1) / 2 * 2, k_chunk, kblock_stride, nblock_stride, b0, b1, n, acc);
   } else {
-    Blocks<M, F32Kernel>(static_cast<const float*>(w), static_cast<const float*>(x), k_padded, k,
-                         k_chunk, kblock_stride, nblock_stride, b0, b1, n, acc);
+    Blocks<M>(F32Chunk<M>, static_cast<const float*>(w), static_cast<const float*>(x), k_padded,
+              k, k_chunk, kblock_stride, nblock_stride, b0, b1, n, acc);
   }
 }
-
-// RunRows<rows> for rows in 1..StreamingMatmul::kMaxRows.
-using RunRowsFn = void (*)(DType, const void*, const void*, int64_t, int64_t, int64_t, int64_t,
-                           int64_t, int64_t, int64_t, int64_t, float*);
-template <size_t... I>
-constexpr std::array<RunRowsFn, sizeof...(I)> RunRowsTable(std::index_sequence<I...>) {
-  return {RunRows<static_cast<int>(I) + 1>...};
-}
-constexpr auto kRunRows =
-    RunRowsTable(std::make_index_sequence<static_cast<size_t>(StreamingMatmul::kMaxRows)>());
 
 MOE_AVX512_BF16 void CvtNeToBf16(const float* src, int64_t n, uint16_t* dst) {
   int64_t i = 0;
@@ -277,14 +233,14 @@ size_t StreamingMatmul::XPadBytes(int64_t rows) const {
   return static_cast<size_t>(rows * k_padded_) * DTypeSize(compute_);
 }
 
-void StreamingMatmul::RunBlocks(const void* weights, const void* x, int64_t rows, int64_t k_chunk,
-                                int64_t block_begin, int64_t block_end, void* x_pad,
-                                float* acc) const {
+void StreamingMatmul::RunBlocks(const void* weights, const void* x, int64_t rows,
+                                int64_t k_chunk, int64_t block_begin, int64_t block_end,
+                                void* x_pad, float* acc) const {
   const size_t elem = DTypeSize(compute_);
   PadRows(x, rows, k_, k_padded_, elem, x_pad);
-  kRunRows[static_cast<size_t>(rows - 1)](compute_, weights, x_pad, k_, k_padded_, k_chunk,
-                                          kblock_stride_, nblock_stride_, block_begin, block_end,
-                                          n_, acc);
+  auto run = rows == 1 ? RunRows<1> : rows == 2 ? RunRows<2> : rows == 3 ? RunRows<3> : RunRows<4>;
+  run(compute_, weights, x_pad, k_, k_padded_, k_chunk, kblock_stride_, nblock_stride_,
+      block_begin, block_end, n_, acc);
 }
 
 }  // namespace moe

@@ -2,9 +2,8 @@
 // straight from the blocked layout oneDNN packed W into. At one row oneDNN's
 // brgemm matmul streams cold weights at ~50 GB/s of the ~70 a plain
 // two-thread read reaches on the development VM; this kernel reads each
-// weight block once, in memory order, on every OpenMP thread (GCC builds).
-// Up to 4 rows' accumulators live in registers; 5-8 rows take two passes
-// over each chunk of K, the second reading the chunk's weights from L2.
+// weight block once, in memory order, on every OpenMP thread (GCC builds),
+// and keeps all m rows' accumulators in registers.
 //
 // Bitwise contract. A row's result must not depend on which kernel ran it
 // (batch invariance), so the kernel sums the same products in the same
@@ -37,7 +36,7 @@ namespace moe {
 class StreamingMatmul {
  public:
   // Most rows one call computes.
-  static constexpr int64_t kMaxRows = 8;
+  static constexpr int64_t kMaxRows = 4;
 
   // The kernel for weights packed as `packed` (a [k, n] matrix of the
   // compute dtype), or nullopt if the layout is not one it reads or the
