@@ -1,0 +1,129 @@
+// Small row counts, one matrix at a time: PackedMatmul::Execute (the
+// streaming kernel where it is planned) against ExecutePrimitives (oneDNN's
+// matmul) on the same packed weights, rows 1..StreamingMatmul::kMaxRows.
+// Each iteration uses the next of 32 matrices (demo's W1 shape, 1024 ×
+// 2816, with the swish post-op, or W2, 2816 × 1024: 185 MB in bf16), so
+// the weights come cold from DRAM as they do in the layer. GB/s counts the
+// weight bytes read per second.
+//
+//   build/bench/small_rows_bench --benchmark_repetitions=5
+//       --benchmark_report_aggregates_only=true    (one line)
+//   build/bench/small_rows_bench --benchmark_filter='bf16/w1'
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "common/memory_tuning.h"
+#include "common/seeded_random.h"
+#include "experts/aligned_buffer.h"
+#include "experts/dnnl_engine.h"
+#include "experts/packed_matmul.h"
+
+namespace moe {
+namespace {
+
+constexpr int kMatrices = 32;
+
+struct Set {
+  MatmulCacheRegistry registry;
+  std::vector<std::unique_ptr<PackedMatmul>> matrices;
+  std::vector<char> x;
+  int64_t k = 0, n = 0;
+  DType compute = DType::kF32;
+  DType dst = DType::kF32;
+};
+
+// W1 (1024 -> 2816, swish post-op) or W2 (2816 -> 1024, f32 out), built
+// once per dtype and kept for the run.
+Set* GetSet(DType compute, bool w1) {
+  static std::map<std::pair<DType, bool>, std::unique_ptr<Set>> sets;
+  auto& set = sets[{compute, w1}];
+  if (set != nullptr) return set.get();
+  set = std::make_unique<Set>();
+  set->k = w1 ? 1024 : 2816;
+  set->n = w1 ? 2816 : 1024;
+  set->compute = compute;
+  MatmulShape shape;
+  shape.k = set->k;
+  shape.n = set->n;
+  shape.compute = compute;
+  shape.dst = w1 ? compute : DType::kF32;
+  shape.post = w1 ? MatmulPostOp::kActivation : MatmulPostOp::kNone;
+  shape.activation = Activation::kSilu;
+  set->dst = shape.dst;
+  SeededRandom rng(7);
+  for (int i = 0; i < kMatrices; ++i) {
+    Tensor w =
+        Tensor::FromFloats(compute, {set->n, set->k}, rng.UniformVector(set->n * set->k, 0.05f));
+    auto mm = PackedMatmul::Create(w, Tensor(), shape, &set->registry, "w");
+    if (!mm.ok()) std::abort();
+    set->matrices.push_back(*std::move(mm));
+  }
+  Tensor x = Tensor::FromFloats(compute, {StreamingMatmul::kMaxRows, set->k},
+                                rng.UniformVector(StreamingMatmul::kMaxRows * set->k, 1.0f));
+  set->x.assign(static_cast<const char*>(x.data()),
+                static_cast<const char*>(x.data()) + x.num_bytes());
+  return set.get();
+}
+
+// state.range(0): rows; (1): 1 = bf16; (2): 1 = W1; (3): 1 = streaming path.
+void BM_SmallRows(benchmark::State& state) {
+  const int64_t rows = state.range(0);
+  const DType compute = state.range(1) != 0 ? DType::kBF16 : DType::kF32;
+  if (compute == DType::kBF16 && !CpuHasNativeBf16()) {
+    state.SkipWithError("no native bf16");
+    return;
+  }
+  Set* set = GetSet(compute, state.range(2) != 0);
+  const bool streaming = state.range(3) != 0;
+  state.SetLabel(set->matrices[0]->impl());
+  std::vector<char> out(static_cast<size_t>(rows * set->n) * DTypeSize(set->dst));
+  AlignedBuffer scratch;
+  dnnl::stream stream(CpuEngine());
+  int i = 0;
+  for (auto _ : state) {
+    const PackedMatmul& mm = *set->matrices[static_cast<size_t>(i)];
+    i = (i + 1) % kMatrices;
+    absl::Status st =
+        streaming
+            ? mm.Execute(set->x.data(), rows, out.data(), nullptr, &scratch, &stream)
+            : mm.ExecutePrimitives(set->x.data(), rows, out.data(), nullptr, &scratch, &stream);
+    if (!st.ok()) {
+      state.SkipWithError(std::string(st.message()).c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  const double bytes = static_cast<double>(set->k * set->n) * DTypeSize(compute);
+  state.counters["GB/s"] = benchmark::Counter(
+      bytes * 1e-9 * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+
+void Args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"rows", "bf16", "w1", "streaming"});
+  for (int bf16 : {1, 0}) {
+    for (int w1 : {1, 0}) {
+      for (int64_t rows = 1; rows <= StreamingMatmul::kMaxRows; ++rows) {
+        for (int streaming : {1, 0}) b->Args({rows, bf16, w1, streaming});
+      }
+    }
+  }
+  b->Unit(benchmark::kMicrosecond);
+}
+BENCHMARK(BM_SmallRows)->Apply(Args);
+
+}  // namespace
+}  // namespace moe
+
+int main(int argc, char** argv) {
+  moe::KeepFreedMemoryInProcess();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
