@@ -31,7 +31,7 @@ constexpr int kMatrices = 32;
 struct Set {
   MatmulCacheRegistry registry;
   std::vector<std::unique_ptr<PackedMatmul>> matrices;
-  std::vector<char> x;
+  Tensor x;  // [kMaxRows, k] inputs
   int64_t k = 0, n = 0;
   DType compute = DType::kF32;
   DType dst = DType::kF32;
@@ -63,10 +63,8 @@ Set* GetSet(DType compute, bool w1) {
     if (!mm.ok()) std::abort();
     set->matrices.push_back(*std::move(mm));
   }
-  Tensor x = Tensor::FromFloats(compute, {StreamingMatmul::kMaxRows, set->k},
-                                rng.UniformVector(StreamingMatmul::kMaxRows * set->k, 1.0f));
-  set->x.assign(static_cast<const char*>(x.data()),
-                static_cast<const char*>(x.data()) + x.num_bytes());
+  set->x = Tensor::FromFloats(compute, {StreamingMatmul::kMaxRows, set->k},
+                              rng.UniformVector(StreamingMatmul::kMaxRows * set->k, 1.0f));
   return set.get();
 }
 
