@@ -21,6 +21,7 @@
 // --benchmark_out=F --benchmark_out_format=json, --benchmark_filter=...).
 #include <algorithm>
 #include <chrono>
+#include <thread>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -57,6 +58,9 @@ ABSL_FLAG(bool, threading_alternative, true,
           "lanes (against one expert at a time on all threads, the layer's plan).");
 ABSL_FLAG(int, threads, 2, "Threads of the hardware probes (the layer uses oneDNN's).");
 ABSL_FLAG(bool, probe_hardware, true, "Measure DRAM bandwidth and peak FLOP/s first.");
+ABSL_FLAG(int, idle_us, 0,
+          "Sleep this long before each timed layer call (outside the timing), as a "
+          "server at low load idles between batches.");
 
 namespace moe {
 namespace {
@@ -203,6 +207,7 @@ void RunCase(benchmark::State& state, const std::string& model, DType dtype, int
   out.timings = &one;
   int64_t iterations = 0;
   double layer_sum = 0;
+  const int idle_us = absl::GetFlag(FLAGS_idle_us);
   for (auto _ : state) {
     const size_t b = static_cast<size_t>(iterations % pool_size);
     if (!repeat) {
@@ -213,6 +218,7 @@ void RunCase(benchmark::State& state, const std::string& model, DType dtype, int
       parallel_sum += *limit->RunBlocksInParallel(block_rows[b], 2);
       ++parallel_runs;
     }
+    if (idle_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(idle_us));
     const auto start = std::chrono::steady_clock::now();
     if (!layer->Forward(pool[b].data(), t, out).ok()) {
       state.SkipWithError("forward failed");

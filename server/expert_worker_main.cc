@@ -6,20 +6,20 @@
 //
 // It loads only its experts. SIGTERM / SIGINT: health NOT_SERVING, in-flight
 // calls finish (up to --drain_timeout_s), exit 0.
-#include <csignal>
-#include <memory>
-#include <string>
-
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+
+#include <csignal>
+#include <memory>
+#include <string>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "common/compute_thread.h"
 #include "common/memory_tuning.h"
-#include "server/process_setup.h"
 #include "experts/dnnl_engine.h"
 #include "model/checkpoint_loader.h"
 #include "model/expert_ranges.h"
@@ -27,6 +27,7 @@
 #include "model/presets.h"
 #include "server/expert_worker_service.h"
 #include "server/metrics_http_server.h"
+#include "server/process_setup.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, experts, "", "Experts to host: N, A-B or a comma list (required).");
@@ -51,6 +52,7 @@ int Fail(const std::string& what) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  moe::UseServingOpenMpSpinCount(argv);  // may re-execute: first
   absl::SetProgramUsageMessage(
       "Hosts a shard of a layer's routed experts for moe_server.\n"
       "  moe_expert_worker --experts=0-3 [--preset=demo | --model_dir=DIR --layer=N] --port=9001");
@@ -89,8 +91,11 @@ int main(int argc, char** argv) {
   }
   if (weights->spec.dense) return Fail("this layer is a dense FFN: it has no experts to shard");
   moe::MatmulCacheRegistry registry;
-  auto backend = moe::CreateLocalBackend(*weights, compute, &registry, hosted);
-  if (!backend.ok()) return Fail(absl::StrCat("cannot pack the experts: ", backend.status().message()));
+  // Packing runs OpenMP work: not on main()'s thread (common/compute_thread.h).
+  auto backend = moe::RunOnTransientThread(
+      [&] { return moe::CreateLocalBackend(*weights, compute, &registry, hosted); });
+  if (!backend.ok())
+    return Fail(absl::StrCat("cannot pack the experts: ", backend.status().message()));
 
   moe::v1::InfoResponse info;
   for (int e : hosted) info.add_experts(e);
@@ -100,9 +105,9 @@ int main(int argc, char** argv) {
   info.set_weights_checksum(moe::ExpertWeightsChecksum(*weights, hosted));
   info.set_family(weights->spec.family);
   info.set_kernel((*backend)->Describe());
-  const std::string summary = absl::StrCat(weights->spec.Summary(), "; hosting experts ",
-                                           moe::FormatExpertList(hosted), "; ",
-                                           (*backend)->Describe());
+  const std::string summary =
+      absl::StrCat(weights->spec.Summary(), "; hosting experts ", moe::FormatExpertList(hosted),
+                   "; ", (*backend)->Describe());
   *weights = moe::LayerWeights();
 
   auto service = std::make_unique<moe::ExpertWorkerService>(*std::move(backend), info);
@@ -110,7 +115,8 @@ int main(int argc, char** argv) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  const std::string address = absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
+  const std::string address =
+      absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(service.get());
   builder.SetMaxReceiveMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
@@ -122,9 +128,9 @@ int main(int argc, char** argv) {
   std::unique_ptr<moe::MetricsHttpServer> metrics;
   if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
     moe::ExpertWorkerService* svc = service.get();
-    auto started = moe::MetricsHttpServer::Start(absl::GetFlag(FLAGS_host),
-                                                 absl::GetFlag(FLAGS_metrics_port),
-                                                 [svc] { return svc->RenderMetrics(); });
+    auto started =
+        moe::MetricsHttpServer::Start(absl::GetFlag(FLAGS_host), absl::GetFlag(FLAGS_metrics_port),
+                                      [svc] { return svc->RenderMetrics(); });
     if (!started.ok()) return Fail(std::string(started.status().message()));
     metrics = *std::move(started);
   }

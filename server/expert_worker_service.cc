@@ -64,7 +64,7 @@ grpc::Status ExpertWorkerService::RunExperts(grpc::ServerContext*,
     jobs.push_back(ExpertJob{b.expert(), in.data(), b.rows(),
                              reinterpret_cast<float*>(out->mutable_data()->data())});
   }
-  absl::Status st = backend_->Run(jobs);
+  absl::Status st = compute_.Run([&] { return backend_->Run(jobs); });
   if (!st.ok()) return fail(grpc::StatusCode::INTERNAL, std::string(st.message()));
   uint64_t rows = 0;
   for (const auto& j : jobs) rows += static_cast<uint64_t>(j.num_rows);

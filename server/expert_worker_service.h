@@ -2,7 +2,9 @@
 // hosts a shard of a layer's routed experts (the moe_expert_worker side).
 //
 // Thread-safety: gRPC's sync server calls the handlers from its thread
-// pool; the backend serialises expert runs.
+// pool; the expert runs all happen, one at a time, on the service's one
+// ComputeThread, so the process keeps a single OpenMP team whose workers
+// spin between parallel regions (common/compute_thread.h).
 #ifndef MOE_SERVER_EXPERT_WORKER_SERVICE_H_
 #define MOE_SERVER_EXPERT_WORKER_SERVICE_H_
 
@@ -11,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/compute_thread.h"
 #include "common/dtype.h"
 #include "experts/expert_backend.h"
 #include "proto/expert_service.grpc.pb.h"
@@ -38,6 +41,7 @@ class ExpertWorkerService final : public moe::v1::ExpertService::Service {
   std::vector<bool> hosted_;
   std::atomic<uint64_t> runs_ok_{0}, runs_failed_{0}, rows_{0};
   Histogram run_seconds_;
+  ComputeThread compute_;  // runs backend_->Run; declared last, so it stops first
 };
 
 }  // namespace moe

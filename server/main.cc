@@ -8,21 +8,25 @@
 // UNAVAILABLE, accepted ones finish (up to --drain_timeout_s), exit 0.
 #include <csignal>
 #include <cstdio>
+#include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "common/compute_thread.h"
 #include "common/memory_tuning.h"
-#include "server/process_setup.h"
 #include "experts/dnnl_engine.h"
 #include "model/checkpoint_loader.h"
 #include "model/moe_layer.h"
 #include "model/presets.h"
 #include "server/moe_server.h"
-#include "server/serving_core.h"
+#include "server/process_setup.h"
 #include "server/remote_expert_backend.h"
+#include "server/serving_core.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, model_dir, "",
@@ -64,6 +68,71 @@ ABSL_FLAG(int64_t, expert_rpc_timeout_ms, 10000,
 
 namespace {
 
+// The layer to serve and what main() reports about it.
+struct BuiltLayer {
+  std::unique_ptr<moe::MoeLayer> layer;
+  moe::RemoteExpertBackend* remote = nullptr;  // owned by the layer, if any
+  std::string summary;
+};
+
+absl::Status FailedToStart(const std::string& what) { return absl::FailedPreconditionError(what); }
+
+// Loads the weights, packs them into the layer and connects to the expert
+// workers. Its OpenMP work (oneDNN reorders, the kernel checks) must not
+// run on main()'s thread: see common/compute_thread.h.
+absl::StatusOr<BuiltLayer> BuildLayer(moe::DType compute) {
+  const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
+  absl::StatusOr<moe::LayerWeights> weights =
+      model_dir.empty() ? moe::MakePreset(absl::GetFlag(FLAGS_preset), absl::GetFlag(FLAGS_seed))
+                        : moe::LoadHfLayer(model_dir, absl::GetFlag(FLAGS_layer));
+  if (!weights.ok()) {
+    return FailedToStart(absl::StrCat("cannot load the model: ", weights.status().message()));
+  }
+  moe::MoeLayerOptions layer_options;
+  layer_options.compute = compute;
+  std::unique_ptr<moe::ExpertBackend> backend;
+  moe::RemoteExpertBackend* remote = nullptr;
+  if (!absl::GetFlag(FLAGS_expert_workers).empty()) {
+    if (weights->spec.dense)
+      return FailedToStart("--expert_workers: a dense layer has no experts to shard");
+    auto shards = moe::ParseExpertWorkerSpec(absl::GetFlag(FLAGS_expert_workers),
+                                             weights->spec.num_experts());
+    if (!shards.ok()) return FailedToStart(std::string(shards.status().message()));
+    std::vector<bool> covered(static_cast<size_t>(weights->spec.num_experts()), false);
+    for (const auto& sh : *shards) {
+      for (int e : sh.experts) covered[static_cast<size_t>(e)] = true;
+    }
+    std::vector<int> local_ids;
+    for (int e = 0; e < weights->spec.num_experts(); ++e) {
+      if (!covered[static_cast<size_t>(e)]) local_ids.push_back(e);
+    }
+    std::unique_ptr<moe::ExpertBackend> local;
+    if (!local_ids.empty()) {
+      moe::MatmulCacheRegistry registry;
+      auto made = moe::CreateLocalBackend(*weights, compute, &registry, local_ids);
+      if (!made.ok()) return FailedToStart(std::string(made.status().message()));
+      local = *std::move(made);
+    }
+    moe::RemoteBackendOptions remote_options;
+    remote_options.rpc_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_expert_rpc_timeout_ms));
+    spdlog::info("connecting to expert workers {}", absl::GetFlag(FLAGS_expert_workers));
+    auto created = moe::RemoteExpertBackend::Create(*std::move(shards), *weights, compute,
+                                                    std::move(local), remote_options);
+    if (!created.ok())
+      return FailedToStart(absl::StrCat("refusing to start: ", created.status().message()));
+    remote = created->get();
+    backend = *std::move(created);
+  }
+  auto layer = moe::MoeLayer::Create(*weights, layer_options, std::move(backend));
+  if (!layer.ok())
+    return FailedToStart(absl::StrCat("cannot build the layer: ", layer.status().message()));
+  BuiltLayer built;
+  built.summary = (*layer)->Summary();
+  built.layer = *std::move(layer);
+  built.remote = remote;
+  return built;  // the unpacked weights end with this call: packed copies live in the layer
+}
+
 int Fail(const std::string& what) {
   spdlog::critical("{}", what);
   return 1;
@@ -72,6 +141,7 @@ int Fail(const std::string& what) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  moe::UseServingOpenMpSpinCount(argv);  // may re-execute: first
   absl::SetProgramUsageMessage(
       "Serves one mixture-of-experts FFN layer over the KServe v2 gRPC protocol.\n"
       "  moe_server [--preset=demo | --model_dir=DIR --layer=N] [--grpc_port=8001]");
@@ -88,49 +158,11 @@ int main(int argc, char** argv) {
 
   const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
   const absl::Time load_start = absl::Now();
-  absl::StatusOr<moe::LayerWeights> weights =
-      model_dir.empty() ? moe::MakePreset(absl::GetFlag(FLAGS_preset), absl::GetFlag(FLAGS_seed))
-                        : moe::LoadHfLayer(model_dir, absl::GetFlag(FLAGS_layer));
-  if (!weights.ok()) {
-    return Fail(absl::StrCat("cannot load the model: ", weights.status().message()));
-  }
-  moe::MoeLayerOptions layer_options;
-  layer_options.compute = compute;
-  std::unique_ptr<moe::ExpertBackend> backend;
-  moe::RemoteExpertBackend* remote = nullptr;
-  if (!absl::GetFlag(FLAGS_expert_workers).empty()) {
-    if (weights->spec.dense) return Fail("--expert_workers: a dense layer has no experts to shard");
-    auto shards = moe::ParseExpertWorkerSpec(absl::GetFlag(FLAGS_expert_workers),
-                                             weights->spec.num_experts());
-    if (!shards.ok()) return Fail(std::string(shards.status().message()));
-    std::vector<bool> covered(static_cast<size_t>(weights->spec.num_experts()), false);
-    for (const auto& sh : *shards) {
-      for (int e : sh.experts) covered[static_cast<size_t>(e)] = true;
-    }
-    std::vector<int> local_ids;
-    for (int e = 0; e < weights->spec.num_experts(); ++e) {
-      if (!covered[static_cast<size_t>(e)]) local_ids.push_back(e);
-    }
-    std::unique_ptr<moe::ExpertBackend> local;
-    if (!local_ids.empty()) {
-      moe::MatmulCacheRegistry registry;
-      auto made = moe::CreateLocalBackend(*weights, compute, &registry, local_ids);
-      if (!made.ok()) return Fail(std::string(made.status().message()));
-      local = *std::move(made);
-    }
-    moe::RemoteBackendOptions remote_options;
-    remote_options.rpc_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_expert_rpc_timeout_ms));
-    spdlog::info("connecting to expert workers {}", absl::GetFlag(FLAGS_expert_workers));
-    auto created = moe::RemoteExpertBackend::Create(*std::move(shards), *weights, compute,
-                                                    std::move(local), remote_options);
-    if (!created.ok()) return Fail(absl::StrCat("refusing to start: ", created.status().message()));
-    remote = created->get();
-    backend = *std::move(created);
-  }
-  auto layer = moe::MoeLayer::Create(*weights, layer_options, std::move(backend));
-  if (!layer.ok()) return Fail(absl::StrCat("cannot build the layer: ", layer.status().message()));
-  const std::string summary = (*layer)->Summary();
-  *weights = moe::LayerWeights();  // packed copies live in the layer now
+  auto built = moe::RunOnTransientThread([compute] { return BuildLayer(compute); });
+  if (!built.ok()) return Fail(std::string(built.status().message()));
+  std::unique_ptr<moe::MoeLayer> layer = std::move(built->layer);
+  moe::RemoteExpertBackend* remote = built->remote;
+  const std::string& summary = built->summary;
 
   moe::ServerOptions options;
   options.listen_host = absl::GetFlag(FLAGS_host);
@@ -149,23 +181,24 @@ int main(int argc, char** argv) {
   options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   if (remote != nullptr) options.extra_metrics = [remote] { return remote->RenderMetrics(); };
 
-  auto server = moe::MoeServer::Start(*std::move(layer), options);
+  auto server = moe::MoeServer::Start(std::move(layer), options);
   if (!server.ok()) return Fail(absl::StrCat("cannot start: ", server.status().message()));
   spdlog::info("model '{}' from {}: {} (loaded in {:.1f} s)", options.io.model_name,
-               model_dir.empty() ? "preset " + absl::GetFlag(FLAGS_preset)
-                                 : model_dir + " layer " + std::to_string(absl::GetFlag(FLAGS_layer)),
+               model_dir.empty()
+                   ? "preset " + absl::GetFlag(FLAGS_preset)
+                   : model_dir + " layer " + std::to_string(absl::GetFlag(FLAGS_layer)),
                summary, absl::ToDoubleSeconds(absl::Now() - load_start));
   spdlog::info("listening: gRPC {}:{}{}, metrics {}", options.listen_host, (*server)->grpc_port(),
                options.tls.cert_file.empty() ? "" : " (TLS)",
-               (*server)->metrics_port() > 0
-                   ? absl::StrCat("http://", options.listen_host, ":", (*server)->metrics_port(),
-                                  "/metrics")
-                   : std::string("disabled"));
-  spdlog::info("ready: batching up to {} tokens per call, {} us queue delay ({}), {} tokens "
-               "queued; {}",
-               options.batching.max_batch_tokens, absl::GetFlag(FLAGS_max_queue_delay_us),
-               options.batching.adaptive_fill ? "adaptive fill" : "waits for a full batch",
-               options.batching.max_queue_tokens, moe::DnnlDescription());
+               (*server)->metrics_port() > 0 ? absl::StrCat("http://", options.listen_host, ":",
+                                                            (*server)->metrics_port(), "/metrics")
+                                             : std::string("disabled"));
+  spdlog::info(
+      "ready: batching up to {} tokens per call, {} us queue delay ({}), {} tokens "
+      "queued; {}; {}",
+      options.batching.max_batch_tokens, absl::GetFlag(FLAGS_max_queue_delay_us),
+      options.batching.adaptive_fill ? "adaptive fill" : "waits for a full batch",
+      options.batching.max_queue_tokens, moe::DnnlDescription(), moe::OpenMpWaitDescription());
 
   int sig = 0;
   sigwait(&signals, &sig);
@@ -184,10 +217,11 @@ int main(int argc, char** argv) {
   } else {
     spdlog::info("drained: every accepted request was answered; exiting");
   }
-  spdlog::info("requests answered since start: ok {}, unavailable {}, invalid_argument {}, "
-               "not_found {}, deadline_exceeded {}, cancelled {}, internal {}",
-               total("ok"), total("unavailable"), total("invalid_argument"), total("not_found"),
-               total("deadline_exceeded"), total("cancelled"), total("internal"));
+  spdlog::info(
+      "requests answered since start: ok {}, unavailable {}, invalid_argument {}, "
+      "not_found {}, deadline_exceeded {}, cancelled {}, internal {}",
+      total("ok"), total("unavailable"), total("invalid_argument"), total("not_found"),
+      total("deadline_exceeded"), total("cancelled"), total("internal"));
   server->reset();
   return 0;
 }
