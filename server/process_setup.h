@@ -46,8 +46,14 @@ inline void UseServingOpenMpSpinCount(char** argv) {
   if (std::getenv("GOMP_SPINCOUNT") != nullptr || std::getenv("OMP_WAIT_POLICY") != nullptr) {
     return;
   }
+  // The binary's real path, not /proc/self/exe: the process keeps its
+  // name (ps, pgrep and perf show "moe_server", not "exe").
+  char path[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", path, sizeof(path) - 1);
+  if (n <= 0) return;
+  path[n] = '\0';
   if (::setenv("GOMP_SPINCOUNT", kOpenMpSpinCount, 1) != 0) return;
-  ::execv("/proc/self/exe", argv);
+  ::execv(path, argv);
   ::unsetenv("GOMP_SPINCOUNT");  // exec failed: carry on as loaded
 }
 
