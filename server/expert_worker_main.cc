@@ -15,11 +15,8 @@
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "common/compute_thread.h"
-#include "common/memory_tuning.h"
 #include "experts/dnnl_engine.h"
 #include "model/checkpoint_loader.h"
 #include "model/expert_ranges.h"
@@ -52,15 +49,12 @@ int Fail(const std::string& what) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  moe::UseServingOpenMpSpinCount(argv);  // may re-execute: first
-  absl::SetProgramUsageMessage(
+  // Re-executes first if it sets the OpenMP spin count; blocks the
+  // shutdown signals before any thread starts; main() sigwait()s for them.
+  sigset_t signals = moe::StartServingProcess(
+      argc, argv,
       "Hosts a shard of a layer's routed experts for moe_server.\n"
       "  moe_expert_worker --experts=0-3 [--preset=demo | --model_dir=DIR --layer=N] --port=9001");
-  absl::ParseCommandLine(argc, argv);
-  // Before any thread starts; main() waits for the signals with sigwait().
-  sigset_t signals = moe::BlockShutdownSignals();
-  moe::KeepFreedMemoryInProcess();
-  moe::SkipMutexDeadlockDetection();
 
   auto resolved = moe::ResolveComputeDType(absl::GetFlag(FLAGS_dtype));
   if (!resolved.ok()) return Fail(absl::StrCat("--dtype: ", resolved.status().message()));

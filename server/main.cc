@@ -14,11 +14,8 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "common/compute_thread.h"
-#include "common/memory_tuning.h"
 #include "experts/dnnl_engine.h"
 #include "model/checkpoint_loader.h"
 #include "model/moe_layer.h"
@@ -141,16 +138,12 @@ int Fail(const std::string& what) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  moe::UseServingOpenMpSpinCount(argv);  // may re-execute: first
-  absl::SetProgramUsageMessage(
+  // Re-executes first if it sets the OpenMP spin count; blocks the
+  // shutdown signals before any thread starts; main() sigwait()s for them.
+  sigset_t signals = moe::StartServingProcess(
+      argc, argv,
       "Serves one mixture-of-experts FFN layer over the KServe v2 gRPC protocol.\n"
       "  moe_server [--preset=demo | --model_dir=DIR --layer=N] [--grpc_port=8001]");
-  absl::ParseCommandLine(argc, argv);
-
-  // Before any thread starts; main() waits for the signals with sigwait().
-  sigset_t signals = moe::BlockShutdownSignals();
-  moe::KeepFreedMemoryInProcess();
-  moe::SkipMutexDeadlockDetection();
 
   auto resolved = moe::ResolveComputeDType(absl::GetFlag(FLAGS_dtype));
   if (!resolved.ok()) return Fail(absl::StrCat("--dtype: ", resolved.status().message()));

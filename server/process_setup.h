@@ -9,8 +9,11 @@
 #include <cstdlib>
 #include <string>
 
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
 #include "absl/status/statusor.h"
 #include "common/dtype.h"
+#include "common/memory_tuning.h"
 #include "experts/dnnl_engine.h"
 #include "model/moe_layer.h"
 
@@ -65,6 +68,20 @@ inline std::string OpenMpWaitDescription() {
       return std::string("OpenMP idle wait: ") + name + "=" + v;
   }
   return "OpenMP idle wait: libgomp's default";
+}
+
+// The first steps of a serving binary's main(), in order: the OpenMP spin
+// count (may re-execute), the usage text and the flags, SIGTERM/SIGINT
+// blocked before any thread starts (returned, for sigwait()), freed memory
+// kept in the process, abseil's mutex deadlock check off.
+inline sigset_t StartServingProcess(int argc, char** argv, const char* usage) {
+  UseServingOpenMpSpinCount(argv);
+  absl::SetProgramUsageMessage(usage);
+  absl::ParseCommandLine(argc, argv);
+  const sigset_t signals = BlockShutdownSignals();
+  KeepFreedMemoryInProcess();
+  SkipMutexDeadlockDetection();
+  return signals;
 }
 
 // The --dtype flag: empty means bf16 where the CPU has native bf16, else
