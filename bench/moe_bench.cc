@@ -21,11 +21,11 @@
 // --benchmark_out=F --benchmark_out_format=json, --benchmark_filter=...).
 #include <algorithm>
 #include <chrono>
-#include <thread>
 #include <cstdio>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 

@@ -1,5 +1,8 @@
 #include "common/compute_thread.h"
 
+#include <exception>
+
+#include "absl/strings/str_cat.h"
 #include "common/tsan_annotations.h"
 
 namespace moe {
@@ -8,6 +11,7 @@ ComputeThread::ComputeThread() : thread_([this] { Loop(); }) {}
 
 ComputeThread::~ComputeThread() {
   {
+    absl::MutexLock turn(&run_mu_);  // a Run in progress returns first
     absl::MutexLock lock(&mu_);
     stop_ = true;
   }
@@ -40,7 +44,14 @@ void ComputeThread::Loop() {
     const absl::FunctionRef<absl::Status()> fn = *pending_;
     pending_ = nullptr;
     mu_.Unlock();
-    absl::Status st = fn();
+    absl::Status st;
+    try {
+      st = fn();
+    } catch (const std::exception& e) {
+      st = absl::InternalError(absl::StrCat("uncaught exception: ", e.what()));
+    } catch (...) {
+      st = absl::InternalError("uncaught exception");
+    }
     mu_.Lock();
     result_ = std::move(st);
   }

@@ -18,6 +18,7 @@
 #ifndef MOE_COMMON_COMPUTE_THREAD_H_
 #define MOE_COMMON_COMPUTE_THREAD_H_
 
+#include <exception>
 #include <optional>
 #include <thread>
 #include <type_traits>
@@ -31,25 +32,36 @@
 namespace moe {
 
 // Runs `fn` on a new thread, waits for it to end and returns its result
-// (a non-void, movable type such as absl::Status or StatusOr).
+// (a non-void, movable type such as absl::Status or StatusOr). An exception
+// `fn` throws is rethrown here, in the caller's thread.
 template <typename Fn>
 std::invoke_result_t<Fn&> RunOnTransientThread(Fn&& fn) {
   using Result = std::invoke_result_t<Fn&>;
   static_assert(!std::is_void_v<Result>, "return a Status");
   std::optional<Result> result;
-  std::thread thread([&] { result.emplace(fn()); });
+  std::exception_ptr error;
+  std::thread thread([&] {
+    try {
+      result.emplace(fn());
+    } catch (...) {
+      error = std::current_exception();
+    }
+  });
   thread.join();
+  if (error) std::rethrow_exception(error);
   return *std::move(result);
 }
 
 // A long-lived thread that runs the functions callers hand it, one at a
 // time. Thread-safe: Run may be called from any number of threads; each
 // call blocks until its function has run. Callers must not call Run from
-// inside a function it runs (that would wait for itself).
+// inside a function it runs (that would wait for itself), nor start a Run
+// once the destructor has begun. An exception a function throws becomes an
+// INTERNAL status for its caller (the thread goes on).
 class ComputeThread {
  public:
   ComputeThread();
-  ~ComputeThread();  // finishes the function running, if any, and joins
+  ~ComputeThread();  // waits for a Run in progress to return, then joins
   ComputeThread(const ComputeThread&) = delete;
   ComputeThread& operator=(const ComputeThread&) = delete;
 

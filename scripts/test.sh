@@ -69,14 +69,14 @@ for stage in $stages; do
       ctest --test-dir build-san --output-on-failure -V -L fuzz
       ;;
     tsan)
-      run_stage "ThreadSanitizer build (clang): batch queue and dynamic batcher tests"
+      run_stage "ThreadSanitizer build (clang): batch queue, dynamic batcher and compute thread tests"
       CC=clang-14 CXX=clang++-14 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
         -DCMAKE_CXX_FLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=thread" \
         -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" \
         -DMOE_BUILD_BENCH=OFF -DMOE_SYSTEM_TESTS=OFF
-      cmake --build build-tsan --target batch_queue_test dynamic_batcher_test
+      cmake --build build-tsan --target batch_queue_test dynamic_batcher_test compute_thread_test
       TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp" \
-        ctest --test-dir build-tsan --output-on-failure -j2 --repeat until-fail:5 -R '^(BatchQueue|DynamicBatcher)'
+        ctest --test-dir build-tsan --output-on-failure -j2 --repeat until-fail:5 -R '^(BatchQueue|DynamicBatcher|ComputeThread|RunOnTransientThread)'
       ;;
     *)
       echo "test.sh: unknown stage '$stage' (release, sanitize, tsan)" >&2

@@ -51,10 +51,16 @@ inline void UseServingOpenMpSpinCount(char** argv) {
   }
   // The binary's real path, not /proc/self/exe: the process keeps its
   // name (ps, pgrep and perf show "moe_server", not "exe").
+  // Not when started through a loader or another wrapper (ld.so, valgrind
+  // without --trace-children): /proc/self/exe is then the wrapper. Set
+  // GOMP_SPINCOUNT yourself to run without the re-exec.
   char path[4096];
   const ssize_t n = ::readlink("/proc/self/exe", path, sizeof(path) - 1);
-  if (n <= 0) return;
+  if (n <= 0 || n >= static_cast<ssize_t>(sizeof(path)) - 1) return;  // none, or cut short
   path[n] = '\0';
+  const std::string exe_name = std::string(path).substr(std::string(path).rfind('/') + 1);
+  const std::string arg0 = argv[0] != nullptr ? argv[0] : "";
+  if (arg0.substr(arg0.rfind('/') + 1) != exe_name) return;
   if (::setenv("GOMP_SPINCOUNT", kOpenMpSpinCount, 1) != 0) return;
   ::execv(path, argv);
   ::unsetenv("GOMP_SPINCOUNT");  // exec failed: carry on as loaded

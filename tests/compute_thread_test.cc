@@ -3,7 +3,10 @@
 #include "common/compute_thread.h"
 
 #include <atomic>
+#include <new>
 #include <set>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -84,6 +87,21 @@ TEST(ComputeThreadTest, ConcurrentCallersRunOneAtATimeAndEachGetsItsOwnResult) {
   EXPECT_THAT(wrong, ::testing::Each(0));
   absl::MutexLock lock(&mu);
   EXPECT_THAT(threads, ::testing::ElementsAre(compute.id()));
+}
+
+TEST(RunOnTransientThreadTest, RethrowsInTheCaller) {
+  EXPECT_THROW(RunOnTransientThread([]() -> absl::Status { throw std::runtime_error("oom"); }),
+               std::runtime_error);
+}
+
+TEST(ComputeThreadTest, AnExceptionBecomesAnInternalErrorAndTheThreadGoesOn) {
+  ComputeThread compute;
+  absl::Status st = compute.Run([]() -> absl::Status { throw std::bad_alloc(); });
+  EXPECT_EQ(st.code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("uncaught exception"));
+  st = compute.Run([]() -> absl::Status { throw 7; });
+  EXPECT_EQ(st.code(), absl::StatusCode::kInternal);
+  EXPECT_TRUE(compute.Run([] { return absl::OkStatus(); }).ok());
 }
 
 TEST(ComputeThreadTest, DestroysCleanlyWhetherUsedOrNot) {
