@@ -90,8 +90,9 @@ TEST(ComputeThreadTest, ConcurrentCallersRunOneAtATimeAndEachGetsItsOwnResult) {
 }
 
 TEST(RunOnTransientThreadTest, RethrowsInTheCaller) {
-  EXPECT_THROW(RunOnTransientThread([]() -> absl::Status { throw std::runtime_error("oom"); }),
-               std::runtime_error);
+  EXPECT_THROW(
+      RunOnTransientThread([]() -> absl::Status { throw std::runtime_error("oom"); }).IgnoreError(),
+      std::runtime_error);
 }
 
 TEST(ComputeThreadTest, AnExceptionBecomesAnInternalErrorAndTheThreadGoesOn) {
