@@ -31,14 +31,16 @@ inline sigset_t BlockShutdownSignals() {
 }
 
 // How long an idle OpenMP worker spins before it sleeps, in libgomp's
-// spin-loop iterations: ~100 µs here (libgomp's default, 300,000, is ~3 ms).
+// spin-loop iterations: ~30 µs here (libgomp's default, 300,000, is ~3 ms).
 // Long enough to bridge the serial steps between the parallel regions of
-// one layer call (a sleeping worker costs ~20 µs to wake per region), short
-// enough that a worker left idle between batches gives its core back to
-// gRPC. Measured on the 2-core VM, demo bf16 (bench/README.md): with the
-// default the overload test's accepted p99 went past its 2.5 s bound in
-// 2 of 3 runs; with 10,000 it was 1.7 s.
-inline constexpr const char* kOpenMpSpinCount = "10000";
+// one layer call (a sleeping worker costs ~20 µs to wake per region; a test
+// program with 15 µs serial gaps ran 38 / 27 / 18.5 / 18.2 µs per region
+// at 100 / 300 / 1,000 / 3,000 iterations), short enough that a worker
+// waiting at a barrier, or idle between batches, soon gives its core back
+// to gRPC. Overload test (bench/README.md), accepted p99 against its 2.5 s
+// bound: 2.9-3.2 s in 2 of 3 runs with the default, 1.7 s and 3.2 s with
+// 10,000, 0.96 s with 1,000.
+inline constexpr const char* kOpenMpSpinCount = "1000";
 
 // libgomp reads GOMP_SPINCOUNT once, when it is loaded, before main(). If
 // neither GOMP_SPINCOUNT nor OMP_WAIT_POLICY is set, re-executes the
@@ -66,7 +68,7 @@ inline void UseServingOpenMpSpinCount(char** argv) {
   ::unsetenv("GOMP_SPINCOUNT");  // exec failed: carry on as loaded
 }
 
-// "OpenMP idle wait: GOMP_SPINCOUNT=10000" (or OMP_WAIT_POLICY=..., or
+// "OpenMP idle wait: GOMP_SPINCOUNT=1000" (or OMP_WAIT_POLICY=..., or
 // libgomp's default), for the start-up log.
 inline std::string OpenMpWaitDescription() {
   for (const char* name : {"GOMP_SPINCOUNT", "OMP_WAIT_POLICY"}) {
