@@ -229,7 +229,7 @@ MatmulPrimitiveCache::TryStreaming(const PackedMatmul& matrix, std::string* note
     candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
     int matches = 0;
     for (int64_t c : candidates) {
-      kernel->RunBlocks(weights, x.data(), 1, c, 0, 1, pad.data(), acc.data());
+      kernel->RunBlocks(weights, x.data(), 1, c, 0, 1, {}, pad.data(), acc.data());
       if (std::memcmp(acc.data(), ref.data(), cols * sizeof(float)) == 0) {
         plan->k_chunk = c;
         ++matches;
@@ -409,14 +409,15 @@ absl::Status PackedMatmul::ExecuteStreaming(const MatmulPrimitiveCache::StreamPl
   const size_t act_scratch = act != nullptr ? act->scratchpad_desc.get_size() : 0;
   char* base = static_cast<char*>(scratch->Reserve(pad_bytes + acc_bytes + act_scratch + 64));
   float* acc = in_dst ? static_cast<float*>(dst) : reinterpret_cast<float*>(base + pad_bytes);
-  plan.kernel.Run(weights_.get_data_handle(), src, rows, plan.k_chunk, base, acc);
-  if (s.bias) {
-    const auto* b = static_cast<const float*>(bias_.get_data_handle());
-    for (int64_t r = 0; r < rows; ++r) {
-      float* row = acc + r * s.n;
-      for (int64_t j = 0; j < s.n; ++j) row[j] += b[j];
-    }
-  }
+  // Bias, multiplier and the bf16 rounding run inside the kernel, on each
+  // column block as it completes; only an activation (a oneDNN eltwise,
+  // for the bits of oneDNN's own post-op) runs over the whole result
+  // between the bias and the rounding.
+  StreamingMatmul::Epilogue epilogue;
+  if (s.bias) epilogue.bias = static_cast<const float*>(bias_.get_data_handle());
+  if (s.post == MatmulPostOp::kMultiply) epilogue.multiplier = multiplier;
+  if (!in_dst && act == nullptr) epilogue.bf16_out = static_cast<uint16_t*>(dst);
+  plan.kernel.Run(weights_.get_data_handle(), src, rows, plan.k_chunk, epilogue, base, acc);
   if (act != nullptr) {
     try {
       const dnnl::engine& engine = CpuEngine();
@@ -429,17 +430,8 @@ absl::Status PackedMatmul::ExecuteStreaming(const MatmulPrimitiveCache::StreamPl
     } catch (const dnnl::error& e) {
       return DnnlError(absl::StrCat("activation ", s.Key(), " on ", rows, " rows"), e);
     }
+    if (!in_dst) plan.kernel.ConvertToBf16(acc, count, static_cast<uint16_t*>(dst));
   }
-  if (s.post == MatmulPostOp::kMultiply) {
-    if (s.compute == DType::kBF16) {
-      const auto* m = static_cast<const uint16_t*>(multiplier);
-      for (int64_t i = 0; i < count; ++i) acc[i] *= Bf16ToFloat(m[i]);
-    } else {
-      const auto* m = static_cast<const float*>(multiplier);
-      for (int64_t i = 0; i < count; ++i) acc[i] *= m[i];
-    }
-  }
-  if (!in_dst) plan.kernel.ConvertToBf16(acc, count, static_cast<uint16_t*>(dst));
   return absl::OkStatus();
 }
 

@@ -39,34 +39,40 @@ void PadRows(const void* x, int64_t rows, int64_t k, int64_t k_padded, size_t el
 }
 
 // One chunk of K, [c0, c1), for M rows over one column block, summed from
-// zero into part[M][64]. `blk` is the block's first K block. c1 stops at K
-// (f32) or K rounded up to a pair (bf16), not at the padded block's end:
-// adding the padding's +0 products would turn a -0 sum into +0, which
-// oneDNN's K-tail kernels do not.
+// zero and stored or added (c0 > 0) into total[M][64]. `blk` is the
+// block's first K block. c1 stops at K (f32) or K rounded up to a pair
+// (bf16), not at the padded block's end: adding the padding's +0 products
+// would turn a -0 sum into +0, which oneDNN's K-tail kernels do not.
 
-// M rows × 64 columns of accumulators: zeroed, and stored to part[M][64].
+// M rows × 64 columns of accumulators, zeroed.
 template <int M>
 MOE_AVX512_F32 inline void ZeroAcc(__m512 (&acc)[M][4]) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int m = 0; m < M; ++m) {
 #pragma GCC unroll 4
     for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_setzero_ps();
   }
 }
 
+// The chunk's sums into total[M][64]: stored for the first chunk, else
+// added to the running total (plain f32 additions left to right, as brgemm
+// adds its partial sums).
 template <int M>
-MOE_AVX512_F32 inline void StoreAcc(const __m512 (&acc)[M][4], float (*part)[kN]) {
-#pragma GCC unroll 4
+MOE_AVX512_F32 inline void StoreAcc(const __m512 (&acc)[M][4], bool first, float (*total)[kN]) {
+#pragma GCC unroll 8
   for (int m = 0; m < M; ++m) {
 #pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) _mm512_storeu_ps(part[m] + 16 * j, acc[m][j]);
+    for (int j = 0; j < 4; ++j) {
+      float* t = total[m] + 16 * j;
+      _mm512_storeu_ps(t, first ? acc[m][j] : _mm512_add_ps(_mm512_loadu_ps(t), acc[m][j]));
+    }
   }
 }
 
 // bf16: K blocks of [16 pairs][64 columns][2], one vdpbf16ps per pair of k.
 template <int M>
 MOE_AVX512_BF16 void Bf16Chunk(const uint16_t* blk, int64_t kblock_stride, const uint16_t* x,
-                               int64_t k_padded, int64_t c0, int64_t c1, float (*part)[kN]) {
+                               int64_t k_padded, int64_t c0, int64_t c1, float (*total)[kN]) {
   __m512 acc[M][4];
   ZeroAcc<M>(acc);
   for (int64_t k0 = c0; k0 < c1; k0 += 32) {
@@ -79,7 +85,7 @@ MOE_AVX512_BF16 void Bf16Chunk(const uint16_t* blk, int64_t kblock_stride, const
       const __m512bh w1 = (__m512bh)_mm512_loadu_si512(row + 32);
       const __m512bh w2 = (__m512bh)_mm512_loadu_si512(row + 64);
       const __m512bh w3 = (__m512bh)_mm512_loadu_si512(row + 96);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int m = 0; m < M; ++m) {
         uint32_t pair;
         std::memcpy(&pair, x + m * k_padded + k0 + 2 * p, sizeof(pair));
@@ -91,13 +97,13 @@ MOE_AVX512_BF16 void Bf16Chunk(const uint16_t* blk, int64_t kblock_stride, const
       }
     }
   }
-  StoreAcc<M>(acc, part);
+  StoreAcc<M>(acc, c0 == 0, total);
 }
 
 // f32: K blocks of [16 k][64 columns], one FMA per k.
 template <int M>
 MOE_AVX512_F32 void F32Chunk(const float* blk, int64_t kblock_stride, const float* x,
-                             int64_t k_padded, int64_t c0, int64_t c1, float (*part)[kN]) {
+                             int64_t k_padded, int64_t c0, int64_t c1, float (*total)[kN]) {
   __m512 acc[M][4];
   ZeroAcc<M>(acc);
   for (int64_t k0 = c0; k0 < c1; k0 += 16) {
@@ -110,7 +116,7 @@ MOE_AVX512_F32 void F32Chunk(const float* blk, int64_t kblock_stride, const floa
       const __m512 w1 = _mm512_loadu_ps(row + 16);
       const __m512 w2 = _mm512_loadu_ps(row + 32);
       const __m512 w3 = _mm512_loadu_ps(row + 48);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int m = 0; m < M; ++m) {
         const __m512 a = _mm512_set1_ps(x[m * k_padded + k0 + kk]);
         acc[m][0] = _mm512_fmadd_ps(a, w0, acc[m][0]);
@@ -120,44 +126,91 @@ MOE_AVX512_F32 void F32Chunk(const float* blk, int64_t kblock_stride, const floa
       }
     }
   }
-  StoreAcc<M>(acc, part);
+  StoreAcc<M>(acc, c0 == 0, total);
+}
+
+// Rows of total[rows][64] (first `cols` columns) rounded to bf16 into
+// out at column `col` (row stride n).
+MOE_AVX512_BF16 void StoreBf16(const float (*total)[kN], int rows, int64_t cols, int64_t col,
+                               int64_t n, uint16_t* out) {
+  for (int m = 0; m < rows; ++m) {
+    for (int64_t j = 0; j < cols; j += 16) {
+      const __mmask32 mask = cols - j >= 16 ? 0xFFFFu : (1u << (cols - j)) - 1;
+      const __m256bh v = _mm512_cvtneps_pbh(_mm512_load_ps(total[m] + j));
+      _mm512_mask_storeu_epi16(out + m * n + col + j, mask,
+                               _mm512_castsi256_si512((__m256i)v));
+    }
+  }
+}
+
+// The epilogue on one column block's finished sums, total[M][64] of which
+// the first `cols` columns are real, written to the outputs at column
+// `col`: + bias, × multiplier, then to acc (f32) or bf16_out. The same f32
+// operations, in the same order, as the unfused steps they replace.
+template <int M>
+MOE_AVX512_F32 void FinishBlock(float (*total)[kN], int64_t cols, int64_t col, int64_t n,
+                                const StreamingMatmul::Epilogue& e, DType compute, float* acc) {
+  const __mmask16 full = 0xFFFF;
+  for (int m = 0; m < M; ++m) {
+    for (int64_t j = 0; j < cols; j += 16) {
+      const __mmask16 mask =
+          cols - j >= 16 ? full : static_cast<__mmask16>((1u << (cols - j)) - 1);
+      __m512 v = _mm512_load_ps(total[m] + j);
+      if (e.bias != nullptr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, e.bias + col + j));
+      if (e.multiplier != nullptr) {
+        const int64_t at = m * n + col + j;
+        __m512 f;
+        if (compute == DType::kBF16) {
+          const __m512i h = _mm512_maskz_loadu_epi16(
+              mask, static_cast<const uint16_t*>(e.multiplier) + at);
+          f = _mm512_castsi512_ps(
+              _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(h)), 16));
+        } else {
+          f = _mm512_maskz_loadu_ps(mask, static_cast<const float*>(e.multiplier) + at);
+        }
+        v = _mm512_mul_ps(v, f);
+      }
+      if (e.bf16_out != nullptr) {
+        _mm512_store_ps(total[m] + j, v);
+      } else {
+        _mm512_mask_storeu_ps(acc + m * n + col + j, mask, v);
+      }
+    }
+  }
+  if (e.bf16_out != nullptr) StoreBf16(total, M, cols, col, n, e.bf16_out);
 }
 
 // Column blocks [b0, b1) for M rows, spread over the OpenMP team: each
-// chunk's sums from Chunk, added to the running total left to right (plain
-// f32 additions, as brgemm adds its partial sums).
+// block's chunks summed into a tile, then the epilogue writes the tile out.
 template <int M, typename T, typename ChunkFn>
 void Blocks(ChunkFn chunk, const T* w, const T* x, int64_t k_padded, int64_t k_end,
             int64_t k_chunk, int64_t kblock_stride, int64_t nblock_stride, int64_t b0,
-            int64_t b1, int64_t n, float* acc_out) {
+            int64_t b1, int64_t n, const StreamingMatmul::Epilogue& epilogue, DType compute,
+            float* acc_out) {
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma omp parallel for schedule(static)
 #endif
   for (int64_t b = b0; b < b1; ++b) {
     alignas(64) float total[M][kN];
-    alignas(64) float part[M][kN];
     for (int64_t c0 = 0; c0 < k_end; c0 += k_chunk) {
       chunk(w + b * nblock_stride, kblock_stride, x, k_padded, c0, std::min(k_end, c0 + k_chunk),
-            part);
-      for (int m = 0; m < M; ++m) {
-        for (int64_t j = 0; j < kN; ++j) total[m][j] = c0 == 0 ? part[m][j] : total[m][j] + part[m][j];
-      }
+            total);
     }
-    const size_t cols = static_cast<size_t>(std::min(kN, n - b * kN));
-    for (int m = 0; m < M; ++m) std::memcpy(acc_out + m * n + b * kN, total[m], cols * sizeof(float));
+    FinishBlock<M>(total, std::min(kN, n - b * kN), b * kN, n, epilogue, compute, acc_out);
   }
 }
 
 template <int M>
 void RunRows(DType compute, const void* w, const void* x, int64_t k, int64_t k_padded,
              int64_t k_chunk, int64_t kblock_stride, int64_t nblock_stride, int64_t b0,
-             int64_t b1, int64_t n, float* acc) {
+             int64_t b1, int64_t n, const StreamingMatmul::Epilogue& epilogue, float* acc) {
   if (compute == DType::kBF16) {
     Blocks<M>(Bf16Chunk<M>, static_cast<const uint16_t*>(w), static_cast<const uint16_t*>(x),
-              k_padded, (k + 1) / 2 * 2, k_chunk, kblock_stride, nblock_stride, b0, b1, n, acc);
+              k_padded, (k + 1) / 2 * 2, k_chunk, kblock_stride, nblock_stride, b0, b1, n,
+              epilogue, compute, acc);
   } else {
     Blocks<M>(F32Chunk<M>, static_cast<const float*>(w), static_cast<const float*>(x), k_padded,
-              k, k_chunk, kblock_stride, nblock_stride, b0, b1, n, acc);
+              k, k_chunk, kblock_stride, nblock_stride, b0, b1, n, epilogue, compute, acc);
   }
 }
 
@@ -235,12 +288,15 @@ size_t StreamingMatmul::XPadBytes(int64_t rows) const {
 
 void StreamingMatmul::RunBlocks(const void* weights, const void* x, int64_t rows,
                                 int64_t k_chunk, int64_t block_begin, int64_t block_end,
-                                void* x_pad, float* acc) const {
+                                const Epilogue& epilogue, void* x_pad, float* acc) const {
   const size_t elem = DTypeSize(compute_);
   PadRows(x, rows, k_, k_padded_, elem, x_pad);
-  auto run = rows == 1 ? RunRows<1> : rows == 2 ? RunRows<2> : rows == 3 ? RunRows<3> : RunRows<4>;
-  run(compute_, weights, x_pad, k_, k_padded_, k_chunk, kblock_stride_, nblock_stride_,
-      block_begin, block_end, n_, acc);
+  using RunFn = void (*)(DType, const void*, const void*, int64_t, int64_t, int64_t, int64_t,
+                         int64_t, int64_t, int64_t, int64_t, const Epilogue&, float*);
+  static constexpr RunFn kRun[kMaxRows] = {RunRows<1>, RunRows<2>, RunRows<3>,
+                                           RunRows<4>, RunRows<5>, RunRows<6>};
+  kRun[rows - 1](compute_, weights, x_pad, k_, k_padded_, k_chunk, kblock_stride_,
+                 nblock_stride_, block_begin, block_end, n_, epilogue, acc);
 }
 
 }  // namespace moe

@@ -35,8 +35,11 @@ namespace moe {
 
 class StreamingMatmul {
  public:
-  // Most rows one call computes.
-  static constexpr int64_t kMaxRows = 4;
+  // Most rows one call computes: 6 rows keep 24 vectors of sums in the 32
+  // AVX-512 registers, next to the 4 weight vectors and the broadcast
+  // input. (More rows would need a second pass over the weights; two such
+  // designs, re-reading from L2 or L1, were no faster than oneDNN.)
+  static constexpr int64_t kMaxRows = 6;
 
   // The kernel for weights packed as `packed` (a [k, n] matrix of the
   // compute dtype), or nullopt if the layout is not one it reads or the
@@ -44,16 +47,29 @@ class StreamingMatmul {
   static std::optional<StreamingMatmul> ForLayout(const dnnl::memory::desc& packed,
                                                   DType compute, int64_t k, int64_t n);
 
+  // Applied to each column block's finished sums by the thread that
+  // computed them, in this order: + bias[n]; × multiplier (a [rows, n]
+  // matrix of the compute dtype, row stride n); then the rows are written
+  // to acc, or, with bf16_out set (bf16 kernels only), rounded as
+  // ConvertToBf16 does into bf16_out (row stride n) and acc is left
+  // untouched. Null members are skipped.
+  struct Epilogue {
+    const float* bias = nullptr;
+    const void* multiplier = nullptr;
+    uint16_t* bf16_out = nullptr;
+  };
+
   // acc[rows, n] (f32, row stride n) = x[rows, k] (compute dtype, row
-  // stride k) · W, over the column blocks [block_begin, block_end) of 64
-  // (the last may be partial; Run() computes all of them). `x_pad` is
-  // scratch of XPadBytes(rows). rows in 1..kMaxRows; k_chunk a positive
-  // multiple of k_block().
+  // stride k) · W, then the epilogue, over the column blocks
+  // [block_begin, block_end) of 64 (the last may be partial; Run() computes
+  // all of them). `x_pad` is scratch of XPadBytes(rows). rows in
+  // 1..kMaxRows; k_chunk a positive multiple of k_block().
   void RunBlocks(const void* weights, const void* x, int64_t rows, int64_t k_chunk,
-                 int64_t block_begin, int64_t block_end, void* x_pad, float* acc) const;
-  void Run(const void* weights, const void* x, int64_t rows, int64_t k_chunk, void* x_pad,
-           float* acc) const {
-    RunBlocks(weights, x, rows, k_chunk, 0, num_blocks(), x_pad, acc);
+                 int64_t block_begin, int64_t block_end, const Epilogue& epilogue, void* x_pad,
+                 float* acc) const;
+  void Run(const void* weights, const void* x, int64_t rows, int64_t k_chunk,
+           const Epilogue& epilogue, void* x_pad, float* acc) const {
+    RunBlocks(weights, x, rows, k_chunk, 0, num_blocks(), epilogue, x_pad, acc);
   }
 
   // dst[i] = src[i] rounded to bf16 the way oneDNN's kernels store a bf16

@@ -1,5 +1,6 @@
 // StreamingMatmul and the streaming path of PackedMatmul: the kernel sums
-// in the order it states (checked against plain loops), and for 1..4 rows
+// in the order it states (checked against plain loops), its epilogue is
+// the plain f32 bias add and product, and for 1..kMaxRows (6) rows
 // PackedMatmul's result is bitwise that of oneDNN's matmul primitives,
 // post-ops and dst conversion included, on preset and ragged shapes.
 #include "experts/streaming_matmul.h"
@@ -73,12 +74,14 @@ TEST(StreamingMatmulTest, F32SumsInTheStatedOrder) {
     Packed p = Pack(w, k, n, DType::kF32);
     auto kernel = StreamingMatmul::ForLayout(p.desc, DType::kF32, k, n);
     ASSERT_TRUE(kernel.has_value()) << k << "x" << n;
-    auto x = RandomTokens(4 * k, 6);
+    auto x = RandomTokens(StreamingMatmul::kMaxRows * k, 6);
+    auto bias = RandomTokens(n, 15);
+    auto mul = RandomTokens(StreamingMatmul::kMaxRows * n, 16, 2.0f);
     for (int64_t chunk : {int64_t{16}, int64_t{64}, kernel->k_padded()}) {
       for (int64_t rows = 1; rows <= StreamingMatmul::kMaxRows; ++rows) {
         std::vector<uint8_t> pad(kernel->XPadBytes(rows));
         std::vector<float> got(static_cast<size_t>(rows * n));
-        kernel->Run(p.mem.get_data_handle(), x.data(), rows, chunk, pad.data(), got.data());
+        kernel->Run(p.mem.get_data_handle(), x.data(), rows, chunk, {}, pad.data(), got.data());
         for (int64_t r = 0; r < rows; ++r) {
           for (int64_t j = 0; j < n; ++j) {
             float total = 0.0f;
@@ -93,6 +96,17 @@ TEST(StreamingMatmulTest, F32SumsInTheStatedOrder) {
                 << k << "x" << n << " chunk " << chunk << " row " << r << " col " << j << ": "
                 << total << " vs " << got[r * n + j];
           }
+        }
+        // The epilogue: (sum + bias) * multiplier, as two plain f32 steps.
+        StreamingMatmul::Epilogue epilogue;
+        epilogue.bias = bias.data();
+        epilogue.multiplier = mul.data();
+        std::vector<float> fused(static_cast<size_t>(rows * n));
+        kernel->Run(p.mem.get_data_handle(), x.data(), rows, chunk, epilogue, pad.data(),
+                    fused.data());
+        for (int64_t i = 0; i < rows * n; ++i) {
+          const float want = (got[i] + bias[i % n]) * mul[i];
+          ASSERT_EQ(0, std::memcmp(&want, &fused[i], 4)) << k << "x" << n << " at " << i;
         }
       }
     }
@@ -113,7 +127,7 @@ TEST(StreamingMatmulTest, Bf16IsTheDotProductWithinF32Rounding) {
   auto xb = AsDtype(xf, DType::kBF16);
   std::vector<uint8_t> pad(kernel->XPadBytes(3));
   std::vector<float> got(static_cast<size_t>(3 * n));
-  kernel->Run(p.mem.get_data_handle(), xb.data(), 3, 64, pad.data(), got.data());
+  kernel->Run(p.mem.get_data_handle(), xb.data(), 3, 64, {}, pad.data(), got.data());
   for (int64_t r = 0; r < 3; ++r) {
     for (int64_t j = 0; j < n; ++j) {
       double sum = 0, mag = 0;
@@ -151,7 +165,8 @@ std::string Name(const Case& c) {
                       c.bias ? " bias" : "");
 }
 
-// 1..4 rows through the streaming path are bitwise the matmul primitives'.
+// 1..kMaxRows rows through the streaming path are bitwise the matmul
+// primitives'.
 TEST(PackedMatmulStreamingTest, SmallRowCountsAreBitwiseThePrimitives) {
   if (!HasAvx512()) GTEST_SKIP() << "no AVX-512";
   std::vector<Case> cases;
@@ -172,6 +187,8 @@ TEST(PackedMatmulStreamingTest, SmallRowCountsAreBitwiseThePrimitives) {
     cases.push_back({200, 64, compute, compute, MatmulPostOp::kActivation, Activation::kRelu,
                      true});
     cases.push_back({96, 200, compute, DType::kF32, MatmulPostOp::kNone, Activation::kRelu,
+                     true});
+    cases.push_back({72, 100, compute, compute, MatmulPostOp::kMultiply, Activation::kRelu,
                      true});
   }
   int streamed = 0;
@@ -204,10 +221,11 @@ TEST(PackedMatmulStreamingTest, SmallRowCountsAreBitwiseThePrimitives) {
     std::printf("%s: %s\n", Name(c).c_str(), mm->impl().c_str());
     AlignedBuffer scratch;
     dnnl::stream stream(CpuEngine());
-    auto x = AsDtype(RandomTokens(4 * c.k, 11, 3.0f), c.compute);
-    auto mul = AsDtype(RandomTokens(4 * c.n, 12, 2.0f), c.compute);
+    const int64_t max_rows = StreamingMatmul::kMaxRows;
+    auto x = AsDtype(RandomTokens(max_rows * c.k, 11, 3.0f), c.compute);
+    auto mul = AsDtype(RandomTokens(max_rows * c.n, 12, 2.0f), c.compute);
     const void* m = c.post == MatmulPostOp::kMultiply ? mul.data() : nullptr;
-    const size_t out_bytes = static_cast<size_t>(4 * c.n) * DTypeSize(c.dst);
+    const size_t out_bytes = static_cast<size_t>(max_rows * c.n) * DTypeSize(c.dst);
     for (int64_t rows = 1; rows <= StreamingMatmul::kMaxRows; ++rows) {
       std::vector<uint8_t> got(out_bytes, 0xAB), want(out_bytes, 0xCD);
       ASSERT_OK(mm->Execute(x.data(), rows, got.data(), m, &scratch, &stream));
