@@ -119,6 +119,14 @@ absl::StatusOr<std::unique_ptr<RemoteExpertBackend>> RemoteExpertBackend::Create
       grpc::ChannelArguments args;
       args.SetMaxReceiveMessageSize(256 << 20);
       args.SetMaxSendMessageSize(256 << 20);
+      // A replica that comes back must be seen by the prober within about a
+      // second. gRPC's default reconnect backoff grows to 120 s, so a
+      // worker restarted after a long outage could sit unused for minutes
+      // (and the failover test, which restarts one under load, waited for
+      // it in vain in a sanitizer build).
+      args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+      args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+      args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
       r->channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
       r->stub = moe::v1::ExpertService::NewStub(r->channel);
       shard->replicas.push_back(std::move(r));
