@@ -129,17 +129,20 @@ MOE_AVX512_F32 void F32Chunk(const float* blk, int64_t kblock_stride, const floa
   StoreAcc<M>(acc, c0 == 0, total);
 }
 
-// Rows of total[rows][64] (first `cols` columns) rounded to bf16 into
-// out at column `col` (row stride n).
-MOE_AVX512_BF16 void StoreBf16(const float (*total)[kN], int rows, int64_t cols, int64_t col,
-                               int64_t n, uint16_t* out) {
-  for (int m = 0; m < rows; ++m) {
-    for (int64_t j = 0; j < cols; j += 16) {
-      const __mmask32 mask = cols - j >= 16 ? 0xFFFFu : (1u << (cols - j)) - 1;
-      const __m256bh v = _mm512_cvtneps_pbh(_mm512_load_ps(total[m] + j));
-      _mm512_mask_storeu_epi16(out + m * n + col + j, mask,
-                               _mm512_castsi256_si512((__m256i)v));
-    }
+// dst[i] = src[i] rounded to bf16 by vcvtneps2bf16, as oneDNN stores it.
+MOE_AVX512_BF16 void CvtNeToBf16(const float* src, int64_t n, uint16_t* dst) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256bh v = _mm512_cvtneps_pbh(_mm512_loadu_ps(src + i));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), (__m256i)v);
+  }
+  if (i < n) {
+    alignas(64) float in[16] = {};
+    alignas(32) uint16_t out[16];
+    std::memcpy(in, src + i, static_cast<size_t>(n - i) * sizeof(float));
+    const __m256bh v = _mm512_cvtneps_pbh(_mm512_load_ps(in));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out), (__m256i)v);
+    std::memcpy(dst + i, out, static_cast<size_t>(n - i) * sizeof(uint16_t));
   }
 }
 
@@ -177,7 +180,9 @@ MOE_AVX512_F32 void FinishBlock(float (*total)[kN], int64_t cols, int64_t col, i
       }
     }
   }
-  if (e.bf16_out != nullptr) StoreBf16(total, M, cols, col, n, e.bf16_out);
+  if (e.bf16_out != nullptr) {
+    for (int m = 0; m < M; ++m) CvtNeToBf16(total[m], cols, e.bf16_out + m * n + col);
+  }
 }
 
 // Column blocks [b0, b1) for M rows, spread over the OpenMP team: each
@@ -211,22 +216,6 @@ void RunRows(DType compute, const void* w, const void* x, int64_t k, int64_t k_p
   } else {
     Blocks<M>(F32Chunk<M>, static_cast<const float*>(w), static_cast<const float*>(x), k_padded,
               k, k_chunk, kblock_stride, nblock_stride, b0, b1, n, epilogue, compute, acc);
-  }
-}
-
-MOE_AVX512_BF16 void CvtNeToBf16(const float* src, int64_t n, uint16_t* dst) {
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m256bh v = _mm512_cvtneps_pbh(_mm512_loadu_ps(src + i));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), (__m256i)v);
-  }
-  if (i < n) {
-    alignas(64) float in[16] = {};
-    alignas(32) uint16_t out[16];
-    std::memcpy(in, src + i, static_cast<size_t>(n - i) * sizeof(float));
-    const __m256bh v = _mm512_cvtneps_pbh(_mm512_load_ps(in));
-    _mm256_store_si256(reinterpret_cast<__m256i*>(out), (__m256i)v);
-    std::memcpy(dst + i, out, static_cast<size_t>(n - i) * sizeof(uint16_t));
   }
 }
 
