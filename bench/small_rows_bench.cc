@@ -1,14 +1,20 @@
 // Small row counts, one matrix at a time: PackedMatmul::Execute (the
 // streaming kernel where it is planned) against ExecutePrimitives (oneDNN's
 // matmul) on the same packed weights, rows 1..StreamingMatmul::kMaxRows.
-// Each iteration uses the next of 32 matrices (demo's W1 shape, 1024 ×
-// 2816, with the swish post-op, or W2, 2816 × 1024: 185 MB in bf16), so
-// the weights come cold from DRAM as they do in the layer. GB/s counts the
-// weight bytes read per second.
+// Each iteration uses the next of a set of matrices (demo's W1 shape,
+// 1024 × 2816, with the swish post-op, or W2, 2816 × 1024; as many as make
+// at least 256 MB, at most 32), so the weights come cold from DRAM as they
+// do in the layer. GB/s counts the
+// weight bytes read per second. MOE_SMALL_ROWS_DIMS=DxF takes d_model D and
+// d_ff F instead (e.g. 4096x14336, mixtral's).
 //
 //   build/bench/small_rows_bench --benchmark_repetitions=5
 //       --benchmark_report_aggregates_only=true    (one line)
 //   build/bench/small_rows_bench --benchmark_filter='bf16/w1'
+//   MOE_SMALL_ROWS_DIMS=4096x14336 build/bench/small_rows_bench
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -26,7 +32,18 @@
 namespace moe {
 namespace {
 
-constexpr int kMatrices = 32;
+constexpr int kMaxMatrices = 32;
+
+// d_model and d_ff: demo's, or MOE_SMALL_ROWS_DIMS ("DxF").
+std::pair<int64_t, int64_t> Dims() {
+  const char* env = std::getenv("MOE_SMALL_ROWS_DIMS");
+  long long d = 1024, f = 2816;
+  if (env != nullptr && (std::sscanf(env, "%lldx%lld", &d, &f) != 2 || d < 1 || f < 1)) {
+    std::fprintf(stderr, "MOE_SMALL_ROWS_DIMS=%s: expected DxF, e.g. 4096x14336\n", env);
+    std::exit(2);
+  }
+  return {d, f};
+}
 
 struct Set {
   MatmulCacheRegistry registry;
@@ -44,8 +61,9 @@ Set* GetSet(DType compute, bool w1) {
   auto& set = sets[{compute, w1}];
   if (set != nullptr) return set.get();
   set = std::make_unique<Set>();
-  set->k = w1 ? 1024 : 2816;
-  set->n = w1 ? 2816 : 1024;
+  const auto [d_model, d_ff] = Dims();
+  set->k = w1 ? d_model : d_ff;
+  set->n = w1 ? d_ff : d_model;
   set->compute = compute;
   MatmulShape shape;
   shape.k = set->k;
@@ -56,7 +74,10 @@ Set* GetSet(DType compute, bool w1) {
   shape.activation = Activation::kSilu;
   set->dst = shape.dst;
   SeededRandom rng(7);
-  for (int i = 0; i < kMatrices; ++i) {
+  const double matrix_bytes = static_cast<double>(set->k * set->n) * DTypeSize(compute);
+  const int count = static_cast<int>(
+      std::clamp(std::ceil(256e6 / matrix_bytes), 2.0, static_cast<double>(kMaxMatrices)));
+  for (int i = 0; i < count; ++i) {
     Tensor w =
         Tensor::FromFloats(compute, {set->n, set->k}, rng.UniformVector(set->n * set->k, 0.05f));
     auto mm = PackedMatmul::Create(w, Tensor(), shape, &set->registry, "w");
@@ -85,7 +106,7 @@ void BM_SmallRows(benchmark::State& state) {
   int i = 0;
   for (auto _ : state) {
     const PackedMatmul& mm = *set->matrices[static_cast<size_t>(i)];
-    i = (i + 1) % kMatrices;
+    i = (i + 1) % static_cast<int>(set->matrices.size());
     absl::Status st =
         streaming
             ? mm.Execute(set->x.data(), rows, out.data(), nullptr, &scratch, &stream)
