@@ -87,7 +87,7 @@ class MatmulPrimitiveCache {
   const MatmulShape& shape() const { return shape_; }
   const dnnl::memory::desc& packed_weights_desc() const { return packed_; }
   // The oneDNN implementation, e.g. "brg:avx512_core_bf16", and whether
-  // small row counts stream (" + streaming kernel for <= 6 rows (K chunk
+  // small row counts stream (" + streaming kernel for <= 12 rows (K chunk
   // 512)") or why not.
   std::string impl() const;
 

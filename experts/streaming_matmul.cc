@@ -82,68 +82,172 @@ MOE_AVX512_F32 inline void StoreAcc(const __m512 (&acc)[M][4], bool first, float
   }
 }
 
+#define MOE_ALWAYS_INLINE inline __attribute__((always_inline))
+
+// Loads `G` rows of parked sums into registers, and back.
+template <int G>
+MOE_AVX512_F32 MOE_ALWAYS_INLINE void Unpark(const float (*park)[kN], __m512 (&acc)[G][4]) {
+#pragma GCC unroll 8
+  for (int m = 0; m < G; ++m) {
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_load_ps(park[m] + 16 * j);
+  }
+}
+template <int G>
+MOE_AVX512_F32 MOE_ALWAYS_INLINE void Park(const __m512 (&acc)[G][4], float (*park)[kN]) {
+#pragma GCC unroll 8
+  for (int m = 0; m < G; ++m) {
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) _mm512_store_ps(park[m] + 16 * j, acc[m][j]);
+  }
+}
+
+// A chunk's parked sums into total, as StoreAcc does.
+template <int M>
+MOE_AVX512_F32 void StoreParked(const float (*park)[kN], bool first, float (*total)[kN]) {
+  for (int m = 0; m < M; ++m) {
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      float* t = total[m] + 16 * j;
+      const __m512 v = _mm512_load_ps(park[m] + 16 * j);
+      _mm512_storeu_ps(t, first ? v : _mm512_add_ps(_mm512_loadu_ps(t), v));
+    }
+  }
+}
+
 // bf16: K blocks of [16 pairs][64 columns][2], one vdpbf16ps per pair of k.
+// One K block `kb` ([k0, k0 + 2 * pairs)) for G rows of x into acc.
+template <int G>
+MOE_AVX512_BF16 MOE_ALWAYS_INLINE void Bf16Block(const uint16_t* kb, int64_t pairs,
+                                                 const uint16_t* x, int64_t k_padded, int64_t k0,
+                                                 bool prefetch_rows, int64_t row_ahead,
+                                                 __m512 (&acc)[G][4]) {
+  for (int64_t p = 0; p < pairs; ++p) {
+    const uint16_t* row = kb + p * 2 * kN;
+    if (prefetch_rows) PrefetchRow(row, row_ahead);
+    const __m512bh w0 = (__m512bh)_mm512_loadu_si512(row);
+    const __m512bh w1 = (__m512bh)_mm512_loadu_si512(row + 32);
+    const __m512bh w2 = (__m512bh)_mm512_loadu_si512(row + 64);
+    const __m512bh w3 = (__m512bh)_mm512_loadu_si512(row + 96);
+#pragma GCC unroll 8
+    for (int m = 0; m < G; ++m) {
+      uint32_t pair;
+      std::memcpy(&pair, x + m * k_padded + k0 + 2 * p, sizeof(pair));
+      const __m512bh a = (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
+      acc[m][0] = _mm512_dpbf16_ps(acc[m][0], a, w0);
+      acc[m][1] = _mm512_dpbf16_ps(acc[m][1], a, w1);
+      acc[m][2] = _mm512_dpbf16_ps(acc[m][2], a, w2);
+      acc[m][3] = _mm512_dpbf16_ps(acc[m][3], a, w3);
+    }
+  }
+}
+
+// f32: K blocks of [16 k][64 columns], one FMA per k. Same contract.
+template <int G>
+MOE_AVX512_F32 MOE_ALWAYS_INLINE void F32Block(const float* kb, int64_t steps, const float* x,
+                                               int64_t k_padded, int64_t k0, bool prefetch_rows,
+                                               int64_t row_ahead, __m512 (&acc)[G][4]) {
+  for (int64_t kk = 0; kk < steps; ++kk) {
+    const float* row = kb + kk * kN;
+    if (prefetch_rows) PrefetchRow(row, row_ahead);
+    const __m512 w0 = _mm512_loadu_ps(row);
+    const __m512 w1 = _mm512_loadu_ps(row + 16);
+    const __m512 w2 = _mm512_loadu_ps(row + 32);
+    const __m512 w3 = _mm512_loadu_ps(row + 48);
+#pragma GCC unroll 8
+    for (int m = 0; m < G; ++m) {
+      const __m512 a = _mm512_set1_ps(x[m * k_padded + k0 + kk]);
+      acc[m][0] = _mm512_fmadd_ps(a, w0, acc[m][0]);
+      acc[m][1] = _mm512_fmadd_ps(a, w1, acc[m][1]);
+      acc[m][2] = _mm512_fmadd_ps(a, w2, acc[m][2]);
+      acc[m][3] = _mm512_fmadd_ps(a, w3, acc[m][3]);
+    }
+  }
+}
+
+// Rows per register group: up to kRegisterRows rows keep their sums in
+// registers over the whole chunk; more rows are split into two groups that
+// take turns on each K block (4 KB, read from DRAM by the first group and
+// again from L1 by the second), their sums parked in L1 between turns. The
+// sums see the same additions in the same order either way.
+constexpr int kRegisterRows = 6;
+
+// The two group sizes for M rows (the second 0 when all fit in one).
+template <int M>
+struct Groups {
+  static constexpr int kFirst = M <= kRegisterRows ? M : (M + 1) / 2;
+  static constexpr int kSecond = M <= kRegisterRows ? 0 : M / 2;
+};
+
+// One chunk of K, [c0, c1), for M rows over one column block (see above).
+// (The bf16 and f32 versions differ in their target and block function:
+// GCC cannot inline a function of a wider target into a shared template.)
 template <int M>
 MOE_AVX512_BF16 void Bf16Chunk(const uint16_t* blk, int64_t kblock_stride, const uint16_t* x,
                                int64_t k_padded, int64_t c0, int64_t c1, float (*total)[kN]) {
-  __m512 acc[M][4];
-  ZeroAcc<M>(acc);
-  for (int64_t k0 = c0; k0 < c1; k0 += 32) {
-    const uint16_t* kb = blk + (k0 / 32) * kblock_stride;
-    PrefetchLine(kb, kPageAheadBlocks * kblock_stride * sizeof(uint16_t));
-    const int64_t row_ahead = kRowAheadBlocks * kblock_stride * sizeof(uint16_t);
-    const int64_t pairs = std::min<int64_t>(16, (c1 - k0) / 2);
-    for (int64_t p = 0; p < pairs; ++p) {
-      const uint16_t* row = kb + p * 2 * kN;
-      if (M >= kRowPrefetchMinRows) PrefetchRow(row, row_ahead);
-      const __m512bh w0 = (__m512bh)_mm512_loadu_si512(row);
-      const __m512bh w1 = (__m512bh)_mm512_loadu_si512(row + 32);
-      const __m512bh w2 = (__m512bh)_mm512_loadu_si512(row + 64);
-      const __m512bh w3 = (__m512bh)_mm512_loadu_si512(row + 96);
-#pragma GCC unroll 8
-      for (int m = 0; m < M; ++m) {
-        uint32_t pair;
-        std::memcpy(&pair, x + m * k_padded + k0 + 2 * p, sizeof(pair));
-        const __m512bh a = (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
-        acc[m][0] = _mm512_dpbf16_ps(acc[m][0], a, w0);
-        acc[m][1] = _mm512_dpbf16_ps(acc[m][1], a, w1);
-        acc[m][2] = _mm512_dpbf16_ps(acc[m][2], a, w2);
-        acc[m][3] = _mm512_dpbf16_ps(acc[m][3], a, w3);
-      }
+  using G = Groups<M>;
+  const int64_t bytes = kblock_stride * static_cast<int64_t>(sizeof(uint16_t));
+  if constexpr (G::kSecond == 0) {
+    __m512 acc[M][4];
+    ZeroAcc<M>(acc);
+    for (int64_t k0 = c0; k0 < c1; k0 += 32) {
+      const uint16_t* kb = blk + (k0 / 32) * kblock_stride;
+      PrefetchLine(kb, kPageAheadBlocks * bytes);
+      Bf16Block<M>(kb, std::min<int64_t>(16, (c1 - k0) / 2), x, k_padded, k0,
+                   M >= kRowPrefetchMinRows, kRowAheadBlocks * bytes, acc);
     }
+    StoreAcc<M>(acc, c0 == 0, total);
+  } else {
+    alignas(64) float park[M][kN] = {};
+    for (int64_t k0 = c0; k0 < c1; k0 += 32) {
+      const uint16_t* kb = blk + (k0 / 32) * kblock_stride;
+      PrefetchLine(kb, kPageAheadBlocks * bytes);
+      const int64_t pairs = std::min<int64_t>(16, (c1 - k0) / 2);
+      __m512 a1[G::kFirst][4];
+      Unpark<G::kFirst>(park, a1);
+      Bf16Block<G::kFirst>(kb, pairs, x, k_padded, k0, true, kRowAheadBlocks * bytes, a1);
+      Park<G::kFirst>(a1, park);
+      __m512 a2[G::kSecond][4];
+      Unpark<G::kSecond>(park + G::kFirst, a2);
+      Bf16Block<G::kSecond>(kb, pairs, x + G::kFirst * k_padded, k_padded, k0, false, 0, a2);
+      Park<G::kSecond>(a2, park + G::kFirst);
+    }
+    StoreParked<M>(park, c0 == 0, total);
   }
-  StoreAcc<M>(acc, c0 == 0, total);
 }
 
-// f32: K blocks of [16 k][64 columns], one FMA per k.
 template <int M>
 MOE_AVX512_F32 void F32Chunk(const float* blk, int64_t kblock_stride, const float* x,
                              int64_t k_padded, int64_t c0, int64_t c1, float (*total)[kN]) {
-  __m512 acc[M][4];
-  ZeroAcc<M>(acc);
-  for (int64_t k0 = c0; k0 < c1; k0 += 16) {
-    const float* kb = blk + (k0 / 16) * kblock_stride;
-    PrefetchLine(kb, kPageAheadBlocks * kblock_stride * sizeof(float));
-    const int64_t row_ahead = kRowAheadBlocks * kblock_stride * sizeof(float);
-    const int64_t steps = std::min<int64_t>(16, c1 - k0);
-    for (int64_t kk = 0; kk < steps; ++kk) {
-      const float* row = kb + kk * kN;
-      if (M >= kRowPrefetchMinRows) PrefetchRow(row, row_ahead);
-      const __m512 w0 = _mm512_loadu_ps(row);
-      const __m512 w1 = _mm512_loadu_ps(row + 16);
-      const __m512 w2 = _mm512_loadu_ps(row + 32);
-      const __m512 w3 = _mm512_loadu_ps(row + 48);
-#pragma GCC unroll 8
-      for (int m = 0; m < M; ++m) {
-        const __m512 a = _mm512_set1_ps(x[m * k_padded + k0 + kk]);
-        acc[m][0] = _mm512_fmadd_ps(a, w0, acc[m][0]);
-        acc[m][1] = _mm512_fmadd_ps(a, w1, acc[m][1]);
-        acc[m][2] = _mm512_fmadd_ps(a, w2, acc[m][2]);
-        acc[m][3] = _mm512_fmadd_ps(a, w3, acc[m][3]);
-      }
+  using G = Groups<M>;
+  const int64_t bytes = kblock_stride * static_cast<int64_t>(sizeof(float));
+  if constexpr (G::kSecond == 0) {
+    __m512 acc[M][4];
+    ZeroAcc<M>(acc);
+    for (int64_t k0 = c0; k0 < c1; k0 += 16) {
+      const float* kb = blk + (k0 / 16) * kblock_stride;
+      PrefetchLine(kb, kPageAheadBlocks * bytes);
+      F32Block<M>(kb, std::min<int64_t>(16, c1 - k0), x, k_padded, k0,
+                  M >= kRowPrefetchMinRows, kRowAheadBlocks * bytes, acc);
     }
+    StoreAcc<M>(acc, c0 == 0, total);
+  } else {
+    alignas(64) float park[M][kN] = {};
+    for (int64_t k0 = c0; k0 < c1; k0 += 16) {
+      const float* kb = blk + (k0 / 16) * kblock_stride;
+      PrefetchLine(kb, kPageAheadBlocks * bytes);
+      const int64_t steps = std::min<int64_t>(16, c1 - k0);
+      __m512 a1[G::kFirst][4];
+      Unpark<G::kFirst>(park, a1);
+      F32Block<G::kFirst>(kb, steps, x, k_padded, k0, true, kRowAheadBlocks * bytes, a1);
+      Park<G::kFirst>(a1, park);
+      __m512 a2[G::kSecond][4];
+      Unpark<G::kSecond>(park + G::kFirst, a2);
+      F32Block<G::kSecond>(kb, steps, x + G::kFirst * k_padded, k_padded, k0, false, 0, a2);
+      Park<G::kSecond>(a2, park + G::kFirst);
+    }
+    StoreParked<M>(park, c0 == 0, total);
   }
-  StoreAcc<M>(acc, c0 == 0, total);
 }
 
 // dst[i] = src[i] rounded to bf16 by vcvtneps2bf16, as oneDNN stores it.
@@ -299,8 +403,9 @@ void StreamingMatmul::RunBlocks(const void* weights, const void* x, int64_t rows
   PadRows(x, rows, k_, k_padded_, elem, x_pad);
   using RunFn = void (*)(DType, const void*, const void*, int64_t, int64_t, int64_t, int64_t,
                          int64_t, int64_t, int64_t, int64_t, const Epilogue&, float*);
-  static constexpr RunFn kRun[kMaxRows] = {RunRows<1>, RunRows<2>, RunRows<3>,
-                                           RunRows<4>, RunRows<5>, RunRows<6>};
+  static constexpr RunFn kRun[kMaxRows] = {
+      RunRows<1>, RunRows<2>, RunRows<3>, RunRows<4>,  RunRows<5>,  RunRows<6>,
+      RunRows<7>, RunRows<8>, RunRows<9>, RunRows<10>, RunRows<11>, RunRows<12>};
   kRun[rows - 1](compute_, weights, x_pad, k_, k_padded_, k_chunk, kblock_stride_,
                  nblock_stride_, block_begin, block_end, n_, epilogue, acc);
 }

@@ -1,6 +1,6 @@
 // StreamingMatmul and the streaming path of PackedMatmul: the kernel sums
 // in the order it states (checked against plain loops), its epilogue is
-// the plain f32 bias add and product, and for 1..kMaxRows (6) rows
+// the plain f32 bias add and product, and for 1..kMaxRows (12) rows
 // PackedMatmul's result is bitwise that of oneDNN's matmul primitives,
 // post-ops and dst conversion included, on preset and ragged shapes.
 #include "experts/streaming_matmul.h"
