@@ -70,15 +70,15 @@ MOE_AVX512_F32 inline void ZeroAcc(__m512 (&acc)[M][4]) {
 // The chunk's sums into total[M][64]: stored for the first chunk, else
 // added to the running total (plain f32 additions left to right, as brgemm
 // adds its partial sums).
+MOE_AVX512_F32 inline void StoreSum(__m512 sum, bool first, float* total) {
+  _mm512_storeu_ps(total, first ? sum : _mm512_add_ps(_mm512_loadu_ps(total), sum));
+}
 template <int M>
 MOE_AVX512_F32 inline void StoreAcc(const __m512 (&acc)[M][4], bool first, float (*total)[kN]) {
 #pragma GCC unroll 8
   for (int m = 0; m < M; ++m) {
 #pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) {
-      float* t = total[m] + 16 * j;
-      _mm512_storeu_ps(t, first ? acc[m][j] : _mm512_add_ps(_mm512_loadu_ps(t), acc[m][j]));
-    }
+    for (int j = 0; j < 4; ++j) StoreSum(acc[m][j], first, total[m] + 16 * j);
   }
 }
 
@@ -108,9 +108,7 @@ MOE_AVX512_F32 void StoreParked(const float (*park)[kN], bool first, float (*tot
   for (int m = 0; m < M; ++m) {
 #pragma GCC unroll 4
     for (int j = 0; j < 4; ++j) {
-      float* t = total[m] + 16 * j;
-      const __m512 v = _mm512_load_ps(park[m] + 16 * j);
-      _mm512_storeu_ps(t, first ? v : _mm512_add_ps(_mm512_loadu_ps(t), v));
+      StoreSum(_mm512_load_ps(park[m] + 16 * j), first, total[m] + 16 * j);
     }
   }
 }
@@ -406,6 +404,7 @@ void StreamingMatmul::RunBlocks(const void* weights, const void* x, int64_t rows
   static constexpr RunFn kRun[kMaxRows] = {
       RunRows<1>, RunRows<2>, RunRows<3>, RunRows<4>,  RunRows<5>,  RunRows<6>,
       RunRows<7>, RunRows<8>, RunRows<9>, RunRows<10>, RunRows<11>, RunRows<12>};
+  static_assert(kMaxRows == 12, "kRun lists one kernel per row count 1..kMaxRows");
   kRun[rows - 1](compute_, weights, x_pad, k_, k_padded_, k_chunk, kblock_stride_,
                  nblock_stride_, block_begin, block_end, n_, epilogue, acc);
 }
