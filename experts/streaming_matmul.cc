@@ -34,8 +34,10 @@ inline void PrefetchLine(const void* p, int64_t ahead_bytes) {
   __builtin_prefetch(reinterpret_cast<const void*>(at), 0, 3);
 }
 
-// The four lines of the 256-byte row `ahead_bytes` past `row`.
+// The four lines of the 256-byte row `ahead_bytes` past `row` (unrolled:
+// as a loop it cost four taken branches on every step).
 inline void PrefetchRow(const void* row, int64_t ahead_bytes) {
+#pragma GCC unroll 4
   for (int64_t line = 0; line < 256; line += 64) PrefetchLine(row, ahead_bytes + line);
 }
 
@@ -113,6 +115,17 @@ MOE_AVX512_F32 void StoreParked(const float (*park)[kN], bool first, float (*tot
   }
 }
 
+// Each step's four weight vectors are loaded once and used by every row.
+// Without this barrier GCC 12 loads them again for each row at 3 rows and
+// in 7 rows' 3-row group (12 loads of the same 256 bytes per step instead
+// of 4). The empty asm claims to change them in registers, so they can
+// only be kept there; it emits no instruction. (Mixtral's shapes at 7
+// rows: 5-9 % faster; other row counts level within 3 %.)
+template <typename V>
+MOE_ALWAYS_INLINE void PinInRegisters(V& a, V& b, V& c, V& d) {
+  asm("" : "+v"(a), "+v"(b), "+v"(c), "+v"(d));
+}
+
 // bf16: K blocks of [16 pairs][64 columns][2], one vdpbf16ps per pair of k.
 // One K block `kb` ([k0, k0 + 2 * pairs)) for G rows of x into acc.
 template <int G>
@@ -123,10 +136,11 @@ MOE_AVX512_BF16 MOE_ALWAYS_INLINE void Bf16Block(const uint16_t* kb, int64_t pai
   for (int64_t p = 0; p < pairs; ++p) {
     const uint16_t* row = kb + p * 2 * kN;
     if (prefetch_rows) PrefetchRow(row, row_ahead);
-    const __m512bh w0 = (__m512bh)_mm512_loadu_si512(row);
-    const __m512bh w1 = (__m512bh)_mm512_loadu_si512(row + 32);
-    const __m512bh w2 = (__m512bh)_mm512_loadu_si512(row + 64);
-    const __m512bh w3 = (__m512bh)_mm512_loadu_si512(row + 96);
+    __m512bh w0 = (__m512bh)_mm512_loadu_si512(row);
+    __m512bh w1 = (__m512bh)_mm512_loadu_si512(row + 32);
+    __m512bh w2 = (__m512bh)_mm512_loadu_si512(row + 64);
+    __m512bh w3 = (__m512bh)_mm512_loadu_si512(row + 96);
+    PinInRegisters(w0, w1, w2, w3);
 #pragma GCC unroll 8
     for (int m = 0; m < G; ++m) {
       uint32_t pair;
@@ -148,10 +162,11 @@ MOE_AVX512_F32 MOE_ALWAYS_INLINE void F32Block(const float* kb, int64_t steps, c
   for (int64_t kk = 0; kk < steps; ++kk) {
     const float* row = kb + kk * kN;
     if (prefetch_rows) PrefetchRow(row, row_ahead);
-    const __m512 w0 = _mm512_loadu_ps(row);
-    const __m512 w1 = _mm512_loadu_ps(row + 16);
-    const __m512 w2 = _mm512_loadu_ps(row + 32);
-    const __m512 w3 = _mm512_loadu_ps(row + 48);
+    __m512 w0 = _mm512_loadu_ps(row);
+    __m512 w1 = _mm512_loadu_ps(row + 16);
+    __m512 w2 = _mm512_loadu_ps(row + 32);
+    __m512 w3 = _mm512_loadu_ps(row + 48);
+    PinInRegisters(w0, w1, w2, w3);
 #pragma GCC unroll 8
     for (int m = 0; m < G; ++m) {
       const __m512 a = _mm512_set1_ps(x[m * k_padded + k0 + kk]);
