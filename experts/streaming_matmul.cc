@@ -122,7 +122,7 @@ MOE_AVX512_F32 void StoreParked(const float (*park)[kN], bool first, float (*tot
 // only be kept there; it emits no instruction. (Mixtral's shapes at 7
 // rows: 5-9 % faster; other row counts level within 3 %.)
 template <typename V>
-MOE_ALWAYS_INLINE void PinInRegisters(V& a, V& b, V& c, V& d) {
+MOE_AVX512_F32 MOE_ALWAYS_INLINE void PinInRegisters(V& a, V& b, V& c, V& d) {
   asm("" : "+v"(a), "+v"(b), "+v"(c), "+v"(d));
 }
 
