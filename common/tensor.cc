@@ -57,6 +57,25 @@ Tensor Tensor::Transposed2D() const {
   return Tensor(dtype_, {cols, rows}, std::move(buf), data);
 }
 
+Tensor Tensor::StackRows(const Tensor& top, const Tensor& bottom) {
+  std::vector<int64_t> shape = top.shape();
+  shape[0] += bottom.dim(0);
+  if (top.dtype() != bottom.dtype()) {
+    std::vector<float> values = top.ToFloats();
+    const std::vector<float> tail = bottom.ToFloats();
+    values.insert(values.end(), tail.begin(), tail.end());
+    return FromFloats(DType::kF32, std::move(shape), values);
+  }
+  auto buf = std::make_shared<std::vector<uint8_t>>(
+      static_cast<size_t>(top.num_bytes() + bottom.num_bytes()));
+  const auto* a = static_cast<const uint8_t*>(top.data());
+  const auto* b = static_cast<const uint8_t*>(bottom.data());
+  std::copy(a, a + top.num_bytes(), buf->data());
+  std::copy(b, b + bottom.num_bytes(), buf->data() + top.num_bytes());
+  const void* data = buf->data();
+  return Tensor(top.dtype(), std::move(shape), std::move(buf), data);
+}
+
 std::string Tensor::ShapeString() const { return ShapeToString(shape_); }
 
 std::string ShapeToString(const std::vector<int64_t>& shape) {

@@ -44,6 +44,11 @@ class Tensor {
   // copy of the data.
   Tensor Transposed2D() const;
 
+  // [top; bottom]: bottom's rows under top's (a copy). Dims other than the
+  // first must match (the caller checks). Kept in one dtype when both
+  // share it, else both converted to f32.
+  static Tensor StackRows(const Tensor& top, const Tensor& bottom);
+
   // "[4096, 1024]".
   std::string ShapeString() const;
 

@@ -2,6 +2,7 @@
 
 #include "common/x86_intrinsics.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "common/dtype.h"
@@ -47,28 +48,134 @@ float FixedOrderDotPortable(const float* a, const float* b, int64_t n) {
   return ReduceLanes(acc);
 }
 
+// exp(x) for SiLU. x is clamped to [kExpMin, kExpMax] (so 2^n stays a
+// normal float; silu needs nothing beyond), reduced to r = x - n ln 2 with
+// n = round(x / ln 2) (ln 2 in two parts; n * kLn2Hi is exact, kLn2Hi has
+// 9 significant bits and |n| <= 127), e^r from its Taylor polynomial to
+// r^7 (|r| <= 0.347: truncation < 0.05 ulp) by Horner's rule, then
+// times 2^n. Every operation rounds on its own (no fused multiply-add).
+constexpr float kExpMax = 88.0f;
+constexpr float kExpMin = -87.0f;
+constexpr float kLog2E = 1.44269504089f;
+constexpr float kLn2Hi = 0.693359375f;
+constexpr float kLn2Lo = -2.12194440e-4f;
+constexpr float kExpPoly[8] = {1.0f,         1.0f,          1.0f / 2,    1.0f / 6,
+                               1.0f / 24,    1.0f / 120,    1.0f / 720,  1.0f / 5040};
+
+float ExpPortable(float x) {
+  // The comparisons are written as the AVX-512 min/max instructions
+  // evaluate them, so a NaN passes through both the same way.
+  x = kExpMax < x ? kExpMax : x;
+  x = kExpMin > x ? kExpMin : x;
+  const float n = std::nearbyint(x * kLog2E);
+  float r = x - n * kLn2Hi;
+  r = r - n * kLn2Lo;
+  float p = kExpPoly[7];
+  for (int i = 6; i >= 0; --i) p = p * r + kExpPoly[i];
+  // cvtps2dq's answer for NaN is INT32_MIN; unsigned arithmetic wraps as
+  // the vector lanes do.
+  const uint32_t ni = std::isnan(n) ? 0x80000000u
+                                    : static_cast<uint32_t>(static_cast<int32_t>(n));
+  const uint32_t bits = (ni + 127u) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return p * scale;
+}
+
+float SiluPortable(float g) {
+  const float e = ExpPortable(-g);
+  return g / (1.0f + e);
+}
+
+void SiluProductPortable(const float* gate, const float* up, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = SiluPortable(gate[i]) * up[i];
+}
+
+void SiluProductBf16Portable(const uint16_t* gate, const uint16_t* up, int64_t n,
+                             uint16_t* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float s = RoundToBf16(SiluPortable(Bf16ToFloat(gate[i])));
+    out[i] = FloatToBf16(s * Bf16ToFloat(up[i]));
+  }
+}
+
 // ---- AVX-512 versions: the same operations, 16 lanes at a time ----
 
 #define MOE_AVX512 __attribute__((target("avx512f,avx512bw")))
 
+// FloatToBf16 on 16 lanes: each lane's bf16 bits in its low 16 bits.
+MOE_AVX512 inline __m512i ToBf16Lanes(__m512 v) {
+  const __m512i bits = _mm512_castps_si512(v);
+  const __m512i hi = _mm512_srli_epi32(bits, 16);
+  // Round to nearest even: bits + 0x7fff + ((bits >> 16) & 1), top half.
+  const __m512i rounded = _mm512_srli_epi32(
+      _mm512_add_epi32(bits, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                                              _mm512_and_si512(hi, _mm512_set1_epi32(1)))),
+      16);
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(
+      _mm512_and_si512(bits, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+  return _mm512_mask_or_epi32(rounded, nan, hi, _mm512_set1_epi32(0x0040));
+}
+
+// Bf16ToFloat on 16 lanes holding bf16 bits in their low halves.
+MOE_AVX512 inline __m512 FromBf16Lanes(__m512i lanes) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(lanes, 16));
+}
+
+MOE_AVX512 inline __m512 LoadBf16(const uint16_t* p) {
+  return FromBf16Lanes(
+      _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
+}
+
 MOE_AVX512 void FloatsToBf16Avx512(const float* src, int64_t n, uint16_t* dst) {
-  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
-  const __m512i inf = _mm512_set1_epi32(0x7f800000);
-  const __m512i bias = _mm512_set1_epi32(0x7fff);
-  const __m512i one = _mm512_set1_epi32(1);
-  const __m512i quiet = _mm512_set1_epi32(0x0040);
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    const __m512i bits = _mm512_loadu_si512(src + i);
-    const __m512i hi = _mm512_srli_epi32(bits, 16);
-    // Round to nearest even: bits + 0x7fff + ((bits >> 16) & 1), top half.
-    const __m512i rounded =
-        _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(bias, _mm512_and_si512(hi, one))), 16);
-    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(bits, abs_mask), inf);
-    const __m512i out = _mm512_mask_or_epi32(rounded, nan, hi, quiet);
+    const __m512i out = ToBf16Lanes(_mm512_loadu_ps(src + i));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm512_cvtepi32_epi16(out));
   }
   FloatsToBf16Portable(src + i, n - i, dst + i);
+}
+
+MOE_AVX512 inline __m512 ExpAvx512(__m512 x) {
+  // _mm512_min_ps(a, b) is (a < b ? a : b), as ExpPortable writes it.
+  x = _mm512_min_ps(_mm512_set1_ps(kExpMax), x);
+  x = _mm512_max_ps(_mm512_set1_ps(kExpMin), x);
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2E)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(kLn2Hi)));
+  r = _mm512_sub_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(kLn2Lo)));
+  __m512 p = _mm512_set1_ps(kExpPoly[7]);
+  for (int i = 6; i >= 0; --i) {
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(kExpPoly[i]));
+  }
+  const __m512i bits =
+      _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
+}
+
+MOE_AVX512 inline __m512 SiluAvx512(__m512 g) {
+  const __m512 e = ExpAvx512(_mm512_sub_ps(_mm512_setzero_ps(), g));
+  return _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+MOE_AVX512 void SiluProductAvx512(const float* gate, const float* up, int64_t n, float* out) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 s = SiluAvx512(_mm512_loadu_ps(gate + i));
+    _mm512_storeu_ps(out + i, _mm512_mul_ps(s, _mm512_loadu_ps(up + i)));
+  }
+  SiluProductPortable(gate + i, up + i, n - i, out + i);
+}
+
+MOE_AVX512 void SiluProductBf16Avx512(const uint16_t* gate, const uint16_t* up, int64_t n,
+                                      uint16_t* out) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 s = FromBf16Lanes(ToBf16Lanes(SiluAvx512(LoadBf16(gate + i))));
+    const __m512i y = ToBf16Lanes(_mm512_mul_ps(s, LoadBf16(up + i)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm512_cvtepi32_epi16(y));
+  }
+  SiluProductBf16Portable(gate + i, up + i, n - i, out + i);
 }
 
 MOE_AVX512 void AddScaledAvx512(float w, const float* x, int64_t n, float* y) {
@@ -123,6 +230,16 @@ void AddScaled(float w, const float* x, int64_t n, float* y) {
 
 float FixedOrderDot(const float* a, const float* b, int64_t n) {
   return kAvx512 ? FixedOrderDotAvx512(a, b, n) : FixedOrderDotPortable(a, b, n);
+}
+
+void SiluProduct(const float* gate, const float* up, int64_t n, float* out) {
+  if (kAvx512) return SiluProductAvx512(gate, up, n, out);
+  SiluProductPortable(gate, up, n, out);
+}
+
+void SiluProductBf16(const uint16_t* gate, const uint16_t* up, int64_t n, uint16_t* out) {
+  if (kAvx512) return SiluProductBf16Avx512(gate, up, n, out);
+  SiluProductBf16Portable(gate, up, n, out);
 }
 
 }  // namespace moe

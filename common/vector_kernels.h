@@ -25,6 +25,19 @@ void AddScaled(float w, const float* x, int64_t n, float* y);
 // + 1). Independent of alignment and of anything around the vectors.
 float FixedOrderDot(const float* a, const float* b, int64_t n);
 
+// The gated product of a SwiGLU FFN, act_fn(w1(x)) * w3(x) with act_fn =
+// SiLU: out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)).
+// exp is this file's own (range reduction by ln 2, a degree-7 Taylor
+// polynomial, the power of two put into the exponent; within 2 ulp of
+// the exact value, argument clamped to [-87, 88]), so both paths give
+// the same bits. out may alias neither input.
+void SiluProduct(const float* gate, const float* up, int64_t n, float* out);
+
+// The same on bf16 values, at PyTorch's bf16 rounding points: silu is
+// computed in f32 from the bf16 gate and rounded to bf16, then the
+// product with the bf16 up value is rounded to bf16 (FloatToBf16).
+void SiluProductBf16(const uint16_t* gate, const uint16_t* up, int64_t n, uint16_t* out);
+
 // True when the AVX-512 versions are in use.
 bool VectorKernelsUseAvx512();
 

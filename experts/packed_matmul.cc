@@ -329,13 +329,59 @@ absl::StatusOr<std::shared_ptr<MatmulPrimitiveCache>> MatmulCacheRegistry::Get(
   return *cache;
 }
 
+namespace {
+
+// Reorders `part` ([n, K] row-major: the K x n matrix in "ba" order) into
+// columns [n0, n0 + n) of `packed`. f16 is widened to f32 first; f32 and
+// bf16 are read straight from the source (mapped file or buffer). Throws
+// dnnl::error, e.g. when n0 is not on a column block boundary of the
+// packed layout.
+void PackColumns(const Tensor& part, int64_t n0, const dnnl::memory& packed,
+                 dnnl::stream* stream) {
+  const dnnl::engine& engine = CpuEngine();
+  const int64_t n = part.dim(0), k = part.dim(1);
+  std::vector<float> widened;
+  const void* src_data = part.data();
+  dt src_type = ToDnnl(part.dtype());
+  if (part.dtype() == DType::kF16) {
+    widened = part.ToFloats();
+    src_data = widened.data();
+    src_type = dt::f32;
+  }
+  dnnl::memory user({{k, n}, src_type, tag::ba}, engine, const_cast<void*>(src_data));
+  dnnl::memory dst = packed;
+  if (n0 != 0 || n != packed.get_desc().dims()[1]) {
+    dst = dnnl::memory(packed.get_desc().submemory_desc({k, n}, {0, n0}), engine,
+                       packed.get_data_handle());
+  }
+  dnnl::reorder(user, dst).execute(*stream, user, dst);
+  stream->wait();
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::Create(
     const Tensor& weight, const Tensor& bias, const MatmulShape& shape,
     MatmulCacheRegistry* registry, const std::string& what) {
-  if (weight.rank() != 2 || weight.dim(0) != shape.n || weight.dim(1) != shape.k) {
+  return CreateFromParts(weight, nullptr, bias, shape, registry, what);
+}
+
+absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::CreateStacked(
+    const Tensor& top, const Tensor& bottom, const Tensor& bias, const MatmulShape& shape,
+    MatmulCacheRegistry* registry, const std::string& what) {
+  return CreateFromParts(top, &bottom, bias, shape, registry, what);
+}
+
+absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::CreateFromParts(
+    const Tensor& top, const Tensor* bottom, const Tensor& bias, const MatmulShape& shape,
+    MatmulCacheRegistry* registry, const std::string& what) {
+  auto part_ok = [&](const Tensor& t) { return t.rank() == 2 && t.dim(1) == shape.k; };
+  if (!part_ok(top) || (bottom != nullptr && !part_ok(*bottom)) ||
+      top.dim(0) + (bottom != nullptr ? bottom->dim(0) : 0) != shape.n) {
     return absl::InvalidArgumentError(absl::StrCat(
-        what, ": weight shape ", weight.ShapeString(), ", expected [", shape.n,
-        ", ", shape.k, "]"));
+        what, ": weight shape ", top.ShapeString(),
+        bottom != nullptr ? absl::StrCat(" + ", bottom->ShapeString()) : "", ", expected [",
+        shape.n, ", ", shape.k, "]"));
   }
   if (shape.bias != !bias.empty() ||
       (shape.bias && (bias.rank() != 1 || bias.dim(0) != shape.n))) {
@@ -347,28 +393,29 @@ absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::Create(
   try {
     const dnnl::engine& engine = CpuEngine();
     dnnl::stream stream(engine);
-    // The [N, K] row-major tensor is the K x N matrix in "ba" order. f16 is
-    // widened to f32 first; f32 and bf16 are reordered straight from the
-    // source (mapped file or buffer) into the packed layout.
-    std::vector<float> widened;
-    const void* src_data = weight.data();
-    dt src_type = ToDnnl(weight.dtype());
-    if (weight.dtype() == DType::kF16) {
-      widened = weight.ToFloats();
-      src_data = widened.data();
-      src_type = dt::f32;
-    }
-    dnnl::memory user({{shape.k, shape.n}, src_type, tag::ba}, engine,
-                      const_cast<void*>(src_data));
     dnnl::memory packed((*cache)->packed_weights_desc(), engine);
-    dnnl::reorder(user, packed).execute(stream, user, packed);
+    if (bottom == nullptr) {
+      PackColumns(top, 0, packed, &stream);
+    } else {
+      // Each part straight into its columns; where the layout cannot be
+      // cut there (a split inside a column block), through one stacked
+      // copy.
+      bool direct = true;
+      try {
+        std::memset(packed.get_data_handle(), 0, packed.get_desc().get_size());
+        PackColumns(top, 0, packed, &stream);
+        PackColumns(*bottom, top.dim(0), packed, &stream);
+      } catch (const dnnl::error&) {
+        direct = false;
+      }
+      if (!direct) PackColumns(Tensor::StackRows(top, *bottom), 0, packed, &stream);
+    }
     dnnl::memory bias_mem;
     if (shape.bias) {
       bias_mem = dnnl::memory({{1, shape.n}, dt::f32, tag::ab}, engine);
       ConvertToFloat(bias.dtype(), bias.data(), shape.n,
                      static_cast<float*>(bias_mem.get_data_handle()));
     }
-    stream.wait();
     std::unique_ptr<PackedMatmul> matrix(
         new PackedMatmul(*std::move(cache), std::move(packed), std::move(bias_mem)));
     absl::Status planned = matrix->cache_->PlanStreaming(*matrix);

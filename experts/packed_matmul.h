@@ -162,6 +162,14 @@ class PackedMatmul {
       const Tensor& weight, const Tensor& bias, const MatmulShape& shape,
       MatmulCacheRegistry* registry, const std::string& what);
 
+  // The matrix [top; bottom] (top [n_top, K], bottom [N - n_top, K]; bias
+  // [N] or empty). Each part is reordered straight into its columns of the
+  // packed layout when n_top falls on a column block boundary of that
+  // layout, else through one stacked copy; the packed bytes are the same.
+  static absl::StatusOr<std::unique_ptr<PackedMatmul>> CreateStacked(
+      const Tensor& top, const Tensor& bottom, const Tensor& bias, const MatmulShape& shape,
+      MatmulCacheRegistry* registry, const std::string& what);
+
   // Runs on `rows` rows (any count >= 1). src: [rows, K] of the compute
   // dtype; dst: [rows, N] of the dst dtype; multiplier: [rows, N] of the
   // compute dtype for kMultiply, else null; dst must not overlap src or
@@ -181,6 +189,11 @@ class PackedMatmul {
   std::string impl() const { return cache_->impl(); }
 
  private:
+  // Create (bottom null) and CreateStacked.
+  static absl::StatusOr<std::unique_ptr<PackedMatmul>> CreateFromParts(
+      const Tensor& top, const Tensor* bottom, const Tensor& bias, const MatmulShape& shape,
+      MatmulCacheRegistry* registry, const std::string& what);
+
   PackedMatmul(std::shared_ptr<MatmulPrimitiveCache> cache, dnnl::memory weights,
                dnnl::memory bias)
       : cache_(std::move(cache)), weights_(std::move(weights)), bias_(std::move(bias)) {}

@@ -3,6 +3,7 @@
 #include "experts/dense_ffn.h"
 
 #include <cmath>
+#include <cstdio>
 #include <tuple>
 
 #include "common/seeded_random.h"
@@ -22,13 +23,18 @@ using ::moe::testing::RandomTokens;
 // - f32: oneDNN's blocked accumulation order and its polynomial
 //   activations against double-precision loops. Seen: <= 8e-7; the issue's
 //   bound 1e-4 is asserted.
-// - bf16: the reference rounds to bf16 at the same points as the kernel
-//   (input, hidden activation, gated product), so what remains are hidden
-//   values whose f32 and double pre-rounding results fall on opposite
-//   sides of a bf16 rounding boundary: each moves by one bf16 ulp (2^-8
-//   relative) and feeds the down projection. Seen: <= 5e-4; 5e-3 allowed.
+// - bf16: the reference rounds to bf16 where PyTorch does (input, each
+//   Linear's result, activation, gated product). SwiGLU blocks round at
+//   the same points, so what remains are the rare hidden values whose f32
+//   and double pre-rounding results fall on opposite sides of a bf16
+//   rounding boundary: each moves by one bf16 ulp (2^-8 relative) and
+//   feeds the down projection. Seen: <= 4.8e-5; 5e-4 allowed.
+// - bf16, other blocks: the activation runs as a oneDNN post-op on the f32
+//   sum, before the one rounding of W1's result, so many hidden values
+//   differ from PyTorch's by an ulp. Seen: <= 7.6e-3; 1e-2 allowed.
 constexpr double kF32Tolerance = 1e-4;
-constexpr double kBf16Tolerance = 5e-3;
+constexpr double kBf16SwiGluTolerance = 5e-4;
+constexpr double kBf16Tolerance = 1e-2;
 
 FfnWeights MakeWeights(const FfnSpec& s, DType dtype, uint64_t seed) {
   SeededRandom rng(seed);
@@ -59,6 +65,7 @@ TEST_P(DenseFfnTest, MatchesNaiveReference) {
   struct Shape {
     int64_t d_model, d_ff;
   };
+  double worst = 0;
   for (const Shape shape : {Shape{64, 96}, Shape{48, 200}}) {
     FfnSpec s;
     s.d_model = shape.d_model;
@@ -78,10 +85,15 @@ TEST_P(DenseFfnTest, MatchesNaiveReference) {
       ASSERT_OK(ffn->Run(x.data(), rows, y.data(), &ws));
       auto want = NaiveFfn(s, w, x, rows, compute == DType::kBF16);
       const double err = MaxRelativeError(y, want);
-      EXPECT_LE(err, compute == DType::kBF16 ? kBf16Tolerance : kF32Tolerance)
+      const bool swiglu = gated && act == Activation::kSilu;
+      EXPECT_LE(err, compute == DType::kF32 ? kF32Tolerance
+                     : swiglu               ? kBf16SwiGluTolerance
+                                            : kBf16Tolerance)
           << "d_model " << s.d_model << " d_ff " << s.d_ff << " rows " << rows;
+      worst = std::max(worst, err);
     }
   }
+  std::printf("worst relative error %.3g\n", worst);
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -79,11 +79,13 @@ std::vector<double> NaiveFfn(const FfnSpec& s, const FfnWeights& w,
     for (int64_t j = 0; j < f; ++j) {
       double a = s.has_bias ? b1[j] : 0.0;
       for (int64_t c = 0; c < h; ++c) a += w1[j * h + c] * xin[c];
-      double v = round(NaiveActivation(s.activation, a));
+      // bf16: every Linear's result is rounded, then the activation's,
+      // then the product's, as PyTorch computes act_fn(w1(x)) * w3(x).
+      double v = round(NaiveActivation(s.activation, round(a)));
       if (s.gated) {
         double u = s.has_bias ? b3[j] : 0.0;
         for (int64_t c = 0; c < h; ++c) u += w3[j * h + c] * xin[c];
-        v = round(v * u);
+        v = round(v * round(u));
       }
       hid[j] = v;
     }

@@ -3,8 +3,9 @@
 // production path: its own bf16 decoding, its own activations (std::erf,
 // std::tanh, std::exp), its own routing (a full sort), its own summation.
 //
-// For bf16 compute it rounds at the same points a bf16 model does (input,
-// hidden activations, gated product) and accumulates in double.
+// For bf16 compute it rounds at the same points a bf16 PyTorch model does
+// (the input, each Linear's result, the activation, the gated product) and
+// accumulates in double.
 #ifndef MOE_TESTS_NAIVE_REFERENCE_H_
 #define MOE_TESTS_NAIVE_REFERENCE_H_
 

@@ -93,6 +93,73 @@ TEST(PackedMatmulTest, FixedRowPrimitivesAreRowInvariant) {
   }
 }
 
+// CreateStacked packs each part straight into its columns where the split
+// falls on a column block boundary (the first two shapes) and through a
+// stacked copy elsewhere (the third); either way the matrix must be the
+// one Create makes from the stacked tensor, bit for bit, on the streaming
+// path (up to 12 rows) and the primitives alike.
+TEST(PackedMatmulTest, StackedPartsPackAsTheStackedMatrix) {
+  struct Case {
+    int64_t k, n_top, n_bottom;
+    bool bias;
+  };
+  for (DType weights : {DType::kF32, DType::kBF16}) {
+    const DType compute = weights;
+    if (compute == DType::kBF16 && !CpuHasNativeBf16()) continue;
+    for (const Case c : {Case{64, 128, 128, false}, Case{40, 64, 192, true},
+                         Case{64, 96, 100, false}}) {
+      SCOPED_TRACE(::testing::Message() << DTypeName(compute) << " K=" << c.k << " N=" << c.n_top
+                                        << "+" << c.n_bottom);
+      const int64_t n = c.n_top + c.n_bottom;
+      Tensor top = Tensor::FromFloats(weights, {c.n_top, c.k}, RandomTokens(c.n_top * c.k, 5, 0.1f));
+      Tensor bottom =
+          Tensor::FromFloats(weights, {c.n_bottom, c.k}, RandomTokens(c.n_bottom * c.k, 6, 0.1f));
+      Tensor bias = c.bias ? Tensor::FromFloats(DType::kF32, {n}, RandomTokens(n, 7, 0.5f)) : Tensor();
+      MatmulShape shape;
+      shape.k = c.k;
+      shape.n = n;
+      shape.compute = compute;
+      shape.dst = compute;
+      shape.bias = c.bias;
+      MatmulCacheRegistry registry;
+      ASSERT_OK_AND_ASSIGN(auto stacked, PackedMatmul::CreateStacked(top, bottom, bias, shape,
+                                                                     &registry, "stacked"));
+      ASSERT_OK_AND_ASSIGN(auto whole, PackedMatmul::Create(Tensor::StackRows(top, bottom), bias,
+                                                            shape, &registry, "whole"));
+      AlignedBuffer scratch;
+      dnnl::stream stream(CpuEngine());
+      for (int64_t rows : {1, 5, 12, 40}) {
+        auto xf = RandomTokens(rows * c.k, static_cast<uint32_t>(rows));
+        std::vector<uint16_t> xb(xf.size());
+        for (size_t i = 0; i < xf.size(); ++i) xb[i] = FloatToBf16(xf[i]);
+        const void* x = compute == DType::kF32 ? static_cast<const void*>(xf.data()) : xb.data();
+        const size_t bytes = static_cast<size_t>(rows * n * DTypeSize(compute));
+        std::vector<uint8_t> got(bytes), want(bytes);
+        ASSERT_OK(stacked->Execute(x, rows, got.data(), nullptr, &scratch, &stream));
+        ASSERT_OK(whole->Execute(x, rows, want.data(), nullptr, &scratch, &stream));
+        EXPECT_EQ(0, std::memcmp(got.data(), want.data(), bytes)) << "rows=" << rows;
+      }
+    }
+  }
+}
+
+TEST(PackedMatmulTest, StackedPartsMustFitTheShape) {
+  MatmulShape shape;
+  shape.k = 16;
+  shape.n = 64;
+  MatmulCacheRegistry registry;
+  Tensor top = Tensor::FromFloats(DType::kF32, {32, 16}, std::vector<float>(32 * 16, 1.0f));
+  Tensor wide = Tensor::FromFloats(DType::kF32, {32, 8}, std::vector<float>(32 * 8, 1.0f));
+  Tensor small = Tensor::FromFloats(DType::kF32, {16, 16}, std::vector<float>(16 * 16, 1.0f));
+  auto bad_k = PackedMatmul::CreateStacked(top, wide, Tensor(), shape, &registry, "e0 w1|w3");
+  ASSERT_FALSE(bad_k.ok());
+  EXPECT_EQ(bad_k.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad_k.status().message().find("e0 w1|w3: weight shape [32, 16] + [32, 8]"),
+            std::string::npos)
+      << bad_k.status().message();
+  EXPECT_FALSE(PackedMatmul::CreateStacked(top, small, Tensor(), shape, &registry, "w").ok());
+}
+
 TEST(PackedMatmulTest, RegistrySharesCachesByShape) {
   MatmulShape a;
   a.k = 16;
