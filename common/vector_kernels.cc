@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "common/dtype.h"
 
@@ -48,8 +49,10 @@ float FixedOrderDotPortable(const float* a, const float* b, int64_t n) {
   return ReduceLanes(acc);
 }
 
-// exp(x) for SiLU. x is clamped to [kExpMin, kExpMax] (so 2^n stays a
-// normal float; silu needs nothing beyond), reduced to r = x - n ln 2 with
+// exp(x) for SiLU: +inf above kExpMax (so silu(g) -> -0 for g < -88, and
+// NaN at -inf, as g / (1 + exp(-g)) gives in PyTorch); below kExpMin the
+// argument is clamped to it (e^-87 = 1.6e-38 < 2^-24, so 1 + e rounds to
+// 1 either way); in between x is reduced to r = x - n ln 2 with
 // n = round(x / ln 2) (ln 2 in two parts; n * kLn2Hi is exact, kLn2Hi has
 // 9 significant bits and |n| <= 127), e^r from its Taylor polynomial to
 // r^7 (|r| <= 0.347: truncation < 0.05 ulp) by Horner's rule, then
@@ -62,10 +65,10 @@ constexpr float kLn2Lo = -2.12194440e-4f;
 constexpr float kExpPoly[8] = {1.0f,         1.0f,          1.0f / 2,    1.0f / 6,
                                1.0f / 24,    1.0f / 120,    1.0f / 720,  1.0f / 5040};
 
-float ExpPortable(float x) {
+float ExpPortable(float arg) {
   // The comparisons are written as the AVX-512 min/max instructions
   // evaluate them, so a NaN passes through both the same way.
-  x = kExpMax < x ? kExpMax : x;
+  float x = kExpMax < arg ? kExpMax : arg;
   x = kExpMin > x ? kExpMin : x;
   const float n = std::nearbyint(x * kLog2E);
   float r = x - n * kLn2Hi;
@@ -79,7 +82,7 @@ float ExpPortable(float x) {
   const uint32_t bits = (ni + 127u) << 23;
   float scale;
   std::memcpy(&scale, &bits, 4);
-  return p * scale;
+  return arg > kExpMax ? std::numeric_limits<float>::infinity() : p * scale;
 }
 
 float SiluPortable(float g) {
@@ -136,12 +139,13 @@ MOE_AVX512 void FloatsToBf16Avx512(const float* src, int64_t n, uint16_t* dst) {
   FloatsToBf16Portable(src + i, n - i, dst + i);
 }
 
-MOE_AVX512 inline __m512 ExpAvx512(__m512 x) {
+MOE_AVX512 inline __m512 ExpAvx512(__m512 arg) {
   // _mm512_min_ps(a, b) is (a < b ? a : b), as ExpPortable writes it.
-  x = _mm512_min_ps(_mm512_set1_ps(kExpMax), x);
+  __m512 x = _mm512_min_ps(_mm512_set1_ps(kExpMax), arg);
   x = _mm512_max_ps(_mm512_set1_ps(kExpMin), x);
+  // The current rounding mode, as std::nearbyint uses.
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2E)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                                        _MM_FROUND_CUR_DIRECTION | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(kLn2Hi)));
   r = _mm512_sub_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(kLn2Lo)));
   __m512 p = _mm512_set1_ps(kExpPoly[7]);
@@ -150,7 +154,9 @@ MOE_AVX512 inline __m512 ExpAvx512(__m512 x) {
   }
   const __m512i bits =
       _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-  return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
+  const __mmask16 over = _mm512_cmp_ps_mask(arg, _mm512_set1_ps(kExpMax), _CMP_GT_OQ);
+  return _mm512_mask_blend_ps(over, _mm512_mul_ps(p, _mm512_castsi512_ps(bits)),
+                              _mm512_set1_ps(std::numeric_limits<float>::infinity()));
 }
 
 MOE_AVX512 inline __m512 SiluAvx512(__m512 g) {

@@ -394,6 +394,7 @@ absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::CreateFromParts(
     const dnnl::engine& engine = CpuEngine();
     dnnl::stream stream(engine);
     dnnl::memory packed((*cache)->packed_weights_desc(), engine);
+    bool in_parts = false;
     if (bottom == nullptr) {
       PackColumns(top, 0, packed, &stream);
     } else {
@@ -409,6 +410,7 @@ absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::CreateFromParts(
         direct = false;
       }
       if (!direct) PackColumns(Tensor::StackRows(top, *bottom), 0, packed, &stream);
+      in_parts = direct;
     }
     dnnl::memory bias_mem;
     if (shape.bias) {
@@ -418,6 +420,7 @@ absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::CreateFromParts(
     }
     std::unique_ptr<PackedMatmul> matrix(
         new PackedMatmul(*std::move(cache), std::move(packed), std::move(bias_mem)));
+    matrix->packed_in_parts_ = in_parts;
     absl::Status planned = matrix->cache_->PlanStreaming(*matrix);
     if (!planned.ok()) return absl::InternalError(absl::StrCat(what, ": ", planned.message()));
     return matrix;

@@ -164,8 +164,9 @@ class PackedMatmul {
 
   // The matrix [top; bottom] (top [n_top, K], bottom [N - n_top, K]; bias
   // [N] or empty). Each part is reordered straight into its columns of the
-  // packed layout when n_top falls on a column block boundary of that
-  // layout, else through one stacked copy; the packed bytes are the same.
+  // packed layout when oneDNN can cut the layout there (n_top on a column
+  // block boundary), else through one stacked copy; the packed bytes are
+  // the same (packed_in_parts() says which way it went).
   static absl::StatusOr<std::unique_ptr<PackedMatmul>> CreateStacked(
       const Tensor& top, const Tensor& bottom, const Tensor& bias, const MatmulShape& shape,
       MatmulCacheRegistry* registry, const std::string& what);
@@ -186,6 +187,8 @@ class PackedMatmul {
                                  dnnl::stream* stream) const;
 
   const MatmulShape& shape() const { return cache_->shape(); }
+  // CreateStacked: true when the parts went straight into their columns.
+  bool packed_in_parts() const { return packed_in_parts_; }
   std::string impl() const { return cache_->impl(); }
 
  private:
@@ -206,6 +209,7 @@ class PackedMatmul {
   std::shared_ptr<MatmulPrimitiveCache> cache_;
   dnnl::memory weights_;
   dnnl::memory bias_;
+  bool packed_in_parts_ = false;
 };
 
 }  // namespace moe

@@ -109,6 +109,28 @@ INSTANTIATE_TEST_SUITE_P(
              DTypeName(std::get<3>(info.param));
     });
 
+// SwiGLU at a d_ff whose [W1; W3] packs in parts (d_ff and d_model on
+// oneDNN's block boundaries) and whose rows the product splits into
+// several chunks (d_ff > 2048, the last one partial), on both cores.
+TEST(DenseFfnSwiGluTest, WideHiddenMatchesNaiveReference) {
+  for (DType compute : {DType::kF32, DType::kBF16}) {
+    if (compute == DType::kBF16 && !CpuHasNativeBf16()) continue;
+    const FfnSpec s = MakeFfnSpec(64, 4160, Activation::kSilu, true, false);
+    FfnWeights w = MakeWeights(s, compute, 11);
+    MatmulCacheRegistry registry;
+    ASSERT_OK_AND_ASSIGN(auto ffn, DenseFfn::Create(s, w, compute, &registry, "wide"));
+    FfnWorkspace ws;
+    for (int64_t rows : {1, 13, 40}) {
+      auto x = RandomTokens(rows * s.d_model, static_cast<uint32_t>(rows) + 50, 2.0f);
+      std::vector<float> y(static_cast<size_t>(rows * s.d_model));
+      ASSERT_OK(ffn->Run(x.data(), rows, y.data(), &ws));
+      const double err = MaxRelativeError(y, NaiveFfn(s, w, x, rows, compute == DType::kBF16));
+      EXPECT_LE(err, compute == DType::kF32 ? kF32Tolerance : kBf16SwiGluTolerance)
+          << DTypeName(compute) << " rows " << rows;
+    }
+  }
+}
+
 TEST(DenseFfnCreateTest, RejectsWrongShapes) {
   FfnSpec s;
   s.d_model = 8;

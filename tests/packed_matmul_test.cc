@@ -93,21 +93,24 @@ TEST(PackedMatmulTest, FixedRowPrimitivesAreRowInvariant) {
   }
 }
 
-// CreateStacked packs each part straight into its columns where the split
-// falls on a column block boundary (the first two shapes) and through a
-// stacked copy elsewhere (the third); either way the matrix must be the
-// one Create makes from the stacked tensor, bit for bit, on the streaming
-// path (up to 12 rows) and the primitives alike.
+// CreateStacked packs each part straight into its columns where oneDNN can
+// cut its layout there (n_top on a column block boundary: the first three
+// shapes, K padded in the third) and through a stacked copy elsewhere
+// (n_top = 96);
+// either way the matrix must be the one Create makes from the stacked
+// tensor, bit for bit, on the streaming path (up to 12 rows) and the
+// primitives alike.
 TEST(PackedMatmulTest, StackedPartsPackAsTheStackedMatrix) {
   struct Case {
     int64_t k, n_top, n_bottom;
     bool bias;
+    bool in_parts;
   };
   for (DType weights : {DType::kF32, DType::kBF16}) {
     const DType compute = weights;
     if (compute == DType::kBF16 && !CpuHasNativeBf16()) continue;
-    for (const Case c : {Case{64, 128, 128, false}, Case{40, 64, 192, true},
-                         Case{64, 96, 100, false}}) {
+    for (const Case c : {Case{64, 128, 128, false, true}, Case{128, 64, 192, true, true},
+                         Case{40, 64, 192, true, true}, Case{64, 96, 100, false, false}}) {
       SCOPED_TRACE(::testing::Message() << DTypeName(compute) << " K=" << c.k << " N=" << c.n_top
                                         << "+" << c.n_bottom);
       const int64_t n = c.n_top + c.n_bottom;
@@ -126,6 +129,7 @@ TEST(PackedMatmulTest, StackedPartsPackAsTheStackedMatrix) {
                                                                      &registry, "stacked"));
       ASSERT_OK_AND_ASSIGN(auto whole, PackedMatmul::Create(Tensor::StackRows(top, bottom), bias,
                                                             shape, &registry, "whole"));
+      EXPECT_EQ(stacked->packed_in_parts(), c.in_parts);
       AlignedBuffer scratch;
       dnnl::stream stream(CpuEngine());
       for (int64_t rows : {1, 5, 12, 40}) {

@@ -95,7 +95,7 @@ TEST(VectorKernelsTest, FixedOrderDotUsesSixteenLanesAndAHalvingTree) {
 
 // SiluProduct's definition (vector_kernels.h), one element at a time.
 float DefinedExp(float x) {
-  if (x > 88.0f) x = 88.0f;
+  if (x > 88.0f) return std::numeric_limits<float>::infinity();
   if (x < -87.0f) x = -87.0f;
   const float n = std::nearbyint(x * 1.44269504089f);
   float r = x - n * 0.693359375f;
@@ -151,20 +151,22 @@ TEST(VectorKernelsTest, SiluProductBf16RoundsSiluThenProduct) {
       const size_t k = static_cast<size_t>(i);
       const float s = RoundToBf16(DefinedSilu(Bf16ToFloat(g[k])));
       const uint16_t want = FloatToBf16(s * Bf16ToFloat(u[k]));
-      ASSERT_EQ(got[k], want) << "n=" << n << " i=" << i << " gate=" << Bf16ToFloat(g[k])
-                              << " up=" << Bf16ToFloat(u[k]);
+      ASSERT_TRUE(got[k] == want || (std::isnan(Bf16ToFloat(got[k])) &&
+                                     std::isnan(Bf16ToFloat(want))))
+          << "n=" << n << " i=" << i << " gate=" << Bf16ToFloat(g[k])
+          << " up=" << Bf16ToFloat(u[k]) << ": " << got[k] << " vs " << want;
     }
     EXPECT_EQ(got[static_cast<size_t>(n)], 0xabcd) << "wrote past the end, n=" << n;
   }
 }
 
 // Accuracy against double precision: within 3 ulp of the exact product
-// over the range where silu is a normal float.
+// wherever silu is a normal float.
 TEST(VectorKernelsTest, SiluProductIsWithinThreeUlpOfExact) {
   constexpr int64_t kCount = 200000;
   std::vector<float> g(kCount), u(kCount, 1.0f), got(kCount);
   for (int64_t i = 0; i < kCount; ++i) {
-    g[static_cast<size_t>(i)] = -80.0f + 160.0f * static_cast<float>(i) / kCount;
+    g[static_cast<size_t>(i)] = -120.0f + 240.0f * static_cast<float>(i) / kCount;
   }
   SiluProduct(g.data(), u.data(), kCount, got.data());
   double worst = 0;
@@ -177,6 +179,24 @@ TEST(VectorKernelsTest, SiluProductIsWithinThreeUlpOfExact) {
   }
   EXPECT_LE(worst, 3.0) << "worst error in ulp";
   std::printf("SiluProduct: worst error %.2f ulp\n", worst);
+}
+
+// Far out on the negative side silu goes to -0 (not to g / e^88), and at
+// -inf it is NaN, as g / (1 + exp(-g)) is in PyTorch; +inf stays +inf.
+TEST(VectorKernelsTest, SiluProductAtTheEnds) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float big = std::numeric_limits<float>::max();
+  std::vector<float> g = {-1e30f, -big, -100.0f, -inf, inf, big, 100.0f};
+  g.resize(32, -1e30f);  // the vector path as well as the tail
+  std::vector<float> u(g.size(), 1.0f), got(g.size());
+  SiluProduct(g.data(), u.data(), static_cast<int64_t>(g.size()), got.data());
+  for (size_t i : {size_t{0}, size_t{1}, size_t{2}, size_t{20}, size_t{31}}) {
+    EXPECT_EQ(Bits(got[i]), Bits(-0.0f)) << "gate " << g[i] << " gave " << got[i];
+  }
+  EXPECT_TRUE(std::isnan(got[3])) << got[3];
+  EXPECT_EQ(got[4], inf);
+  EXPECT_EQ(got[5], big);
+  EXPECT_EQ(got[6], 100.0f);
 }
 
 }  // namespace
