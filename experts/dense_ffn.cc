@@ -72,13 +72,13 @@ absl::StatusOr<std::unique_ptr<DenseFfn>> DenseFfn::Create(
     MOE_ASSIGN_OR_RETURN(ffn->up_act_,
                          PackedMatmul::Create(w.w1, w.b1, up, registry,
                                               absl::StrCat(what, " w1")));
-  }
-  if (spec.gated && ffn->gate_up_ == nullptr) {
-    MatmulShape mul = up;
-    mul.post = MatmulPostOp::kMultiply;
-    MOE_ASSIGN_OR_RETURN(ffn->up_mul_,
-                         PackedMatmul::Create(w.w3, w.b3, mul, registry,
-                                              absl::StrCat(what, " w3")));
+    if (spec.gated) {
+      MatmulShape mul = up;
+      mul.post = MatmulPostOp::kMultiply;
+      MOE_ASSIGN_OR_RETURN(ffn->up_mul_,
+                           PackedMatmul::Create(w.w3, w.b3, mul, registry,
+                                                absl::StrCat(what, " w3")));
+    }
   }
   MatmulShape down;
   down.k = spec.d_ff;

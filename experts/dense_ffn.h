@@ -69,7 +69,7 @@ class DenseFfn {
   std::unique_ptr<PackedMatmul> gate_up_;  // [W1; W3] (+[b1; b3]): SwiGLU only
   std::unique_ptr<PackedMatmul> up_act_;   // W1 (+b1), activation: not SwiGLU
   std::unique_ptr<PackedMatmul> up_mul_;   // W3 (+b3), ⊙ act(W1 x): other gated
-  std::unique_ptr<PackedMatmul> down_;    // W2 (+b2)
+  std::unique_ptr<PackedMatmul> down_;     // W2 (+b2)
 };
 
 }  // namespace moe
