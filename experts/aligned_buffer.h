@@ -32,6 +32,8 @@ class AlignedBuffer {
     return static_cast<T*>(Reserve(count * sizeof(T)));
   }
 
+  // The start (null before the first Reserve).
+  const void* data() const { return data_.get(); }
   size_t capacity() const { return capacity_; }
 
  private:

@@ -9,15 +9,17 @@
 
 namespace moe {
 
-// The CPU engine, created on first use. dnnl::engine is thread-safe.
+// The CPU engine, created on first use, with oneDNN's JIT capped at
+// ActiveCpuTier() (so that tier must be settled first; see cpu_tier.h).
+// dnnl::engine is thread-safe.
 const dnnl::engine& CpuEngine();
 
-// True when oneDNN runs bf16 matmuls with native bf16 instructions here
-// (avx512_bf16 or AMX); false when it would emulate them or use a reference
-// kernel, in which case callers should compute in f32.
+// True when oneDNN runs bf16 matmuls with native bf16 instructions at the
+// active tier (avx512_bf16 or AMX). Where it does not, bf16 matrices run on
+// the project's panel kernels instead (MatmulCacheRegistry::UsesPanels).
 bool CpuHasNativeBf16();
 
-// "oneDNN 2.6.3 (cpu runtime: OpenMP, isa: ...)".
+// "oneDNN 2.6.3 (cpu runtime OpenMP, isa avx512_core_bf16)".
 std::string DnnlDescription();
 
 }  // namespace moe

@@ -388,6 +388,13 @@ absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::CreateFromParts(
     return absl::InvalidArgumentError(absl::StrCat(
         what, ": bias shape ", bias.ShapeString(), ", expected [", shape.n, "]"));
   }
+  if (registry->UsesPanels(shape.compute)) {
+    auto panels = PanelMatmul::Create(shape, top, bottom, bias);
+    if (!panels.ok()) {
+      return absl::Status(panels.status().code(), absl::StrCat(what, ": ", panels.status().message()));
+    }
+    return std::unique_ptr<PackedMatmul>(new PackedMatmul(*std::move(panels)));
+  }
   auto cache = registry->Get(shape);
   if (!cache.ok()) return cache.status();
   try {
@@ -432,6 +439,10 @@ absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::CreateFromParts(
 absl::Status PackedMatmul::Execute(const void* src, int64_t rows, void* dst,
                                    const void* multiplier, AlignedBuffer* scratch,
                                    dnnl::stream* stream) const {
+  if (panels_ != nullptr) {
+    panels_->Execute(src, rows, dst, multiplier, scratch);
+    return absl::OkStatus();
+  }
   if (rows >= 1 && rows <= StreamingMatmul::kMaxRows) {
     if (const MatmulPrimitiveCache::StreamPlan* plan = cache_->stream_plan()) {
       return ExecuteStreaming(*plan, src, rows, dst, multiplier, scratch, stream);
@@ -488,6 +499,10 @@ absl::Status PackedMatmul::ExecuteStreaming(const MatmulPrimitiveCache::StreamPl
 absl::Status PackedMatmul::ExecutePrimitives(const void* src, int64_t rows, void* dst,
                                              const void* multiplier, AlignedBuffer* scratch,
                                              dnnl::stream* stream) const {
+  if (panels_ != nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("matrix ", shape_.Key(), " runs on the panel kernels, not oneDNN"));
+  }
   const MatmulShape& s = cache_->shape();
   const int64_t src_row_bytes = s.k * DTypeSize(s.compute);
   const int64_t dst_row_bytes = s.n * DTypeSize(s.dst);

@@ -40,33 +40,18 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/cpu_tier.h"
 #include "common/dtype.h"
 #include "common/tensor.h"
 #include "experts/activation.h"
+#include "experts/matmul_shape.h"
+#include "experts/panel_matmul.h"
 #include "experts/streaming_matmul.h"
 
 namespace moe {
 
 class AlignedBuffer;
 class PackedMatmul;
-
-enum class MatmulPostOp {
-  kNone,
-  kActivation,  // eltwise activation on the result
-  kMultiply,    // result ⊙ a second [M, N] input of the compute dtype
-};
-
-struct MatmulShape {
-  int64_t k = 0;               // input features
-  int64_t n = 0;               // output features
-  DType compute = DType::kF32; // src and weight dtype (f32 or bf16)
-  DType dst = DType::kF32;     // output dtype (f32 or bf16)
-  MatmulPostOp post = MatmulPostOp::kNone;
-  Activation activation = Activation::kRelu;  // kActivation only
-  bool bias = false;
-
-  std::string Key() const;
-};
 
 class MatmulPrimitiveCache {
  public:
@@ -145,9 +130,22 @@ class MatmulPrimitiveCache {
 // Thread-safe.
 class MatmulCacheRegistry {
  public:
+  // Matrices created through this registry use the kernels of `tier`
+  // (which must not exceed ActiveCpuTier(): oneDNN is capped there).
+  explicit MatmulCacheRegistry(CpuTier tier = ActiveCpuTier()) : tier_(tier) {}
+
+  CpuTier tier() const { return tier_; }
+  // True when matrices of `compute` run on the project's own panel kernels
+  // (panel_matmul.h) at this tier: every dtype on avx2, bf16 on avx512
+  // without AVX512_BF16. Otherwise they run on oneDNN's brgemm.
+  bool UsesPanels(DType compute) const {
+    return tier_ == CpuTier::kAvx2 || (tier_ == CpuTier::kAvx512 && compute == DType::kBF16);
+  }
+
   absl::StatusOr<std::shared_ptr<MatmulPrimitiveCache>> Get(const MatmulShape& shape);
 
  private:
+  const CpuTier tier_;
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<MatmulPrimitiveCache>> caches_
       ABSL_GUARDED_BY(mu_);
@@ -181,15 +179,21 @@ class PackedMatmul {
                        dnnl::stream* stream) const;
 
   // The same through the matmul primitives only (never streaming), for
-  // the streaming path's check and its tests.
+  // the streaming path's check and its tests. FAILED_PRECONDITION for a
+  // matrix on the panel kernels (uses_panels()).
   absl::Status ExecutePrimitives(const void* src, int64_t rows, void* dst,
                                  const void* multiplier, class AlignedBuffer* scratch,
                                  dnnl::stream* stream) const;
 
-  const MatmulShape& shape() const { return cache_->shape(); }
-  // CreateStacked: true when the parts went straight into their columns.
+  const MatmulShape& shape() const { return shape_; }
+  // CreateStacked: true when the parts went straight into their columns
+  // (always, on the panel kernels).
   bool packed_in_parts() const { return packed_in_parts_; }
-  std::string impl() const { return cache_->impl(); }
+  // The kernel that runs, e.g. "brg:avx512_core_bf16 + streaming kernel
+  // for <= 12 rows (K chunk 512)" or "own:avx2 panels (...)".
+  std::string impl() const { return panels_ != nullptr ? panels_->impl() : cache_->impl(); }
+  // True when the project's own panel kernels run this matrix.
+  bool uses_panels() const { return panels_ != nullptr; }
 
  private:
   // Create (bottom null) and CreateStacked.
@@ -199,14 +203,21 @@ class PackedMatmul {
 
   PackedMatmul(std::shared_ptr<MatmulPrimitiveCache> cache, dnnl::memory weights,
                dnnl::memory bias)
-      : cache_(std::move(cache)), weights_(std::move(weights)), bias_(std::move(bias)) {}
+      : shape_(cache->shape()),
+        cache_(std::move(cache)),
+        weights_(std::move(weights)),
+        bias_(std::move(bias)) {}
+  explicit PackedMatmul(std::unique_ptr<PanelMatmul> panels)
+      : shape_(panels->shape()), panels_(std::move(panels)), packed_in_parts_(true) {}
 
   friend class MatmulPrimitiveCache;
   absl::Status ExecuteStreaming(const MatmulPrimitiveCache::StreamPlan& plan, const void* src,
                                 int64_t rows, void* dst, const void* multiplier,
                                 AlignedBuffer* scratch, dnnl::stream* stream) const;
 
-  std::shared_ptr<MatmulPrimitiveCache> cache_;
+  MatmulShape shape_;
+  std::unique_ptr<PanelMatmul> panels_;  // set: the panel kernels run it
+  std::shared_ptr<MatmulPrimitiveCache> cache_;  // set: oneDNN runs it
   dnnl::memory weights_;
   dnnl::memory bias_;
   bool packed_in_parts_ = false;

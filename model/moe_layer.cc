@@ -15,18 +15,6 @@
 
 namespace moe {
 
-DType EffectiveComputeDType(DType requested) {
-  if (requested == DType::kBF16 && !CpuHasNativeBf16()) {
-    static bool logged = false;
-    if (!logged) {
-      logged = true;
-      spdlog::warn("this CPU has no native bf16 matmul (avx512_bf16/AMX); computing in f32");
-    }
-    return DType::kF32;
-  }
-  return requested;
-}
-
 absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateLocalBackend(
     const LayerWeights& weights, DType compute, MatmulCacheRegistry* registry,
     const std::vector<int>& hosted) {
@@ -56,7 +44,7 @@ absl::StatusOr<std::unique_ptr<MoeLayer>> MoeLayer::Create(
   MOE_RETURN_IF_ERROR(ValidateLayerWeights(weights));
   const LayerSpec& spec = weights.spec;
   std::unique_ptr<MoeLayer> layer(
-      new MoeLayer(spec, EffectiveComputeDType(options.compute)));
+      new MoeLayer(spec, options.compute));
   if (spec.dense) {
     layer->router_ = Router::CreateDense(spec.d_model);
   } else {

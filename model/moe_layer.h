@@ -112,9 +112,6 @@ absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateLocalBackend(
     const LayerWeights& weights, DType compute, MatmulCacheRegistry* registry,
     const std::vector<int>& hosted = {});
 
-// The compute dtype actually used for `requested` on this CPU.
-DType EffectiveComputeDType(DType requested);
-
 }  // namespace moe
 
 #endif  // MOE_MODEL_MOE_LAYER_H_

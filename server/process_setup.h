@@ -92,16 +92,11 @@ inline sigset_t StartServingProcess(int argc, char** argv, const char* usage) {
   return signals;
 }
 
-// The --dtype flag: empty means bf16 where the CPU has native bf16, else
-// f32; the result is what the kernels will really use on this CPU.
+// The --dtype flag: empty means bf16, which every CPU tier runs with bf16
+// weights (widened in registers where the CPU has no bf16 arithmetic).
 inline absl::StatusOr<DType> ResolveComputeDType(const std::string& flag) {
-  DType compute = CpuHasNativeBf16() ? DType::kBF16 : DType::kF32;
-  if (!flag.empty()) {
-    auto parsed = ParseComputeDType(flag);
-    if (!parsed.ok()) return parsed.status();
-    compute = *parsed;
-  }
-  return EffectiveComputeDType(compute);
+  if (flag.empty()) return DType::kBF16;
+  return ParseComputeDType(flag);
 }
 
 }  // namespace moe

@@ -1,0 +1,221 @@
+#include "experts/panel_matmul.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/cpu_tier.h"
+#include "experts/panel_kernels.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace moe {
+namespace {
+
+using panel::kMaxTilePanels;
+using panel::kMaxTileRows;
+using panel::kPanelCols;
+
+// K steps per chunk: 16 KB of one panel's weights, which stay in L1 while
+// every row block of the batch runs over them.
+int64_t ChunkSteps(DType compute) { return compute == DType::kBF16 ? 512 : 256; }
+
+// Rows one Execute() pass covers: bounds the f32 sums' scratch
+// (kPassRows × N floats) and changes no bits.
+constexpr int64_t kPassRows = 256;
+
+// Software prefetch distance for small row counts (memory-bound): the
+// hardware prefetcher alone leaves DRAM bandwidth unused across the
+// panels' 4 KB pages.
+constexpr int64_t kPrefetchBytes = 1024;
+constexpr int64_t kPrefetchMaxRows = 6;
+
+// Panels per tile for a row block of `rows` rows: as many as keep
+// rows × panels <= 6 (12 sum registers).
+int PanelsPerTile(int64_t rows) {
+  if (rows >= kMaxTileRows) return 1;
+  return static_cast<int>(std::min<int64_t>(kMaxTilePanels, kMaxTileRows / rows));
+}
+
+panel::Type ToPanelType(DType t) { return t == DType::kBF16 ? panel::Type::kBF16 : panel::Type::kF32; }
+
+panel::Act ToPanelAct(const MatmulShape& s) {
+  if (s.post != MatmulPostOp::kActivation) return panel::Act::kNone;
+  switch (s.activation) {
+    case Activation::kRelu:
+      return panel::Act::kRelu;
+    case Activation::kGelu:
+      return panel::Act::kGelu;
+    case Activation::kGeluTanh:
+      return panel::Act::kGeluTanh;
+    case Activation::kSilu:
+      return panel::Act::kSilu;
+  }
+  return panel::Act::kNone;
+}
+
+int MaxThreads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+}  // namespace
+
+PanelMatmul::PanelMatmul(const MatmulShape& shape) : shape_(shape) {}
+
+absl::StatusOr<std::unique_ptr<PanelMatmul>> PanelMatmul::Create(const MatmulShape& shape,
+                                                                 const Tensor& top,
+                                                                 const Tensor* bottom,
+                                                                 const Tensor& bias) {
+  if (!CpuMeetsBaseline()) {
+    return absl::FailedPreconditionError(
+        "this CPU lacks AVX2, FMA or F16C (x86-64-v3), which moe-serve's kernels need");
+  }
+  if (shape.compute != DType::kF32 && shape.compute != DType::kBF16) {
+    return absl::InvalidArgumentError("panel matmul compute dtype must be f32 or bf16");
+  }
+  if (shape.dst != DType::kF32 && shape.dst != DType::kBF16) {
+    return absl::InvalidArgumentError("panel matmul dst dtype must be f32 or bf16");
+  }
+  std::unique_ptr<PanelMatmul> m(new PanelMatmul(shape));
+  const int64_t k = shape.k, n = shape.n;
+  m->panels_ = (n + kPanelCols - 1) / kPanelCols;
+  const size_t elem = static_cast<size_t>(DTypeSize(shape.compute));
+  m->weight_bytes_ = static_cast<size_t>(m->panels_ * k * kPanelCols) * elem;
+  char* packed = static_cast<char*>(m->weights_.Reserve(m->weight_bytes_));
+  const int64_t n_top = top.dim(0);
+  // Row `col` of the stacked matrix, as floats.
+  auto source_row = [&](int64_t col, std::vector<float>* row) {
+    const Tensor& part = col < n_top ? top : *bottom;
+    const int64_t r = col < n_top ? col : col - n_top;
+    const size_t part_elem = static_cast<size_t>(DTypeSize(part.dtype()));
+    ConvertToFloat(part.dtype(), static_cast<const char*>(part.data()) + r * k * part_elem, k,
+                   row->data());
+  };
+  const bool bf16 = shape.compute == DType::kBF16;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t p = 0; p < m->panels_; ++p) {
+    std::vector<float> row(static_cast<size_t>(k));
+    char* base = packed + static_cast<size_t>(p * k * kPanelCols) * elem;
+    for (int64_t i = 0; i < kPanelCols; ++i) {
+      const int64_t col = p * kPanelCols + i;
+      if (col < n) {
+        source_row(col, &row);
+      } else {
+        std::fill(row.begin(), row.end(), 0.0f);
+      }
+      if (bf16) {
+        // Lane i % 8 holds column i % 8 (low half) and i % 8 + 8 (high).
+        const int64_t slot = (i % 8) * 2 + (i / 8);
+        auto* out = reinterpret_cast<uint16_t*>(base);
+        for (int64_t kk = 0; kk < k; ++kk) out[kk * kPanelCols + slot] = FloatToBf16(row[kk]);
+      } else {
+        auto* out = reinterpret_cast<float*>(base);
+        for (int64_t kk = 0; kk < k; ++kk) out[kk * kPanelCols + i] = row[kk];
+      }
+    }
+  }
+  if (shape.bias) {
+    m->bias_.assign(static_cast<size_t>(m->panels_ * kPanelCols), 0.0f);
+    ConvertToFloat(bias.dtype(), bias.data(), n, m->bias_.data());
+  }
+  return m;
+}
+
+void PanelMatmul::Execute(const void* src, int64_t rows, void* dst, const void* multiplier,
+                          AlignedBuffer* scratch) const {
+  if (rows <= 0) return;
+  const int64_t k = shape_.k, n = shape_.n;
+  const int64_t padded_n = panels_ * kPanelCols;
+  const int64_t pass_rows = std::min(rows, kPassRows);
+  const bool bf16 = shape_.compute == DType::kBF16;
+  const size_t x_bytes = bf16 ? static_cast<size_t>(pass_rows * k) * sizeof(float) : 0;
+  const size_t acc_bytes = static_cast<size_t>(pass_rows * padded_n) * sizeof(float);
+  char* base = static_cast<char*>(scratch->Reserve(((x_bytes + 63) & ~size_t{63}) + acc_bytes));
+  float* x_f32 = reinterpret_cast<float*>(base);
+  float* acc = reinterpret_cast<float*>(base + ((x_bytes + 63) & ~size_t{63}));
+
+  const int64_t block_rows = std::min<int64_t>(rows, kMaxTileRows);
+  const int np = PanelsPerTile(block_rows);
+  const int64_t groups = (panels_ + np - 1) / np;
+  const int64_t chunk = ChunkSteps(shape_.compute);
+  const size_t elem = static_cast<size_t>(DTypeSize(shape_.compute));
+  const size_t dst_elem = static_cast<size_t>(DTypeSize(shape_.dst));
+  const size_t src_elem = elem;
+
+  for (int64_t r0 = 0; r0 < rows; r0 += kPassRows) {
+    const int64_t m = std::min(kPassRows, rows - r0);
+    const char* src_pass = static_cast<const char*>(src) + r0 * k * src_elem;
+    const float* x = reinterpret_cast<const float*>(src_pass);
+    if (bf16) {
+      panel::WidenBf16Avx2(reinterpret_cast<const uint16_t*>(src_pass), m * k, x_f32);
+      x = x_f32;
+    }
+    // Work items: panel groups × row ranges (row ranges only when there
+    // are too few groups to keep every thread busy).
+    const int threads = MaxThreads();
+    int64_t row_splits = 1;
+    if (groups < 2 * threads && m >= 4 * kMaxTileRows) {
+      row_splits = std::min<int64_t>((2 * threads + groups - 1) / groups, m / kMaxTileRows);
+    }
+    const int64_t rows_per_split =
+        ((m + row_splits - 1) / row_splits + kMaxTileRows - 1) / kMaxTileRows * kMaxTileRows;
+    const int64_t items = groups * row_splits;
+#pragma omp parallel for schedule(static) if (items > 1)
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t g = item / row_splits;
+      const int64_t rs = (item % row_splits) * rows_per_split;
+      const int64_t re = std::min(m, rs + rows_per_split);
+      if (rs >= re) continue;
+      const int64_t p0 = g * np;
+      const int panels = static_cast<int>(std::min<int64_t>(np, panels_ - p0));
+      const char* w0 = static_cast<const char*>(weights_.data()) +
+                       static_cast<size_t>(p0 * k * kPanelCols) * elem;
+      for (int64_t k0 = 0; k0 < k; k0 += chunk) {
+        const int64_t steps = std::min(chunk, k - k0);
+        for (int64_t rb = rs; rb < re; rb += kMaxTileRows) {
+          const int tile_rows = static_cast<int>(std::min<int64_t>(kMaxTileRows, re - rb));
+          panel::TileArgs t;
+          t.x = x + rb * k + k0;
+          t.x_stride = k;
+          t.w = w0 + static_cast<size_t>(k0 * kPanelCols) * elem;
+          t.panel_stride = k * kPanelCols;
+          t.k_count = steps;
+          t.acc = acc + rb * padded_n + p0 * kPanelCols;
+          t.acc_stride = padded_n;
+          t.first = k0 == 0;
+          t.prefetch_bytes = m <= kPrefetchMaxRows ? kPrefetchBytes : 0;
+          panel::TileAvx2(tile_rows, panels, ToPanelType(shape_.compute), t);
+        }
+      }
+      panel::EpilogueArgs e;
+      e.acc = acc + rs * padded_n;
+      e.acc_stride = padded_n;
+      e.bias = shape_.bias ? bias_.data() : nullptr;
+      e.act = ToPanelAct(shape_);
+      if (shape_.post == MatmulPostOp::kMultiply) {
+        e.multiplier = static_cast<const char*>(multiplier) + (r0 + rs) * n * elem;
+        e.multiplier_type = ToPanelType(shape_.compute);
+      }
+      e.dst = static_cast<char*>(dst) + (r0 + rs) * n * dst_elem;
+      e.dst_type = ToPanelType(shape_.dst);
+      e.row_stride = n;
+      e.rows = re - rs;
+      e.c0 = p0 * kPanelCols;
+      e.c1 = std::min(n, (p0 + panels) * kPanelCols);
+      panel::EpilogueAvx2(e);
+    }
+  }
+}
+
+std::string PanelMatmul::impl() const {
+  return absl::StrCat("own:avx2 panels (", DTypeName(shape_.compute),
+                      " weights, f32 fma chain in K order)");
+}
+
+}  // namespace moe
