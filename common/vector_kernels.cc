@@ -1,5 +1,7 @@
 #include "common/vector_kernels.h"
 
+#include "common/cpu_tier.h"
+
 #include "common/x86_intrinsics.h"
 
 #include <cmath>
@@ -214,37 +216,38 @@ MOE_AVX512 float FixedOrderDotAvx512(const float* a, const float* b, int64_t n) 
 
 #undef MOE_AVX512
 
-bool DetectAvx512() {
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+// Decided on first use, after main() applied any --max_isa cap (a
+// load-time constant would fix the tier before the flags are read).
+bool UseAvx512() {
+  static const bool use = ActiveCpuTier() >= CpuTier::kAvx512;
+  return use;
 }
-
-const bool kAvx512 = DetectAvx512();
 
 }  // namespace
 
-bool VectorKernelsUseAvx512() { return kAvx512; }
+bool VectorKernelsUseAvx512() { return UseAvx512(); }
 
 void FloatsToBf16(const float* src, int64_t n, uint16_t* dst) {
-  if (kAvx512) return FloatsToBf16Avx512(src, n, dst);
+  if (UseAvx512()) return FloatsToBf16Avx512(src, n, dst);
   FloatsToBf16Portable(src, n, dst);
 }
 
 void AddScaled(float w, const float* x, int64_t n, float* y) {
-  if (kAvx512) return AddScaledAvx512(w, x, n, y);
+  if (UseAvx512()) return AddScaledAvx512(w, x, n, y);
   AddScaledPortable(w, x, n, y);
 }
 
 float FixedOrderDot(const float* a, const float* b, int64_t n) {
-  return kAvx512 ? FixedOrderDotAvx512(a, b, n) : FixedOrderDotPortable(a, b, n);
+  return UseAvx512() ? FixedOrderDotAvx512(a, b, n) : FixedOrderDotPortable(a, b, n);
 }
 
 void SiluProduct(const float* gate, const float* up, int64_t n, float* out) {
-  if (kAvx512) return SiluProductAvx512(gate, up, n, out);
+  if (UseAvx512()) return SiluProductAvx512(gate, up, n, out);
   SiluProductPortable(gate, up, n, out);
 }
 
 void SiluProductBf16(const uint16_t* gate, const uint16_t* up, int64_t n, uint16_t* out) {
-  if (kAvx512) return SiluProductBf16Avx512(gate, up, n, out);
+  if (UseAvx512()) return SiluProductBf16Avx512(gate, up, n, out);
   SiluProductBf16Portable(gate, up, n, out);
 }
 

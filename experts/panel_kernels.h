@@ -58,15 +58,17 @@ struct TileArgs {
 void TileAvx2(int rows, int panels, Type weights, const TileArgs& args);
 
 // The finished sums to the output, per element, in this order: + bias[c]
-// (one f32 add); the activation (act); × multiplier (kMultiply,
-// widened from its dtype); rounded to the dst dtype (bf16: nearest even,
-// as FloatToBf16). Covers rows [0, rows) and columns [c0, c1) (c0 a
+// (one f32 add); rounded to bf16 if round_bf16_first (PyTorch's bf16
+// Linear rounds its result before the activation or product sees it); the
+// activation (act); × multiplier (widened from its dtype); rounded to the
+// dst dtype (bf16: nearest even, as FloatToBf16). Covers rows [0, rows) and columns [c0, c1) (c0 a
 // multiple of 8); acc and bias are indexed by column and padded to a
 // multiple of 16, multiplier and dst hold exactly n_valid columns per row.
 struct EpilogueArgs {
   const float* acc = nullptr;
   int64_t acc_stride = 0;
   const float* bias = nullptr;  // null: no bias
+  bool round_bf16_first = false;
   Act act = Act::kNone;
   const void* multiplier = nullptr;  // null: no product
   Type multiplier_type = Type::kF32;

@@ -206,6 +206,11 @@ inline __m128i ToBf16(__m256 v) {
   return _mm256_castsi256_si128(_mm256_permute4x64_epi64(packed, 0x08));
 }
 
+// The same rounding, kept as f32 lanes.
+inline __m256 RoundBf16(__m256 v) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(ToBf16(v)), 16));
+}
+
 inline __m256 WidenBf16x8(const uint16_t* p) {
   const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
@@ -230,6 +235,7 @@ void EpilogueAvx2(const EpilogueArgs& a) {
       if (valid <= 0) break;
       __m256 v = _mm256_loadu_ps(acc + c);
       if (a.bias != nullptr) v = _mm256_add_ps(v, _mm256_loadu_ps(a.bias + c));
+      if (a.round_bf16_first) v = RoundBf16(v);
       if (a.act != Act::kNone) v = Activate(a.act, v);
       if (a.multiplier != nullptr) {
         __m256 m;

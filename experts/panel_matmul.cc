@@ -198,6 +198,7 @@ void PanelMatmul::Execute(const void* src, int64_t rows, void* dst, const void* 
       e.acc_stride = padded_n;
       e.bias = shape_.bias ? bias_.data() : nullptr;
       e.act = ToPanelAct(shape_);
+      e.round_bf16_first = shape_.dst == DType::kBF16 && shape_.post != MatmulPostOp::kNone;
       if (shape_.post == MatmulPostOp::kMultiply) {
         e.multiplier = static_cast<const char*>(multiplier) + (r0 + rs) * n * elem;
         e.multiplier_type = ToPanelType(shape_.compute);

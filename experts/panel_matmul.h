@@ -12,7 +12,9 @@
 //
 // Bitwise contract: each output element is the sequential fma chain of
 // panel_kernels.h over k = 0..K-1, then + bias, the activation or the
-// product, and the rounding to dst, all per element. It depends on K, N,
+// product, and the rounding to dst, all per element. With a bf16 dst and a
+// post-op, the biased sum is rounded to bf16 before the post-op, where a
+// bf16 PyTorch model rounds its Linear's output. It depends on K, N,
 // the dtypes and the CPU tier only: never on the row count, the row's
 // position in the batch or the thread count.
 //

@@ -1,6 +1,7 @@
 #include "experts/streaming_matmul.h"
 
 #include "common/x86_intrinsics.h"
+#include "common/cpu_tier.h"
 
 #include <algorithm>
 #include <cstring>
@@ -363,10 +364,7 @@ std::optional<StreamingMatmul> StreamingMatmul::ForLayout(const dnnl::memory::de
                                                           DType compute, int64_t k, int64_t n) {
   const bool bf16 = compute == DType::kBF16;
   if (compute != DType::kF32 && !bf16) return std::nullopt;
-  if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw")) {
-    return std::nullopt;
-  }
-  if (bf16 && !__builtin_cpu_supports("avx512bf16")) return std::nullopt;
+  if (ActiveCpuTier() < (bf16 ? CpuTier::kAvx512Bf16 : CpuTier::kAvx512)) return std::nullopt;
   const dnnl_memory_desc_t& d = packed.data;
   if (d.ndims != 2 || d.dims[0] != k || d.dims[1] != n || d.offset0 != 0 ||
       d.format_kind != dnnl_blocked) {

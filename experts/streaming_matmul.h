@@ -46,7 +46,7 @@ class StreamingMatmul {
 
   // The kernel for weights packed as `packed` (a [k, n] matrix of the
   // compute dtype), or nullopt if the layout is not one it reads or the
-  // CPU lacks the instructions (AVX-512F; AVX512_BF16 for bf16).
+  // active CPU tier is below avx512 (avx512_bf16 for bf16).
   static std::optional<StreamingMatmul> ForLayout(const dnnl::memory::desc& packed,
                                                   DType compute, int64_t k, int64_t n);
 

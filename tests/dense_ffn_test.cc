@@ -61,7 +61,6 @@ class DenseFfnTest : public ::testing::TestWithParam<Param> {};
 
 TEST_P(DenseFfnTest, MatchesNaiveReference) {
   const auto [act, gated, bias, compute] = GetParam();
-  if (compute == DType::kBF16 && !CpuHasNativeBf16()) GTEST_SKIP() << "no native bf16";
   struct Shape {
     int64_t d_model, d_ff;
   };
@@ -114,7 +113,6 @@ INSTANTIATE_TEST_SUITE_P(
 // several chunks (d_ff > 2048, the last one partial), on both cores.
 TEST(DenseFfnSwiGluTest, WideHiddenMatchesNaiveReference) {
   for (DType compute : {DType::kF32, DType::kBF16}) {
-    if (compute == DType::kBF16 && !CpuHasNativeBf16()) continue;
     const FfnSpec s = MakeFfnSpec(64, 4160, Activation::kSilu, true, false);
     FfnWeights w = MakeWeights(s, compute, 11);
     MatmulCacheRegistry registry;

@@ -108,7 +108,6 @@ class WorkersBitwiseTest : public ::testing::TestWithParam<BitwiseCase> {};
 TEST_P(WorkersBitwiseTest, TwoWorkersMatchTheInProcessLayer) {
   const BitwiseCase& c = GetParam();
   const DType compute = *ParseComputeDType(c.dtype);
-  if (compute == DType::kBF16 && !CpuHasNativeBf16()) GTEST_SKIP() << "no native bf16";
   ASSERT_OK_AND_ASSIGN(LayerWeights w, MakePreset(c.preset));
   const int e = w.spec.num_experts();
   // Two shards and one expert left in process: every path at once.
@@ -267,7 +266,6 @@ TEST(WorkersStartupTest, MismatchedWorkersAreRefused) {
   for (const Case& c : {Case{"demo", "f32", 7, "weights checksum"},
                         Case{"switch-8", "f32", kDefaultPresetSeed, "d_model 768"},
                         Case{"demo", "bf16", kDefaultPresetSeed, "computes in bf16"}}) {
-    if (c.dtype == "bf16" && !CpuHasNativeBf16()) continue;
     Worker bad = StartWorker(dir, "bad-" + c.preset + c.dtype, c.preset, "0-3", c.dtype, 0, c.seed);
     ASSERT_OK_AND_ASSIGN(auto shards, ParseExpertWorkerSpec("0-3=" + bad.address(), 8));
     auto remote = MakeRemote(shards, w, DType::kF32);

@@ -42,7 +42,6 @@ class MoeLayerPresetTest : public ::testing::TestWithParam<Param> {};
 
 TEST_P(MoeLayerPresetTest, MatchesNaiveReference) {
   const auto& [preset, compute] = GetParam();
-  if (compute == DType::kBF16 && !CpuHasNativeBf16()) GTEST_SKIP() << "no native bf16";
   LayerWeights w = MakeSyntheticWeights(Reduced(preset), 99);
   MoeLayerOptions options;
   options.compute = compute;

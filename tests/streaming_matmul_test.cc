@@ -17,6 +17,7 @@
 #include "experts/dnnl_engine.h"
 #include "experts/packed_matmul.h"
 #include "gtest/gtest.h"
+#include "common/cpu_tier.h"
 #include "tests/naive_reference.h"
 #include "tests/status_matchers.h"
 
@@ -25,7 +26,10 @@ namespace {
 
 using ::moe::testing::RandomTokens;
 
-bool HasAvx512() { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"); }
+// The streaming kernel belongs to the AVX-512 tiers (f32 from avx512, bf16
+// from avx512_bf16); below them these tests skip, saying so.
+bool HasAvx512() { return ActiveCpuTier() >= CpuTier::kAvx512; }
+bool HasAvx512Bf16() { return ActiveCpuTier() >= CpuTier::kAvx512Bf16; }
 
 // Values in the compute dtype's bytes.
 std::vector<uint8_t> AsDtype(const std::vector<float>& v, DType t) {
@@ -68,7 +72,7 @@ Packed Pack(const std::vector<float>& w_nk, int64_t k, int64_t n, DType compute)
 // one fused multiply-add per k from zero within each chunk, the chunks'
 // sums added left to right.
 TEST(StreamingMatmulTest, F32SumsInTheStatedOrder) {
-  if (!HasAvx512()) GTEST_SKIP() << "no AVX-512";
+  if (!HasAvx512()) GTEST_SKIP() << "the streaming kernel needs the avx512 tier; active tier " << CpuTierName(ActiveCpuTier());
   for (auto [k, n] : {std::pair<int64_t, int64_t>{1024, 2816}, {100, 72}, {33, 130}}) {
     auto w = RandomTokens(k * n, 5, 0.05f);
     Packed p = Pack(w, k, n, DType::kF32);
@@ -117,7 +121,7 @@ TEST(StreamingMatmulTest, F32SumsInTheStatedOrder) {
 // CPU's, so the check is against double precision with a tolerance of
 // 1e-5 of the sum of |products|.
 TEST(StreamingMatmulTest, Bf16IsTheDotProductWithinF32Rounding) {
-  if (!HasAvx512() || !__builtin_cpu_supports("avx512bf16")) GTEST_SKIP() << "no AVX512_BF16";
+  if (!HasAvx512Bf16()) GTEST_SKIP() << "bf16 streaming needs the avx512_bf16 tier; active tier " << CpuTierName(ActiveCpuTier());
   const int64_t k = 300, n = 200;
   auto w = RandomTokens(k * n, 7, 0.05f);
   Packed p = Pack(w, k, n, DType::kBF16);
@@ -168,7 +172,7 @@ std::string Name(const Case& c) {
 // 1..kMaxRows rows through the streaming path are bitwise the matmul
 // primitives'.
 TEST(PackedMatmulStreamingTest, SmallRowCountsAreBitwiseThePrimitives) {
-  if (!HasAvx512()) GTEST_SKIP() << "no AVX-512";
+  if (!HasAvx512()) GTEST_SKIP() << "the streaming kernel needs the avx512 tier; active tier " << CpuTierName(ActiveCpuTier());
   std::vector<Case> cases;
   for (DType compute : {DType::kF32, DType::kBF16}) {
     if (compute == DType::kBF16 && !CpuHasNativeBf16()) continue;
