@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/parse.h"
+#include "common/max_isa_flag.h"
 #include "benchmark/benchmark.h"
 #include "common/memory_tuning.h"
 #include "common/seeded_random.h"
@@ -42,10 +44,6 @@ MoeLayer* GetLayer(DType compute) {
 }
 
 void BM_LayerForward(benchmark::State& state, DType compute) {
-  if (compute == DType::kBF16 && !CpuHasNativeBf16()) {
-    state.SkipWithError("no native bf16 on this CPU");
-    return;
-  }
   MoeLayer* layer = GetLayer(compute);
   const int64_t t = state.range(0);
   const int64_t h = layer->d_model();
@@ -75,9 +73,11 @@ BENCHMARK_CAPTURE(BM_LayerForward, bf16, DType::kBF16)
 int main(int argc, char** argv) {
   moe::KeepFreedMemoryInProcess();
   benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  absl::ParseCommandLine(argc, argv);  // --max_isa; benchmark's flags are gone
+  moe::ApplyMaxIsaFlagOrExit(argv[0]);
   benchmark::AddCustomContext("preset", moe::BenchPreset());
   benchmark::AddCustomContext("onednn", moe::DnnlDescription());
+  benchmark::AddCustomContext("cpu_tier", moe::CpuTierDescription());
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/max_isa_flag.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
@@ -318,6 +319,7 @@ int main(int argc, char** argv) {
   moe::KeepFreedMemoryInProcess();
   benchmark::Initialize(&argc, argv);
   absl::ParseCommandLine(argc, argv);
+  moe::ApplyMaxIsaFlagOrExit(argv[0]);
   using moe::DType;
 
   std::vector<DType> dtypes;
@@ -327,7 +329,6 @@ int main(int argc, char** argv) {
   const std::vector<int64_t> tokens = moe::ParseInts(absl::GetFlag(FLAGS_tokens));
   for (const moe::ModelCase& m : moe::ParseModels(absl::GetFlag(FLAGS_models), dtypes)) {
     for (DType dtype : m.dtypes) {
-      if (dtype == DType::kBF16 && !moe::CpuHasNativeBf16()) continue;
       const std::string dt = moe::DTypeName(dtype);
       if (absl::GetFlag(FLAGS_repeat_token)) {
         benchmark::RegisterBenchmark(

@@ -1,6 +1,8 @@
-// Small row counts, one matrix at a time: PackedMatmul::Execute (the
-// streaming kernel where it is planned) against ExecutePrimitives (oneDNN's
-// matmul) on the same packed weights, rows 1..StreamingMatmul::kMaxRows.
+// Small row counts, one matrix at a time: PackedMatmul::Execute (what the
+// layer runs at the active CPU tier: the streaming kernel where it is
+// planned, or the panel kernels) against oneDNN's matmul primitives (on
+// the same packed weights where oneDNN packed them, else on oneDNN's own
+// packing of the same values), rows 1..16.
 // Each iteration uses the next of a set of matrices (demo's W1 shape,
 // 1024 × 2816, with the swish post-op, or W2, 2816 × 1024; as many as make
 // at least 256 MB, at most 32), so the weights come cold from DRAM as they
@@ -22,6 +24,8 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/flags/parse.h"
+#include "common/max_isa_flag.h"
 #include "benchmark/benchmark.h"
 #include "common/memory_tuning.h"
 #include "common/seeded_random.h"
@@ -45,7 +49,10 @@ std::pair<int64_t, int64_t> Dims() {
   return {d, f};
 }
 
+constexpr int64_t kRowsMax = 16;
+
 struct Set {
+  explicit Set(bool onednn) : registry(ActiveCpuTier(), onednn) {}
   MatmulCacheRegistry registry;
   std::vector<std::unique_ptr<PackedMatmul>> matrices;
   Tensor x;  // [kMaxRows, k] inputs
@@ -55,12 +62,13 @@ struct Set {
 };
 
 // W1 (1024 -> 2816, swish post-op) or W2 (2816 -> 1024, f32 out), built
-// once per dtype and kept for the run.
-Set* GetSet(DType compute, bool w1) {
-  static std::map<std::pair<DType, bool>, std::unique_ptr<Set>> sets;
-  auto& set = sets[{compute, w1}];
+// once per dtype and kept for the run; `onednn`: packed for oneDNN's
+// matmul whatever the tier. Null (and *error set) if it cannot be built.
+Set* GetSet(DType compute, bool w1, bool onednn, std::string* error) {
+  static std::map<std::tuple<DType, bool, bool>, std::unique_ptr<Set>> sets;
+  auto& set = sets[{compute, w1, onednn}];
   if (set != nullptr) return set.get();
-  set = std::make_unique<Set>();
+  set = std::make_unique<Set>(onednn);
   const auto [d_model, d_ff] = Dims();
   set->k = w1 ? d_model : d_ff;
   set->n = w1 ? d_ff : d_model;
@@ -81,24 +89,30 @@ Set* GetSet(DType compute, bool w1) {
     Tensor w =
         Tensor::FromFloats(compute, {set->n, set->k}, rng.UniformVector(set->n * set->k, 0.05f));
     auto mm = PackedMatmul::Create(w, Tensor(), shape, &set->registry, "w");
-    if (!mm.ok()) std::abort();
+    if (!mm.ok()) {
+      *error = std::string(mm.status().message());
+      set.reset();
+      return nullptr;
+    }
     set->matrices.push_back(*std::move(mm));
   }
-  set->x = Tensor::FromFloats(compute, {StreamingMatmul::kMaxRows, set->k},
-                              rng.UniformVector(StreamingMatmul::kMaxRows * set->k, 1.0f));
+  set->x = Tensor::FromFloats(compute, {kRowsMax, set->k},
+                              rng.UniformVector(kRowsMax * set->k, 1.0f));
   return set.get();
 }
 
-// state.range(0): rows; (1): 1 = bf16; (2): 1 = W1; (3): 1 = streaming path.
+// state.range(0): rows; (1): 1 = bf16; (2): 1 = W1; (3): 1 = what the
+// layer runs, 0 = oneDNN's matmul primitives.
 void BM_SmallRows(benchmark::State& state) {
   const int64_t rows = state.range(0);
   const DType compute = state.range(1) != 0 ? DType::kBF16 : DType::kF32;
-  if (compute == DType::kBF16 && !CpuHasNativeBf16()) {
-    state.SkipWithError("no native bf16");
+  const bool streaming = state.range(3) != 0;
+  std::string error;
+  Set* set = GetSet(compute, state.range(2) != 0, !streaming, &error);
+  if (set == nullptr) {
+    state.SkipWithError(error.c_str());
     return;
   }
-  Set* set = GetSet(compute, state.range(2) != 0);
-  const bool streaming = state.range(3) != 0;
   state.SetLabel(set->matrices[0]->impl());
   std::vector<char> out(static_cast<size_t>(rows * set->n) * DTypeSize(set->dst));
   AlignedBuffer scratch;
@@ -126,7 +140,7 @@ void Args(benchmark::internal::Benchmark* b) {
   b->ArgNames({"rows", "bf16", "w1", "streaming"});
   for (int bf16 : {1, 0}) {
     for (int w1 : {1, 0}) {
-      for (int64_t rows = 1; rows <= StreamingMatmul::kMaxRows; ++rows) {
+      for (int64_t rows = 1; rows <= kRowsMax; ++rows) {
         for (int streaming : {1, 0}) b->Args({rows, bf16, w1, streaming});
       }
     }
@@ -141,7 +155,8 @@ BENCHMARK(BM_SmallRows)->Apply(Args);
 int main(int argc, char** argv) {
   moe::KeepFreedMemoryInProcess();
   benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  absl::ParseCommandLine(argc, argv);  // --max_isa; benchmark's flags are gone
+  moe::ApplyMaxIsaFlagOrExit(argv[0]);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <string>
 
+#include "common/max_isa_flag.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -226,6 +227,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "moe_client {health|metadata|infer|stats} [--address=host:port] [flags]");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  moe::ApplyMaxIsaFlagOrExit(argv[0]);
   if (args.size() != 2) return Usage();
   const std::string command = args[1];
   moe::ConnectionOptions conn;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/max_isa_flag.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -48,7 +49,8 @@ ABSL_FLAG(std::string, html, "", "Write a self-contained HTML report with a late
 ABSL_FLAG(std::string, verify, "",
           "Preset the server runs (e.g. demo): recompute answers locally and count mismatches.");
 ABSL_FLAG(std::string, verify_dtype, "",
-          "Compute dtype the server runs (f32|bf16); default: the server's default here.");
+          "Compute dtype the server runs (f32|bf16); default: bf16, the server's default. "
+          "Run with the server's --max_isa: answers are bitwise only within one CPU tier.");
 ABSL_FLAG(uint64_t, verify_seed, 20240601, "Weight seed of the server's preset.");
 ABSL_FLAG(bool, progress, true, "Print progress to stderr while running.");
 
@@ -70,6 +72,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "moe_loadgen (--concurrency=N | --rate=R) [--duration_s=S] [--tokens=N|MIN-MAX] ...");
   absl::ParseCommandLine(argc, argv);
+  moe::ApplyMaxIsaFlagOrExit(argv[0]);
   // Response buffers are allocated and freed per call; without this glibc
   // hands them back to the OS and every call faults its pages in again
   // (measured: 11 % of the machine's CPU at 64 clients × 16 tokens).
@@ -107,7 +110,7 @@ int main(int argc, char** argv) {
   o.seed = absl::GetFlag(FLAGS_seed);
   o.verify_preset = absl::GetFlag(FLAGS_verify);
   o.verify_seed = absl::GetFlag(FLAGS_verify_seed);
-  o.verify_dtype = moe::CpuHasNativeBf16() ? moe::DType::kBF16 : moe::DType::kF32;
+  o.verify_dtype = moe::DType::kBF16;  // the server's default on every tier
   if (!absl::GetFlag(FLAGS_verify_dtype).empty()) {
     auto d = moe::ParseComputeDType(absl::GetFlag(FLAGS_verify_dtype));
     if (!d.ok()) {

@@ -132,13 +132,17 @@ class MatmulCacheRegistry {
  public:
   // Matrices created through this registry use the kernels of `tier`
   // (which must not exceed ActiveCpuTier(): oneDNN is capped there).
-  explicit MatmulCacheRegistry(CpuTier tier = ActiveCpuTier()) : tier_(tier) {}
+  // onednn_only: oneDNN's matmul for every matrix, whatever the tier
+  // (benchmarks compare the two; it is not batch-invariant on avx2).
+  explicit MatmulCacheRegistry(CpuTier tier = ActiveCpuTier(), bool onednn_only = false)
+      : tier_(tier), onednn_only_(onednn_only) {}
 
   CpuTier tier() const { return tier_; }
   // True when matrices of `compute` run on the project's own panel kernels
   // (panel_matmul.h) at this tier: every dtype on avx2, bf16 on avx512
   // without AVX512_BF16. Otherwise they run on oneDNN's brgemm.
   bool UsesPanels(DType compute) const {
+    if (onednn_only_) return false;
     return tier_ == CpuTier::kAvx2 || (tier_ == CpuTier::kAvx512 && compute == DType::kBF16);
   }
 
@@ -146,6 +150,7 @@ class MatmulCacheRegistry {
 
  private:
   const CpuTier tier_;
+  const bool onednn_only_;
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<MatmulPrimitiveCache>> caches_
       ABSL_GUARDED_BY(mu_);

@@ -38,12 +38,14 @@ inline constexpr int kMaxTileRows = 6;
 inline constexpr int kMaxTilePanels = 4;
 
 // Continues the sums acc[r][c] (r < rows, c < 16 * panels) with the
-// products of k_count consecutive inputs: x row r at x + r * x_stride
-// (f32), weights of panel j at w + j * panel_stride elements (the chunk's
-// first k). first: the sums start from +0 instead of acc's contents.
+// products of k_count consecutive inputs: input k of row r at
+// x[k * x_step + r] (f32, the rows of a block interleaved so that one
+// k's broadcasts share a cache line), weights of panel j at
+// w + j * panel_stride elements (the chunk's first k). first: the sums
+// start from +0 instead of acc's contents.
 struct TileArgs {
   const float* x = nullptr;
-  int64_t x_stride = 0;
+  int64_t x_step = 0;
   const void* w = nullptr;
   int64_t panel_stride = 0;  // elements (f32 or bf16) between panels
   int64_t k_count = 0;

@@ -32,10 +32,36 @@ inline void Prefetch(const void* p, int64_t ahead) {
   _mm_prefetch(reinterpret_cast<const char*>(at), _MM_HINT_T0);
 }
 
+// One k step of an MR × NP tile: every sum of the tile takes one fma.
+template <int MR, int NP, bool kBf16>
+__attribute__((always_inline)) inline void Step(const char* wbase, int64_t panel_bytes,
+                                                 const float* x, int64_t x_step, int64_t k,
+                                                 __m256 (&acc)[MR][NP][2]) {
+  constexpr int64_t kElem = kBf16 ? 2 : 4;
+  __m256 w[NP][2];
+#pragma GCC unroll 4
+  for (int p = 0; p < NP; ++p) {
+    LoadWeights<kBf16>(wbase + p * panel_bytes + k * 16 * kElem, 0, &w[p][0], &w[p][1]);
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) {
+    const __m256 xb = _mm256_broadcast_ss(x + k * x_step + r);
+#pragma GCC unroll 4
+    for (int p = 0; p < NP; ++p) {
+      acc[r][p][0] = _mm256_fmadd_ps(xb, w[p][0], acc[r][p][0]);
+      acc[r][p][1] = _mm256_fmadd_ps(xb, w[p][1], acc[r][p][1]);
+    }
+  }
+}
+
+// The sums stay in registers for the whole chunk (every loop over rows and
+// panels is unrolled: MR * NP * 2 <= 12 of the 16 vector registers).
 template <int MR, int NP, bool kBf16>
 void Tile(const TileArgs& a) {
   __m256 acc[MR][NP][2];
+#pragma GCC unroll 6
   for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 4
     for (int p = 0; p < NP; ++p) {
       if (a.first) {
         acc[r][p][0] = _mm256_setzero_ps();
@@ -50,27 +76,26 @@ void Tile(const TileArgs& a) {
   const char* wbase = static_cast<const char*>(a.w);
   const int64_t panel_bytes = a.panel_stride * kElem;
   const int64_t n = a.k_count;
-  // One 64-byte line holds 4 (f32) or 2... 64 / (16 * elem) k steps.
+  // k steps per 64-byte line of one panel: 1 (f32) or 2 (bf16).
   constexpr int64_t kStepsPerLine = 64 / (16 * kElem);
-  for (int64_t k = 0; k < n; ++k) {
-    if (a.prefetch_bytes != 0 && k % kStepsPerLine == 0) {
+  int64_t k = 0;
+  if (a.prefetch_bytes != 0) {
+    for (; k + kStepsPerLine <= n; k += kStepsPerLine) {
+#pragma GCC unroll 4
       for (int p = 0; p < NP; ++p) {
         Prefetch(wbase + p * panel_bytes + k * 16 * kElem, a.prefetch_bytes);
       }
-    }
-    __m256 w[NP][2];
-    for (int p = 0; p < NP; ++p) {
-      LoadWeights<kBf16>(wbase + p * panel_bytes, k * 16, &w[p][0], &w[p][1]);
-    }
-    for (int r = 0; r < MR; ++r) {
-      const __m256 xb = _mm256_broadcast_ss(a.x + r * a.x_stride + k);
-      for (int p = 0; p < NP; ++p) {
-        acc[r][p][0] = _mm256_fmadd_ps(xb, w[p][0], acc[r][p][0]);
-        acc[r][p][1] = _mm256_fmadd_ps(xb, w[p][1], acc[r][p][1]);
+#pragma GCC unroll 2
+      for (int64_t s = 0; s < kStepsPerLine; ++s) {
+        Step<MR, NP, kBf16>(wbase, panel_bytes, a.x, a.x_step, k + s, acc);
       }
     }
   }
+#pragma GCC unroll 2
+  for (; k < n; ++k) Step<MR, NP, kBf16>(wbase, panel_bytes, a.x, a.x_step, k, acc);
+#pragma GCC unroll 6
   for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 4
     for (int p = 0; p < NP; ++p) {
       _mm256_storeu_ps(a.acc + r * a.acc_stride + 16 * p, acc[r][p][0]);
       _mm256_storeu_ps(a.acc + r * a.acc_stride + 16 * p + 8, acc[r][p][1]);
@@ -103,7 +128,7 @@ void TileFor(int rows, int panels, const TileArgs& a) {
     one.acc = a.acc + 16 * p;
     for (int r0 = 0; r0 < rows; r0 += kMaxTileRows) {
       TileArgs part = one;
-      part.x = a.x + r0 * a.x_stride;
+      part.x = a.x + r0;
       part.acc = one.acc + r0 * a.acc_stride;
       const int r = rows - r0 < kMaxTileRows ? rows - r0 : kMaxTileRows;
       TileFor<kBf16>(r, 1, part);

@@ -134,65 +134,82 @@ void PanelMatmul::Execute(const void* src, int64_t rows, void* dst, const void* 
   const int64_t padded_n = panels_ * kPanelCols;
   const int64_t pass_rows = std::min(rows, kPassRows);
   const bool bf16 = shape_.compute == DType::kBF16;
-  const size_t x_bytes = bf16 ? static_cast<size_t>(pass_rows * k) * sizeof(float) : 0;
+  const size_t x_bytes = (static_cast<size_t>(pass_rows * k) * sizeof(float) + 63) & ~size_t{63};
   const size_t acc_bytes = static_cast<size_t>(pass_rows * padded_n) * sizeof(float);
-  char* base = static_cast<char*>(scratch->Reserve(((x_bytes + 63) & ~size_t{63}) + acc_bytes));
-  float* x_f32 = reinterpret_cast<float*>(base);
-  float* acc = reinterpret_cast<float*>(base + ((x_bytes + 63) & ~size_t{63}));
-
-  const int64_t block_rows = std::min<int64_t>(rows, kMaxTileRows);
-  const int np = PanelsPerTile(block_rows);
-  const int64_t groups = (panels_ + np - 1) / np;
+  char* base = static_cast<char*>(scratch->Reserve(x_bytes + acc_bytes));
+  float* xpack = reinterpret_cast<float*>(base);
+  float* acc = reinterpret_cast<float*>(base + x_bytes);
   const int64_t chunk = ChunkSteps(shape_.compute);
   const size_t elem = static_cast<size_t>(DTypeSize(shape_.compute));
   const size_t dst_elem = static_cast<size_t>(DTypeSize(shape_.dst));
-  const size_t src_elem = elem;
+  const int threads = MaxThreads();
 
   for (int64_t r0 = 0; r0 < rows; r0 += kPassRows) {
     const int64_t m = std::min(kPassRows, rows - r0);
-    const char* src_pass = static_cast<const char*>(src) + r0 * k * src_elem;
-    const float* x = reinterpret_cast<const float*>(src_pass);
-    if (bf16) {
-      panel::WidenBf16Avx2(reinterpret_cast<const uint16_t*>(src_pass), m * k, x_f32);
-      x = x_f32;
+    // Row blocks of at most 6 rows, as even as possible (8 rows: 4 + 4,
+    // not 6 + 2, so that every tile keeps enough independent sums).
+    const int64_t blocks = (m + kMaxTileRows - 1) / kMaxTileRows;
+    auto block_begin = [&](int64_t b) { return b * m / blocks; };
+    int64_t widest = 0;
+    for (int64_t b = 0; b < blocks; ++b) widest = std::max(widest, block_begin(b + 1) - block_begin(b));
+    const int np = PanelsPerTile(widest);
+    const int64_t groups = (panels_ + np - 1) / np;
+
+    // Each block's rows interleaved by k (widened to f32): block b holds
+    // rows [begin, end) at xpack + begin * k, input i of its row j at
+    // [i * (end - begin) + j].
+    const char* src_pass = static_cast<const char*>(src) + r0 * k * elem;
+#pragma omp parallel for schedule(static) if (m * k >= 65536)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t begin = block_begin(b), count = block_begin(b + 1) - begin;
+      float* out = xpack + begin * k;
+      for (int64_t j = 0; j < count; ++j) {
+        if (bf16) {
+          const auto* in = reinterpret_cast<const uint16_t*>(src_pass) + (begin + j) * k;
+          for (int64_t i = 0; i < k; ++i) out[i * count + j] = Bf16ToFloat(in[i]);
+        } else {
+          const auto* in = reinterpret_cast<const float*>(src_pass) + (begin + j) * k;
+          for (int64_t i = 0; i < k; ++i) out[i * count + j] = in[i];
+        }
+      }
     }
-    // Work items: panel groups × row ranges (row ranges only when there
-    // are too few groups to keep every thread busy).
-    const int threads = MaxThreads();
-    int64_t row_splits = 1;
-    if (groups < 2 * threads && m >= 4 * kMaxTileRows) {
-      row_splits = std::min<int64_t>((2 * threads + groups - 1) / groups, m / kMaxTileRows);
+
+    // Work items: panel groups × ranges of blocks (block ranges only when
+    // there are too few groups to keep every thread busy).
+    int64_t splits = 1;
+    if (groups < 2 * threads && blocks >= 4) {
+      splits = std::min<int64_t>((2 * threads + groups - 1) / groups, blocks);
     }
-    const int64_t rows_per_split =
-        ((m + row_splits - 1) / row_splits + kMaxTileRows - 1) / kMaxTileRows * kMaxTileRows;
-    const int64_t items = groups * row_splits;
+    const int64_t blocks_per_split = (blocks + splits - 1) / splits;
+    const int64_t items = groups * splits;
 #pragma omp parallel for schedule(static) if (items > 1)
     for (int64_t item = 0; item < items; ++item) {
-      const int64_t g = item / row_splits;
-      const int64_t rs = (item % row_splits) * rows_per_split;
-      const int64_t re = std::min(m, rs + rows_per_split);
-      if (rs >= re) continue;
+      const int64_t g = item / splits;
+      const int64_t b0 = (item % splits) * blocks_per_split;
+      const int64_t b1 = std::min(blocks, b0 + blocks_per_split);
+      if (b0 >= b1) continue;
       const int64_t p0 = g * np;
       const int panels = static_cast<int>(std::min<int64_t>(np, panels_ - p0));
       const char* w0 = static_cast<const char*>(weights_.data()) +
                        static_cast<size_t>(p0 * k * kPanelCols) * elem;
       for (int64_t k0 = 0; k0 < k; k0 += chunk) {
         const int64_t steps = std::min(chunk, k - k0);
-        for (int64_t rb = rs; rb < re; rb += kMaxTileRows) {
-          const int tile_rows = static_cast<int>(std::min<int64_t>(kMaxTileRows, re - rb));
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t begin = block_begin(b), count = block_begin(b + 1) - begin;
           panel::TileArgs t;
-          t.x = x + rb * k + k0;
-          t.x_stride = k;
+          t.x = xpack + begin * k + k0 * count;
+          t.x_step = count;
           t.w = w0 + static_cast<size_t>(k0 * kPanelCols) * elem;
           t.panel_stride = k * kPanelCols;
           t.k_count = steps;
-          t.acc = acc + rb * padded_n + p0 * kPanelCols;
+          t.acc = acc + begin * padded_n + p0 * kPanelCols;
           t.acc_stride = padded_n;
           t.first = k0 == 0;
           t.prefetch_bytes = m <= kPrefetchMaxRows ? kPrefetchBytes : 0;
-          panel::TileAvx2(tile_rows, panels, ToPanelType(shape_.compute), t);
+          panel::TileAvx2(static_cast<int>(count), panels, ToPanelType(shape_.compute), t);
         }
       }
+      const int64_t rs = block_begin(b0), re = block_begin(b1);
       panel::EpilogueArgs e;
       e.acc = acc + rs * padded_n;
       e.acc_stride = padded_n;

@@ -13,6 +13,7 @@
 #include "absl/flags/usage.h"
 #include "absl/status/statusor.h"
 #include "common/dtype.h"
+#include "common/max_isa_flag.h"
 #include "common/memory_tuning.h"
 #include "experts/dnnl_engine.h"
 #include "model/moe_layer.h"
@@ -79,13 +80,15 @@ inline std::string OpenMpWaitDescription() {
 }
 
 // The first steps of a serving binary's main(), in order: the OpenMP spin
-// count (may re-execute), the usage text and the flags, SIGTERM/SIGINT
+// count (may re-execute), the usage text and the flags, the CPU tier cap
+// (--max_isa; exits on a bad value), SIGTERM/SIGINT
 // blocked before any thread starts (returned, for sigwait()), freed memory
 // kept in the process, abseil's mutex deadlock check off.
 inline sigset_t StartServingProcess(int argc, char** argv, const char* usage) {
   UseServingOpenMpSpinCount(argv);
   absl::SetProgramUsageMessage(usage);
   absl::ParseCommandLine(argc, argv);
+  ApplyMaxIsaFlagOrExit(argv[0]);
   const sigset_t signals = BlockShutdownSignals();
   KeepFreedMemoryInProcess();
   SkipMutexDeadlockDetection();

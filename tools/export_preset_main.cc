@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <string>
 
+#include "common/max_isa_flag.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -23,6 +24,7 @@ int main(int argc, char** argv) {
       "Writes a synthetic preset layer as a Hugging Face model folder.\n"
       "  moe_export_preset --preset=demo --out=DIR");
   absl::ParseCommandLine(argc, argv);
+  moe::ApplyMaxIsaFlagOrExit(argv[0]);
   if (absl::GetFlag(FLAGS_list)) {
     for (const auto& p : moe::Presets()) {
       std::printf("%-18s %s\n", p.name.c_str(), p.description.c_str());
