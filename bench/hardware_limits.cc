@@ -1,3 +1,4 @@
+#include "common/cpu_tier.h"
 #include "bench/hardware_limits.h"
 
 #include "common/x86_intrinsics.h"
@@ -69,7 +70,8 @@ __attribute__((target("avx2"))) float SumAvx2(const float* p, size_t n) {
   return s;
 }
 
-bool HasAvx512() { return __builtin_cpu_supports("avx512f"); }
+// The probes measure what the active CPU tier multiplies and loads with.
+bool HasAvx512() { return ActiveCpuTier() >= CpuTier::kAvx512; }
 
 // 12 independent FMA chains per thread keep both FMA pipes busy through
 // their latency; `iters` rounds of 12 FMAs on 16 lanes.
@@ -169,7 +171,9 @@ double MeasurePeakF32Gflops(int threads, int passes) {
 }
 
 double MeasurePeakBf16Gflops(int threads, int passes) {
-  if (!__builtin_cpu_supports("avx512bf16")) return 0;
+  // Below avx512_bf16, bf16 weights are widened and multiplied with the
+  // f32 FMA: that is the peak bf16 runs at.
+  if (ActiveCpuTier() < CpuTier::kAvx512Bf16) return MeasurePeakF32Gflops(threads, passes);
   constexpr int64_t kIters = 20'000'000;
   // Each vdpbf16ps does 2 multiply-adds per f32 lane: 16 lanes x 2 x 2 FLOP.
   return BestRate(threads, passes, kIters * 12.0 * 16 * 4, [] { return DpbfLoop(kIters); });

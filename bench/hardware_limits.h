@@ -35,6 +35,7 @@ double MeasurePeakF32Gflops(int threads, int passes);
 
 // Peak bf16 dot-product rate in GFLOP/s (vdpbf16ps: 2 multiply-adds per
 // f32 lane), or 0 when the CPU has no avx512_bf16.
+// Below avx512_bf16 (bf16 weights widened to f32): the f32 FMA peak.
 double MeasurePeakBf16Gflops(int threads, int passes);
 
 }  // namespace moe

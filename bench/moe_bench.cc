@@ -58,6 +58,7 @@ ABSL_FLAG(bool, threading_alternative, true,
           "Also time the batch's matmuls with experts in parallel on 2 single-threaded "
           "lanes (against one expert at a time on all threads, the layer's plan).");
 ABSL_FLAG(int, threads, 2, "Threads of the hardware probes (the layer uses oneDNN's).");
+ABSL_FLAG(bool, print_cpu_tier, false, "Print the CPU tier the kernels run at and exit.");
 ABSL_FLAG(bool, probe_hardware, true, "Measure DRAM bandwidth and peak FLOP/s first.");
 ABSL_FLAG(int, idle_us, 0,
           "Sleep this long before each timed layer call (outside the timing), as a "
@@ -112,6 +113,12 @@ absl::Status Load(const std::string& name, DType dtype) {
     blocks.push_back(BlockShape{spec.d_model, spec.shared.d_ff, spec.shared.gated});
   }
   auto limit = StandaloneMatmuls::Create(blocks, (*layer)->compute());
+  if (!limit.ok() && (*layer)->compute() == DType::kBF16) {
+    // oneDNN has no bf16 matmul at this tier (avx2): the kernel limit is
+    // its f32 matmul on the same shapes, the roofline counts bf16 bytes.
+    limit = StandaloneMatmuls::Create(blocks, DType::kF32);
+    if (limit.ok()) (*limit)->CountWeightBytesAs(DType::kBF16);
+  }
   if (!limit.ok()) return limit.status();
   g_loaded.key = key;
   g_loaded.layer = *std::move(layer);
@@ -320,6 +327,10 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   absl::ParseCommandLine(argc, argv);
   moe::ApplyMaxIsaFlagOrExit(argv[0]);
+  if (absl::GetFlag(FLAGS_print_cpu_tier)) {
+    std::printf("%s\n", moe::CpuTierDescription().c_str());
+    return 0;
+  }
   using moe::DType;
 
   std::vector<DType> dtypes;
@@ -355,6 +366,7 @@ int main(int argc, char** argv) {
     moe::g_hw.peak_bf16_gflops = moe::MeasurePeakBf16Gflops(threads, 5);
   }
   benchmark::AddCustomContext("onednn", moe::DnnlDescription());
+  benchmark::AddCustomContext("cpu_tier", moe::CpuTierDescription());
   benchmark::AddCustomContext("dram_read_GBps", absl::StrCat(moe::g_hw.read_gbps));
   benchmark::AddCustomContext("peak_f32_GFLOPs", absl::StrCat(moe::g_hw.peak_f32_gflops));
   benchmark::AddCustomContext("peak_bf16_GFLOPs", absl::StrCat(moe::g_hw.peak_bf16_gflops));

@@ -5,8 +5,10 @@
 #      standalone oneDNN matmuls (kernel limit) and the roofline (DRAM
 #      bandwidth and peak FLOP/s measured in the same process);
 #   2. the PyTorch peer (bench/torch_moe_block.py) on the same safetensors
-#      folders, configured fairly (OpenBLAS, SkylakeX kernels, glibc malloc
-#      keeping its memory) and stock (Debian's default reference BLAS);
+#      folders, configured fairly (OpenBLAS, glibc malloc keeping its
+#      memory; OpenBLAS's Skylake-X kernels on AVX-512 CPUs, which its
+#      0.3.21 does not recognise, its own detection elsewhere) and stock
+#      (Debian's default reference BLAS);
 #   3. serving: moe_loadgen against moe_server on loopback (closed loop,
 #      concurrency 1, 8, 64; 1 and 16 tokens per request) and the layer at
 #      the mean batch size the batcher formed;
@@ -16,6 +18,7 @@
 #   bench/run.sh                 # everything (about 30 min on 2 cores)
 #   bench/run.sh --quick         # demo only, fewer sizes, 1 repetition (~3 min)
 #   bench/run.sh --models=demo --reps=5 --no-serving --no-torch
+#   bench/run.sh --max_isa=avx2  # our side capped at a CPU tier (MOE_MAX_ISA)
 #
 # Models: presets exported once with moe_export_preset into $MOE_BENCH_WORK
 # (default /tmp/moe-bench, ~3.3 GB with mixtral-8x7b). NAME@bf16 runs a
@@ -39,7 +42,8 @@ for arg in "$@"; do
     --out=*) OUT="${arg#*=}" ;;
     --no-torch) TORCH=0 ;;
     --no-serving) SERVING=0 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --max_isa=*) export MOE_MAX_ISA="${arg#*=}" ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -61,6 +65,7 @@ PY=/usr/bin/python3   # Debian's python3, where python3-torch lives
   echo "onednn: $(dpkg-query -W -f='${Version}' libdnnl2 2>/dev/null || echo '?')"
   echo "torch: $(dpkg-query -W -f='${Version}' python3-torch 2>/dev/null || echo '?')"
   echo "openblas: $(dpkg-query -W -f='${Version}' libopenblas0-openmp 2>/dev/null || echo '?')"
+  echo "cpu tier: $("$BUILD_DIR/bench/moe_bench" --print_cpu_tier)"
   echo "command: bench/run.sh $*"
 } > "$OUT/machine.txt"
 cat "$OUT/machine.txt"
@@ -93,9 +98,12 @@ if [ "$TORCH" = 1 ]; then
       cap=${spec##*:}
       tokens=$(echo "$TOKENS" | tr ',' '\n' | awk -v c="$cap" '$1 <= c' | paste -sd, -) ;;
     esac
-    # Fair: OpenBLAS with its Skylake-X kernels (it does not recognise this
-    # CPU model by itself) and glibc's malloc keeping freed memory.
-    env OMP_NUM_THREADS=2 OPENBLAS_CORETYPE=SkylakeX \
+    # Fair: OpenBLAS (with its Skylake-X kernels on an AVX-512 CPU, which
+    # 0.3.21 does not recognise; its own detection on AVX2 CPUs) and
+    # glibc's malloc keeping freed memory.
+    coretype=()
+    grep -q -w avx512f /proc/cpuinfo && coretype=(OPENBLAS_CORETYPE=SkylakeX)
+    env OMP_NUM_THREADS=2 "${coretype[@]}" \
       GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=68719476736 \
       "$PY" bench/torch_moe_block.py --model_dir="$WORK/$name" --model="$name" \
       --dtypes="$dtypes" --tokens="$tokens" --reps="$REPS" --config=fair \

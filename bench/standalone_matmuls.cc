@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "experts/dnnl_engine.h"
 
 namespace moe {
 namespace {
@@ -40,7 +41,7 @@ void FillPseudoRandom(dnnl::memory* m, DType type, int64_t count, uint32_t seed)
 }  // namespace
 
 StandaloneMatmuls::StandaloneMatmuls(DType compute)
-    : compute_(compute), engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {}
+    : compute_(compute), bytes_dtype_(compute), engine_(CpuEngine()), stream_(engine_) {}
 
 absl::StatusOr<std::unique_ptr<StandaloneMatmuls>> StandaloneMatmuls::Create(
     const std::vector<BlockShape>& blocks, DType compute) {
@@ -223,7 +224,7 @@ int64_t StandaloneMatmuls::WeightBytes(const std::vector<int64_t>& rows) const {
   int64_t bytes = 0;
   for (size_t b = 0; b < blocks_.size() && b < rows.size(); ++b) {
     if (rows[b] <= 0) continue;
-    for (const Matrix& m : blocks_[b].matrices) bytes += m.k * m.n * DTypeSize(compute_);
+    for (const Matrix& m : blocks_[b].matrices) bytes += m.k * m.n * DTypeSize(bytes_dtype_);
   }
   return bytes;
 }

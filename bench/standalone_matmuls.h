@@ -51,6 +51,11 @@ class StandaloneMatmuls {
   // counts creates primitives and should be discarded.
   absl::StatusOr<double> RunBlocksInParallel(const std::vector<int64_t>& rows, int lanes);
 
+  // WeightBytes() counts weights of `dtype` (the layer's), not of the
+  // matmuls' compute dtype: for a bf16 layer timed against f32 primitives
+  // where oneDNN has no bf16 (the avx2 tier).
+  void CountWeightBytesAs(DType dtype) { bytes_dtype_ = dtype; }
+
   // Bytes of weights a call with these rows reads.
   int64_t WeightBytes(const std::vector<int64_t>& rows) const;
   // Multiply-add FLOPs (2 per MAC) of a call with these rows.
@@ -81,6 +86,7 @@ class StandaloneMatmuls {
   dnnl::matmul Plan(const Matrix& m, int64_t rows) const;
 
   DType compute_;
+  DType bytes_dtype_;
   dnnl::engine engine_;
   dnnl::stream stream_;
   std::vector<Block> blocks_;
