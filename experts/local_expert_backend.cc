@@ -36,7 +36,7 @@ std::string LocalExpertBackend::Describe() const {
       any = e.get();
     }
   }
-  return absl::StrCat("local oneDNN, ", hosted, " experts",
+  return absl::StrCat("local, ", hosted, " experts",
                       any != nullptr ? absl::StrCat(", ", DTypeName(any->compute()),
                                                     ", kernel ", any->impl())
                                      : std::string());

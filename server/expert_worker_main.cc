@@ -32,7 +32,7 @@ ABSL_FLAG(std::string, model_dir, "", "Hugging Face model folder; empty: use --p
 ABSL_FLAG(int, layer, 0, "Layer of --model_dir.");
 ABSL_FLAG(std::string, preset, "demo", "Synthetic preset when no --model_dir.");
 ABSL_FLAG(uint64_t, seed, moe::kDefaultPresetSeed, "Weight seed of --preset.");
-ABSL_FLAG(std::string, dtype, "", "f32 or bf16 (default: bf16 where the CPU has it).");
+ABSL_FLAG(std::string, dtype, "", "f32 or bf16 (default: bf16, on every CPU tier).");
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
 ABSL_FLAG(int, port, 9001, "gRPC port (0: pick a free one and log it).");
 ABSL_FLAG(int, metrics_port, 9002, "Prometheus /metrics port (0: pick a free one; -1: off).");
@@ -99,6 +99,7 @@ int main(int argc, char** argv) {
   info.set_weights_checksum(moe::ExpertWeightsChecksum(*weights, hosted));
   info.set_family(weights->spec.family);
   info.set_kernel((*backend)->Describe());
+  info.set_cpu_tier(moe::CpuTierName(moe::ActiveCpuTier()));
   const std::string summary =
       absl::StrCat(weights->spec.Summary(), "; hosting experts ", moe::FormatExpertList(hosted),
                    "; ", (*backend)->Describe());
@@ -130,6 +131,7 @@ int main(int argc, char** argv) {
   }
   const int metrics_port = metrics != nullptr ? metrics->port() : -1;
   spdlog::info("expert worker: {}", summary);
+  spdlog::info("CPU tier {}; {}", moe::CpuTierDescription(), moe::DnnlDescription());
   spdlog::info("listening: gRPC {}:{}, metrics {}", absl::GetFlag(FLAGS_host), port,
                metrics_port > 0 ? absl::StrCat("port ", metrics_port) : std::string("disabled"));
   spdlog::info("ready: weights checksum {:016x}", info.weights_checksum());

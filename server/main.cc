@@ -34,7 +34,7 @@ ABSL_FLAG(std::string, preset, "demo",
           "deepseek-v3-small, switch-8, transformer-base, bert-base, gpt2, llama-7b.");
 ABSL_FLAG(uint64_t, seed, moe::kDefaultPresetSeed, "Weight seed of --preset.");
 ABSL_FLAG(std::string, dtype, "",
-          "Compute dtype, f32 or bf16. Default: bf16 where the CPU has native bf16, else f32.");
+          "Compute dtype, f32 or bf16. Default: bf16 (bf16 weights on every CPU tier).");
 ABSL_FLAG(std::string, model_name, "moe", "Model name clients use in requests.");
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
 ABSL_FLAG(int, grpc_port, 8001, "gRPC port (0: pick a free port and log it).");
@@ -60,6 +60,10 @@ ABSL_FLAG(std::string, expert_workers, "",
           "Run routed experts in moe_expert_worker processes: EXPERTS=HOST:PORT[,HOST:PORT...]"
           "[;...], e.g. '0-3=hostA:9001,hostA2:9001;4-7=hostB:9001'. Several addresses are "
           "replicas. Experts no shard names run in this process.");
+ABSL_FLAG(bool, allow_mixed_isa, false,
+          "Accept expert workers whose CPU tier (--max_isa or CPU) differs from this "
+          "process's. Their answers are then within tolerance of this process's, not bitwise "
+          "equal.");
 ABSL_FLAG(int64_t, expert_rpc_timeout_ms, 10000,
           "Longest one call to an expert worker may take before it is retried elsewhere.");
 
@@ -112,6 +116,7 @@ absl::StatusOr<BuiltLayer> BuildLayer(moe::DType compute) {
     }
     moe::RemoteBackendOptions remote_options;
     remote_options.rpc_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_expert_rpc_timeout_ms));
+    remote_options.allow_mixed_isa = absl::GetFlag(FLAGS_allow_mixed_isa);
     spdlog::info("connecting to expert workers {}", absl::GetFlag(FLAGS_expert_workers));
     auto created = moe::RemoteExpertBackend::Create(*std::move(shards), *weights, compute,
                                                     std::move(local), remote_options);
@@ -188,10 +193,11 @@ int main(int argc, char** argv) {
                                              : std::string("disabled"));
   spdlog::info(
       "ready: batching up to {} tokens per call, {} us queue delay ({}), {} tokens "
-      "queued; {}; {}",
+      "queued; CPU tier {}; {}; {}",
       options.batching.max_batch_tokens, absl::GetFlag(FLAGS_max_queue_delay_us),
       options.batching.adaptive_fill ? "adaptive fill" : "waits for a full batch",
-      options.batching.max_queue_tokens, moe::DnnlDescription(), moe::OpenMpWaitDescription());
+      options.batching.max_queue_tokens, moe::CpuTierDescription(), moe::DnnlDescription(),
+      moe::OpenMpWaitDescription());
 
   int sig = 0;
   sigwait(&signals, &sig);

@@ -77,6 +77,13 @@ absl::Status RemoteExpertBackend::CheckReplica(const Shard& shard, Replica& r, u
     return absl::FailedPreconditionError(absl::StrCat(who, " computes in ", info.dtype(),
                                                       ", the front end in ", DTypeName(compute_)));
   }
+  if (info.cpu_tier() != options_.cpu_tier && !options_.allow_mixed_isa) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        who, " runs at CPU tier ", info.cpu_tier().empty() ? "(unknown)" : info.cpu_tier(),
+        ", the front end at ", options_.cpu_tier,
+        ": answers would differ in their last bits; start both with the same --max_isa, or "
+        "accept that with --allow_mixed_isa"));
+  }
   std::vector<int> hosted(info.experts().begin(), info.experts().end());
   for (int e : shard.experts) {
     if (std::find(hosted.begin(), hosted.end(), e) == hosted.end()) {

@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/cpu_tier.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -52,11 +53,17 @@ struct RemoteBackendOptions {
   absl::Duration probe_interval = absl::Milliseconds(200);
   // How long start-up waits for every worker to answer Info.
   absl::Duration startup_timeout = absl::Seconds(60);
+  // The front end's CPU tier ("avx2", ...): a worker at another tier sums
+  // in another order, so its answers would only be within tolerance of
+  // the front end's, not bitwise equal; it is refused unless
+  // allow_mixed_isa.
+  std::string cpu_tier = CpuTierName(ActiveCpuTier());
+  bool allow_mixed_isa = false;
 };
 
 class RemoteExpertBackend : public ExpertBackend {
  public:
-  // Checks every replica (Info: d_model, dtype, hosted experts and the
+  // Checks every replica (Info: d_model, dtype, CPU tier, hosted experts and the
   // weights checksum of the shard's experts in `weights`) and fails naming
   // the worker that does not match or does not answer. `local` runs the
   // experts no shard covers (null if every expert is covered).

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/cpu_tier.h"
 #include "experts/expert_backend.h"
 
 namespace moe {
@@ -16,6 +17,7 @@ ServingCore::ServingCore(std::unique_ptr<MoeLayer> layer, const ModelIo& io,
   info.family = spec.family;
   info.dtype = DTypeName(layer_->compute());
   info.kernel = layer_->backend().Describe();
+  info.cpu_tier = CpuTierName(ActiveCpuTier());
   info.d_model = spec.d_model;
   info.d_ff = spec.expert.d_ff;
   info.experts = spec.num_experts();

@@ -124,7 +124,8 @@ std::string ServingMetrics::RenderPrometheus(int64_t queue_tokens, int64_t queue
                   "\",family=\"", EscapeLabelValue(info_.family), "\",d_model=\"", info_.d_model,
                   "\",d_ff=\"", info_.d_ff, "\",experts=\"", info_.experts, "\",top_k=\"",
                   info_.top_k, "\",dtype=\"", EscapeLabelValue(info_.dtype), "\",kernel=\"",
-                  EscapeLabelValue(info_.kernel), "\"} 1\n");
+                  EscapeLabelValue(info_.kernel), "\",cpu_tier=\"",
+                  EscapeLabelValue(info_.cpu_tier), "\"} 1\n");
   return out;
 }
 

@@ -35,7 +35,7 @@
 namespace moe {
 
 struct ModelInfoLabels {
-  std::string model, family, dtype, kernel;
+  std::string model, family, dtype, kernel, cpu_tier;
   int64_t d_model = 0, d_ff = 0;
   int experts = 0, top_k = 0;
 };

@@ -40,14 +40,14 @@ struct Worker {
 
 Worker StartWorker(const TempDir& dir, const std::string& name, const std::string& preset,
                    const std::string& experts, const std::string& dtype, int port = 0,
-                   uint64_t seed = kDefaultPresetSeed) {
+                   uint64_t seed = kDefaultPresetSeed, const std::string& max_isa = "") {
   const std::string log = dir.File(name + ".log");
   Worker w;
-  w.process = ::moe::testing::Spawn(
-      MOE_WORKER_BINARY,
-      {"--preset=" + preset, "--experts=" + experts, "--dtype=" + dtype, "--host=127.0.0.1",
-       "--port=" + std::to_string(port), "--metrics_port=0", "--seed=" + std::to_string(seed)},
-      log);
+  std::vector<std::string> args = {
+      "--preset=" + preset, "--experts=" + experts, "--dtype=" + dtype, "--host=127.0.0.1",
+      "--port=" + std::to_string(port), "--metrics_port=0", "--seed=" + std::to_string(seed)};
+  if (!max_isa.empty()) args.push_back("--max_isa=" + max_isa);
+  w.process = ::moe::testing::Spawn(MOE_WORKER_BINARY, args, log);
   w.port = ::moe::testing::WaitForReadyPort(log, absl::Seconds(120));
   EXPECT_GT(w.port, 0) << ::moe::testing::ReadFile(log);
   return w;
@@ -279,6 +279,29 @@ TEST(WorkersStartupTest, MismatchedWorkersAreRefused) {
   ASSERT_OK_AND_ASSIGN(auto shards, ParseExpertWorkerSpec("0-3=" + partial.address(), 8));
   EXPECT_THAT(MakeRemote(shards, w, DType::kF32),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("does not host expert 2")));
+}
+
+// A worker at another CPU tier sums in another order: refused, naming both
+// tiers, unless the front end allows mixed tiers.
+TEST(WorkersStartupTest, WorkerAtAnotherCpuTierIsRefusedUnlessAllowed) {
+  const CpuTier mine = ActiveCpuTier();
+  const CpuTier other = mine == CpuTier::kAvx2 ? CpuTier::kAvx512 : CpuTier::kAvx2;
+  if (!CpuSupportsTier(other)) {
+    GTEST_SKIP() << "this CPU has no tier besides " << CpuTierName(mine);
+  }
+  ASSERT_OK_AND_ASSIGN(LayerWeights w, MakePreset("demo"));
+  TempDir dir;
+  Worker worker = StartWorker(dir, "tier", "demo", "0-3", "f32", 0, kDefaultPresetSeed,
+                              CpuTierName(other));
+  ASSERT_OK_AND_ASSIGN(auto shards, ParseExpertWorkerSpec("0-3=" + worker.address(), 8));
+  EXPECT_THAT(MakeRemote(shards, w, DType::kF32),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("runs at CPU tier " + std::string(CpuTierName(other))),
+                             HasSubstr("the front end at " + std::string(CpuTierName(mine))),
+                             HasSubstr("--allow_mixed_isa"))));
+  RemoteBackendOptions mixed;
+  mixed.allow_mixed_isa = true;
+  EXPECT_OK(MakeRemote(shards, w, DType::kF32, mixed));
 }
 
 TEST(WorkerBinaryTest, DrainsOnSigtermAndRefusesBadFlags) {
