@@ -216,10 +216,104 @@ MOE_AVX512 float FixedOrderDotAvx512(const float* a, const float* b, int64_t n) 
 
 #undef MOE_AVX512
 
+// ---- AVX2 versions: the same operations, 8 lanes at a time (no FMA) ----
+
+#define MOE_AVX2 __attribute__((target("avx2")))
+
+MOE_AVX2 inline __m256i ToBf16Lanes8(__m256 v) {
+  const __m256i bits = _mm256_castps_si256(v);
+  const __m256i hi = _mm256_srli_epi32(bits, 16);
+  const __m256i rounded = _mm256_srli_epi32(
+      _mm256_add_epi32(bits, _mm256_add_epi32(_mm256_set1_epi32(0x7fff),
+                                              _mm256_and_si256(hi, _mm256_set1_epi32(1)))),
+      16);
+  // |bits| > 0x7f800000 as a signed compare: both sides are below 2^31.
+  const __m256i nan = _mm256_cmpgt_epi32(
+      _mm256_and_si256(bits, _mm256_set1_epi32(0x7fffffff)), _mm256_set1_epi32(0x7f800000));
+  return _mm256_blendv_epi8(rounded, _mm256_or_si256(hi, _mm256_set1_epi32(0x0040)), nan);
+}
+
+MOE_AVX2 inline void StoreBf16Lanes8(__m256i lanes, uint16_t* dst) {
+  const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(lanes, lanes), 0x08);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm256_castsi256_si128(packed));
+}
+
+MOE_AVX2 inline __m256 LoadBf16x8(const uint16_t* p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(
+      _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+}
+
+MOE_AVX2 void FloatsToBf16Avx2(const float* src, int64_t n, uint16_t* dst) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) StoreBf16Lanes8(ToBf16Lanes8(_mm256_loadu_ps(src + i)), dst + i);
+  FloatsToBf16Portable(src + i, n - i, dst + i);
+}
+
+MOE_AVX2 inline __m256 ExpAvx2(__m256 arg) {
+  // _mm256_min_ps(a, b) is (a < b ? a : b), as ExpPortable writes it.
+  __m256 x = _mm256_min_ps(_mm256_set1_ps(kExpMax), arg);
+  x = _mm256_max_ps(_mm256_set1_ps(kExpMin), x);
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2E)),
+                                   _MM_FROUND_CUR_DIRECTION | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(kLn2Hi)));
+  r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(kLn2Lo)));
+  __m256 p = _mm256_set1_ps(kExpPoly[7]);
+  for (int i = 6; i >= 0; --i) {
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(kExpPoly[i]));
+  }
+  const __m256i bits =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  const __m256 over = _mm256_cmp_ps(arg, _mm256_set1_ps(kExpMax), _CMP_GT_OQ);
+  return _mm256_blendv_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(bits)),
+                          _mm256_set1_ps(std::numeric_limits<float>::infinity()), over);
+}
+
+MOE_AVX2 inline __m256 SiluAvx2(__m256 g) {
+  const __m256 e = ExpAvx2(_mm256_sub_ps(_mm256_setzero_ps(), g));
+  return _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+MOE_AVX2 void SiluProductAvx2(const float* gate, const float* up, int64_t n, float* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 s = SiluAvx2(_mm256_loadu_ps(gate + i));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
+  }
+  SiluProductPortable(gate + i, up + i, n - i, out + i);
+}
+
+MOE_AVX2 void SiluProductBf16Avx2(const uint16_t* gate, const uint16_t* up, int64_t n,
+                                  uint16_t* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 s = _mm256_castsi256_ps(
+        _mm256_slli_epi32(ToBf16Lanes8(SiluAvx2(LoadBf16x8(gate + i))), 16));
+    StoreBf16Lanes8(ToBf16Lanes8(_mm256_mul_ps(s, LoadBf16x8(up + i))), out + i);
+  }
+  SiluProductBf16Portable(gate + i, up + i, n - i, out + i);
+}
+
+MOE_AVX2 void AddScaledAvx2(float w, const float* x, int64_t n, float* y) {
+  const __m256 vw = _mm256_set1_ps(w);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 p = _mm256_mul_ps(vw, _mm256_loadu_ps(x + i));
+    _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), p));
+  }
+  AddScaledPortable(w, x + i, n - i, y + i);
+}
+
+#undef MOE_AVX2
+
 // Decided on first use, after main() applied any --max_isa cap (a
 // load-time constant would fix the tier before the flags are read).
 bool UseAvx512() {
   static const bool use = ActiveCpuTier() >= CpuTier::kAvx512;
+  return use;
+}
+
+bool UseAvx2() {
+  static const bool use = CpuMeetsBaseline();
   return use;
 }
 
@@ -229,11 +323,13 @@ bool VectorKernelsUseAvx512() { return UseAvx512(); }
 
 void FloatsToBf16(const float* src, int64_t n, uint16_t* dst) {
   if (UseAvx512()) return FloatsToBf16Avx512(src, n, dst);
+  if (UseAvx2()) return FloatsToBf16Avx2(src, n, dst);
   FloatsToBf16Portable(src, n, dst);
 }
 
 void AddScaled(float w, const float* x, int64_t n, float* y) {
   if (UseAvx512()) return AddScaledAvx512(w, x, n, y);
+  if (UseAvx2()) return AddScaledAvx2(w, x, n, y);
   AddScaledPortable(w, x, n, y);
 }
 
@@ -243,11 +339,13 @@ float FixedOrderDot(const float* a, const float* b, int64_t n) {
 
 void SiluProduct(const float* gate, const float* up, int64_t n, float* out) {
   if (UseAvx512()) return SiluProductAvx512(gate, up, n, out);
+  if (UseAvx2()) return SiluProductAvx2(gate, up, n, out);
   SiluProductPortable(gate, up, n, out);
 }
 
 void SiluProductBf16(const uint16_t* gate, const uint16_t* up, int64_t n, uint16_t* out) {
   if (UseAvx512()) return SiluProductBf16Avx512(gate, up, n, out);
+  if (UseAvx2()) return SiluProductBf16Avx2(gate, up, n, out);
   SiluProductBf16Portable(gate, up, n, out);
 }
 

@@ -1,6 +1,6 @@
-// Elementwise and reduction loops of the layer's hot path, with an AVX-512
-// version picked at run time where the CPU has it (the build targets plain
-// x86-64). Every function returns bitwise the same result on either path:
+// Elementwise and reduction loops of the layer's hot path, with AVX-512 and
+// AVX2 versions picked at run time by the active CPU tier (the build targets
+// plain x86-64; FixedOrderDot has no AVX2 version). Every function returns bitwise the same result on either path:
 // the vector code does the same operations in the same order as the
 // portable loop (no fused multiply-add, fixed lane assignment), so outputs
 // do not depend on the machine's vector width.
