@@ -20,19 +20,21 @@ using ::moe::testing::NaiveFfn;
 using ::moe::testing::RandomTokens;
 
 // Tolerances, relative to the largest output magnitude:
-// - f32: oneDNN's blocked accumulation order and its polynomial
-//   activations against double-precision loops. Seen: <= 8e-7; the issue's
-//   bound 1e-4 is asserted.
+// - f32: the kernels' summation orders (oneDNN's blocked one, or the panel
+//   kernels' sequential fma chain) and their polynomial activations against
+//   double-precision loops. Seen: <= 8e-7 on the avx2 and avx512_bf16
+//   tiers; 1e-5 is asserted on every tier.
 // - bf16: the reference rounds to bf16 where PyTorch does (input, each
 //   Linear's result, activation, gated product). SwiGLU blocks round at
 //   the same points, so what remains are the rare hidden values whose f32
 //   and double pre-rounding results fall on opposite sides of a bf16
 //   rounding boundary: each moves by one bf16 ulp (2^-8 relative) and
 //   feeds the down projection. Seen: <= 4.8e-5; 5e-4 allowed.
-// - bf16, other blocks: the activation runs as a oneDNN post-op on the f32
-//   sum, before the one rounding of W1's result, so many hidden values
-//   differ from PyTorch's by an ulp. Seen: <= 7.6e-3; 1e-2 allowed.
-constexpr double kF32Tolerance = 1e-4;
+// - bf16, other blocks: on the oneDNN tiers the activation runs as a
+//   post-op on the f32 sum, before the one rounding of W1's result, so many
+//   hidden values differ from PyTorch's by an ulp. Seen: <= 7.6e-3; 1e-2
+//   allowed. (The panel kernels round first, as PyTorch: seen <= 5.6e-4.)
+constexpr double kF32Tolerance = 1e-5;
 constexpr double kBf16SwiGluTolerance = 5e-4;
 constexpr double kBf16Tolerance = 1e-2;
 

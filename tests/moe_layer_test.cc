@@ -22,7 +22,7 @@ using ::moe::testing::RandomTokens;
 // The reasons are dense_ffn_test.cc's (the routing itself is f32 in both
 // modes). bf16 takes one bound for all presets, SwiGLU or not: 5e-3,
 // between that test's SwiGLU (5e-4) and other-block (1e-2) bounds.
-constexpr double kF32Tolerance = 1e-4;
+constexpr double kF32Tolerance = 1e-5;
 constexpr double kBf16Tolerance = 5e-3;
 
 LayerSpec Reduced(const std::string& preset) {
