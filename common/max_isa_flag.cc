@@ -7,8 +7,8 @@
 #include "absl/flags/flag.h"
 
 ABSL_FLAG(std::string, max_isa, "",
-          "Highest CPU tier the kernels may use: avx2, avx512, avx512_bf16 or amx (also "
-          "oneDNN's, through ONEDNN_MAX_CPU_ISA). Empty: MOE_MAX_ISA, else the CPU's own. "
+          "Highest CPU tier the kernels may use: avx2, avx512, avx512_bf16 or amx (oneDNN's "
+          "too, through dnnl::set_max_cpu_isa). Empty: MOE_MAX_ISA, else the CPU's own. "
           "Lower tiers give results within tolerance, not bitwise equal, to higher ones.");
 
 namespace moe {

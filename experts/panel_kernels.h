@@ -33,7 +33,9 @@ enum class Act { kNone, kRelu, kGelu, kGeluTanh, kSilu };
 
 inline constexpr int64_t kPanelCols = 16;
 // Rows and panels one tile call covers: rows <= kMaxTileRows and
-// rows * panels <= kMaxTileRows (at most 12 sum registers of 16).
+// rows * panels <= kMaxTileRows (at most 12 sum registers of 16; the
+// multi-panel shapes for 1-3 rows also hold 2 weight vectors per panel,
+// so the compiler reloads some weights from L1 there).
 inline constexpr int kMaxTileRows = 6;
 inline constexpr int kMaxTilePanels = 4;
 

@@ -76,6 +76,10 @@ absl::StatusOr<std::unique_ptr<PanelMatmul>> PanelMatmul::Create(const MatmulSha
     return absl::FailedPreconditionError(
         "this CPU lacks AVX2, FMA or F16C (x86-64-v3), which moe-serve's kernels need");
   }
+  if (shape.k < 1 || shape.n < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("matmul shape ", shape.Key(), " has an empty dimension"));
+  }
   if (shape.compute != DType::kF32 && shape.compute != DType::kBF16) {
     return absl::InvalidArgumentError("panel matmul compute dtype must be f32 or bf16");
   }

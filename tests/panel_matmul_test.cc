@@ -254,6 +254,17 @@ TEST_F(PanelMatmulTest, StackedPartsAreTheStackedMatrix) {
   }
 }
 
+TEST_F(PanelMatmulTest, RejectsAnEmptyDimension) {
+  MatmulShape s;
+  s.k = 0;
+  s.n = 16;
+  Tensor w = Tensor::FromFloats(DType::kF32, {16, 0}, {});
+  auto m = PanelMatmul::Create(s, w, nullptr, Tensor());
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(m.status().message().find("empty dimension"), std::string::npos);
+}
+
 // Special values go through as PyTorch's would: NaN stays NaN, silu(-inf)
 // is NaN, silu(+inf) = +inf, relu keeps NaN.
 TEST_F(PanelMatmulTest, SpecialValues) {
