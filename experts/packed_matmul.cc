@@ -67,6 +67,7 @@ MatmulPrimitiveCache::MatmulPrimitiveCache(const MatmulShape& shape,
 
 dnnl::post_ops MatmulPrimitiveCache::PostOps(int64_t rows) const {
   dnnl::post_ops po;
+  if (PostOpAfterRounding()) return po;  // ApplyBf16PostOp runs it
   if (shape_.post == MatmulPostOp::kActivation) {
     po.append_eltwise(1.0f, ToEltwise(shape_.activation),
                       shape_.activation == Activation::kSilu ? 1.0f : 0.0f, 0.0f);
@@ -248,7 +249,7 @@ MatmulPrimitiveCache::TryStreaming(const PackedMatmul& matrix, std::string* note
     }
   }
 
-  if (shape_.post == MatmulPostOp::kActivation) {
+  if (shape_.post == MatmulPostOp::kActivation && !PostOpAfterRounding()) {
     for (int64_t rows = 1; rows <= StreamingMatmul::kMaxRows; ++rows) {
       dnnl::memory::desc acc({rows, shape_.n}, dt::f32, tag::ab);
       dnnl::primitive_attr attr;
@@ -476,9 +477,11 @@ absl::Status PackedMatmul::ExecuteStreaming(const MatmulPrimitiveCache::StreamPl
   // between the bias and the rounding.
   StreamingMatmul::Epilogue epilogue;
   if (s.bias) epilogue.bias = static_cast<const float*>(bias_.get_data_handle());
-  if (s.post == MatmulPostOp::kMultiply) epilogue.multiplier = multiplier;
+  const bool after_rounding = cache_->PostOpAfterRounding();
+  if (s.post == MatmulPostOp::kMultiply && !after_rounding) epilogue.multiplier = multiplier;
   if (!in_dst && act == nullptr) epilogue.bf16_out = static_cast<uint16_t*>(dst);
   plan.kernel.Run(weights_.get_data_handle(), src, rows, plan.k_chunk, epilogue, base, acc);
+  if (after_rounding) ApplyBf16PostOp(s, rows, multiplier, dst);
   if (act != nullptr) {
     try {
       const dnnl::engine& engine = CpuEngine();
@@ -528,7 +531,7 @@ absl::Status PackedMatmul::ExecutePrimitives(const void* src, int64_t rows, void
           {DNNL_ARG_DST, dst_mem},
           {DNNL_ARG_SCRATCHPAD, scratch_mem}};
       if (s.bias) args.emplace(DNNL_ARG_BIAS, bias_);
-      if (s.post == MatmulPostOp::kMultiply) {
+      if (s.post == MatmulPostOp::kMultiply && !cache_->PostOpAfterRounding()) {
         args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
                      dnnl::memory({{m, s.n}, compute, tag::ab}, engine,
                                   const_cast<char*>(static_cast<const char*>(multiplier) +
@@ -544,6 +547,7 @@ absl::Status PackedMatmul::ExecutePrimitives(const void* src, int64_t rows, void
   } catch (const dnnl::error& e) {
     return DnnlError("matmul wait", e);
   }
+  if (cache_->PostOpAfterRounding()) ApplyBf16PostOp(s, rows, multiplier, dst);
   return absl::OkStatus();
 }
 

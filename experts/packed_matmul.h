@@ -16,7 +16,13 @@
 // the weight-streaming kernel of streaming_matmul.h, then applies the bias,
 // the post-op (the activation through a oneDNN eltwise primitive, the same
 // JIT code the matmul's post-op uses) and the dst conversion as the matmul
-// does. The
+// does.
+//
+// bf16 rounding points. With a bf16 dst, oneDNN's post-ops act on the f32
+// sum before its one rounding; PyTorch rounds the Linear's result first.
+// So such matrices run without oneDNN post-ops and ApplyBf16PostOp
+// (panel_matmul.h) applies the activation or product to the rounded
+// result (see PostOpAfterRounding). The
 // first PackedMatmul of a shape class finds oneDNN's K chunking on its
 // weights and compares the whole result for 1..kMaxRows rows with the
 // matmul primitives' on random inputs; only if every bit matches is the
@@ -70,6 +76,14 @@ class MatmulPrimitiveCache {
   absl::StatusOr<const Entry*> Get(int64_t rows);
 
   const MatmulShape& shape() const { return shape_; }
+  // True for a bf16 dst with a post-op: oneDNN would apply the post-op to
+  // the f32 sum and round once, where PyTorch rounds the Linear's result
+  // first. So the primitives (and the streaming path) write the rounded
+  // result without the post-op, and ApplyBf16PostOp (panel_matmul.h) runs
+  // it after them.
+  bool PostOpAfterRounding() const {
+    return shape_.dst == DType::kBF16 && shape_.post != MatmulPostOp::kNone;
+  }
   const dnnl::memory::desc& packed_weights_desc() const { return packed_; }
   // The oneDNN implementation, e.g. "brg:avx512_core_bf16", and whether
   // small row counts stream (" + streaming kernel for <= 12 rows (K chunk

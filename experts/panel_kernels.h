@@ -85,6 +85,12 @@ struct EpilogueArgs {
 
 void EpilogueAvx2(const EpilogueArgs& args);
 
+// values[i] = bf16(act(float(values[i])) × float(multiplier[i])) for
+// i < n, in place: the activation only when act is not kNone, the product
+// only when multiplier is not null, rounded as EpilogueAvx2 rounds. The
+// post-op of a bf16 result that was rounded first (computed elsewhere).
+void Bf16PostOpAvx2(Act act, const uint16_t* multiplier, int64_t n, uint16_t* values);
+
 // dst[i] = float(src[i]) for bf16 src (exact).
 void WidenBf16Avx2(const uint16_t* src, int64_t n, float* dst);
 

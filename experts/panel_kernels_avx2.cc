@@ -307,6 +307,35 @@ void EpilogueAvx2(const EpilogueArgs& a) {
   }
 }
 
+void Bf16PostOpAvx2(Act act, const uint16_t* multiplier, int64_t n, uint16_t* values) {
+  for (int64_t i = 0; i < n; i += 8) {
+    const int64_t valid = n - i < 8 ? n - i : 8;
+    uint16_t in[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    uint16_t mul[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const uint16_t* v_src = values + i;
+    const uint16_t* m_src = multiplier != nullptr ? multiplier + i : nullptr;
+    if (valid < 8) {
+      std::memcpy(in, v_src, static_cast<size_t>(valid) * 2);
+      v_src = in;
+      if (m_src != nullptr) {
+        std::memcpy(mul, m_src, static_cast<size_t>(valid) * 2);
+        m_src = mul;
+      }
+    }
+    __m256 v = WidenBf16x8(v_src);
+    if (act != Act::kNone) v = Activate(act, v);
+    if (m_src != nullptr) v = _mm256_mul_ps(v, WidenBf16x8(m_src));
+    const __m128i b = ToBf16(v);
+    if (valid == 8) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(values + i), b);
+    } else {
+      uint16_t tail[8];
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(tail), b);
+      std::memcpy(values + i, tail, static_cast<size_t>(valid) * 2);
+    }
+  }
+}
+
 void WidenBf16Avx2(const uint16_t* src, int64_t n, float* dst) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, WidenBf16x8(src + i));

@@ -240,4 +240,25 @@ std::string PanelMatmul::impl() const {
                       " weights, f32 fma chain in K order)");
 }
 
+void ApplyBf16PostOp(const MatmulShape& shape, int64_t rows, const void* multiplier,
+                     void* values) {
+  const panel::Act act = ToPanelAct(shape);
+  const auto* mul = shape.post == MatmulPostOp::kMultiply
+                        ? static_cast<const uint16_t*>(multiplier)
+                        : nullptr;
+  if (act == panel::Act::kNone && mul == nullptr) return;
+  auto* out = static_cast<uint16_t*>(values);
+  // Chunks of 8-value groups: every element is computed on its own, so the
+  // split changes no bits.
+  constexpr int64_t kChunk = 4096;
+  const int64_t count = rows * shape.n;
+  const int64_t chunks = (count + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (count >= 4 * kChunk)
+  for (int64_t i = 0; i < chunks; ++i) {
+    const int64_t at = i * kChunk;
+    const int64_t len = std::min(kChunk, count - at);
+    panel::Bf16PostOpAvx2(act, mul != nullptr ? mul + at : nullptr, len, out + at);
+  }
+}
+
 }  // namespace moe

@@ -69,6 +69,18 @@ class PanelMatmul {
   std::vector<float> bias_; // panels_ × 16, zero past N; empty without bias
 };
 
+// The post-op of `shape` (kActivation or kMultiply) on a bf16 result that
+// was rounded to bf16 before it, in place: values[r, c] =
+// bf16(post(values[r, c])) for rows × shape.n values; multiplier: rows ×
+// shape.n bf16 values for kMultiply, else null. This is PyTorch's order
+// (a bf16 Linear rounds its output, then the activation or the product
+// rounds its own), for results whose kernel applies post-ops before the
+// rounding (oneDNN). The same per-element code as the panel epilogue, so
+// the bits do not depend on the rows or the thread split. Requires AVX2
+// (CpuMeetsBaseline()); spread over the OpenMP team for large results.
+void ApplyBf16PostOp(const MatmulShape& shape, int64_t rows, const void* multiplier,
+                     void* values);
+
 }  // namespace moe
 
 #endif  // MOE_EXPERTS_PANEL_MATMUL_H_

@@ -4,6 +4,7 @@
 #include "model/moe_layer.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "experts/dnnl_engine.h"
 #include "gtest/gtest.h"
@@ -19,20 +20,20 @@ using ::moe::testing::NaiveLayer;
 using ::moe::testing::NaiveRouting;
 using ::moe::testing::RandomTokens;
 
-// The reasons are dense_ffn_test.cc's (the routing itself is f32 in both
-// modes). bf16 takes one bound for all presets, SwiGLU or not: 5e-3,
-// between that test's SwiGLU (5e-4) and other-block (1e-2) bounds.
+// The bounds and their reasons are dense_ffn_test.cc's (the routing itself
+// is f32 in both modes).
 constexpr double kF32Tolerance = 1e-5;
-constexpr double kBf16Tolerance = 5e-3;
+constexpr double kBf16Tolerance = 5e-4;
 
 LayerSpec Reduced(const std::string& preset) {
   LayerSpec s = *PresetSpec(preset);
   s.d_model = 64;
   s.expert.d_model = 64;
-  s.expert.d_ff = s.expert.gated ? 96 : 128;
+  // d_ff >= 1024 for the bf16 bound (dense_ffn_test.cc), with column tails.
+  s.expert.d_ff = s.expert.gated ? 1032 : 1100;
   if (s.has_shared()) {
     s.shared.d_model = 64;
-    s.shared.d_ff = 160;
+    s.shared.d_ff = 1048;
   }
   return s;
 }
@@ -62,9 +63,11 @@ TEST_P(MoeLayerPresetTest, MatchesNaiveReference) {
     ASSERT_OK(layer->Forward(x.data(), t, out));
     NaiveRouting routing;
     auto want = NaiveLayer(w, x, t, compute == DType::kBF16, &routing);
-    EXPECT_LE(MaxRelativeError(y, want),
-              compute == DType::kBF16 ? kBf16Tolerance : kF32Tolerance)
+    const double err = MaxRelativeError(y, want);
+    EXPECT_LE(err, compute == DType::kBF16 ? kBf16Tolerance : kF32Tolerance)
         << preset << " T=" << t;
+    std::printf("%s %s T=%ld: relative error %.3g\n", preset.c_str(), DTypeName(compute),
+                static_cast<long>(t), err);
     EXPECT_EQ(ids, routing.ids) << preset << " T=" << t;
     int64_t routed = 0;
     for (size_t i = 0; i < weights.size(); ++i) {

@@ -294,5 +294,55 @@ TEST_F(PanelMatmulTest, SpecialValues) {
   }
 }
 
+// ApplyBf16PostOp (the bf16 post-op after oneDNN's rounded result): each
+// value is bf16(act(v)) or bf16(v × m) of the bf16 inputs, against
+// double-precision activations rounded by the reference: equal, or one
+// bf16 ulp apart where the exact result lies within the f32 activation's
+// error of a rounding boundary. The bits do not depend on how the values
+// are split between calls.
+TEST_F(PanelMatmulTest, Bf16PostOpRoundsEachStep) {
+  constexpr int64_t kRows = 7, kCols = 1100;
+  const Rows in = MakeRows(kRows, kCols, DType::kBF16, 31, 6.0f);
+  const Rows mul = MakeRows(kRows, kCols, DType::kBF16, 32, 3.0f);
+  for (MatmulPostOp post : {MatmulPostOp::kActivation, MatmulPostOp::kMultiply}) {
+    for (Activation act : {Activation::kRelu, Activation::kGelu, Activation::kGeluTanh,
+                           Activation::kSilu}) {
+      if (post == MatmulPostOp::kMultiply && act != Activation::kRelu) continue;
+      MatmulShape s;
+      s.k = 16;
+      s.n = kCols;
+      s.compute = DType::kBF16;
+      s.dst = DType::kBF16;
+      s.post = post;
+      s.activation = act;
+      SCOPED_TRACE(post == MatmulPostOp::kMultiply ? "multiply" : ActivationName(act));
+      std::vector<uint16_t> whole = in.b;
+      ApplyBf16PostOp(s, kRows, mul.b.data(), whole.data());
+      int64_t off_by_one = 0;
+      for (size_t i = 0; i < whole.size(); ++i) {
+        const double v = in.f[i];
+        const double exact =
+            post == MatmulPostOp::kMultiply ? v * mul.f[i] : testing::NaiveActivation(act, v);
+        const float want = NaiveRoundBf16(static_cast<float>(exact));
+        const uint32_t got_bits = static_cast<uint32_t>(whole[i]) << 16;
+        float got;
+        std::memcpy(&got, &got_bits, 4);
+        if (got == want) continue;
+        ++off_by_one;
+        // One bf16 ulp at most, and only next to a rounding boundary.
+        EXPECT_LE(std::fabs(got - want), std::ldexp(std::fabs(want), -7) + 1e-38) << "at " << i;
+      }
+      EXPECT_LE(off_by_one, 3);
+      // Row by row, in odd pieces: the same bits.
+      std::vector<uint16_t> pieces = in.b;
+      MatmulShape one_row = s;
+      for (int64_t r = 0; r < kRows; ++r) {
+        ApplyBf16PostOp(one_row, 1, mul.b.data() + r * kCols, pieces.data() + r * kCols);
+      }
+      EXPECT_EQ(pieces, whole);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace moe
