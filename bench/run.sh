@@ -121,7 +121,7 @@ rm -f "$OUT/serving.csv" "$OUT/serving_layer.json"
 if [ "$SERVING" = 1 ]; then
   echo "== 3/3 serving (moe_loadgen -> moe_server on loopback, demo, server defaults)"
   port=$((20000 + RANDOM % 20000))
-  "$BUILD_DIR/server/moe_server" --grpc_port=$port --metrics_port=-1 --host=127.0.0.1 \
+  "$BUILD_DIR/server/moe_server" --grpc_port=$port --http_port=-1 --metrics_port=-1 --host=127.0.0.1 \
     > "$OUT/serving_server.log" 2>&1 &
   server=$!
   trap 'kill $server 2>/dev/null || true' EXIT

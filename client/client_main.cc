@@ -5,19 +5,22 @@
 //   moe_client infer --random=4 --seed=1    or --input=tokens.npy [--output=out.npy]
 //   moe_client infer --random=2 --show_routing
 //   moe_client stats                        ModelStatistics
+//   moe_client config                       ModelConfig (Triton's)
+//   --json on metadata, stats and config prints the messages as protobuf
+//   JSON (field names as in the proto, as tritonclient's as_json does).
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <string>
 
-#include "common/max_isa_flag.h"
+#include "common/command_line.h"
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/kserve_client.h"
 #include "common/npy.h"
 #include "common/seeded_random.h"
+#include "google/protobuf/util/json_util.h"
 #include "proto/health.grpc.pb.h"
 
 ABSL_FLAG(std::string, address, "localhost:8001", "Server address host:port.");
@@ -33,14 +36,29 @@ ABSL_FLAG(uint64_t, seed, 1, "infer: seed of --random.");
 ABSL_FLAG(bool, bf16, false, "infer: send (and receive) BF16 instead of FP32.");
 ABSL_FLAG(std::string, output, "", "infer: write the output to this .npy file.");
 ABSL_FLAG(bool, show_routing, false, "infer: print the experts and weights of each token.");
+ABSL_FLAG(bool, json, false,
+          "metadata, stats, config: print the responses as JSON (protobuf's mapping, proto "
+          "field names) instead of text.");
 
 namespace {
 
 using moe::DescribeGrpcError;
 
 int Usage() {
-  std::fprintf(stderr, "usage: moe_client {health|metadata|infer|stats} [flags]; --help for flags\n");
+  std::fprintf(stderr,
+               "usage: moe_client {health|metadata|infer|stats|config} [flags]; --help for "
+               "flags\n");
   return 2;
+}
+
+// Prints `m` as one JSON object line.
+void PrintJson(const google::protobuf::Message& m) {
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  o.always_print_primitive_fields = true;
+  std::string text;
+  if (!google::protobuf::util::MessageToJsonString(m, &text, o).ok()) text = "{}";
+  std::printf("%s\n", text.c_str());
 }
 
 void SetDeadline(grpc::ClientContext* ctx) {
@@ -76,10 +94,12 @@ int Metadata(inference::GRPCInferenceService::Stub* stub) {
     std::fprintf(stderr, "%s\n", DescribeGrpcError(st, address).c_str());
     return 1;
   }
-  std::printf("server   %s %s\n", sm.name().c_str(), sm.version().c_str());
+  const bool json = absl::GetFlag(FLAGS_json);
+  if (json) PrintJson(sm);
+  if (!json) std::printf("server   %s %s\n", sm.name().c_str(), sm.version().c_str());
   std::string ext;
   for (const auto& e : sm.extensions()) absl::StrAppend(&ext, ext.empty() ? "" : ", ", e);
-  std::printf("extensions %s\n", ext.c_str());
+  if (!json) std::printf("extensions %s\n", ext.c_str());
   grpc::ClientContext c2;
   SetDeadline(&c2);
   inference::ModelMetadataRequest req;
@@ -89,6 +109,10 @@ int Metadata(inference::GRPCInferenceService::Stub* stub) {
   if (!st.ok()) {
     std::fprintf(stderr, "%s\n", DescribeGrpcError(st, address).c_str());
     return 1;
+  }
+  if (json) {
+    PrintJson(mm);
+    return 0;
   }
   std::string versions;
   for (const auto& v : mm.versions()) absl::StrAppend(&versions, versions.empty() ? "" : ", ", v);
@@ -200,6 +224,10 @@ int Stats(inference::GRPCInferenceService::Stub* stub) {
     std::fprintf(stderr, "%s\n", DescribeGrpcError(st, absl::GetFlag(FLAGS_address)).c_str());
     return 1;
   }
+  if (absl::GetFlag(FLAGS_json)) {
+    PrintJson(resp);
+    return 0;
+  }
   for (const auto& m : resp.model_stats()) {
     const auto& s = m.inference_stats();
     auto avg_ms = [](const inference::StatisticDuration& d) {
@@ -221,13 +249,58 @@ int Stats(inference::GRPCInferenceService::Stub* stub) {
   return 0;
 }
 
+int Config(inference::GRPCInferenceService::Stub* stub) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  inference::ModelConfigRequest req;
+  req.set_name(absl::GetFlag(FLAGS_model));
+  inference::ModelConfigResponse resp;
+  grpc::Status st = stub->ModelConfig(&ctx, req, &resp);
+  if (!st.ok()) {
+    std::fprintf(stderr, "%s\n", DescribeGrpcError(st, absl::GetFlag(FLAGS_address)).c_str());
+    return 1;
+  }
+  if (absl::GetFlag(FLAGS_json)) {
+    PrintJson(resp);
+    return 0;
+  }
+  const inference::ModelConfig& c = resp.config();
+  std::printf("model %s (platform %s, backend %s, max_batch_size %d)\n", c.name().c_str(),
+              c.platform().c_str(), c.backend().c_str(), c.max_batch_size());
+  auto dims = [](const auto& t) {
+    std::string out;
+    for (auto d : t.dims()) absl::StrAppend(&out, out.empty() ? "" : ", ", d);
+    return out;
+  };
+  for (const auto& t : c.input()) {
+    std::printf("  input  %-15s %-10s [%s]\n", t.name().c_str(),
+                inference::DataType_Name(t.data_type()).c_str(), dims(t).c_str());
+  }
+  for (const auto& t : c.output()) {
+    std::printf("  output %-15s %-10s [%s]\n", t.name().c_str(),
+                inference::DataType_Name(t.data_type()).c_str(), dims(t).c_str());
+  }
+  if (c.has_dynamic_batching()) {
+    std::printf("  dynamic batching: preferred %d tokens, max queue delay %llu us\n",
+                c.dynamic_batching().preferred_batch_size_size() > 0
+                    ? c.dynamic_batching().preferred_batch_size(0)
+                    : 0,
+                static_cast<unsigned long long>(
+                    c.dynamic_batching().max_queue_delay_microseconds()));
+  }
+  std::map<std::string, std::string> params;
+  for (const auto& [k, v] : c.parameters()) params[k] = v.string_value();
+  for (const auto& [k, v] : params) std::printf("  %-18s %s\n", k.c_str(), v.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "moe_client {health|metadata|infer|stats} [--address=host:port] [flags]");
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  moe::ApplyMaxIsaFlagOrExit(argv[0]);
+  std::vector<char*> args = moe::ParseCommandLineOrExit(
+      argc, argv,
+      "Command-line client of a KServe v2 gRPC server.\n"
+      "  moe_client {health|metadata|infer|stats|config} [--address=host:port] [flags]");
   if (args.size() != 2) return Usage();
   const std::string command = args[1];
   moe::ConnectionOptions conn;
@@ -245,5 +318,6 @@ int main(int argc, char** argv) {
   if (command == "metadata") return Metadata(stub.get());
   if (command == "infer") return Infer(stub.get());
   if (command == "stats") return Stats(stub.get());
+  if (command == "config") return Config(stub.get());
   return Usage();
 }

@@ -255,9 +255,10 @@ class Invocation:
             return None
 
     def listen_ports(self):
-        """name -> port the process listens on (metrics -1: off)."""
+        """name -> port the process listens on (http and metrics -1: off)."""
         if self.program == "moe_server":
-            ports = {"grpc": self.get_int("grpc_port"), "metrics": self.get_int("metrics_port")}
+            ports = {"grpc": self.get_int("grpc_port"), "http": self.get_int("http_port"),
+                     "metrics": self.get_int("metrics_port")}
         elif self.program == "moe_expert_worker":
             ports = {"grpc": self.get_int("port"), "metrics": self.get_int("metrics_port")}
         else:
@@ -994,9 +995,11 @@ def check_pod_basics(ck, k8s, f, d, c, inv, hpa_targets):
             ck.check(not probe["grpc"].get("service"), where,
                      f"{kind}: the binaries report health for the empty service name only")
         elif ptype == "httpGet":
-            ck.check(pport == ports.get("metrics"), where,
+            http_ports = [ports.get("metrics"), ports.get("http")]
+            ck.check(pport in http_ports, where,
                      f"{kind} is an HTTP GET on {pport}; only --metrics_port "
-                     f"({ports.get('metrics')}) speaks HTTP")
+                     f"({ports.get('metrics')}) and moe_server's --http_port "
+                     f"({ports.get('http')}) speak HTTP")
         else:
             ck.check(ptype is not None and pport in ports.values(), where,
                      f"{kind} hits port {pport}, where {inv.program} does not listen")

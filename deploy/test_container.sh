@@ -148,7 +148,7 @@ echo "   no compiler, no -dev packages, runs as uid 10001"
 
 # ---------------------------------------------------------------- 3. run
 step "single-process reference server (host build)"
-"$host_server" --preset=demo --grpc_port=0 --metrics_port=0 >"$work/host.log" 2>&1 &
+"$host_server" --preset=demo --grpc_port=0 --http_port=0 --metrics_port=0 >"$work/host.log" 2>&1 &
 host_pid=$!
 for _ in $(seq 120); do
   grep -q "listening: gRPC" "$work/host.log" && break
@@ -165,7 +165,7 @@ for dt in fp32 bf16; do
 done
 
 step "podman run $image --preset=demo"
-podman run -d --name "$ctr" -p 127.0.0.1::8001 -p 127.0.0.1::8002 "$image" \
+podman run -d --name "$ctr" -p 127.0.0.1::8001 -p 127.0.0.1::8002 -p 127.0.0.1::8000 "$image" \
   --preset=demo --drain_timeout_s=30 >/dev/null 2>"$work/run.log" \
   || { cat "$work/run.log" >&2; fail "podman run failed"; }
 # (Without systemd podman logs that it cannot schedule the health check;
@@ -182,6 +182,12 @@ printf 'GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3
 grep -q '^moe_requests_total' <&3 || fail "/metrics on $mport has no moe_requests_total"
 exec 3<&-
 echo "   /metrics answers on $mport"
+hport=$(podman port "$ctr" 8000 | head -1 | sed 's/.*://')
+exec 3<>"/dev/tcp/127.0.0.1/$hport"
+printf 'GET /v2/health/ready HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3
+head -1 <&3 | grep -q ' 200 ' || fail "REST /v2/health/ready on $hport is not 200"
+exec 3<&-
+echo "   REST /v2/health/ready answers 200 on $hport"
 
 for dt in fp32 bf16; do
   flag=""; [ $dt = bf16 ] && flag="--bf16"
@@ -235,8 +241,9 @@ podman rm -f "$ctr" >/dev/null
 
 # ---------------------------------------------------------------- 5. compose
 step "compose: server + 2 expert workers + Prometheus"
-export MOE_GRPC_PORT MOE_METRICS_PORT MOE_PROMETHEUS_PORT
-MOE_GRPC_PORT=$(free_port); MOE_METRICS_PORT=$(free_port); MOE_PROMETHEUS_PORT=$(free_port)
+export MOE_GRPC_PORT MOE_HTTP_PORT MOE_METRICS_PORT MOE_PROMETHEUS_PORT
+MOE_GRPC_PORT=$(free_port); MOE_HTTP_PORT=$(free_port); MOE_METRICS_PORT=$(free_port)
+MOE_PROMETHEUS_PORT=$(free_port)
 # podman-compose 1.0.3 ignores `profiles`: name the services (not loadgen).
 compose up -d server worker-0 worker-1 prometheus >"$work/compose.log" 2>&1 || { tail -40 "$work/compose.log" >&2; fail "compose up failed"; }
 caddr="127.0.0.1:$MOE_GRPC_PORT"

@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/proto_buffer_reader.h"
+#include "server/model_descriptors.h"
 
 namespace moe {
 namespace {
@@ -29,17 +30,6 @@ absl::Time DeadlineOf(const grpc::CallbackServerContext* ctx) {
   const auto d = ctx->deadline();
   if (d == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
   return absl::FromChrono(d);
-}
-
-// Builds the task for a decoded request; `done` is called once by the
-// batcher.
-std::shared_ptr<InferTask> MakeTask(DecodedRequest& decoded, absl::Time deadline) {
-  auto task = std::make_shared<InferTask>();
-  task->tokens = std::move(decoded.tokens);
-  task->num_tokens = decoded.num_tokens;
-  task->deadline = deadline;
-  task->want_routing = decoded.want_routing;
-  return task;
 }
 
 // Parses a raw request body. `bytes` is shared, not copied.
@@ -75,7 +65,7 @@ class InferReactor final : public grpc::ServerUnaryReactor {
       return;
     }
     decoded_ = *std::move(decoded);
-    task_ = MakeTask(decoded_, DeadlineOf(ctx));
+    task_ = MakeInferTask(decoded_, DeadlineOf(ctx));
     const int64_t tokens = task_->num_tokens;
     task_->done = [this, tokens](const absl::Status& st, InferTask& task) {
       absl::Status result = st;
@@ -160,7 +150,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
       return;
     }
     auto shared = std::make_shared<DecodedRequest>(*std::move(decoded));
-    auto task = MakeTask(*shared, deadline_);
+    auto task = MakeInferTask(*shared, deadline_);
     const int64_t tokens = task->num_tokens;
     task->done = [this, shared, start, tokens](const absl::Status& st, InferTask& t) {
       ModelStreamInferResponse resp;
@@ -338,19 +328,6 @@ grpc::Status ToGrpcStatus(const absl::Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
 }
 
-absl::Status InferenceService::CheckModel(const std::string& name,
-                                          const std::string& version) const {
-  if (name != core_->io().model_name) {
-    return absl::NotFoundError(absl::StrCat("unknown model '", name, "': this server serves '",
-                                            core_->io().model_name, "'"));
-  }
-  if (!version.empty() && version != kModelVersion) {
-    return absl::NotFoundError(absl::StrCat("model '", name, "' has no version '", version,
-                                            "' (versions: ", kModelVersion, ")"));
-  }
-  return absl::OkStatus();
-}
-
 grpc::ServerUnaryReactor* InferenceService::ServerLive(grpc::CallbackServerContext* ctx,
                                                        const inference::ServerLiveRequest*,
                                                        inference::ServerLiveResponse* resp) {
@@ -368,42 +345,24 @@ grpc::ServerUnaryReactor* InferenceService::ServerReady(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* InferenceService::ModelReady(grpc::CallbackServerContext* ctx,
                                                        const inference::ModelReadyRequest* req,
                                                        inference::ModelReadyResponse* resp) {
-  absl::Status st = CheckModel(req->name(), req->version());
-  if (!st.ok()) return FinishNow(ctx, ToGrpcStatus(st));
-  resp->set_ready(!core_->draining());
+  // An unknown model is not ready: OK with ready false, as Triton answers.
+  resp->set_ready(ModelIsReady(*core_, req->name(), req->version()));
   return FinishNow(ctx, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* InferenceService::ServerMetadata(
     grpc::CallbackServerContext* ctx, const inference::ServerMetadataRequest*,
     inference::ServerMetadataResponse* resp) {
-  resp->set_name(kServerName);
-  resp->set_version(kServerVersion);
-  resp->add_extensions("statistics");
-  resp->add_extensions("model_stream_infer");
+  FillServerMetadata(resp);
   return FinishNow(ctx, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* InferenceService::ModelMetadata(
     grpc::CallbackServerContext* ctx, const inference::ModelMetadataRequest* req,
     inference::ModelMetadataResponse* resp) {
-  absl::Status st = CheckModel(req->name(), req->version());
+  absl::Status st = CheckModel(core_->io(), req->name(), req->version());
   if (!st.ok()) return FinishNow(ctx, ToGrpcStatus(st));
-  const ModelIo& io = core_->io();
-  resp->set_name(io.model_name);
-  resp->add_versions(kModelVersion);
-  resp->set_platform("moe-serve_onednn");
-  auto add = [](auto* list, const char* name, const char* dtype, int64_t cols) {
-    auto* t = list->Add();
-    t->set_name(name);
-    t->set_datatype(dtype);
-    t->add_shape(-1);
-    t->add_shape(cols);
-  };
-  add(resp->mutable_inputs(), kInputName, "FP32", io.d_model);
-  add(resp->mutable_outputs(), kOutputName, "FP32", io.d_model);
-  add(resp->mutable_outputs(), kExpertIdsName, "INT32", io.top_k);
-  add(resp->mutable_outputs(), kExpertWeightsName, "FP32", io.top_k);
+  FillModelMetadata(*core_, resp);
   return FinishNow(ctx, grpc::Status::OK);
 }
 
@@ -422,10 +381,31 @@ grpc::ServerUnaryReactor* InferenceService::ModelStatistics(
     grpc::CallbackServerContext* ctx, const inference::ModelStatisticsRequest* req,
     inference::ModelStatisticsResponse* resp) {
   if (!req->name().empty()) {
-    absl::Status st = CheckModel(req->name(), req->version());
+    absl::Status st = CheckModel(core_->io(), req->name(), req->version());
     if (!st.ok()) return FinishNow(ctx, ToGrpcStatus(st));
   }
   core_->metrics().FillModelStatistics(core_->io().model_name, resp->add_model_stats());
+  return FinishNow(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* InferenceService::ModelConfig(grpc::CallbackServerContext* ctx,
+                                                        const inference::ModelConfigRequest* req,
+                                                        inference::ModelConfigResponse* resp) {
+  absl::Status st = CheckModel(core_->io(), req->name(), req->version());
+  if (!st.ok()) return FinishNow(ctx, ToGrpcStatus(st));
+  FillModelConfig(*core_, resp->mutable_config());
+  return FinishNow(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* InferenceService::RepositoryIndex(
+    grpc::CallbackServerContext* ctx, const inference::RepositoryIndexRequest* req,
+    inference::RepositoryIndexResponse* resp) {
+  if (!req->repository_name().empty() && req->repository_name() != kRepositoryName) {
+    return FinishNow(ctx, ToGrpcStatus(absl::NotFoundError(
+                              absl::StrCat("unknown repository '", req->repository_name(),
+                                           "' (this server has '", kRepositoryName, "')"))));
+  }
+  FillRepositoryIndex(*core_, req->ready(), resp);
   return FinishNow(ctx, grpc::Status::OK);
 }
 

@@ -17,9 +17,6 @@
 
 namespace moe {
 
-inline constexpr char kServerName[] = "moe-serve";
-inline constexpr char kServerVersion[] = "0.1.0";
-
 // ModelInfer and ModelStreamInfer are registered raw (ByteBuffer in and out)
 // so that the service, not gRPC, answers a body it cannot parse:
 // INVALID_ARGUMENT with a message (unary), or an error_message answer on a
@@ -32,7 +29,8 @@ using InferenceServiceBase = Grpc::WithCallbackMethod_ServerLive<
     Grpc::WithCallbackMethod_ServerReady<Grpc::WithCallbackMethod_ModelReady<
         Grpc::WithCallbackMethod_ServerMetadata<Grpc::WithCallbackMethod_ModelMetadata<
             Grpc::WithRawCallbackMethod_ModelInfer<Grpc::WithRawCallbackMethod_ModelStreamInfer<
-                Grpc::WithCallbackMethod_ModelStatistics<Grpc::Service>>>>>>>>;
+                Grpc::WithCallbackMethod_ModelStatistics<Grpc::WithCallbackMethod_ModelConfig<
+                    Grpc::WithCallbackMethod_RepositoryIndex<Grpc::Service>>>>>>>>>>;
 }  // namespace internal
 
 class InferenceService final : public internal::InferenceServiceBase {
@@ -63,10 +61,14 @@ class InferenceService final : public internal::InferenceServiceBase {
   grpc::ServerUnaryReactor* ModelStatistics(grpc::CallbackServerContext* ctx,
                                             const inference::ModelStatisticsRequest* req,
                                             inference::ModelStatisticsResponse* resp) override;
+  grpc::ServerUnaryReactor* ModelConfig(grpc::CallbackServerContext* ctx,
+                                        const inference::ModelConfigRequest* req,
+                                        inference::ModelConfigResponse* resp) override;
+  grpc::ServerUnaryReactor* RepositoryIndex(grpc::CallbackServerContext* ctx,
+                                            const inference::RepositoryIndexRequest* req,
+                                            inference::RepositoryIndexResponse* resp) override;
 
  private:
-  absl::Status CheckModel(const std::string& name, const std::string& version) const;
-
   ServingCore* const core_;
 };
 

@@ -38,6 +38,8 @@ ABSL_FLAG(std::string, dtype, "",
 ABSL_FLAG(std::string, model_name, "moe", "Model name clients use in requests.");
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
 ABSL_FLAG(int, grpc_port, 8001, "gRPC port (0: pick a free port and log it).");
+ABSL_FLAG(int, http_port, 8000,
+          "KServe v2 REST (HTTP/JSON) port (0: pick a free port and log it; -1: disable).");
 ABSL_FLAG(int, metrics_port, 8002,
           "Prometheus /metrics HTTP port (0: pick a free port; -1: disable).");
 ABSL_FLAG(int64_t, max_batch_tokens, 256, "Most token rows per model call.");
@@ -49,9 +51,9 @@ ABSL_FLAG(bool, adaptive_batching, true,
 ABSL_FLAG(int64_t, max_queue_tokens, 65536,
           "Most tokens waiting in the queue; beyond it requests get UNAVAILABLE.");
 ABSL_FLAG(int64_t, max_request_tokens, 8192, "Most tokens in one request.");
-ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC message, bytes.");
+ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC message or REST body, bytes.");
 ABSL_FLAG(int, drain_timeout_s, 30, "Longest graceful drain on SIGTERM/SIGINT, seconds.");
-ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: serve gRPC over TLS.");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: serve gRPC and REST over TLS.");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert.");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM CA: require client certificates signed by it (mutual TLS).");
@@ -147,7 +149,7 @@ int main(int argc, char** argv) {
   // shutdown signals before any thread starts; main() sigwait()s for them.
   sigset_t signals = moe::StartServingProcess(
       argc, argv,
-      "Serves one mixture-of-experts FFN layer over the KServe v2 gRPC protocol.\n"
+      "Serves one mixture-of-experts FFN layer over the KServe v2 gRPC and REST protocols.\n"
       "  moe_server [--preset=demo | --model_dir=DIR --layer=N] [--grpc_port=8001]");
 
   auto resolved = moe::ResolveComputeDType(absl::GetFlag(FLAGS_dtype));
@@ -166,6 +168,7 @@ int main(int argc, char** argv) {
   options.listen_host = absl::GetFlag(FLAGS_host);
   options.grpc_port = absl::GetFlag(FLAGS_grpc_port);
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  options.http_port = absl::GetFlag(FLAGS_http_port);
   options.io.model_name = absl::GetFlag(FLAGS_model_name);
   options.io.max_request_tokens = absl::GetFlag(FLAGS_max_request_tokens);
   options.io.allow_non_finite = absl::GetFlag(FLAGS_allow_non_finite);
@@ -186,8 +189,13 @@ int main(int argc, char** argv) {
                    ? "preset " + absl::GetFlag(FLAGS_preset)
                    : model_dir + " layer " + std::to_string(absl::GetFlag(FLAGS_layer)),
                summary, absl::ToDoubleSeconds(absl::Now() - load_start));
-  spdlog::info("listening: gRPC {}:{}{}, metrics {}", options.listen_host, (*server)->grpc_port(),
-               options.tls.cert_file.empty() ? "" : " (TLS)",
+  const std::string scheme = options.tls.cert_file.empty() ? "http" : "https";
+  spdlog::info("listening: gRPC {}:{}{}, REST {}, metrics {}", options.listen_host,
+               (*server)->grpc_port(), options.tls.cert_file.empty() ? "" : " (TLS)",
+               (*server)->http_port() > 0
+                   ? absl::StrCat(scheme, "://", options.listen_host, ":", (*server)->http_port(),
+                                  "/v2")
+                   : std::string("disabled"),
                (*server)->metrics_port() > 0 ? absl::StrCat("http://", options.listen_host, ":",
                                                             (*server)->metrics_port(), "/metrics")
                                              : std::string("disabled"));

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/inference_service.h"
+#include "server/http_service.h"
 #include "server/metrics_http_server.h"
 #include "server/serving_core.h"
 
@@ -91,6 +92,17 @@ absl::StatusOr<std::unique_ptr<MoeServer>> MoeServer::Start(std::unique_ptr<MoeL
   health->SetServingStatus(true);
   health->SetServingStatus("inference.GRPCInferenceService", true);
 
+  if (options.http_port >= 0) {
+    auto http = HttpService::Start(options.listen_host, options.http_port, options.tls,
+                                   static_cast<size_t>(options.max_message_bytes),
+                                   s->core_.get());
+    if (!http.ok()) {
+      s->Shutdown(absl::ZeroDuration());
+      return http.status();
+    }
+    s->http_service_ = *std::move(http);
+    s->http_port_ = s->http_service_->port();
+  }
   if (options.metrics_port >= 0) {
     ServingCore* core = s->core_.get();
     auto extra = options.extra_metrics;
@@ -154,6 +166,7 @@ int64_t MoeServer::Shutdown(absl::Duration drain_timeout) {
     grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
     grpc_server_->Wait();
   }
+  if (http_service_ != nullptr) http_service_->Stop();
   if (metrics_server_ != nullptr) metrics_server_->Stop();
   return cut;
 }

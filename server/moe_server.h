@@ -1,6 +1,7 @@
 // MoeServer: the whole front end in one object — the KServe v2 gRPC
-// service, grpc.health.v1, server reflection, and Prometheus /metrics over
-// HTTP — around a ServingCore. moe_server's main() and the service tests
+// service, grpc.health.v1, server reflection, the KServe v2 REST API
+// (http_service.h), and Prometheus /metrics over HTTP — around a
+// ServingCore. moe_server's main() and the service tests
 // both use it, so tests exercise exactly what ships.
 //
 // Thread-safety: Start() and Shutdown() from one controlling thread; the
@@ -17,6 +18,7 @@
 #include "model/moe_layer.h"
 #include "server/batch_queue.h"
 #include "server/request_codec.h"
+#include "server/tls_options.h"
 
 namespace grpc {
 class Server;
@@ -27,18 +29,15 @@ namespace moe {
 class ServingCore;
 class InferenceService;
 class MetricsHttpServer;
-
-struct TlsOptions {
-  std::string cert_file;       // PEM server certificate chain; empty: plaintext
-  std::string key_file;        // PEM private key
-  std::string client_ca_file;  // PEM CA; when set, clients must present a cert it signed
-};
+class HttpService;
 
 struct ServerOptions {
   // Address to listen on for gRPC and HTTP.
   std::string listen_host = "0.0.0.0";
   // gRPC port; 0 picks a free one (see grpc_port()).
   int grpc_port = 8001;
+  // KServe v2 REST port; 0 picks a free one; -1 disables REST.
+  int http_port = 8000;
   // Metrics port; 0 picks a free one; -1 disables the metrics endpoint.
   int metrics_port = 8002;
   // Model name, request limits and validation.
@@ -61,6 +60,8 @@ class MoeServer {
 
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }
+  // -1 when REST is disabled.
+  int http_port() const { return http_port_; }
   // "127.0.0.1:PORT" style address clients on this host can use.
   std::string local_grpc_address() const;
 
@@ -79,9 +80,11 @@ class MoeServer {
   std::unique_ptr<ServingCore> core_;
   std::unique_ptr<InferenceService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;
+  std::unique_ptr<HttpService> http_service_;
   std::unique_ptr<MetricsHttpServer> metrics_server_;
   int grpc_port_ = 0;
   int metrics_port_ = -1;
+  int http_port_ = -1;
   bool shut_down_ = false;
 };
 

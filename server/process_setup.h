@@ -9,11 +9,9 @@
 #include <cstdlib>
 #include <string>
 
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/status/statusor.h"
 #include "common/dtype.h"
-#include "common/max_isa_flag.h"
+#include "common/command_line.h"
 #include "common/memory_tuning.h"
 #include "experts/dnnl_engine.h"
 #include "model/moe_layer.h"
@@ -86,9 +84,7 @@ inline std::string OpenMpWaitDescription() {
 // kept in the process, abseil's mutex deadlock check off.
 inline sigset_t StartServingProcess(int argc, char** argv, const char* usage) {
   UseServingOpenMpSpinCount(argv);
-  absl::SetProgramUsageMessage(usage);
-  absl::ParseCommandLine(argc, argv);
-  ApplyMaxIsaFlagOrExit(argv[0]);
+  ParseCommandLineOrExit(argc, argv, usage);
   const sigset_t signals = BlockShutdownSignals();
   KeepFreedMemoryInProcess();
   SkipMutexDeadlockDetection();

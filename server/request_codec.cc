@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "common/dtype.h"
 #include "common/vector_kernels.h"
+#include "server/model_descriptors.h"
 
 namespace moe {
 namespace {
@@ -17,15 +18,8 @@ absl::Status Invalid(absl::string_view what) { return absl::InvalidArgumentError
 
 absl::StatusOr<DecodedRequest> DecodeInferRequest(const inference::ModelInferRequest& req,
                                                   const ModelIo& io) {
-  if (req.model_name() != io.model_name) {
-    return absl::NotFoundError(absl::StrCat("unknown model '", req.model_name(),
-                                            "': this server serves '", io.model_name, "'"));
-  }
-  if (!req.model_version().empty() && req.model_version() != kModelVersion) {
-    return absl::NotFoundError(absl::StrCat("model '", io.model_name, "' has no version '",
-                                            req.model_version(), "' (versions: ", kModelVersion,
-                                            ")"));
-  }
+  absl::Status model = CheckModel(io, req.model_name(), req.model_version());
+  if (!model.ok()) return model;
   DecodedRequest out;
   out.id = req.id();
   if (req.inputs_size() != 1) {
@@ -128,6 +122,15 @@ absl::StatusOr<DecodedRequest> DecodeInferRequest(const inference::ModelInferReq
   }
   if (out.outputs.empty()) out.outputs.push_back(kOutputName);
   return out;
+}
+
+std::shared_ptr<InferTask> MakeInferTask(DecodedRequest& decoded, absl::Time deadline) {
+  auto task = std::make_shared<InferTask>();
+  task->tokens = std::move(decoded.tokens);
+  task->num_tokens = decoded.num_tokens;
+  task->deadline = deadline;
+  task->want_routing = decoded.want_routing;
+  return task;
 }
 
 void EncodeInferResponse(const DecodedRequest& req, const InferTask& task, const ModelIo& io,

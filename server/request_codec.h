@@ -15,10 +15,12 @@
 #define MOE_SERVER_REQUEST_CODEC_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "proto/grpc_service.pb.h"
 #include "server/infer_task.h"
 
@@ -53,6 +55,10 @@ struct DecodedRequest {
 
 absl::StatusOr<DecodedRequest> DecodeInferRequest(const inference::ModelInferRequest& request,
                                                   const ModelIo& io);
+
+// The batcher's task for a decoded request (its tokens moved out of
+// `decoded`); the caller sets `done`.
+std::shared_ptr<InferTask> MakeInferTask(DecodedRequest& decoded, absl::Time deadline);
 
 // Fills `response` from a finished task.
 void EncodeInferResponse(const DecodedRequest& request, const InferTask& task, const ModelIo& io,

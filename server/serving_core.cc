@@ -10,7 +10,7 @@ namespace moe {
 
 ServingCore::ServingCore(std::unique_ptr<MoeLayer> layer, const ModelIo& io,
                          const BatchQueueOptions& batching)
-    : layer_(std::move(layer)), io_(io) {
+    : layer_(std::move(layer)), io_(io), batching_(batching) {
   const LayerSpec& spec = layer_->spec();
   ModelInfoLabels info;
   info.model = io.model_name;

@@ -52,6 +52,7 @@ class ServingCore {
   int64_t unsent_answers() const { return unsent_answers_.load(); }
 
   const ModelIo& io() const { return io_; }
+  const BatchQueueOptions& batching() const { return batching_; }
   const MoeLayer& layer() const { return *layer_; }
   ServingMetrics& metrics() { return *metrics_; }
   std::string RenderMetrics() const;
@@ -61,6 +62,7 @@ class ServingCore {
 
   std::unique_ptr<MoeLayer> layer_;
   const ModelIo io_;
+  const BatchQueueOptions batching_;
   std::unique_ptr<ServingMetrics> metrics_;
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> last_arrival_ns_{0};

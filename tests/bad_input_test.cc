@@ -476,7 +476,10 @@ TEST_F(BadInputTest, CancelStormLeavesTheServerHealthy) {
   EXPECT_EQ(server_->core().QueuedTokens(), 0);
 }
 
-TEST_F(BadInputTest, MetadataAndReadinessOfUnknownModelsAreNotFound) {
+// Metadata and config of an unknown model: NOT_FOUND. Readiness: OK with
+// ready false (Triton's contract, which tritonclient's is_model_ready
+// relies on).
+TEST_F(BadInputTest, UnknownModelsAreNotFoundAndNotReady) {
   {
     grpc::ClientContext ctx;
     inference::ModelMetadataRequest req;
@@ -490,7 +493,26 @@ TEST_F(BadInputTest, MetadataAndReadinessOfUnknownModelsAreNotFound) {
     req.set_name("nope");
     inference::ModelReadyResponse resp;
     grpc::Status st = stub_->ModelReady(&ctx, req, &resp);
-    EXPECT_TRUE(st.error_code() == grpc::StatusCode::NOT_FOUND || (st.ok() && !resp.ready()));
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    EXPECT_FALSE(resp.ready());
+  }
+  {
+    grpc::ClientContext ctx;
+    inference::ModelConfigRequest req;
+    req.set_name("nope");
+    inference::ModelConfigResponse resp;
+    grpc::Status st = stub_->ModelConfig(&ctx, req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_THAT(st.error_message(), ::testing::HasSubstr("unknown model 'nope'"));
+  }
+  {
+    grpc::ClientContext ctx;
+    inference::ModelReadyRequest req;
+    req.set_name("moe");
+    req.set_version("2");
+    inference::ModelReadyResponse resp;
+    ASSERT_TRUE(stub_->ModelReady(&ctx, req, &resp).ok());
+    EXPECT_FALSE(resp.ready());
   }
   ExpectStillServes("metadata of unknown models");
 }

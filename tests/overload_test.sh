@@ -54,7 +54,7 @@ trap cleanup EXIT
 # is known): a request it admits is answered well within its deadline; the
 # rest are refused at once with UNAVAILABLE.
 start_server() {
-  "$server" --preset=demo --grpc_port=0 --metrics_port=-1 --max_batch_tokens=256 \
+  "$server" --preset=demo --grpc_port=0 --http_port=-1 --metrics_port=-1 --max_batch_tokens=256 \
     --max_queue_tokens="$1" --max_request_tokens=256 >"$work/server.log" 2>&1 &
   pid=$!
   for _ in $(seq 240); do

@@ -59,7 +59,7 @@ TEST(ServerBinaryTest, ServesAndDrainsOnSigterm) {
   TempDir dir;
   const std::string log = dir.File("server.log");
   const pid_t pid = Spawn({"--preset=transformer-base", "--dtype=f32", "--host=127.0.0.1",
-                           "--grpc_port=0", "--metrics_port=0"},
+                           "--grpc_port=0", "--http_port=0", "--metrics_port=0"},
                           log);
   // Wait for the ready line and read the chosen port from the log.
   int port = 0;
@@ -108,7 +108,7 @@ TEST(ServerBinaryTest, MalformedWeightFileStopsStartUpWithAClearMessage) {
   ::moe::testing::WriteFile(weights, bytes.substr(0, bytes.size() - 64));  // truncate
   const std::string log = dir.File("server.log");
   const pid_t pid = Spawn({"--model_dir=" + dir.File("model"), "--grpc_port=0",
-                           "--metrics_port=-1"},
+                           "--http_port=-1", "--metrics_port=-1"},
                           log);
   EXPECT_EQ(WaitExit(pid, absl::Seconds(60)), 1);
   const std::string text = ReadFile(log);
@@ -120,9 +120,32 @@ TEST(ServerBinaryTest, MalformedWeightFileStopsStartUpWithAClearMessage) {
 TEST(ServerBinaryTest, UnknownPresetStopsStartUp) {
   TempDir dir;
   const std::string log = dir.File("server.log");
-  const pid_t pid = Spawn({"--preset=nope", "--grpc_port=0", "--metrics_port=-1"}, log);
+  const pid_t pid = Spawn({"--preset=nope", "--grpc_port=0", "--http_port=-1", "--metrics_port=-1"}, log);
   EXPECT_EQ(WaitExit(pid, absl::Seconds(60)), 1);
   EXPECT_NE(ReadFile(log).find("unknown preset 'nope'"), std::string::npos) << ReadFile(log);
+}
+
+// --help lists every flag the server defines (not abseil's default of the
+// flags in a file named after the program), --version names the program,
+// version, commit, oneDNN and the CPU tier; both exit 0.
+TEST(ServerBinaryTest, HelpListsEveryFlagAndVersionSaysWhatRuns) {
+  TempDir dir;
+  const std::string log = dir.File("help.log");
+  EXPECT_EQ(WaitExit(Spawn({"--help"}, log), absl::Seconds(30)), 0);
+  const std::string help = ReadFile(log);
+  for (const char* flag : {"--grpc_port", "--http_port", "--metrics_port", "--preset",
+                           "--model_dir", "--dtype", "--max_isa", "--max_batch_tokens",
+                           "--max_queue_delay_us", "--tls_cert", "--expert_workers",
+                           "--drain_timeout_s", "--allow_mixed_isa"}) {
+    EXPECT_NE(help.find(flag), std::string::npos) << flag << " missing from --help:\n" << help;
+  }
+  EXPECT_NE(help.find("default: 8000"), std::string::npos) << help;
+  const std::string vlog = dir.File("version.log");
+  EXPECT_EQ(WaitExit(Spawn({"--version"}, vlog), absl::Seconds(30)), 0);
+  const std::string version = ReadFile(vlog);
+  static const std::regex kVersion(
+      R"(moe_server \d+\.\d+\.\d+ \(git ([0-9a-f]{12}(-dirty)?|unknown)\), oneDNN \d+\.\d+\.\d+, CPU tier (avx2|avx512|avx512_bf16|amx))");
+  EXPECT_TRUE(std::regex_search(version, kVersion)) << version;
 }
 
 }  // namespace

@@ -41,6 +41,7 @@ inline ServerOptions LocalOptions() {
   o.listen_host = "127.0.0.1";
   o.grpc_port = 0;
   o.metrics_port = 0;
+  o.http_port = 0;
   o.batching.max_batch_tokens = 64;
   o.batching.max_queue_delay = absl::Microseconds(500);
   o.io.max_request_tokens = 1024;

@@ -1,5 +1,7 @@
-// TLS and mutual TLS on the gRPC port, with certificates made by the
-// openssl command at test time.
+// TLS and mutual TLS on the gRPC and REST ports, with certificates made by
+// the openssl command at test time.
+#include <httplib.h>
+
 #include <cstdlib>
 
 #include "gtest/gtest.h"
@@ -39,6 +41,7 @@ class TlsTest : public ::testing::Test {
   std::unique_ptr<MoeServer> Start(bool require_client_cert) {
     ServerOptions o = ::moe::testing::LocalOptions();
     o.metrics_port = -1;
+    o.http_port = 0;
     o.tls.cert_file = dir_.File("server.crt");
     o.tls.key_file = dir_.File("server.key");
     if (require_client_cert) o.tls.client_ca_file = dir_.File("ca.crt");
@@ -93,6 +96,38 @@ TEST_F(TlsTest, MissingCertificateFileFailsStartWithItsName) {
   auto s = MoeServer::Start(::moe::testing::MakeLayer(::moe::testing::SmallDemoWeights()), o);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("nope.crt"), std::string::npos) << s.status();
+}
+
+// REST over HTTPS with the same certificate: trusting clients get in,
+// plaintext and untrusting ones do not; with a client CA, only clients
+// with a certificate it signed.
+TEST_F(TlsTest, RestIsServedOverHttpsWithTheSameCertificates) {
+  for (bool mutual : {false, true}) {
+    SCOPED_TRACE(mutual ? "mutual TLS" : "server TLS");
+    auto server = Start(mutual);
+    ASSERT_NE(server, nullptr);
+    ASSERT_GT(server->http_port(), 0);
+    auto get = [&](const std::string& ca, bool with_cert) {
+      std::unique_ptr<httplib::SSLClient> c =
+          with_cert ? std::make_unique<httplib::SSLClient>("127.0.0.1", server->http_port(),
+                                                           dir_.File("client.crt"),
+                                                           dir_.File("client.key"))
+                    : std::make_unique<httplib::SSLClient>("127.0.0.1", server->http_port());
+      c->set_ca_cert_path(dir_.File(ca).c_str());
+      c->enable_server_certificate_verification(true);
+      c->set_connection_timeout(5, 0);
+      auto res = c->Get("/v2/health/live");
+      return res ? res->status : -1;
+    };
+    EXPECT_EQ(get("ca.crt", true), 200);
+    EXPECT_EQ(get("ca.crt", false), mutual ? -1 : 200);
+    EXPECT_EQ(get("other.crt", false), -1);
+    httplib::Client plain("127.0.0.1", server->http_port());
+    plain.set_connection_timeout(5, 0);
+    plain.set_read_timeout(5, 0);
+    auto res = plain.Get("/v2/health/live");
+    EXPECT_TRUE(!res || res->status != 200);
+  }
 }
 
 }  // namespace

@@ -7,10 +7,8 @@
 #include <cstdio>
 #include <string>
 
-#include "common/max_isa_flag.h"
+#include "common/command_line.h"
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "model/checkpoint_writer.h"
 #include "model/presets.h"
 
@@ -20,11 +18,9 @@ ABSL_FLAG(uint64_t, seed, moe::kDefaultPresetSeed, "Weight seed (the server's de
 ABSL_FLAG(bool, list, false, "List the presets and exit.");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "Writes a synthetic preset layer as a Hugging Face model folder.\n"
-      "  moe_export_preset --preset=demo --out=DIR");
-  absl::ParseCommandLine(argc, argv);
-  moe::ApplyMaxIsaFlagOrExit(argv[0]);
+  moe::ParseCommandLineOrExit(argc, argv,
+                              "Writes a synthetic preset layer as a Hugging Face model folder.\n"
+                              "  moe_export_preset --preset=demo --out=DIR");
   if (absl::GetFlag(FLAGS_list)) {
     for (const auto& p : moe::Presets()) {
       std::printf("%-18s %s\n", p.name.c_str(), p.description.c_str());

@@ -1,0 +1,62 @@
+// The served model as the KServe v2 / Triton messages describe it: the
+// name/version check, ModelMetadata, ModelConfig, ModelReady and the
+// repository index. The gRPC service and the REST endpoint both answer
+// from here, so the two protocols state the same facts.
+//
+// Thread-safety: pure functions of the ServingCore's immutable settings
+// (and its draining flag).
+#ifndef MOE_SERVER_MODEL_DESCRIPTORS_H_
+#define MOE_SERVER_MODEL_DESCRIPTORS_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "proto/grpc_service.pb.h"
+#include "server/request_codec.h"
+
+namespace moe {
+
+class ServingCore;
+
+inline constexpr char kServerName[] = "moe-serve";
+// The protocol extensions both front ends (gRPC and REST) implement.
+inline constexpr const char* kServerExtensions[] = {"statistics", "model_stream_infer",
+                                                     "model_configuration",
+                                                     "model_repository", "binary_tensor_data"};
+// The one model repository's name in RepositoryIndex.
+inline constexpr char kRepositoryName[] = "moe-serve";
+inline constexpr char kPlatform[] = "moe-serve_onednn";
+inline constexpr char kBackend[] = "moe-serve";
+
+// Name, version and kServerExtensions.
+void FillServerMetadata(inference::ServerMetadataResponse* out);
+
+// OK when `name` is the served model and `version` is empty or its
+// version; NOT_FOUND naming the model (and the served one) or the version
+// (and the served ones) otherwise.
+absl::Status CheckModel(const ModelIo& io, const std::string& name, const std::string& version);
+
+// True when `name` / `version` is served and ready for inference (not
+// draining). Never an error: an unknown model is simply not ready.
+bool ModelIsReady(const ServingCore& core, const std::string& name, const std::string& version);
+
+// Inputs "input" FP32 [-1, d_model]; outputs "output" FP32 [-1, d_model],
+// "expert_ids" INT32 [-1, k], "expert_weights" FP32 [-1, k]. (BF16 inputs
+// are accepted as well and answered in BF16; metadata lists one datatype.)
+void FillModelMetadata(const ServingCore& core, inference::ModelMetadataResponse* out);
+
+// Triton's model configuration: max_batch_size 0 (the token dimension is
+// part of the shape), the tensors above, dynamic_batching with the
+// batcher's preferred size (max_batch_tokens) and queue delay, one CPU
+// instance group, and string parameters: top_k, num_experts, d_model,
+// d_ff, precision, cpu_tier, kernel, family, max_request_tokens.
+void FillModelConfig(const ServingCore& core, inference::ModelConfig* out);
+
+// One entry per served model: state "READY", or "UNAVAILABLE" with the
+// reason while the server drains. ready_only drops the models not ready.
+void FillRepositoryIndex(const ServingCore& core, bool ready_only,
+                         inference::RepositoryIndexResponse* out);
+
+}  // namespace moe
+
+#endif  // MOE_SERVER_MODEL_DESCRIPTORS_H_
