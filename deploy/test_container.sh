@@ -124,7 +124,9 @@ step "podman and base images"
 # ---------------------------------------------------------------- 2. image
 step "podman build --format docker -f deploy/Dockerfile -t $image"
 build_start=$SECONDS
-podman build --format docker -f "$root/deploy/Dockerfile" -t "$image" "$root" \
+podman build --format docker -f "$root/deploy/Dockerfile" -t "$image" \
+  --build-arg MOE_GIT_COMMIT="$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)" \
+  "$root" \
   >"$work/build.log" 2>&1 || { tail -40 "$work/build.log" >&2; fail "image build failed"; }
 echo "   built in $((SECONDS - build_start)) s"
 
