@@ -76,6 +76,14 @@ absl::StatusOr<Tensor> Checkpoint::Get(const std::string& name) const {
   return it->second->Get(name);
 }
 
+absl::StatusOr<SafetensorsFile::Raw> Checkpoint::GetRaw(const std::string& name) const {
+  auto it = where_.find(name);
+  if (it == where_.end()) {
+    return absl::NotFoundError(absl::StrCat(dir_, ": missing tensor '", name, "'"));
+  }
+  return it->second->GetRaw(name);
+}
+
 std::string Checkpoint::FileOf(const std::string& name) const {
   auto it = where_.find(name);
   return it == where_.end() ? dir_ : it->second->path();

@@ -26,6 +26,10 @@ class Checkpoint {
   // NOT_FOUND ("missing tensor 'x' in DIR") when absent.
   absl::StatusOr<Tensor> Get(const std::string& name) const;
 
+  // The stored bytes of `name` in any dtype (SafetensorsFile::GetRaw); valid
+  // while the Checkpoint lives.
+  absl::StatusOr<SafetensorsFile::Raw> GetRaw(const std::string& name) const;
+
   // The file that holds `name` (for messages), or the folder if absent.
   std::string FileOf(const std::string& name) const;
 

@@ -8,16 +8,33 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "model/checkpoint.h"
+#include "model/fp8_weights.h"
 #include "model/hf_layout.h"
 
 namespace moe {
 namespace {
 
 // Fetches `name`, checks it has `shape` (or its transpose when stored
-// [in, out]) and returns it in [out, in] order.
+// [in, out]) and returns it in [out, in] order. With `fp8_block` set, an
+// F8_E4M3 weight is decoded with its "<name>_scale_inv" (fp8_weights.h).
 absl::StatusOr<Tensor> Fetch(const Checkpoint& ckpt, const std::string& name,
-                             std::vector<int64_t> shape, bool transposed) {
-  MOE_ASSIGN_OR_RETURN(Tensor t, ckpt.Get(name));
+                             std::vector<int64_t> shape, bool transposed,
+                             const int64_t* fp8_block = nullptr) {
+  Tensor t;
+  MOE_ASSIGN_OR_RETURN(SafetensorsFile::Raw raw, ckpt.GetRaw(name));
+  if (raw.entry->dtype == "F8_E4M3") {
+    if (fp8_block == nullptr || fp8_block[0] == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          ckpt.FileOf(name), ": tensor '", name, "': F8_E4M3, but config.json has no "
+          "quantization_config with quant_method fp8 and weight_block_size"));
+    }
+    const std::string scale_name = name + "_scale_inv";
+    MOE_ASSIGN_OR_RETURN(SafetensorsFile::Raw scale, ckpt.GetRaw(scale_name));
+    MOE_ASSIGN_OR_RETURN(t, DecodeFp8Blocks(raw, scale, fp8_block[0], fp8_block[1],
+                                            ckpt.FileOf(name), name, scale_name));
+  } else {
+    MOE_ASSIGN_OR_RETURN(t, ckpt.Get(name));
+  }
   std::vector<int64_t> stored = shape;
   if (transposed && shape.size() == 2) std::swap(stored[0], stored[1]);
   if (t.shape() != stored) {
@@ -30,13 +47,14 @@ absl::StatusOr<Tensor> Fetch(const Checkpoint& ckpt, const std::string& name,
 }
 
 absl::StatusOr<FfnWeights> FetchFfn(const Checkpoint& ckpt, const FfnSpec& s,
-                                    const FfnTensorNames& n) {
+                                    const FfnTensorNames& n, const int64_t* fp8_block) {
   FfnWeights w;
-  MOE_ASSIGN_OR_RETURN(w.w1, Fetch(ckpt, n.w1, {s.d_ff, s.d_model}, n.transposed));
+  MOE_ASSIGN_OR_RETURN(w.w1, Fetch(ckpt, n.w1, {s.d_ff, s.d_model}, n.transposed, fp8_block));
   if (s.gated) {
-    MOE_ASSIGN_OR_RETURN(w.w3, Fetch(ckpt, n.w3, {s.d_ff, s.d_model}, n.transposed));
+    MOE_ASSIGN_OR_RETURN(w.w3,
+                         Fetch(ckpt, n.w3, {s.d_ff, s.d_model}, n.transposed, fp8_block));
   }
-  MOE_ASSIGN_OR_RETURN(w.w2, Fetch(ckpt, n.w2, {s.d_model, s.d_ff}, n.transposed));
+  MOE_ASSIGN_OR_RETURN(w.w2, Fetch(ckpt, n.w2, {s.d_model, s.d_ff}, n.transposed, fp8_block));
   if (s.has_bias) {
     MOE_ASSIGN_OR_RETURN(w.b1, Fetch(ckpt, n.b1, {s.d_ff}, false));
     if (s.gated) {
@@ -80,11 +98,11 @@ absl::StatusOr<LayerWeights> LoadHfLayer(const std::string& dir, int layer) {
     }
   }
   for (const FfnTensorNames& names : layout.experts) {
-    MOE_ASSIGN_OR_RETURN(FfnWeights fw, FetchFfn(*ckpt, s.expert, names));
+    MOE_ASSIGN_OR_RETURN(FfnWeights fw, FetchFfn(*ckpt, s.expert, names, layout.fp8_block));
     w.experts.push_back(std::move(fw));
   }
   if (s.has_shared()) {
-    MOE_ASSIGN_OR_RETURN(w.shared, FetchFfn(*ckpt, s.shared, layout.shared));
+    MOE_ASSIGN_OR_RETURN(w.shared, FetchFfn(*ckpt, s.shared, layout.shared, layout.fp8_block));
     if (s.shared_gate) {
       MOE_ASSIGN_OR_RETURN(w.shared_gate,
                            Fetch(*ckpt, layout.shared_gate, {1, s.d_model}, false));

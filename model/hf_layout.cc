@@ -150,7 +150,10 @@ absl::Status ResolveMixtral(const ConfigReader& r, int layer, HfLayerLayout* l) 
   return absl::OkStatus();
 }
 
-absl::Status ResolveQwen2Moe(const ConfigReader& r, int layer, HfLayerLayout* l) {
+// Qwen2-MoE and Qwen3-MoE (the same block; Qwen3 has no shared expert, so
+// its config has no shared_expert_intermediate_size).
+absl::Status ResolveQwenMoe(const ConfigReader& r, int layer, const std::string& family,
+                            HfLayerLayout* l) {
   MOE_RETURN_IF_ERROR(CheckLayer(r, layer, "num_hidden_layers"));
   MOE_ASSIGN_OR_RETURN(int64_t h, r.PositiveInt("hidden_size"));
   MOE_ASSIGN_OR_RETURN(Activation act, ReadActivation(r, "hidden_act", "silu"));
@@ -162,14 +165,14 @@ absl::Status ResolveQwen2Moe(const ConfigReader& r, int layer, HfLayerLayout* l)
                       e > 0 && step > 0 && (layer + 1) % step == 0;
   if (!is_moe) {
     MOE_ASSIGN_OR_RETURN(int64_t ff, r.PositiveInt("intermediate_size"));
-    MakeDense(l, "qwen2_moe", h, MakeFfnSpec(h, ff, act, true, false), ProjNames(p, false));
+    MakeDense(l, family, h, MakeFfnSpec(h, ff, act, true, false), ProjNames(p, false));
     return absl::OkStatus();
   }
   MOE_ASSIGN_OR_RETURN(int64_t ff, r.PositiveInt("moe_intermediate_size"));
   MOE_ASSIGN_OR_RETURN(int64_t k, r.PositiveInt("num_experts_per_tok"));
   MOE_ASSIGN_OR_RETURN(bool norm, r.Bool("norm_topk_prob", false));
   MOE_ASSIGN_OR_RETURN(int64_t shared_ff, r.Int("shared_expert_intermediate_size", 0));
-  l->spec.family = "qwen2_moe";
+  l->spec.family = family;
   l->spec.d_model = h;
   l->spec.expert = MakeFfnSpec(h, ff, act, true, false);
   l->spec.router.num_experts = static_cast<int>(e);
@@ -185,6 +188,31 @@ absl::Status ResolveQwen2Moe(const ConfigReader& r, int layer, HfLayerLayout* l)
     l->spec.shared_gate = true;
     l->shared = ProjNames(p + "shared_expert.", false);
     l->shared_gate = p + "shared_expert_gate.weight";
+  }
+  return absl::OkStatus();
+}
+
+// OLMoE: every layer is MoE; intermediate_size is the expert size; softmax
+// top-k, renormalised only with norm_topk_prob; no shared expert.
+absl::Status ResolveOlmoe(const ConfigReader& r, int layer, HfLayerLayout* l) {
+  MOE_RETURN_IF_ERROR(CheckLayer(r, layer, "num_hidden_layers"));
+  MOE_ASSIGN_OR_RETURN(int64_t h, r.PositiveInt("hidden_size"));
+  MOE_ASSIGN_OR_RETURN(int64_t ff, r.PositiveInt("intermediate_size"));
+  MOE_ASSIGN_OR_RETURN(int64_t e, r.PositiveInt("num_experts"));
+  MOE_ASSIGN_OR_RETURN(int64_t k, r.PositiveInt("num_experts_per_tok"));
+  MOE_ASSIGN_OR_RETURN(bool norm, r.Bool("norm_topk_prob", false));
+  MOE_ASSIGN_OR_RETURN(Activation act, ReadActivation(r, "hidden_act", "silu"));
+  const std::string p = absl::StrCat("model.layers.", layer, ".mlp.");
+  l->spec.family = "olmoe";
+  l->spec.d_model = h;
+  l->spec.expert = MakeFfnSpec(h, ff, act, true, false);
+  l->spec.router.num_experts = static_cast<int>(e);
+  l->spec.router.top_k = static_cast<int>(k);
+  l->spec.router.scoring = ScoringFunc::kSoftmax;
+  l->spec.router.renormalize = norm;
+  l->gate_weight = p + "gate.weight";
+  for (int64_t i = 0; i < e; ++i) {
+    l->experts.push_back(ProjNames(absl::StrCat(p, "experts.", i, "."), false));
   }
   return absl::OkStatus();
 }
@@ -354,11 +382,38 @@ absl::StatusOr<HfLayerLayout> ResolveHfLayer(
   if (!r.Has("model_type")) return r.Missing("model_type");
   MOE_ASSIGN_OR_RETURN(std::string type, r.String("model_type", ""));
   HfLayerLayout l;
+  if (config.contains("quantization_config")) {
+    const json& q = config["quantization_config"];
+    const std::string method =
+        q.is_object() && q.contains("quant_method") && q["quant_method"].is_string()
+            ? q["quant_method"].get<std::string>()
+            : "";
+    if (method != "fp8") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          config_path, ": quantization_config.quant_method '", method,
+          "' is not supported (supported: fp8 with weight_block_size)"));
+    }
+    if (q.contains("fmt") && q["fmt"] != "e4m3") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          config_path, ": quantization_config.fmt ", q["fmt"].dump(), " is not supported (e4m3)"));
+    }
+    const json& b = q.contains("weight_block_size") ? q["weight_block_size"] : json();
+    if (!b.is_array() || b.size() != 2 || !b[0].is_number_integer() ||
+        !b[1].is_number_integer() || b[0].get<int64_t>() < 1 || b[1].get<int64_t>() < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          config_path, ": quantization_config.weight_block_size must be two positive "
+                       "integers [rows, columns], got ", b.dump()));
+    }
+    l.fp8_block[0] = b[0].get<int64_t>();
+    l.fp8_block[1] = b[1].get<int64_t>();
+  }
   absl::Status st;
   if (type == "mixtral") {
     st = ResolveMixtral(r, layer, &l);
-  } else if (type == "qwen2_moe") {
-    st = ResolveQwen2Moe(r, layer, &l);
+  } else if (type == "qwen2_moe" || type == "qwen3_moe") {
+    st = ResolveQwenMoe(r, layer, type, &l);
+  } else if (type == "olmoe") {
+    st = ResolveOlmoe(r, layer, &l);
   } else if (type == "deepseek_v2" || type == "deepseek_v3") {
     st = ResolveDeepseek(r, layer, type == "deepseek_v3", &l);
   } else if (type == "llama" || type == "mistral" || type == "qwen2") {
@@ -372,8 +427,8 @@ absl::StatusOr<HfLayerLayout> ResolveHfLayer(
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
         config_path, ": model_type '", type,
-        "' is not supported (mixtral, qwen2_moe, deepseek_v2, deepseek_v3, llama, "
-        "mistral, qwen2, bert, gpt2, switch_transformers)"));
+        "' is not supported (mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3, "
+        "llama, mistral, qwen2, bert, gpt2, switch_transformers)"));
   }
   MOE_RETURN_IF_ERROR(st);
   const RouterOptions& o = l.spec.router;

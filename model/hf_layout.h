@@ -42,6 +42,10 @@ struct HfLayerLayout {
   std::string gate_weight, gate_bias, correction_bias, shared_gate;
   std::vector<FfnTensorNames> experts;
   FfnTensorNames shared;
+  // quantization_config with quant_method "fp8" (DeepSeek-V3, Qwen3 -FP8):
+  // weights stored F8_E4M3 come with "<name>_scale_inv" (f32) per block of
+  // fp8_block[0] output rows x fp8_block[1] input columns. {0, 0}: none.
+  int64_t fp8_block[2] = {0, 0};
 };
 
 // The layout of layer `layer` of the model that `config` (config.json,

@@ -190,6 +190,17 @@ SafetensorsFile::~SafetensorsFile() {
   ::munmap(const_cast<uint8_t*>(map_), map_bytes_);
 }
 
+absl::StatusOr<SafetensorsFile::Raw> SafetensorsFile::GetRaw(const std::string& name) const {
+  auto it = entries_.find(name);
+  if (it == entries_.end()) {
+    return absl::NotFoundError(absl::StrCat(path_, ": missing tensor '", name, "'"));
+  }
+  Raw r;
+  r.entry = &it->second;
+  r.data = map_ + data_start_ + it->second.begin;
+  return r;
+}
+
 absl::StatusOr<Tensor> SafetensorsFile::Get(const std::string& name) const {
   auto it = entries_.find(name);
   if (it == entries_.end()) {

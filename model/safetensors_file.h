@@ -56,6 +56,15 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
   // naming the dtype). NOT_FOUND if absent.
   absl::StatusOr<Tensor> Get(const std::string& name) const;
 
+  // The stored bytes of `name`, any dtype (quantized weights: F8_E4M3, U8,
+  // ...), for decoders that understand them. The bytes live as long as this
+  // file. NOT_FOUND if absent.
+  struct Raw {
+    const Entry* entry = nullptr;
+    const uint8_t* data = nullptr;
+  };
+  absl::StatusOr<Raw> GetRaw(const std::string& name) const;
+
  private:
   SafetensorsFile(std::string path, const uint8_t* map, size_t map_bytes,
                   uint64_t data_start, std::map<std::string, Entry> entries);

@@ -1,0 +1,113 @@
+// Block-scaled FP8 (e4m3fn) weights: the code table, the per-block scales
+// and bf16 rounding, and the errors that stop a malformed checkpoint.
+#include "model/fp8_weights.h"
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/naive_reference.h"
+#include "tests/status_matchers.h"
+
+namespace moe {
+namespace {
+
+using ::moe::testing::NaiveRoundBf16;
+using ::moe::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+TEST(Fp8WeightsTest, E4m3CodesDecodeAsTheFormatDefines) {
+  EXPECT_EQ(DecodeE4m3(0x00), 0.0f);
+  EXPECT_TRUE(std::signbit(DecodeE4m3(0x80)));
+  EXPECT_EQ(DecodeE4m3(0x38), 1.0f);          // exponent 7 (the bias), mantissa 0
+  EXPECT_EQ(DecodeE4m3(0xB8), -1.0f);
+  EXPECT_EQ(DecodeE4m3(0x3C), 1.5f);          // mantissa 4/8
+  EXPECT_EQ(DecodeE4m3(0x7E), 448.0f);        // the largest finite: 1.75 * 2^8
+  EXPECT_EQ(DecodeE4m3(0x08), 0.015625f);     // the smallest normal: 2^-6
+  EXPECT_EQ(DecodeE4m3(0x01), 0.001953125f);  // the smallest subnormal: 2^-9
+  EXPECT_EQ(DecodeE4m3(0x07), 7 * 0.001953125f);
+  EXPECT_EQ(DecodeE4m3(0x78), 256.0f);        // S.1111.000 is finite (no infinities)
+  EXPECT_TRUE(std::isnan(DecodeE4m3(0x7F)));
+  EXPECT_TRUE(std::isnan(DecodeE4m3(0xFF)));
+}
+
+struct Stored {
+  SafetensorsFile::Entry entry;
+  std::vector<uint8_t> bytes;
+  SafetensorsFile::Raw raw() const { return {&entry, bytes.data()}; }
+};
+
+Stored Fp8(std::vector<int64_t> shape, std::vector<uint8_t> codes) {
+  Stored s;
+  s.entry.dtype = "F8_E4M3";
+  s.entry.shape = std::move(shape);
+  s.bytes = std::move(codes);
+  return s;
+}
+
+Stored F32(std::vector<int64_t> shape, const std::vector<float>& values) {
+  Stored s;
+  s.entry.dtype = "F32";
+  s.entry.shape = std::move(shape);
+  s.bytes.resize(values.size() * 4);
+  std::memcpy(s.bytes.data(), values.data(), s.bytes.size());
+  return s;
+}
+
+float Bf16Value(const Tensor& t, int64_t i) {
+  uint16_t b;
+  std::memcpy(&b, static_cast<const char*>(t.data()) + 2 * i, 2);
+  const uint32_t bits = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// A 3 x 5 weight in 2 x 2 blocks (the last block row and column partial):
+// each value is bf16(code value x its block's scale).
+TEST(Fp8WeightsTest, EachBlockTakesItsScaleAndRoundsToBf16) {
+  // Codes: 1.0 (0x38), 1.5 (0x3C), -2 (0xC0), 0.5 (0x30), 3 (0x44).
+  const std::vector<uint8_t> codes = {0x38, 0x3C, 0xC0, 0x30, 0x44,  //
+                                      0x3C, 0x38, 0x44, 0xC0, 0x30,  //
+                                      0x30, 0x44, 0x38, 0x3C, 0xC0};
+  const std::vector<float> code_values = {1, 1.5, -2, 0.5, 3, 1.5, 1, 3, -2, 0.5, 0.5, 3, 1, 1.5, -2};
+  const std::vector<float> scales = {0.1f, 3.0f, 7.0f, 1e-3f, 0.3333f, 5.5f};  // [2, 3]
+  Stored w = Fp8({3, 5}, codes);
+  Stored s = F32({2, 3}, scales);
+  ASSERT_OK_AND_ASSIGN(Tensor t, DecodeFp8Blocks(w.raw(), s.raw(), 2, 2, "f", "w", "w_scale_inv"));
+  ASSERT_EQ(t.dtype(), DType::kBF16);
+  ASSERT_EQ(t.shape(), (std::vector<int64_t>{3, 5}));
+  for (int64_t i = 0; i < 3; ++i) {
+    for (int64_t j = 0; j < 5; ++j) {
+      const float scale = scales[static_cast<size_t>((i / 2) * 3 + j / 2)];
+      EXPECT_EQ(Bf16Value(t, i * 5 + j), NaiveRoundBf16(code_values[i * 5 + j] * scale))
+          << i << ", " << j;
+    }
+  }
+}
+
+TEST(Fp8WeightsTest, MalformedTensorsAreRejectedByName) {
+  Stored w = Fp8({2, 2}, {0x38, 0x38, 0x7F, 0x38});
+  Stored good = F32({1, 1}, {1.0f});
+  EXPECT_THAT(DecodeFp8Blocks(w.raw(), good.raw(), 128, 128, "m.safetensors", "w", "w_s"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("m.safetensors"), HasSubstr("'w'"), HasSubstr("NaN code"),
+                             HasSubstr("[1, 0]"))));
+  Stored w_ok = Fp8({2, 2}, {0x38, 0x38, 0x38, 0x38});
+  Stored wrong_shape = F32({2, 1}, {1.0f, 1.0f});
+  EXPECT_THAT(DecodeFp8Blocks(w_ok.raw(), wrong_shape.raw(), 128, 128, "m", "w", "w_s"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("'w_s'"), HasSubstr("expected F32 [1, 1]"))));
+  Stored zero = F32({1, 1}, {0.0f});
+  EXPECT_THAT(DecodeFp8Blocks(w_ok.raw(), zero.raw(), 128, 128, "m", "w", "w_s"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a positive finite")));
+  Stored not_fp8 = F32({2, 2}, {1, 2, 3, 4});
+  EXPECT_THAT(DecodeFp8Blocks(not_fp8.raw(), good.raw(), 128, 128, "m", "w", "w_s"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expected F8_E4M3")));
+}
+
+}  // namespace
+}  // namespace moe
