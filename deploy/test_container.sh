@@ -104,13 +104,13 @@ check_load_clean() {
   [ "$ok" -gt 0 ] || fail "$2: no request succeeded"
 }
 
-# metric_ok PORT: moe_requests_total{outcome="ok"} from the server's /metrics.
+# metric_ok PORT: moe_requests_total{model="moe",outcome="ok"} from the server's /metrics.
 metric_ok() {
   python3 - "$1" <<'PY'
 import sys, urllib.request
 text = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode()
 for line in text.splitlines():
-    if line.startswith('moe_requests_total{outcome="ok"}'):
+    if line.startswith('moe_requests_total{model="moe",outcome="ok"}'):
         print(int(float(line.split()[-1]))); break
 else:
     print(0)

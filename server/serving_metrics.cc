@@ -1,7 +1,10 @@
 #include "server/serving_metrics.h"
 
+#include <map>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/command_line.h"
 
 namespace moe {
 namespace {
@@ -31,7 +34,9 @@ void ServingMetrics::RecordRequest(const absl::Status& status, int64_t tokens_in
                                    absl::Duration queue) {
   tokens_in_.Add(static_cast<double>(tokens_in));
   tokens_out_.Add(static_cast<double>(tokens_out));
-  duration_seconds_.Observe(absl::ToDoubleSeconds(duration));
+  // Successful requests only: instant rejections (INVALID_ARGUMENT,
+  // UNAVAILABLE, ...) would drag the percentiles down under overload.
+  if (status.ok()) duration_seconds_.Observe(absl::ToDoubleSeconds(duration));
   if (queue > absl::ZeroDuration()) queue_seconds_.Observe(absl::ToDoubleSeconds(queue));
   const uint64_t ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(duration));
   absl::MutexLock lock(&mu_);
@@ -76,56 +81,58 @@ double ServingMetrics::RequestsTotal(const std::string& outcome) const {
 }
 
 std::string ServingMetrics::RenderPrometheus(int64_t queue_tokens, int64_t queue_requests) const {
+  // Every per-model series carries the model's name.
+  const std::string model = absl::StrCat("model=\"", EscapeLabelValue(info_.model), "\"");
   std::string out;
   AppendHeader(&out, "moe_requests_total", "Finished inference requests by outcome.", "counter");
   {
     absl::MutexLock lock(&mu_);
+    std::map<std::string, double> outcomes = requests_;
     for (const char* outcome : {"ok", "invalid_argument", "not_found", "unavailable",
                                 "deadline_exceeded", "cancelled", "internal"}) {
-      auto it = requests_.find(outcome);
-      absl::StrAppend(&out, "moe_requests_total{outcome=\"", outcome, "\"} ",
-                      FormatMetricValue(it == requests_.end() ? 0 : it->second), "\n");
+      outcomes.emplace(outcome, 0.0);
     }
-    for (const auto& [outcome, v] : requests_) {
-      if (outcome == "ok" || outcome == "invalid_argument" || outcome == "not_found" ||
-          outcome == "unavailable" || outcome == "deadline_exceeded" || outcome == "cancelled" ||
-          outcome == "internal") {
-        continue;
-      }
-      absl::StrAppend(&out, "moe_requests_total{outcome=\"", EscapeLabelValue(outcome), "\"} ",
-                      FormatMetricValue(v), "\n");
+    for (const auto& [outcome, v] : outcomes) {
+      absl::StrAppend(&out, "moe_requests_total{", model, ",outcome=\"",
+                      EscapeLabelValue(outcome), "\"} ", FormatMetricValue(v), "\n");
     }
   }
   AppendHeader(&out, "moe_tokens_in_total", "Tokens received in accepted requests.", "counter");
-  absl::StrAppend(&out, "moe_tokens_in_total ", FormatMetricValue(tokens_in_.Value()), "\n");
+  absl::StrAppend(&out, "moe_tokens_in_total{", model, "} ",
+                  FormatMetricValue(tokens_in_.Value()), "\n");
   AppendHeader(&out, "moe_tokens_out_total", "Tokens returned in successful responses.", "counter");
-  absl::StrAppend(&out, "moe_tokens_out_total ", FormatMetricValue(tokens_out_.Value()), "\n");
+  absl::StrAppend(&out, "moe_tokens_out_total{", model, "} ",
+                  FormatMetricValue(tokens_out_.Value()), "\n");
   AppendHeader(&out, "moe_batch_tokens", "Tokens per model call.", "histogram");
-  batch_tokens_.Render(&out, "moe_batch_tokens", "");
+  batch_tokens_.Render(&out, "moe_batch_tokens", model);
   AppendHeader(&out, "moe_request_queue_seconds",
                "Time from acceptance to the first rows being computed.", "histogram");
-  queue_seconds_.Render(&out, "moe_request_queue_seconds", "");
+  queue_seconds_.Render(&out, "moe_request_queue_seconds", model);
   AppendHeader(&out, "moe_batch_compute_seconds", "Duration of one model call.", "histogram");
-  compute_seconds_.Render(&out, "moe_batch_compute_seconds", "");
+  compute_seconds_.Render(&out, "moe_batch_compute_seconds", model);
   AppendHeader(&out, "moe_request_duration_seconds",
-               "Time from acceptance to the answer (end to end inside the server).", "histogram");
-  duration_seconds_.Render(&out, "moe_request_duration_seconds", "");
+               "Time from arrival to the answer of successful requests (end to end inside the "
+               "server; rejections are counted in moe_requests_total only).",
+               "histogram");
+  duration_seconds_.Render(&out, "moe_request_duration_seconds", model);
   AppendHeader(&out, "moe_queue_tokens", "Tokens waiting in the batch queue.", "gauge");
-  absl::StrAppend(&out, "moe_queue_tokens ", queue_tokens, "\n");
+  absl::StrAppend(&out, "moe_queue_tokens{", model, "} ", queue_tokens, "\n");
   AppendHeader(&out, "moe_queue_requests", "Requests waiting in the batch queue.", "gauge");
-  absl::StrAppend(&out, "moe_queue_requests ", queue_requests, "\n");
+  absl::StrAppend(&out, "moe_queue_requests{", model, "} ", queue_requests, "\n");
   AppendHeader(&out, "moe_expert_tokens_total", "Tokens routed to each expert.", "counter");
   for (size_t i = 0; i < expert_tokens_.size(); ++i) {
-    absl::StrAppend(&out, "moe_expert_tokens_total{expert=\"", i, "\"} ",
+    absl::StrAppend(&out, "moe_expert_tokens_total{", model, ",expert=\"", i, "\"} ",
                     FormatMetricValue(expert_tokens_[i].Value()), "\n");
   }
   AppendHeader(&out, "moe_model_info", "The served model (value is always 1).", "gauge");
-  absl::StrAppend(&out, "moe_model_info{model=\"", EscapeLabelValue(info_.model),
-                  "\",family=\"", EscapeLabelValue(info_.family), "\",d_model=\"", info_.d_model,
-                  "\",d_ff=\"", info_.d_ff, "\",experts=\"", info_.experts, "\",top_k=\"",
-                  info_.top_k, "\",dtype=\"", EscapeLabelValue(info_.dtype), "\",kernel=\"",
-                  EscapeLabelValue(info_.kernel), "\",cpu_tier=\"",
-                  EscapeLabelValue(info_.cpu_tier), "\"} 1\n");
+  absl::StrAppend(&out, "moe_model_info{", model, ",family=\"", EscapeLabelValue(info_.family),
+                  "\",d_model=\"", info_.d_model, "\",d_ff=\"", info_.d_ff, "\",experts=\"",
+                  info_.experts, "\",top_k=\"", info_.top_k, "\",dtype=\"",
+                  EscapeLabelValue(info_.dtype), "\",kernel=\"", EscapeLabelValue(info_.kernel),
+                  "\",cpu_tier=\"", EscapeLabelValue(info_.cpu_tier), "\"} 1\n");
+  AppendHeader(&out, "moe_build_info", "The server's build (value is always 1).", "gauge");
+  absl::StrAppend(&out, "moe_build_info{version=\"", EscapeLabelValue(MoeVersion()),
+                  "\",commit=\"", EscapeLabelValue(MoeGitCommit()), "\"} 1\n");
   return out;
 }
 

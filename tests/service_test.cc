@@ -337,7 +337,7 @@ TEST_F(ServiceTest, FullQueueReturnsUnavailable) {
                                first_done.Notify();
                              });
   // Wait until the first request is queued.
-  for (int i = 0; i < 1000 && server_->core().RenderMetrics().find("moe_queue_tokens 6") ==
+  for (int i = 0; i < 1000 && server_->core().RenderMetrics().find("moe_queue_tokens{model=\"moe\"} 6") ==
                                   std::string::npos;
        ++i) {
     absl::SleepFor(absl::Milliseconds(1));
@@ -509,16 +509,22 @@ TEST_F(ServiceTest, MetricsParseAsPrometheusTextAndCountRequests) {
     ++samples;
   }
   EXPECT_GT(samples, 50);
-  EXPECT_EQ(values["moe_requests_total{outcome=\"ok\"}"], 5);
-  EXPECT_EQ(values["moe_requests_total{outcome=\"invalid_argument\"}"], 2);
-  EXPECT_EQ(values["moe_tokens_in_total"], 15);
-  EXPECT_EQ(values["moe_tokens_out_total"], 15);
-  EXPECT_EQ(values["moe_request_duration_seconds_count"], 7);
+  EXPECT_EQ(values["moe_requests_total{model=\"moe\",outcome=\"ok\"}"], 5);
+  EXPECT_EQ(values["moe_requests_total{model=\"moe\",outcome=\"invalid_argument\"}"], 2);
+  EXPECT_EQ(values["moe_tokens_in_total{model=\"moe\"}"], 15);
+  EXPECT_EQ(values["moe_tokens_out_total{model=\"moe\"}"], 15);
+  // Successful requests only: the two rejections are not in the histogram.
+  EXPECT_EQ(values["moe_request_duration_seconds_count{model=\"moe\"}"], 5);
   double routed = 0;
-  for (int e = 0; e < 8; ++e) routed += values["moe_expert_tokens_total{expert=\"" + std::to_string(e) + "\"}"];
+  for (int e = 0; e < 8; ++e) {
+    routed += values["moe_expert_tokens_total{model=\"moe\",expert=\"" + std::to_string(e) + "\"}"];
+  }
   EXPECT_EQ(routed, 15 * 2);  // top-2
-  EXPECT_EQ(values["moe_batch_tokens_sum"], 15);
+  EXPECT_EQ(values["moe_batch_tokens_sum{model=\"moe\"}"], 15);
+  EXPECT_EQ(values["moe_queue_tokens{model=\"moe\"}"], 0);
   EXPECT_THAT(text, HasSubstr("moe_model_info{model=\"moe\",family=\"mixtral\",d_model=\"64\""));
+  EXPECT_THAT(text, ::testing::ContainsRegex(
+                        "moe_build_info\\{version=\"[0-9.]+\",commit=\"[0-9a-z-]+\"\\} 1"));
 }
 
 }  // namespace
