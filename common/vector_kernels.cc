@@ -104,6 +104,15 @@ void SiluProductBf16Portable(const uint16_t* gate, const uint16_t* up, int64_t n
   }
 }
 
+constexpr float kGptOssAlpha = 1.702f;
+
+// Clamps keep NaN (comparisons with NaN are false).
+inline float ClampBelow(float v, float limit) { return v > limit ? limit : v; }
+inline float ClampBoth(float v, float limit) {
+  const float c = v > limit ? limit : v;
+  return c < -limit ? -limit : c;
+}
+
 // ---- AVX-512 versions: the same operations, 16 lanes at a time ----
 
 #define MOE_AVX512 __attribute__((target("avx512f,avx512bw")))
@@ -341,6 +350,28 @@ void SiluProduct(const float* gate, const float* up, int64_t n, float* out) {
   if (UseAvx512()) return SiluProductAvx512(gate, up, n, out);
   if (UseAvx2()) return SiluProductAvx2(gate, up, n, out);
   SiluProductPortable(gate, up, n, out);
+}
+
+void ClampedSwigluProduct(const float* gate, const float* up, int64_t n, float limit,
+                          float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = ClampBelow(gate[i], limit);
+    const float u = ClampBoth(up[i], limit);
+    const float glu = g / (1.0f + ExpPortable(-(kGptOssAlpha * g)));
+    out[i] = (u + 1.0f) * glu;
+  }
+}
+
+void ClampedSwigluProductBf16(const uint16_t* gate, const uint16_t* up, int64_t n, float limit,
+                              uint16_t* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = ClampBelow(Bf16ToFloat(gate[i]), limit);
+    const float u = ClampBoth(Bf16ToFloat(up[i]), limit);
+    const float a = RoundToBf16(kGptOssAlpha * g);
+    const float sig = RoundToBf16(1.0f / (1.0f + ExpPortable(-a)));
+    const float glu = RoundToBf16(g * sig);
+    out[i] = FloatToBf16(RoundToBf16(u + 1.0f) * glu);
+  }
 }
 
 void SiluProductBf16(const uint16_t* gate, const uint16_t* up, int64_t n, uint16_t* out) {

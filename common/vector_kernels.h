@@ -40,6 +40,19 @@ void SiluProduct(const float* gate, const float* up, int64_t n, float* out);
 // product with the bf16 up value is rounded to bf16 (FloatToBf16).
 void SiluProductBf16(const uint16_t* gate, const uint16_t* up, int64_t n, uint16_t* out);
 
+// gpt-oss's gated product (its "clamped SwiGLU"): g = min(gate, limit),
+// u = clamp(up, -limit, limit), out = (u + 1) * (g / (1 + exp(-1.702 g))),
+// with this file's exp; NaN inputs stay NaN. One portable loop on every
+// tier (no vector version), so the bits never depend on the CPU. out may
+// alias neither input.
+void ClampedSwigluProduct(const float* gate, const float* up, int64_t n, float limit,
+                          float* out);
+
+// The same on bf16 values, rounding to bf16 after each of PyTorch's bf16
+// operations: 1.702 g, its sigmoid, g times it, u + 1, and the product.
+void ClampedSwigluProductBf16(const uint16_t* gate, const uint16_t* up, int64_t n, float limit,
+                              uint16_t* out);
+
 // True when the AVX-512 versions are in use.
 bool VectorKernelsUseAvx512();
 

@@ -14,11 +14,12 @@ FfnWorkspace::FfnWorkspace() : stream(CpuEngine()) {}
 
 namespace {
 
-// out[r, :] = silu(h[r, :d_ff]) ⊙ h[r, d_ff:] for each of `rows` rows of
-// h ([rows, 2 d_ff]), all in the compute dtype. Spread over the OpenMP
-// team in GCC builds; every element is computed on its own, so the bits do
-// not depend on the split.
-void SiluProductRows(const void* h, int64_t rows, int64_t d_ff, DType compute, void* out) {
+// out[r, :] = silu(h[r, :d_ff]) ⊙ h[r, d_ff:] (or gpt-oss's clamped form
+// when limit > 0) for each of `rows` rows of h ([rows, 2 d_ff]), all in
+// the compute dtype. Spread over the OpenMP team in GCC builds; every
+// element is computed on its own, so the bits do not depend on the split.
+void GatedProductRows(const void* h, int64_t rows, int64_t d_ff, DType compute, float limit,
+                      void* out) {
   constexpr int64_t kChunk = 2048;
   const int64_t per_row = (d_ff + kChunk - 1) / kChunk;
   const int64_t pieces = rows * per_row;
@@ -30,10 +31,20 @@ void SiluProductRows(const void* h, int64_t rows, int64_t d_ff, DType compute, v
     const int64_t gate = r * 2 * d_ff + c;
     if (compute == DType::kBF16) {
       const auto* hb = static_cast<const uint16_t*>(h);
-      SiluProductBf16(hb + gate, hb + gate + d_ff, len, static_cast<uint16_t*>(out) + r * d_ff + c);
+      auto* o = static_cast<uint16_t*>(out) + r * d_ff + c;
+      if (limit > 0) {
+        ClampedSwigluProductBf16(hb + gate, hb + gate + d_ff, len, limit, o);
+      } else {
+        SiluProductBf16(hb + gate, hb + gate + d_ff, len, o);
+      }
     } else {
       const auto* hf = static_cast<const float*>(h);
-      SiluProduct(hf + gate, hf + gate + d_ff, len, static_cast<float*>(out) + r * d_ff + c);
+      auto* o = static_cast<float*>(out) + r * d_ff + c;
+      if (limit > 0) {
+        ClampedSwigluProduct(hf + gate, hf + gate + d_ff, len, limit, o);
+      } else {
+        SiluProduct(hf + gate, hf + gate + d_ff, len, o);
+      }
     }
   }
 }
@@ -47,6 +58,10 @@ absl::StatusOr<std::unique_ptr<DenseFfn>> DenseFfn::Create(
   if (compute != DType::kF32 && compute != DType::kBF16) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, ": compute dtype must be f32 or bf16"));
+  }
+  if (spec.swiglu_limit > 0 && !(spec.gated && spec.activation == Activation::kSilu)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": a clamped SwiGLU (swiglu_limit) needs a gated SiLU block"));
   }
   std::unique_ptr<DenseFfn> ffn(new DenseFfn(spec, compute));
 
@@ -111,7 +126,7 @@ absl::Status DenseFfn::Run(const float* x, int64_t rows, float* y,
     MOE_RETURN_IF_ERROR(
         gate_up_->Execute(src, rows, both, nullptr, &ws->scratchpad, &ws->stream));
     void* hidden = ws->hidden.Reserve(hidden_bytes);
-    SiluProductRows(both, rows, d_ff, compute_, hidden);
+    GatedProductRows(both, rows, d_ff, compute_, spec_.swiglu_limit, hidden);
     return down_->Execute(hidden, rows, y, nullptr, &ws->scratchpad, &ws->stream);
   }
   void* hidden1 = ws->hidden1.Reserve(hidden_bytes);

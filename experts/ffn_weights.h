@@ -24,6 +24,10 @@ struct FfnSpec {
   Activation activation = Activation::kSilu;
   bool gated = true;     // SwiGLU / GeGLU when true.
   bool has_bias = false; // b1 (and b3 when gated) and b2 present.
+  // gpt-oss's clamped SwiGLU when > 0 (gated SiLU only): gate = min(gate,
+  // limit), up = clamp(up, -limit, limit), (up + 1) * gate *
+  // sigmoid(1.702 gate). 0: the plain silu(gate) * up.
+  float swiglu_limit = 0;
 };
 
 inline FfnSpec MakeFfnSpec(int64_t d_model, int64_t d_ff, Activation activation, bool gated,

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <algorithm>
 #include <iterator>
 #include <vector>
 
@@ -9,6 +10,7 @@
 #include "common/status_macros.h"
 #include "model/checkpoint.h"
 #include "model/fp8_weights.h"
+#include "model/mxfp4_weights.h"
 #include "model/hf_layout.h"
 
 namespace moe {
@@ -65,6 +67,80 @@ absl::StatusOr<FfnWeights> FetchFfn(const Checkpoint& ckpt, const FfnSpec& s,
   return w;
 }
 
+// A [E, rows, cols] float array from gpt-oss's packed expert tensors:
+// `<stem>_blocks` + `<stem>_scales` (MXFP4, decoded as stored) or `<stem>`
+// (stored [E, cols, rows]: transposed here).
+absl::StatusOr<std::vector<float>> FetchPackedMatrices(const Checkpoint& ckpt,
+                                                       const std::string& stem, int64_t e,
+                                                       int64_t rows, int64_t cols) {
+  const std::vector<int64_t> want = {e, rows, cols};
+  if (ckpt.Has(stem + "_blocks")) {
+    MOE_ASSIGN_OR_RETURN(SafetensorsFile::Raw blocks, ckpt.GetRaw(stem + "_blocks"));
+    MOE_ASSIGN_OR_RETURN(SafetensorsFile::Raw scales, ckpt.GetRaw(stem + "_scales"));
+    MOE_ASSIGN_OR_RETURN(Mxfp4Decoded d, DecodeMxfp4(blocks, scales, ckpt.FileOf(stem + "_blocks"),
+                                                     stem + "_blocks", stem + "_scales"));
+    if (d.shape != want) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          ckpt.FileOf(stem + "_blocks"), ": tensor '", stem, "_blocks': decodes to ",
+          ShapeToString(d.shape), ", config.json says ", ShapeToString(want)));
+    }
+    return std::move(d.values);
+  }
+  MOE_ASSIGN_OR_RETURN(Tensor t, Fetch(ckpt, stem, {e, cols, rows}, false));
+  const std::vector<float> stored = t.ToFloats();
+  std::vector<float> out(stored.size());
+  for (int64_t x = 0; x < e; ++x) {
+    for (int64_t c = 0; c < cols; ++c) {
+      for (int64_t r = 0; r < rows; ++r) {
+        out[static_cast<size_t>((x * rows + r) * cols + c)] =
+            stored[static_cast<size_t>((x * cols + c) * rows + r)];
+      }
+    }
+  }
+  return out;
+}
+
+// gpt-oss's experts (HfLayerLayout::packed_experts), one FfnWeights each:
+// W1 the even rows of the decoded gate_up, W3 the odd ones, their biases
+// likewise. The values are kept in bf16: MXFP4 values are exact in it, and
+// the BF16 checkpoints are bf16 already.
+absl::StatusOr<std::vector<FfnWeights>> FetchPackedExperts(const Checkpoint& ckpt,
+                                                           const LayerSpec& s,
+                                                           const std::string& p) {
+  const int64_t e = s.router.num_experts, d = s.d_model, ff = s.expert.d_ff;
+  MOE_ASSIGN_OR_RETURN(std::vector<float> gate_up,
+                       FetchPackedMatrices(ckpt, p + "gate_up_proj", e, 2 * ff, d));
+  MOE_ASSIGN_OR_RETURN(std::vector<float> down,
+                       FetchPackedMatrices(ckpt, p + "down_proj", e, d, ff));
+  MOE_ASSIGN_OR_RETURN(Tensor gu_bias, Fetch(ckpt, p + "gate_up_proj_bias", {e, 2 * ff}, false));
+  MOE_ASSIGN_OR_RETURN(Tensor down_bias, Fetch(ckpt, p + "down_proj_bias", {e, d}, false));
+  const std::vector<float> gub = gu_bias.ToFloats(), db = down_bias.ToFloats();
+  std::vector<FfnWeights> experts;
+  for (int64_t x = 0; x < e; ++x) {
+    std::vector<float> w1(static_cast<size_t>(ff * d)), w3(w1.size());
+    std::vector<float> b1(static_cast<size_t>(ff)), b3(b1.size());
+    for (int64_t f = 0; f < ff; ++f) {
+      const float* gate = gate_up.data() + (x * 2 * ff + 2 * f) * d;
+      std::copy(gate, gate + d, w1.begin() + f * d);
+      std::copy(gate + d, gate + 2 * d, w3.begin() + f * d);
+      b1[static_cast<size_t>(f)] = gub[static_cast<size_t>(x * 2 * ff + 2 * f)];
+      b3[static_cast<size_t>(f)] = gub[static_cast<size_t>(x * 2 * ff + 2 * f + 1)];
+    }
+    FfnWeights w;
+    w.w1 = Tensor::FromFloats(DType::kBF16, {ff, d}, w1);
+    w.w3 = Tensor::FromFloats(DType::kBF16, {ff, d}, w3);
+    w.w2 = Tensor::FromFloats(
+        DType::kBF16, {d, ff},
+        std::vector<float>(down.begin() + x * d * ff, down.begin() + (x + 1) * d * ff));
+    w.b1 = Tensor::FromFloats(DType::kBF16, {ff}, b1);
+    w.b3 = Tensor::FromFloats(DType::kBF16, {ff}, b3);
+    w.b2 = Tensor::FromFloats(DType::kBF16, {d},
+                              std::vector<float>(db.begin() + x * d, db.begin() + (x + 1) * d));
+    experts.push_back(std::move(w));
+  }
+  return experts;
+}
+
 }  // namespace
 
 absl::StatusOr<LayerWeights> LoadHfLayer(const std::string& dir, int layer) {
@@ -96,6 +172,9 @@ absl::StatusOr<LayerWeights> LoadHfLayer(const std::string& dir, int layer) {
       MOE_ASSIGN_OR_RETURN(w.correction_bias,
                            Fetch(*ckpt, layout.correction_bias, {e}, false));
     }
+  }
+  if (!layout.packed_experts.empty()) {
+    MOE_ASSIGN_OR_RETURN(w.experts, FetchPackedExperts(*ckpt, s, layout.packed_experts));
   }
   for (const FfnTensorNames& names : layout.experts) {
     MOE_ASSIGN_OR_RETURN(FfnWeights fw, FetchFfn(*ckpt, s.expert, names, layout.fp8_block));

@@ -217,6 +217,42 @@ absl::Status ResolveOlmoe(const ConfigReader& r, int layer, HfLayerLayout* l) {
   return absl::OkStatus();
 }
 
+// gpt-oss: the router has a bias, picks the top k logits and takes the
+// softmax over those k (the same weights as a softmax over all, then
+// renormalised over the k); the experts are one clamped-SwiGLU FFN each,
+// with biases, stored together (HfLayerLayout::packed_experts).
+absl::Status ResolveGptOss(const ConfigReader& r, int layer, HfLayerLayout* l) {
+  MOE_RETURN_IF_ERROR(CheckLayer(r, layer, "num_hidden_layers"));
+  MOE_ASSIGN_OR_RETURN(int64_t h, r.PositiveInt("hidden_size"));
+  MOE_ASSIGN_OR_RETURN(int64_t ff, r.PositiveInt("intermediate_size"));
+  MOE_ASSIGN_OR_RETURN(int64_t e, r.PositiveInt("num_local_experts"));
+  MOE_ASSIGN_OR_RETURN(int64_t k_default, r.Int("experts_per_token", 4));
+  MOE_ASSIGN_OR_RETURN(int64_t k, r.Int("num_experts_per_tok", k_default));
+  MOE_ASSIGN_OR_RETURN(double limit, r.Number("swiglu_limit", 7.0));
+  if (k < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(r.path(), ": config key 'num_experts_per_tok' must be >= 1, got ", k));
+  }
+  if (!(limit > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(r.path(), ": config key 'swiglu_limit' must be > 0, got ", limit));
+  }
+  const std::string p = absl::StrCat("model.layers.", layer, ".mlp.");
+  l->spec.family = "gpt_oss";
+  l->spec.d_model = h;
+  l->spec.expert = MakeFfnSpec(h, ff, Activation::kSilu, true, true);
+  l->spec.expert.swiglu_limit = static_cast<float>(limit);
+  l->spec.router.num_experts = static_cast<int>(e);
+  l->spec.router.top_k = static_cast<int>(k);
+  l->spec.router.scoring = ScoringFunc::kSoftmax;
+  l->spec.router.renormalize = true;
+  l->spec.gate_bias = true;
+  l->gate_weight = p + "router.weight";
+  l->gate_bias = p + "router.bias";
+  l->packed_experts = p + "experts.";
+  return absl::OkStatus();
+}
+
 absl::Status ResolveDeepseek(const ConfigReader& r, int layer, bool v3, HfLayerLayout* l) {
   const std::string family = v3 ? "deepseek_v3" : "deepseek_v2";
   MOE_RETURN_IF_ERROR(CheckLayer(r, layer, "num_hidden_layers"));
@@ -388,24 +424,28 @@ absl::StatusOr<HfLayerLayout> ResolveHfLayer(
         q.is_object() && q.contains("quant_method") && q["quant_method"].is_string()
             ? q["quant_method"].get<std::string>()
             : "";
-    if (method != "fp8") {
+    if (method == "mxfp4" && type == "gpt_oss") {
+      // The experts' MXFP4 tensors say so themselves (ResolveGptOss).
+    } else if (method != "fp8") {
       return absl::InvalidArgumentError(absl::StrCat(
           config_path, ": quantization_config.quant_method '", method,
-          "' is not supported (supported: fp8 with weight_block_size)"));
+          "' is not supported (supported: fp8 with weight_block_size; mxfp4 for gpt_oss)"));
     }
-    if (q.contains("fmt") && q["fmt"] != "e4m3") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          config_path, ": quantization_config.fmt ", q["fmt"].dump(), " is not supported (e4m3)"));
+    if (method == "fp8") {
+      if (q.contains("fmt") && q["fmt"] != "e4m3") {
+        return absl::InvalidArgumentError(absl::StrCat(
+            config_path, ": quantization_config.fmt ", q["fmt"].dump(), " is not supported (e4m3)"));
+      }
+      const json& b = q.contains("weight_block_size") ? q["weight_block_size"] : json();
+      if (!b.is_array() || b.size() != 2 || !b[0].is_number_integer() ||
+          !b[1].is_number_integer() || b[0].get<int64_t>() < 1 || b[1].get<int64_t>() < 1) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            config_path, ": quantization_config.weight_block_size must be two positive "
+                         "integers [rows, columns], got ", b.dump()));
+      }
+      l.fp8_block[0] = b[0].get<int64_t>();
+      l.fp8_block[1] = b[1].get<int64_t>();
     }
-    const json& b = q.contains("weight_block_size") ? q["weight_block_size"] : json();
-    if (!b.is_array() || b.size() != 2 || !b[0].is_number_integer() ||
-        !b[1].is_number_integer() || b[0].get<int64_t>() < 1 || b[1].get<int64_t>() < 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          config_path, ": quantization_config.weight_block_size must be two positive "
-                       "integers [rows, columns], got ", b.dump()));
-    }
-    l.fp8_block[0] = b[0].get<int64_t>();
-    l.fp8_block[1] = b[1].get<int64_t>();
   }
   absl::Status st;
   if (type == "mixtral") {
@@ -414,6 +454,8 @@ absl::StatusOr<HfLayerLayout> ResolveHfLayer(
     st = ResolveQwenMoe(r, layer, type, &l);
   } else if (type == "olmoe") {
     st = ResolveOlmoe(r, layer, &l);
+  } else if (type == "gpt_oss") {
+    st = ResolveGptOss(r, layer, &l);
   } else if (type == "deepseek_v2" || type == "deepseek_v3") {
     st = ResolveDeepseek(r, layer, type == "deepseek_v3", &l);
   } else if (type == "llama" || type == "mistral" || type == "qwen2") {
@@ -427,8 +469,8 @@ absl::StatusOr<HfLayerLayout> ResolveHfLayer(
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
         config_path, ": model_type '", type,
-        "' is not supported (mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3, "
-        "llama, mistral, qwen2, bert, gpt2, switch_transformers)"));
+        "' is not supported (mixtral, qwen2_moe, qwen3_moe, olmoe, gpt_oss, deepseek_v2, "
+        "deepseek_v3, llama, mistral, qwen2, bert, gpt2, switch_transformers)"));
   }
   MOE_RETURN_IF_ERROR(st);
   const RouterOptions& o = l.spec.router;

@@ -46,6 +46,13 @@ struct HfLayerLayout {
   // weights stored F8_E4M3 come with "<name>_scale_inv" (f32) per block of
   // fp8_block[0] output rows x fp8_block[1] input columns. {0, 0}: none.
   int64_t fp8_block[2] = {0, 0};
+  // gpt-oss: every expert in tensors under this prefix ("...mlp.experts."),
+  // and `experts` is empty: gate_up_proj_{blocks,scales} (MXFP4, decoded
+  // [E, 2 d_ff, d_model]) or gate_up_proj [E, d_model, 2 d_ff]; gate the
+  // even and up the odd columns of the latter; gate_up_proj_bias
+  // [E, 2 d_ff]; down_proj_{blocks,scales} (decoded [E, d_model, d_ff]) or
+  // down_proj [E, d_ff, d_model]; down_proj_bias [E, d_model].
+  std::string packed_experts;
 };
 
 // The layout of layer `layer` of the model that `config` (config.json,

@@ -9,8 +9,9 @@ namespace {
 std::string FfnSummary(const FfnSpec& f) {
   std::string kind;
   if (f.gated) {
-    kind = f.activation == Activation::kSilu ? "swiglu"
-                                             : absl::StrCat(ActivationName(f.activation), "-glu");
+    kind = f.activation != Activation::kSilu ? absl::StrCat(ActivationName(f.activation), "-glu")
+           : f.swiglu_limit > 0             ? absl::StrCat("clamped swiglu (limit ", f.swiglu_limit, ")")
+                                            : "swiglu";
   } else {
     kind = ActivationName(f.activation);
   }

@@ -127,6 +127,33 @@ TEST(DenseFfnSwiGluTest, WideHiddenMatchesNaiveReference) {
   }
 }
 
+// gpt-oss's expert: biases and the clamped SwiGLU (limit 7), with inputs
+// large enough that many gate and up values clamp.
+TEST(DenseFfnGptOssTest, ClampedSwigluMatchesNaiveReference) {
+  for (DType compute : {DType::kF32, DType::kBF16}) {
+    FfnSpec s = MakeFfnSpec(64, 1032, Activation::kSilu, true, true);
+    s.swiglu_limit = 7.0f;
+    FfnWeights w = MakeWeights(s, compute, 21);
+    MatmulCacheRegistry registry;
+    ASSERT_OK_AND_ASSIGN(auto ffn, DenseFfn::Create(s, w, compute, &registry, "gpt-oss"));
+    FfnWorkspace ws;
+    for (int64_t rows : {1, 9, 40}) {
+      auto x = RandomTokens(rows * s.d_model, static_cast<uint32_t>(rows) + 90, 40.0f);
+      std::vector<float> y(static_cast<size_t>(rows * s.d_model));
+      ASSERT_OK(ffn->Run(x.data(), rows, y.data(), &ws));
+      const double err = MaxRelativeError(y, NaiveFfn(s, w, x, rows, compute == DType::kBF16));
+      EXPECT_LE(err, compute == DType::kF32 ? kF32Tolerance : kBf16Tolerance)
+          << DTypeName(compute) << " rows " << rows;
+    }
+  }
+  FfnSpec plain = MakeFfnSpec(64, 96, Activation::kGelu, false, false);
+  plain.swiglu_limit = 7.0f;
+  MatmulCacheRegistry registry;
+  EXPECT_FALSE(DenseFfn::Create(plain, MakeWeights(plain, DType::kF32, 1), DType::kF32, &registry,
+                                "bad")
+                   .ok());
+}
+
 TEST(DenseFfnCreateTest, RejectsWrongShapes) {
   FfnSpec s;
   s.d_model = 8;

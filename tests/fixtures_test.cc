@@ -82,7 +82,8 @@ INSTANTIATE_TEST_SUITE_P(
                       FixtureCase{"deepseek_v3", 1, true}, FixtureCase{"deepseek_v3", 0, false},
                       FixtureCase{"llama", 0, false}, FixtureCase{"qwen3_moe", 1, true},
                       FixtureCase{"olmoe", 1, true}, FixtureCase{"deepseek_v3_fp8", 1, true},
-                      FixtureCase{"deepseek_v3_fp8", 0, false}),
+                      FixtureCase{"deepseek_v3_fp8", 0, false},
+                      FixtureCase{"gpt_oss_mxfp4", 1, true}),
     [](const ::testing::TestParamInfo<FixtureCase>& info) {
       return info.param.family + "_layer" + std::to_string(info.param.layer);
     });

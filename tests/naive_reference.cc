@@ -85,7 +85,17 @@ std::vector<double> NaiveFfn(const FfnSpec& s, const FfnWeights& w,
       if (s.gated) {
         double u = s.has_bias ? b3[j] : 0.0;
         for (int64_t c = 0; c < h; ++c) u += w3[j * h + c] * xin[c];
-        v = round(v * round(u));
+        if (s.swiglu_limit > 0) {
+          // gpt-oss: (clamp(up) + 1) * g * sigmoid(1.702 g), g = min(gate,
+          // limit), each bf16 operation rounded.
+          const double limit = s.swiglu_limit;
+          const double g = std::min(static_cast<double>(round(a)), limit);
+          const double up = std::max(std::min(static_cast<double>(round(u)), limit), -limit);
+          const double sig = round(1.0 / (1.0 + std::exp(-round(1.702 * g))));
+          v = round(round(up + 1.0) * round(g * sig));
+        } else {
+          v = round(v * round(u));
+        }
       }
       hid[j] = v;
     }

@@ -199,5 +199,76 @@ TEST(VectorKernelsTest, SiluProductAtTheEnds) {
   EXPECT_EQ(got[6], 100.0f);
 }
 
+// gpt-oss's clamped SwiGLU against its definition in double precision:
+// (clamp(up) + 1) * g * sigmoid(1.702 g), g = min(gate, 7); the clamps are
+// exact, so the result is within a few ulp of the exact one, clamped
+// values included, and NaN stays NaN.
+TEST(VectorKernelsTest, ClampedSwigluProductMatchesItsDefinition) {
+  constexpr int64_t kCount = 20001;
+  constexpr float kLimit = 7.0f;
+  std::vector<float> g(kCount), u(kCount), got(kCount);
+  for (int64_t i = 0; i < kCount; ++i) {
+    g[static_cast<size_t>(i)] = -30.0f + 60.0f * static_cast<float>(i) / kCount;
+    u[static_cast<size_t>(i)] = 20.0f - 40.0f * static_cast<float>((i * 7919) % kCount) / kCount;
+  }
+  ClampedSwigluProduct(g.data(), u.data(), kCount, kLimit, got.data());
+  double worst = 0;
+  for (int64_t i = 0; i < kCount; ++i) {
+    const size_t k = static_cast<size_t>(i);
+    const double gate = std::min<double>(g[k], kLimit);
+    const double up = std::max<double>(std::min<double>(u[k], kLimit), -kLimit);
+    // The argument as f32 computes it (its rounding, amplified by exp at
+    // large |g|, is inherent to f32, as in PyTorch); the rest exact.
+    const double arg = static_cast<float>(1.702f * static_cast<float>(gate));
+    const double exact = (up + 1.0) * gate / (1.0 + std::exp(-arg));
+    if (std::fabs(exact) < 1e-30) continue;
+    const double ulp = std::ldexp(1.0, std::ilogb(exact) - 23);
+    worst = std::max(worst, std::fabs(got[k] - exact) / ulp);
+  }
+  EXPECT_LE(worst, 8.0) << "worst error in ulp";
+  std::printf("ClampedSwigluProduct: worst error %.2f ulp\n", worst);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float gates[] = {nan, 1.0f, 100.0f};
+  const float ups[] = {1.0f, nan, -100.0f};
+  float out[3];
+  ClampedSwigluProduct(gates, ups, 3, kLimit, out);
+  EXPECT_TRUE(std::isnan(out[0]));
+  EXPECT_TRUE(std::isnan(out[1]));
+  // gate clamped to 7, up to -7: (-7 + 1) * 7 * sigmoid(11.914).
+  EXPECT_NEAR(out[2], -6.0 * 7.0 / (1.0 + std::exp(-1.702 * 7.0)), 1e-5);
+}
+
+// The bf16 version rounds after each of PyTorch's bf16 operations.
+TEST(VectorKernelsTest, ClampedSwigluProductBf16RoundsEachStep) {
+  for (int64_t n = 0; n <= 40; ++n) {
+    std::vector<float> gf = GateValues(n, static_cast<uint64_t>(n) + 160);
+    std::vector<float> uf = GateValues(n, static_cast<uint64_t>(n) + 180);
+    std::vector<uint16_t> g(static_cast<size_t>(n)), u(static_cast<size_t>(n));
+    FloatsToBf16(gf.data(), n, g.data());
+    FloatsToBf16(uf.data(), n, u.data());
+    std::vector<uint16_t> got(static_cast<size_t>(n) + 1, 0xabcd);
+    ClampedSwigluProductBf16(g.data(), u.data(), n, 7.0f, got.data());
+    for (int64_t i = 0; i < n; ++i) {
+      const size_t k = static_cast<size_t>(i);
+      const float gate = std::min(Bf16ToFloat(g[k]), 7.0f);
+      const float up = std::max(std::min(Bf16ToFloat(u[k]), 7.0f), -7.0f);
+      const float a = RoundToBf16(1.702f * gate);
+      const float sig = RoundToBf16(1.0f / (1.0f + std::exp(-a)));
+      const float glu = RoundToBf16(gate * sig);
+      const uint16_t want = FloatToBf16(RoundToBf16(up + 1.0f) * glu);
+      // std::exp's sigmoid is within an f32 ulp or two of the kernel's, so
+      // the bf16 results agree except at a rounding boundary (a bf16 ulp).
+      if (std::isnan(Bf16ToFloat(want))) {
+        EXPECT_TRUE(std::isnan(Bf16ToFloat(got[k]))) << "n=" << n << " i=" << i;
+        continue;
+      }
+      EXPECT_LE(std::fabs(Bf16ToFloat(got[k]) - Bf16ToFloat(want)),
+                std::ldexp(std::fabs(Bf16ToFloat(want)), -7) + 1e-30)
+          << "n=" << n << " i=" << i;
+    }
+    EXPECT_EQ(got[static_cast<size_t>(n)], 0xabcd) << "wrote past the end, n=" << n;
+  }
+}
+
 }  // namespace
 }  // namespace moe
