@@ -99,8 +99,8 @@ inference::ModelInferRequest BuildInferRequest(const std::string& model,
   } else {
     raw->assign(reinterpret_cast<const char*>(tokens.data()), tokens.size() * 4);
   }
+  r.add_outputs()->set_name("output");
   if (want_routing) {
-    r.add_outputs()->set_name("output");
     r.add_outputs()->set_name("expert_ids");
     r.add_outputs()->set_name("expert_weights");
   }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "client/kserve_rest_client.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "client/arrival_schedule.h"
@@ -165,6 +166,7 @@ class Recorder {
     r->total_ok = total_ok_;
     r->p50_ms = hist_.ValueAtPercentile(50) / 1e6;
     r->p90_ms = hist_.ValueAtPercentile(90) / 1e6;
+    r->p95_ms = hist_.ValueAtPercentile(95) / 1e6;
     r->p99_ms = hist_.ValueAtPercentile(99) / 1e6;
     r->p999_ms = hist_.ValueAtPercentile(99.9) / 1e6;
     r->max_ms = static_cast<double>(hist_.max()) / 1e6;
@@ -247,6 +249,24 @@ void ClosedUnaryWorker(Stub* stub, const std::vector<PoolEntry>& pool, const Loa
     ModelInferResponse resp;
     rec->CountSent(measured);
     grpc::Status st = stub->ModelInfer(&ctx, pool[static_cast<size_t>(p)].request, &resp);
+    rec->Record(p, intended, measured, st.error_code(), &resp);
+    if (st.error_code() == grpc::StatusCode::UNAVAILABLE &&
+        o.unavailable_backoff > absl::ZeroDuration()) {
+      absl::SleepFor(o.unavailable_backoff);
+    }
+  }
+}
+
+void ClosedHttpWorker(RestInferClient* http, const std::vector<PoolEntry>& pool,
+                      const LoadOptions& o, int worker, Admission* admission, Recorder* rec) {
+  for (int64_t i = 0;; ++i) {
+    const absl::Time intended = absl::Now();
+    bool measured = false;
+    if (!admission->Admit(intended, &measured)) return;
+    const int p = static_cast<int>((worker * 7919 + i) % static_cast<int64_t>(pool.size()));
+    ModelInferResponse resp;
+    rec->CountSent(measured);
+    grpc::Status st = http->Infer(pool[static_cast<size_t>(p)].request, o.deadline, &resp);
     rec->Record(p, intended, measured, st.error_code(), &resp);
     if (st.error_code() == grpc::StatusCode::UNAVAILABLE &&
         o.unavailable_backoff > absl::ZeroDuration()) {
@@ -424,13 +444,28 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& o) {
     return absl::InvalidArgumentError("tokens per request must satisfy 1 <= min <= max");
   }
   if (o.connections < 1) return absl::InvalidArgumentError("--connections must be >= 1");
-  std::vector<std::unique_ptr<Stub>> stubs;
-  for (int c = 0; c < o.connections; ++c) {
-    auto channel = MakeChannel(o.connection, c);
-    if (!channel.ok()) return channel.status();
-    stubs.push_back(inference::GRPCInferenceService::NewStub(*channel));
+  if (o.http && (o.stream || o.concurrency < 1)) {
+    return absl::InvalidArgumentError(
+        "--protocol=http runs the closed loop (--concurrency) without --stream");
   }
-  auto d_model = FetchDModel(stubs[0].get(), o.model, absl::ToInt64Milliseconds(o.deadline));
+  std::vector<std::unique_ptr<Stub>> stubs;
+  std::vector<std::unique_ptr<RestInferClient>> http_clients;
+  if (o.http) {
+    for (int w = 0; w < o.concurrency; ++w) {
+      auto c = RestInferClient::Create(o.connection);
+      if (!c.ok()) return c.status();
+      http_clients.push_back(*std::move(c));
+    }
+  } else {
+    for (int c = 0; c < o.connections; ++c) {
+      auto channel = MakeChannel(o.connection, c);
+      if (!channel.ok()) return channel.status();
+      stubs.push_back(inference::GRPCInferenceService::NewStub(*channel));
+    }
+  }
+  auto d_model = o.http ? http_clients[0]->FetchDModel(o.model)
+                        : FetchDModel(stubs[0].get(), o.model,
+                                      absl::ToInt64Milliseconds(o.deadline));
   if (!d_model.ok()) {
     return absl::UnavailableError(absl::StrCat(
         "cannot read model metadata: ",
@@ -440,7 +475,8 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& o) {
   }
   auto pool = BuildPool(o, *d_model);
   if (!pool.ok()) return pool.status();
-  const ServerCounters before = ReadServerCounters(stubs[0].get(), o.model);
+  const ServerCounters before =
+      o.http ? ServerCounters() : ReadServerCounters(stubs[0].get(), o.model);
 
   const bool verify = !o.verify_preset.empty();
   Recorder rec(&*pool, verify);
@@ -478,6 +514,11 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& o) {
   if (o.concurrency > 0) {
     std::vector<std::thread> workers;
     for (int w = 0; w < o.concurrency; ++w) {
+      if (o.http) {
+        RestInferClient* http = http_clients[static_cast<size_t>(w)].get();
+        workers.emplace_back([&, http, w] { ClosedHttpWorker(http, *pool, o, w, &admission, &rec); });
+        continue;
+      }
       Stub* stub = stubs[static_cast<size_t>(w % o.connections)].get();
       workers.emplace_back([&, stub, w] {
         if (o.stream) {
@@ -511,7 +552,8 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& o) {
   r.throughput_rps = static_cast<double>(r.ok) / r.window_s;
   r.tokens_per_s = static_cast<double>(r.tokens_ok) / r.window_s;
 
-  const ServerCounters after = ReadServerCounters(stubs[0].get(), o.model);
+  const ServerCounters after =
+      o.http ? ServerCounters() : ReadServerCounters(stubs[0].get(), o.model);
   if (before.ok && after.ok) {
     r.server_stats = true;
     r.server_ok = after.success - before.success;

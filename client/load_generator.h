@@ -41,6 +41,10 @@ struct LoadOptions {
   int64_t tokens_max = 1;
   int connections = 1;         // gRPC channels (TCP connections)
   bool stream = false;         // ModelStreamInfer instead of ModelInfer
+  // KServe v2 REST (binary tensor extension) on connection.address instead
+  // of gRPC: the closed loop only, one connection per worker, no server
+  // statistics in the report.
+  bool http = false;
   absl::Duration deadline = absl::Seconds(10);
   // Closed loop: after an UNAVAILABLE answer the worker waits this long
   // before its next request, as a client honouring the server's "go away"
@@ -75,7 +79,7 @@ struct LoadReport {
   double throughput_rps = 0;    // OK answers per second
   double tokens_per_s = 0;
   // Latency, milliseconds.
-  double p50_ms = 0, p90_ms = 0, p99_ms = 0, p999_ms = 0, max_ms = 0, mean_ms = 0;
+  double p50_ms = 0, p90_ms = 0, p95_ms = 0, p99_ms = 0, p999_ms = 0, max_ms = 0, mean_ms = 0;
   // Longest time a failed request took to fail (from its intended start):
   // shows that rejections come at once, not after a hang.
   double failed_max_ms = 0;

@@ -12,6 +12,7 @@
 #include "common/command_line.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "client/load_generator.h"
 #include "client/load_report.h"
@@ -32,6 +33,9 @@ ABSL_FLAG(double, warmup_s, 1, "Warm-up before the measured window, seconds.");
 ABSL_FLAG(std::string, tokens, "1", "Tokens per request: N or MIN-MAX (uniform).");
 ABSL_FLAG(int, connections, 1, "gRPC connections to spread requests over.");
 ABSL_FLAG(bool, stream, false, "Use ModelStreamInfer instead of ModelInfer.");
+ABSL_FLAG(std::string, protocol, "grpc",
+          "grpc, or http: KServe v2 REST with binary tensors on --address (e.g. "
+          "localhost:8000; closed loop, one connection per request in flight).");
 ABSL_FLAG(int64_t, deadline_ms, 10000, "Deadline of each request, milliseconds.");
 ABSL_FLAG(int64_t, unavailable_backoff_ms, 0,
           "Closed loop: pause after an UNAVAILABLE answer before the next request, ms "
@@ -51,6 +55,11 @@ ABSL_FLAG(std::string, verify_dtype, "",
           "Run with the server's --max_isa: answers are bitwise only within one CPU tier.");
 ABSL_FLAG(uint64_t, verify_seed, 20240601, "Weight seed of the server's preset.");
 ABSL_FLAG(bool, progress, true, "Print progress to stderr while running.");
+ABSL_FLAG(double, max_error_rate, -1,
+          "Exit 4 if the failed fraction of the measured requests exceeds this (e.g. 0.01) in "
+          "any run; negative: no check.");
+ABSL_FLAG(double, max_p99_ms, 0,
+          "Exit 4 if any run's p99 latency exceeds this many milliseconds; 0: no check.");
 
 namespace {
 
@@ -102,6 +111,12 @@ int main(int argc, char** argv) {
   }
   o.connections = absl::GetFlag(FLAGS_connections);
   o.stream = absl::GetFlag(FLAGS_stream);
+  const std::string protocol = absl::GetFlag(FLAGS_protocol);
+  if (protocol != "grpc" && protocol != "http") {
+    std::fprintf(stderr, "--protocol must be grpc or http, got '%s'\n", protocol.c_str());
+    return 2;
+  }
+  o.http = protocol == "http";
   o.deadline = absl::Milliseconds(absl::GetFlag(FLAGS_deadline_ms));
   o.unavailable_backoff = absl::Milliseconds(absl::GetFlag(FLAGS_unavailable_backoff_ms));
   o.bf16 = absl::GetFlag(FLAGS_bf16);
@@ -172,5 +187,27 @@ int main(int argc, char** argv) {
   }
   int64_t mismatches = 0;
   for (const auto& r : reports) mismatches += r.verify_mismatches;
-  return mismatches > 0 ? 3 : 0;
+  if (mismatches > 0) return 3;
+  // Service-level checks, for CI jobs: say which run broke which bound.
+  bool exceeded = false;
+  const double max_error_rate = absl::GetFlag(FLAGS_max_error_rate);
+  const double max_p99_ms = absl::GetFlag(FLAGS_max_p99_ms);
+  for (const auto& r : reports) {
+    const int64_t measured = r.ok + r.failed;
+    const double error_rate =
+        measured > 0 ? static_cast<double>(r.failed) / static_cast<double>(measured) : 0.0;
+    const std::string load = r.mode == "closed" ? absl::StrCat("concurrency ", r.concurrency)
+                                                : absl::StrCat("rate ", r.target_rate);
+    if (max_error_rate >= 0 && error_rate > max_error_rate) {
+      std::fprintf(stderr, "moe_loadgen: %s: error rate %.4f exceeds --max_error_rate=%g\n",
+                   load.c_str(), error_rate, max_error_rate);
+      exceeded = true;
+    }
+    if (max_p99_ms > 0 && r.p99_ms > max_p99_ms) {
+      std::fprintf(stderr, "moe_loadgen: %s: p99 %.3f ms exceeds --max_p99_ms=%g\n",
+                   load.c_str(), r.p99_ms, max_p99_ms);
+      exceeded = true;
+    }
+  }
+  return exceeded ? 4 : 0;
 }

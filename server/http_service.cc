@@ -86,7 +86,10 @@ absl::StatusOr<std::unique_ptr<HttpService>> HttpService::Start(const std::strin
   }
   s->server_->new_task_queue = [] { return new httplib::ThreadPool(kThreads); };
   s->server_->set_payload_max_length(max_body_bytes);
+  // A connection holds one of the threads while it is kept alive: let
+  // idle ones go after 2 s, so that probes and new clients get a thread.
   s->server_->set_keep_alive_max_count(1000);
+  s->server_->set_keep_alive_timeout(2);
   s->Route();
   if (port == 0) {
     s->port_ = s->server_->bind_to_any_port(host);
@@ -198,9 +201,7 @@ void HttpService::Route() {
     if (!rest.ok()) return fail(rest.status());
     auto decoded = DecodeInferRequest(rest->request, core->io());
     if (!decoded.ok()) return fail(decoded.status());
-    const absl::Time deadline =
-        rest->timeout.has_value() ? start + *rest->timeout : absl::InfiniteFuture();
-    auto task = MakeInferTask(*decoded, deadline);
+    auto task = MakeInferTask(*decoded, RequestDeadline(*decoded, start, absl::InfiniteFuture()));
     // Shared with the batcher's `done`, which may still be returning from
     // set_value when this thread wakes.
     auto finished = std::make_shared<std::promise<absl::Status>>();
@@ -227,6 +228,15 @@ void HttpService::Route() {
                                   absl::Now() - start, task->queue_time);
     core->AnswersSent(1);
   });
+  // The model repository extension's load and unload: this server's model
+  // is fixed at start-up (as Triton without explicit model control).
+  http.Post(R"(/v2/repository/models/([^/]+)/(load|unload))",
+            [](const httplib::Request& req, httplib::Response& res) {
+              SendJson(res, 400,
+                       json{{"error", absl::StrCat("explicit model ", req.matches[2].str(),
+                                                   " is not allowed: the model is fixed at "
+                                                   "start-up")}});
+            });
   // Unmatched paths and methods: the spec's error body.
   http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;

@@ -9,16 +9,19 @@
 //   GET  /v2/models/{m}[/versions/{v}]/config Triton's model configuration
 //   GET  /v2/models[/{m}[/versions/{v}]]/stats  statistics
 //   POST /v2/repository/index                 [{"name", "version", "state", "reason"}]
+//   POST /v2/repository/models/{m}/load|unload  400: the model is fixed
 //   POST /v2/models/{m}[/versions/{v}]/infer  inference (rest_codec.h)
 //
 // The answers are those of model_descriptors.h and request_codec.h, so
 // both protocols state the same facts and compute the same bits. Errors
 // are {"error": "..."} with 400 (INVALID_ARGUMENT), 404 (NOT_FOUND), 503
 // (UNAVAILABLE: draining or a full queue), 504 (DEADLINE_EXCEEDED: the
-// "timeout" parameter, in microseconds), 500 otherwise.
+// "timeout" parameter, in microseconds, 0 for none), 500 otherwise.
 //
-// Each request holds one of the server's threads until it is answered
-// (cpp-httplib is synchronous); kThreads bounds the requests in flight.
+// cpp-httplib is synchronous: each connection holds one of kThreads
+// threads while it is kept alive (idle ones are let go after 2 s), and a
+// request holds it until answered. kThreads bounds the concurrent
+// connections; more wait in the accept queue.
 //
 // Thread-safety: Start() and Stop() from one controlling thread.
 #ifndef MOE_SERVER_HTTP_SERVICE_H_
@@ -41,7 +44,7 @@ class ServingCore;
 
 class HttpService {
  public:
-  static constexpr int kThreads = 64;
+  static constexpr int kThreads = 128;
 
   // Listens on host:port (0 picks a free port) with TLS when tls.cert_file
   // is set. `core` must outlive the service. UNAVAILABLE naming the

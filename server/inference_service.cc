@@ -65,7 +65,7 @@ class InferReactor final : public grpc::ServerUnaryReactor {
       return;
     }
     decoded_ = *std::move(decoded);
-    task_ = MakeInferTask(decoded_, DeadlineOf(ctx));
+    task_ = MakeInferTask(decoded_, RequestDeadline(decoded_, start_, DeadlineOf(ctx)));
     const int64_t tokens = task_->num_tokens;
     task_->done = [this, tokens](const absl::Status& st, InferTask& task) {
       absl::Status result = st;
@@ -150,7 +150,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
       return;
     }
     auto shared = std::make_shared<DecodedRequest>(*std::move(decoded));
-    auto task = MakeInferTask(*shared, deadline_);
+    auto task = MakeInferTask(*shared, RequestDeadline(*shared, start, deadline_));
     const int64_t tokens = task->num_tokens;
     task->done = [this, shared, start, tokens](const absl::Status& st, InferTask& t) {
       ModelStreamInferResponse resp;

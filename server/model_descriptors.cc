@@ -73,7 +73,6 @@ void FillModelConfig(const ServingCore& core, inference::ModelConfig* out) {
   add_output(kExpertIdsName, inference::TYPE_INT32, io.top_k);
   add_output(kExpertWeightsName, inference::TYPE_FP32, io.top_k);
   auto* batching = out->mutable_dynamic_batching();
-  batching->add_preferred_batch_size(static_cast<int32_t>(core.batching().max_batch_tokens));
   batching->set_max_queue_delay_microseconds(
       static_cast<uint64_t>(absl::ToInt64Microseconds(core.batching().max_queue_delay)));
   batching->set_preserve_ordering(false);
@@ -91,6 +90,9 @@ void FillModelConfig(const ServingCore& core, inference::ModelConfig* out) {
   params["kernel"].set_string_value(core.layer().backend().Describe());
   params["family"].set_string_value(spec.family);
   params["max_request_tokens"].set_string_value(absl::StrCat(io.max_request_tokens));
+  // The batcher's size target, in tokens (Triton's preferred_batch_size
+  // counts requests and must not exceed max_batch_size, 0 here).
+  params["max_batch_tokens"].set_string_value(absl::StrCat(core.batching().max_batch_tokens));
 }
 
 void FillRepositoryIndex(const ServingCore& core, bool ready_only,

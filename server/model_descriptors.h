@@ -47,9 +47,9 @@ void FillModelMetadata(const ServingCore& core, inference::ModelMetadataResponse
 
 // Triton's model configuration: max_batch_size 0 (the token dimension is
 // part of the shape), the tensors above, dynamic_batching with the
-// batcher's preferred size (max_batch_tokens) and queue delay, one CPU
-// instance group, and string parameters: top_k, num_experts, d_model,
-// d_ff, precision, cpu_tier, kernel, family, max_request_tokens.
+// batcher's queue delay, one CPU instance group, and string parameters:
+// top_k, num_experts, d_model, d_ff, precision, cpu_tier, kernel, family,
+// max_request_tokens, max_batch_tokens (the batcher's size target).
 void FillModelConfig(const ServingCore& core, inference::ModelConfig* out);
 
 // One entry per served model: state "READY", or "UNAVAILABLE" with the

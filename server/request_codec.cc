@@ -120,7 +120,18 @@ absl::StatusOr<DecodedRequest> DecodeInferRequest(const inference::ModelInferReq
     out.outputs.push_back(name);
     if (name != kOutputName) out.want_routing = true;
   }
-  if (out.outputs.empty()) out.outputs.push_back(kOutputName);
+  if (out.outputs.empty()) {
+    // No outputs named: every output the model produces (the spec's rule).
+    out.outputs = {kOutputName, kExpertIdsName, kExpertWeightsName};
+    out.want_routing = true;
+  }
+  // Triton's "timeout" request parameter, microseconds; 0: none.
+  if (auto it = req.parameters().find("timeout"); it != req.parameters().end()) {
+    if (!it->second.has_int64_param() || it->second.int64_param() < 0) {
+      return Invalid("parameters.timeout: expected microseconds, an int64 >= 0");
+    }
+    if (it->second.int64_param() > 0) out.timeout = absl::Microseconds(it->second.int64_param());
+  }
   return out;
 }
 

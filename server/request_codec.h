@@ -7,7 +7,10 @@
 //   output "output"          the input's datatype, [T, d_model], raw_output_contents
 //          "expert_ids"      INT32 [T, k]  (only when requested by name)
 //          "expert_weights"  FP32  [T, k]  (only when requested by name)
-// With no outputs requested, the response holds "output" alone. Every
+// With no outputs requested, the response holds all three (the spec's
+// rule: every output the model produces). The request parameter "timeout"
+// (int64 microseconds, Triton's; 0: none) bounds the request's deadline
+// on top of the transport's. Every
 // malformed request is INVALID_ARGUMENT (NOT_FOUND for an unknown model or
 // version) with a message naming the field, the expected and the received
 // value.
@@ -15,7 +18,9 @@
 #define MOE_SERVER_REQUEST_CODEC_H_
 
 #include <cstdint>
+#include <algorithm>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,7 +56,16 @@ struct DecodedRequest {
   // Outputs to return, in response order.
   std::vector<std::string> outputs;
   bool want_routing = false;
+  std::optional<absl::Duration> timeout;  // the "timeout" parameter
 };
+
+// The earlier of the transport's deadline and `arrival` + the request's
+// timeout parameter.
+inline absl::Time RequestDeadline(const DecodedRequest& r, absl::Time arrival,
+                                  absl::Time transport_deadline) {
+  if (!r.timeout.has_value()) return transport_deadline;
+  return std::min(transport_deadline, arrival + *r.timeout);
+}
 
 absl::StatusOr<DecodedRequest> DecodeInferRequest(const inference::ModelInferRequest& request,
                                                   const ModelIo& io);

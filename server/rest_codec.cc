@@ -1,5 +1,6 @@
 #include "server/rest_codec.h"
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -54,11 +55,17 @@ absl::Status CopyParameters(const json& obj, const std::string& where,
   return absl::OkStatus();
 }
 
-// Appends the numbers of `data` (nested arrays allowed), row-major.
-absl::Status Flatten(const json& data, const std::string& where, std::vector<double>* out) {
+// Appends the numbers of `data` (nested arrays allowed, at most
+// `max_depth` levels: the shape's rank), row-major.
+absl::Status Flatten(const json& data, const std::string& where, size_t depth, size_t max_depth,
+                     std::vector<double>* out) {
   if (data.is_array()) {
+    if (depth >= max_depth) {
+      return Invalid(absl::StrCat(where, ": nested deeper than the shape's rank (", max_depth,
+                                  ")"));
+    }
     for (const json& e : data) {
-      absl::Status st = Flatten(e, where, out);
+      absl::Status st = Flatten(e, where, depth + 1, max_depth, out);
       if (!st.ok()) return st;
     }
     return absl::OkStatus();
@@ -83,6 +90,10 @@ absl::StatusOr<RestInferRequest> ParseRestInferRequest(absl::string_view body,
   req.set_model_version(version);
   size_t json_bytes = body.size();
   if (header_length.has_value()) {
+    if (*header_length == 0) {
+      return Invalid(absl::StrCat(kHeaderLengthHeader, ": 0 (a request without a JSON header) "
+                                  "is not supported; send the JSON header first"));
+    }
     if (*header_length < 0 || static_cast<size_t>(*header_length) > body.size()) {
       return Invalid(absl::StrCat(kHeaderLengthHeader, ": ", *header_length,
                                   " is outside the body's ", body.size(), " bytes"));
@@ -108,12 +119,6 @@ absl::StatusOr<RestInferRequest> ParseRestInferRequest(absl::string_view body,
       }
       out.all_outputs_binary = it->second.bool_param();
       req.mutable_parameters()->erase("binary_data_output");
-    }
-    if (auto it = req.parameters().find("timeout"); it != req.parameters().end()) {
-      if (!it->second.has_int64_param() || it->second.int64_param() < 0) {
-        return Invalid("parameters.timeout: expected microseconds, an integer >= 0");
-      }
-      out.timeout = absl::Microseconds(it->second.int64_param());
     }
   }
   if (!doc.contains("inputs") || !doc["inputs"].is_array()) {
@@ -187,7 +192,9 @@ absl::StatusOr<RestInferRequest> ParseRestInferRequest(absl::string_view body,
     const bool bf16 = t->datatype() == "BF16";
     if (!fp32 && !bf16) continue;  // the codec rejects the datatype
     std::vector<double> values;
-    absl::Status st = Flatten(in["data"], where + ".data", &values);
+    // A flat array is depth 1; nested by the shape, up to the rank.
+    absl::Status st = Flatten(in["data"], where + ".data", 0,
+                              std::max<size_t>(1, static_cast<size_t>(t->shape_size())), &values);
     if (!st.ok()) return st;
     if (static_cast<int64_t>(values.size()) != elements) {
       return Invalid(absl::StrCat(where, ".data: expected ", elements, " values for shape [",
@@ -229,8 +236,14 @@ absl::StatusOr<RestInferRequest> ParseRestInferRequest(absl::string_view body,
           if (!it->second.has_bool_param()) {
             return Invalid(absl::StrCat(where, ".parameters.binary_data: expected a bool"));
           }
-          if (it->second.bool_param()) out.binary_outputs.insert(t->name());
+          out.output_binary[t->name()] = it->second.bool_param();
           t->mutable_parameters()->erase("binary_data");
+        }
+        for (const char* unsupported : {"classification", "shared_memory_region"}) {
+          if (t->parameters().count(unsupported) > 0) {
+            return Invalid(absl::StrCat(where, ".parameters.", unsupported,
+                                        ": not supported by this server"));
+          }
         }
       }
     }
@@ -258,7 +271,7 @@ RestBody EncodeRestInferResponse(const inference::ModelInferResponse& response,
     t["name"] = o.name();
     t["datatype"] = o.datatype();
     t["shape"] = json(std::vector<int64_t>(o.shape().begin(), o.shape().end()));
-    if (request.all_outputs_binary || request.binary_outputs.count(o.name()) > 0) {
+    if (request.Binary(o.name())) {
       t["parameters"] = {{"binary_data_size", raw.size()}};
       binary += raw;
     } else {
@@ -287,7 +300,9 @@ RestBody EncodeRestInferResponse(const inference::ModelInferResponse& response,
   doc["outputs"] = std::move(outputs);
   RestBody out;
   out.body = doc.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (binary.empty() && !request.all_outputs_binary && request.binary_outputs.empty()) {
+  bool any_binary = false;
+  for (const auto& o : response.outputs()) any_binary = any_binary || request.Binary(o.name());
+  if (!any_binary) {
     out.content_type = "application/json";
   } else {
     out.header_length = static_cast<int64_t>(out.body.size());

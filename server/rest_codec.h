@@ -12,9 +12,10 @@
 // the inputs' bytes, in input order, for each input whose parameters give
 // "binary_data_size" (and no "data"); the bytes are little-endian and
 // row-major, as gRPC's raw_input_contents. Request parameters:
-// "binary_data_output" (bool: every output as binary data) and "timeout"
-// (microseconds, as Triton's); others are passed through. Output
-// parameters: "binary_data" (bool).
+// "binary_data_output" (bool: every output as binary data); "timeout"
+// (microseconds) and others are passed through to the request. Output
+// parameter "binary_data" (bool) overrides "binary_data_output" for that
+// output. "data" nested deeper than the shape's rank is rejected.
 //
 // Response: {"model_name", "model_version", "id", "outputs": [{"name",
 // "datatype", "shape", "data"}]}, data flat and row-major (FP32 and BF16
@@ -29,7 +30,7 @@
 
 #include <cstdint>
 #include <optional>
-#include <set>
+#include <map>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -43,9 +44,12 @@ inline constexpr char kHeaderLengthHeader[] = "Inference-Header-Content-Length";
 
 struct RestInferRequest {
   inference::ModelInferRequest request;
-  bool all_outputs_binary = false;          // "binary_data_output": true
-  std::set<std::string> binary_outputs;     // outputs with "binary_data": true
-  std::optional<absl::Duration> timeout;    // the "timeout" parameter
+  bool all_outputs_binary = false;              // "binary_data_output"
+  std::map<std::string, bool> output_binary;    // per output "binary_data" (overrides)
+  bool Binary(const std::string& output) const {
+    auto it = output_binary.find(output);
+    return it != output_binary.end() ? it->second : all_outputs_binary;
+  }
 };
 
 // `body` is the whole HTTP body; `header_length` the value of

@@ -153,11 +153,20 @@ void ServingMetrics::FillModelStatistics(const std::string& model_name,
   st->mutable_queue()->set_ns(queue_ns_);
   st->mutable_compute_infer()->set_count(infer_count_);
   st->mutable_compute_infer()->set_ns(infer_ns_);
+  // Every duration present, zeros included, as Triton reports them (and
+  // perf_analyzer reads them): input and output conversion are part of
+  // the request handling here, and there is no response cache.
+  st->mutable_compute_input();
+  st->mutable_compute_output();
+  st->mutable_cache_hit();
+  st->mutable_cache_miss();
   for (const auto& [size, b] : batch_stats_) {
     auto* bs = s->add_batch_stats();
     bs->set_batch_size(static_cast<uint64_t>(size));
+    bs->mutable_compute_input();
     bs->mutable_compute_infer()->set_count(b.count);
     bs->mutable_compute_infer()->set_ns(b.ns);
+    bs->mutable_compute_output();
   }
 }
 

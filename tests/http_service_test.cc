@@ -137,7 +137,8 @@ TEST_F(HttpServiceTest, ModelMetadataReadyConfigAndStatistics) {
     EXPECT_EQ(config["input"][0]["dims"], json({-1, kD}));
     EXPECT_EQ(config["output"][1]["data_type"], "TYPE_INT32");
     EXPECT_EQ(config["dynamic_batching"]["max_queue_delay_microseconds"], 500);
-    EXPECT_EQ(config["dynamic_batching"]["preferred_batch_size"], json({64}));
+    EXPECT_EQ(config["dynamic_batching"]["preferred_batch_size"], json::array());
+    EXPECT_EQ(config["parameters"]["max_batch_tokens"]["string_value"], "64");
     EXPECT_EQ(config["instance_group"][0]["kind"], "KIND_CPU");
     EXPECT_EQ(config["parameters"]["top_k"]["string_value"], "2");
     EXPECT_EQ(config["parameters"]["num_experts"]["string_value"], "8");
@@ -148,6 +149,10 @@ TEST_F(HttpServiceTest, ModelMetadataReadyConfigAndStatistics) {
     ASSERT_EQ(stats_code, 200);
     EXPECT_EQ(stats["model_stats"][0]["name"], "moe");
     EXPECT_TRUE(stats["model_stats"][0]["inference_count"].is_number());
+    for (const char* d : {"success", "fail", "queue", "compute_input", "compute_infer",
+                          "compute_output", "cache_hit", "cache_miss"}) {
+      EXPECT_TRUE(stats["model_stats"][0]["inference_stats"][d]["count"].is_number()) << d;
+    }
   }
   auto [all_code, all] = Get("/v2/models/stats");
   EXPECT_EQ(all_code, 200);
@@ -205,6 +210,7 @@ TEST_F(HttpServiceTest, JsonInferIsBitwiseTheGrpcAnswer) {
     EXPECT_EQ(resp["outputs"][0]["datatype"], "FP32");
 
     auto greq = InferRequest(tokens, kD);
+    greq.clear_outputs();
     greq.add_outputs()->set_name("output");
     greq.add_outputs()->set_name("expert_ids");
     greq.add_outputs()->set_name("expert_weights");
@@ -262,6 +268,22 @@ TEST_F(HttpServiceTest, BinaryDataInBothDirections) {
   ASSERT_EQ(res->status, 200) << res->body;
   const size_t json_len = std::stoul(res->get_header_value("Inference-Header-Content-Length"));
   EXPECT_EQ(res->body.size() - json_len, static_cast<size_t>(kD * 4 + 2 * 4));
+  // "binary_data": false on an output overrides "binary_data_output".
+  header["outputs"][1]["parameters"] = {{"binary_data", false}};
+  res = http_->Post("/v2/models/moe/infer", header.dump(), "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  const size_t len2 = std::stoul(res->get_header_value("Inference-Header-Content-Length"));
+  EXPECT_EQ(res->body.size() - len2, static_cast<size_t>(kD * 4));
+  json resp2 = json::parse(res->body.substr(0, len2));
+  EXPECT_EQ(resp2["outputs"][1]["data"].size(), 2u);
+  // No outputs named: all three come back, "output" first.
+  json all = JsonRequest(std::vector<float>(tokens.begin(), tokens.begin() + kD));
+  auto [code, body] = Post("/v2/models/moe/infer", all.dump());
+  ASSERT_EQ(code, 200);
+  ASSERT_EQ(body["outputs"].size(), 3u);
+  EXPECT_EQ(body["outputs"][0]["name"], "output");
+  EXPECT_EQ(body["outputs"][1]["name"], "expert_ids");
 }
 
 TEST_F(HttpServiceTest, ErrorsUseTheSpecsCodesAndName) {
@@ -282,9 +304,17 @@ TEST_F(HttpServiceTest, ErrorsUseTheSpecsCodesAndName) {
   json bad_output = JsonRequest(tokens);
   bad_output["outputs"] = {{{"name", "logits"}}};
   json expired = JsonRequest(tokens);
-  expired["parameters"] = {{"timeout", 0}};
+  expired["parameters"] = {{"timeout", 1}};  // 1 us: gone before it is queued
   const std::vector<Case> cases = {
       {"not json", "/v2/models/moe/infer", "{\"inputs\": [", 400, "not valid JSON"},
+      {"nested too deep", "/v2/models/moe/infer",
+       R"({"inputs":[{"name":"input","datatype":"FP32","shape":[1,64],"data":[[[1]]]}]})", 400,
+       "nested deeper than the shape's rank"},
+      {"classification", "/v2/models/moe/infer",
+       R"({"inputs":[{"name":"input","datatype":"FP32","shape":[1,1],"data":[1]}],)"
+       R"("outputs":[{"name":"output","parameters":{"classification":2}}]})",
+       400, "classification: not supported"},
+      {"load", "/v2/repository/models/moe/load", "{}", 400, "is not allowed"},
       {"no inputs", "/v2/models/moe/infer", "{}", 400, "inputs: expected an array"},
       {"wrong width", "/v2/models/moe/infer", wrong_width.dump(), 400, "inputs[0].shape[1]"},
       {"data count", "/v2/models/moe/infer", short_data.dump(), 400, "expected 192 values"},

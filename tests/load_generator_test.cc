@@ -127,6 +127,32 @@ TEST_F(LoadGeneratorServerTest, CountsMatchTheServerAndAnswersVerify) {
   }
 }
 
+// --protocol=http: the same load over KServe v2 REST (binary tensors);
+// every answer verifies bitwise against the in-process layer, and the
+// server counted each one.
+TEST_F(LoadGeneratorServerTest, HttpProtocolDrivesTheRestEndpoint) {
+  const double ok_before = server_->core().metrics().RequestsTotal("ok");
+  LoadOptions o;
+  o.connection.address = "127.0.0.1:" + std::to_string(server_->http_port());
+  o.http = true;
+  o.concurrency = 3;
+  o.requests = 60;
+  o.warmup = absl::ZeroDuration();
+  o.tokens_min = 1;
+  o.tokens_max = 8;
+  o.verify_preset = "transformer-base";
+  o.verify_dtype = DType::kF32;
+  ASSERT_OK_AND_ASSIGN(LoadReport r, RunLoad(o));
+  EXPECT_EQ(r.ok, 60) << ReportText(r);
+  EXPECT_EQ(r.failed, 0) << ReportText(r);
+  EXPECT_EQ(r.verify_mismatches, 0) << ReportText(r);
+  EXPECT_EQ(server_->core().metrics().RequestsTotal("ok") - ok_before,
+            static_cast<double>(r.total_ok));
+  // The open loop and streams are gRPC only.
+  o.stream = true;
+  EXPECT_FALSE(RunLoad(o).ok());
+}
+
 TEST_F(LoadGeneratorServerTest, VerifyCatchesAWrongModel) {
   LoadOptions o;
   o.connection.address = server_->local_grpc_address();
@@ -159,7 +185,36 @@ TEST_F(LoadGeneratorServerTest, BinaryWritesParsableJson) {
   EXPECT_EQ(j["ok"], 50);
   EXPECT_EQ(j["verify"]["mismatches"], 0);
   EXPECT_GT(j["latency_ms"]["p50"].get<double>(), 0.0);
+  EXPECT_GE(j["latency_ms"]["p95"].get<double>(), j["latency_ms"]["p90"].get<double>());
+  EXPECT_GE(j["latency_ms"]["p99"].get<double>(), j["latency_ms"]["p95"].get<double>());
   EXPECT_EQ(j["server"]["ok"], 50);
+}
+
+// --max_p99_ms and --max_error_rate fail a CI job (exit 4) when a run
+// breaks them, and pass it otherwise.
+TEST_F(LoadGeneratorServerTest, ServiceLevelBoundsSetTheExitCode) {
+  auto run = [&](const std::string& flags) {
+    const std::string cmd = std::string(MOE_LOADGEN_BINARY) + " --address=" +
+                            server_->local_grpc_address() +
+                            " --concurrency=2 --requests=20 --warmup_s=0 --tokens=2 "
+                            "--progress=false --json=/dev/null " + flags + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+    const int status = pclose(p);
+    return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, out);
+  };
+  EXPECT_EQ(run("--max_p99_ms=60000 --max_error_rate=0").first, 0);
+  auto [code, out] = run("--max_p99_ms=0.000001");
+  EXPECT_EQ(code, 4) << out;
+  EXPECT_NE(out.find("exceeds --max_p99_ms"), std::string::npos) << out;
+  // Requests over the server's max_request_tokens (1024) all fail: the
+  // error rate is 1.
+  auto [code2, out2] = run("--tokens=2000 --max_error_rate=0.5");
+  EXPECT_EQ(code2, 4) << out2;
+  EXPECT_NE(out2.find("exceeds --max_error_rate"), std::string::npos) << out2;
 }
 
 TEST(LoadReportTest, SweepHtmlIsSelfContainedWithAChart) {

@@ -47,8 +47,26 @@ TEST(RequestCodecTest, DecodesRawFp32) {
   EXPECT_EQ(d.num_tokens, 2);
   EXPECT_EQ(d.tokens.size(), 8u);
   EXPECT_EQ(d.tokens[5], 1.25f);
-  EXPECT_EQ(d.outputs, std::vector<std::string>{"output"});
-  EXPECT_FALSE(d.want_routing);
+  // No outputs named: all of them, as the protocol says.
+  EXPECT_EQ(d.outputs, (std::vector<std::string>{"output", "expert_ids", "expert_weights"}));
+  EXPECT_TRUE(d.want_routing);
+  EXPECT_FALSE(d.timeout.has_value());
+}
+
+TEST(RequestCodecTest, TimeoutParameterIsMicrosecondsAndZeroIsNone) {
+  auto r = Good();
+  (*r.mutable_parameters())["timeout"].set_int64_param(2500);
+  ASSERT_OK_AND_ASSIGN(DecodedRequest d, DecodeInferRequest(r, Io()));
+  ASSERT_TRUE(d.timeout.has_value());
+  EXPECT_EQ(*d.timeout, absl::Microseconds(2500));
+  const absl::Time t0 = absl::FromUnixSeconds(100);
+  EXPECT_EQ(RequestDeadline(d, t0, absl::InfiniteFuture()), t0 + absl::Microseconds(2500));
+  EXPECT_EQ(RequestDeadline(d, t0, t0 + absl::Microseconds(10)), t0 + absl::Microseconds(10));
+  (*r.mutable_parameters())["timeout"].set_int64_param(0);
+  ASSERT_OK_AND_ASSIGN(d, DecodeInferRequest(r, Io()));
+  EXPECT_FALSE(d.timeout.has_value());
+  (*r.mutable_parameters())["timeout"].set_string_param("soon");
+  EXPECT_FALSE(DecodeInferRequest(r, Io()).ok());
 }
 
 TEST(RequestCodecTest, DecodesTypedFp32AndRawBf16) {

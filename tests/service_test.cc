@@ -71,6 +71,7 @@ class ServiceTest : public ::testing::Test {
 TEST_F(ServiceTest, InferEqualsLayerForwardBitwiseFp32) {
   auto tokens = RandomTokens(5 * kD, 1);
   auto req = InferRequest(tokens, kD, false, "abc");
+  req.clear_outputs();
   req.add_outputs()->set_name("output");
   req.add_outputs()->set_name("expert_ids");
   req.add_outputs()->set_name("expert_weights");
