@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "server/http_listener.h"
 #include "server/model_descriptors.h"
 #include "server/proto_json.h"
 #include "server/request_codec.h"
@@ -91,21 +92,9 @@ absl::StatusOr<std::unique_ptr<HttpService>> HttpService::Start(const std::strin
   s->server_->set_keep_alive_max_count(1000);
   s->server_->set_keep_alive_timeout(2);
   s->Route();
-  if (port == 0) {
-    s->port_ = s->server_->bind_to_any_port(host);
-  } else if (s->server_->bind_to_port(host, port)) {
-    s->port_ = port;
-  } else {
-    s->port_ = -1;
-  }
-  if (s->port_ <= 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen for HTTP/REST on ", host, ":", port, " (port in use?)"));
-  }
-  httplib::Server* http = s->server_.get();
-  s->thread_ = std::thread([http] { http->listen_after_bind(); });
-  // stop() is a no-op until the listen loop runs: wait for it.
-  for (int i = 0; i < 5000 && !http->is_running(); ++i) absl::SleepFor(absl::Milliseconds(1));
+  auto bound = ListenInBackground(s->server_.get(), host, port, "HTTP/REST", &s->thread_);
+  if (!bound.ok()) return bound.status();
+  s->port_ = *bound;
   return s;
 }
 

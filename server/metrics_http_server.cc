@@ -2,8 +2,7 @@
 
 #include <httplib.h>
 
-#include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
+#include "server/http_listener.h"
 
 namespace moe {
 
@@ -14,22 +13,9 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
   s->server_->Get("/metrics", [render](const httplib::Request&, httplib::Response& res) {
     res.set_content(render(), "text/plain; version=0.0.4; charset=utf-8");
   });
-  if (port == 0) {
-    s->port_ = s->server_->bind_to_any_port(host);
-  } else if (s->server_->bind_to_port(host, port)) {
-    s->port_ = port;
-  } else {
-    s->port_ = -1;
-  }
-  if (s->port_ <= 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen for metrics on ", host, ":", port, " (port in use?)"));
-  }
-  httplib::Server* http = s->server_.get();
-  s->thread_ = std::thread([http] { http->listen_after_bind(); });
-  // stop() is a no-op until the listen loop runs: wait for it, so that a
-  // shutdown right after start cannot leave the thread blocked in accept.
-  for (int i = 0; i < 5000 && !http->is_running(); ++i) absl::SleepFor(absl::Milliseconds(1));
+  auto bound = ListenInBackground(s->server_.get(), host, port, "metrics", &s->thread_);
+  if (!bound.ok()) return bound.status();
+  s->port_ = *bound;
   return s;
 }
 
