@@ -20,9 +20,13 @@ using inference::ModelInferRequest;
 using inference::ModelInferResponse;
 using inference::ModelStreamInferResponse;
 
-grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* ctx, const grpc::Status& s) {
+// Finishes a unary call, unless the drain's last step holds answers back
+// (held_answers.h): then it finishes when they are released.
+grpc::ServerUnaryReactor* FinishNow(ServingCore* core, grpc::CallbackServerContext* ctx,
+                                    const grpc::Status& s) {
+  core->NoteArrival();
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(s);
+  core->held_answers().HoldOrRun([reactor, s] { reactor->Finish(s); });
   return reactor;
 }
 
@@ -94,8 +98,18 @@ class InferReactor final : public grpc::ServerUnaryReactor {
   }
 
  private:
+  // Records and sends the answer. A rejection may be held back by the
+  // drain's last step (held_answers.h); an accepted request never is.
   void FinishWith(const absl::Status& st, int64_t tokens_in,
                   absl::Duration queue = absl::ZeroDuration()) {
+    if (!st.ok()) {
+      core_->held_answers().HoldOrRun(
+          [this, st, tokens_in, queue] { Send(st, tokens_in, queue); });
+      return;
+    }
+    Send(st, tokens_in, queue);
+  }
+  void Send(const absl::Status& st, int64_t tokens_in, absl::Duration queue) {
     core_->metrics().RecordRequest(st, tokens_in, st.ok() ? tokens_in : 0, absl::Now() - start_,
                                    queue);
     Finish(ToGrpcStatus(st));
@@ -332,14 +346,14 @@ grpc::ServerUnaryReactor* InferenceService::ServerLive(grpc::CallbackServerConte
                                                        const inference::ServerLiveRequest*,
                                                        inference::ServerLiveResponse* resp) {
   resp->set_live(true);
-  return FinishNow(ctx, grpc::Status::OK);
+  return FinishNow(core_, ctx, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* InferenceService::ServerReady(grpc::CallbackServerContext* ctx,
                                                         const inference::ServerReadyRequest*,
                                                         inference::ServerReadyResponse* resp) {
   resp->set_ready(!core_->draining());
-  return FinishNow(ctx, grpc::Status::OK);
+  return FinishNow(core_, ctx, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* InferenceService::ModelReady(grpc::CallbackServerContext* ctx,
@@ -347,23 +361,23 @@ grpc::ServerUnaryReactor* InferenceService::ModelReady(grpc::CallbackServerConte
                                                        inference::ModelReadyResponse* resp) {
   // An unknown model is not ready: OK with ready false, as Triton answers.
   resp->set_ready(ModelIsReady(*core_, req->name(), req->version()));
-  return FinishNow(ctx, grpc::Status::OK);
+  return FinishNow(core_, ctx, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* InferenceService::ServerMetadata(
     grpc::CallbackServerContext* ctx, const inference::ServerMetadataRequest*,
     inference::ServerMetadataResponse* resp) {
   FillServerMetadata(resp);
-  return FinishNow(ctx, grpc::Status::OK);
+  return FinishNow(core_, ctx, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* InferenceService::ModelMetadata(
     grpc::CallbackServerContext* ctx, const inference::ModelMetadataRequest* req,
     inference::ModelMetadataResponse* resp) {
   absl::Status st = CheckModel(core_->io(), req->name(), req->version());
-  if (!st.ok()) return FinishNow(ctx, ToGrpcStatus(st));
+  if (!st.ok()) return FinishNow(core_, ctx, ToGrpcStatus(st));
   FillModelMetadata(*core_, resp);
-  return FinishNow(ctx, grpc::Status::OK);
+  return FinishNow(core_, ctx, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerContext* ctx,
@@ -382,31 +396,31 @@ grpc::ServerUnaryReactor* InferenceService::ModelStatistics(
     inference::ModelStatisticsResponse* resp) {
   if (!req->name().empty()) {
     absl::Status st = CheckModel(core_->io(), req->name(), req->version());
-    if (!st.ok()) return FinishNow(ctx, ToGrpcStatus(st));
+    if (!st.ok()) return FinishNow(core_, ctx, ToGrpcStatus(st));
   }
   core_->metrics().FillModelStatistics(core_->io().model_name, resp->add_model_stats());
-  return FinishNow(ctx, grpc::Status::OK);
+  return FinishNow(core_, ctx, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* InferenceService::ModelConfig(grpc::CallbackServerContext* ctx,
                                                         const inference::ModelConfigRequest* req,
                                                         inference::ModelConfigResponse* resp) {
   absl::Status st = CheckModel(core_->io(), req->name(), req->version());
-  if (!st.ok()) return FinishNow(ctx, ToGrpcStatus(st));
+  if (!st.ok()) return FinishNow(core_, ctx, ToGrpcStatus(st));
   FillModelConfig(*core_, resp->mutable_config());
-  return FinishNow(ctx, grpc::Status::OK);
+  return FinishNow(core_, ctx, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* InferenceService::RepositoryIndex(
     grpc::CallbackServerContext* ctx, const inference::RepositoryIndexRequest* req,
     inference::RepositoryIndexResponse* resp) {
   if (!req->repository_name().empty() && req->repository_name() != kRepositoryName) {
-    return FinishNow(ctx, ToGrpcStatus(absl::NotFoundError(
+    return FinishNow(core_, ctx, ToGrpcStatus(absl::NotFoundError(
                               absl::StrCat("unknown repository '", req->repository_name(),
                                            "' (this server has '", kRepositoryName, "')"))));
   }
   FillRepositoryIndex(*core_, req->ready(), resp);
-  return FinishNow(ctx, grpc::Status::OK);
+  return FinishNow(core_, ctx, grpc::Status::OK);
 }
 
 }  // namespace moe

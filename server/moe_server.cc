@@ -1,7 +1,12 @@
 #include "server/moe_server.h"
 
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <fstream>
 #include <iterator>
+#include <thread>
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
@@ -47,6 +52,30 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(const T
   }
   opts.pem_key_cert_pairs.push_back({*key, *cert});
   return grpc::SslServerCredentials(opts);
+}
+
+// True once nothing accepts TCP connections on host:port any more, polled
+// until `timeout`. Server::Shutdown closes its listener just before it
+// sends the GOAWAY on every connection.
+bool WaitUntilRefused(std::string host, int port, absl::Duration timeout) {
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) return false;
+  const absl::Time end = absl::Now() + timeout;
+  bool refused = false;
+  while (!refused && absl::Now() < end) {
+    const int fd = socket(found->ai_family, found->ai_socktype, found->ai_protocol);
+    if (fd < 0) break;
+    refused = connect(fd, found->ai_addr, found->ai_addrlen) != 0;
+    close(fd);
+    if (!refused) absl::SleepFor(absl::Milliseconds(2));
+  }
+  freeaddrinfo(found);
+  return refused;
 }
 
 }  // namespace
@@ -158,13 +187,32 @@ int64_t MoeServer::Shutdown(absl::Duration drain_timeout) {
     absl::SleepFor(absl::Milliseconds(5));
   }
   if (grpc_server_ != nullptr) {
-    // Nothing of ours is left in flight: a short deadline, after which gRPC
-    // cancels what remains (calls racing its own shutdown) and closes the
-    // connections. A long one would keep idle connections open after the
-    // GOAWAY: clients that come back on them see their calls cancelled
-    // instead of UNAVAILABLE.
-    grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+    // The last step (held_answers.h): hold every answer back until the
+    // clients have gone quiet, each waiting on one held answer, so that no
+    // call races gRPC's shutdown (grpc/grpc#41785 answers those CANCELLED).
+    HeldAnswers& held = core_->held_answers();
+    held.StartHolding();
+    constexpr absl::Duration kMaxHold = absl::Seconds(1);
+    const absl::Time hold_end = absl::Now() + kMaxHold;
+    while (absl::Now() < hold_end && absl::Now() - core_->last_arrival() < kQuiet) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    // Shutdown closes the listener, sends the GOAWAY and waits for the held
+    // calls; they are released once the listener is closed (and the GOAWAY
+    // queued ahead of their answers), so a client's next call fails over
+    // with UNAVAILABLE. A short deadline: after it gRPC cancels whatever is
+    // left and closes the connections.
+    const std::string host = local_grpc_address().substr(0, local_grpc_address().rfind(':'));
+    std::thread releaser([&held, host, port = grpc_port_] {
+      WaitUntilRefused(host, port, absl::Seconds(1));
+      absl::SleepFor(absl::Milliseconds(20));
+      held.Release();
+    });
+    grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+    releaser.join();
     grpc_server_->Wait();
+  } else {
+    core_->held_answers().Release();
   }
   if (http_service_ != nullptr) http_service_->Stop();
   if (metrics_server_ != nullptr) metrics_server_->Stop();

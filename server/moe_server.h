@@ -69,7 +69,9 @@ class MoeServer {
 
   // Graceful shutdown: health NOT_SERVING, new requests UNAVAILABLE, every
   // accepted request finished (up to `drain_timeout`, after which the rest
-  // get UNAVAILABLE), then the listeners close. Returns the number of
+  // get UNAVAILABLE), then the listeners close. Clients see only OK and
+  // UNAVAILABLE, never CANCELLED, even when they resend at once (the last
+  // step holds answers back; see held_answers.h). Returns the number of
   // requests cut by the timeout. Idempotent.
   int64_t Shutdown(absl::Duration drain_timeout);
 

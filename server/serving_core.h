@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "model/moe_layer.h"
 #include "server/dynamic_batcher.h"
+#include "server/held_answers.h"
 #include "server/request_codec.h"
 #include "server/serving_metrics.h"
 
@@ -51,6 +52,10 @@ class ServingCore {
   void AnswersSent(int64_t n) { unsent_answers_.fetch_sub(n); }
   int64_t unsent_answers() const { return unsent_answers_.load(); }
 
+  // Answers the RPC layer holds back during the drain's last step (see
+  // held_answers.h); MoeServer::Shutdown starts holding and releases them.
+  HeldAnswers& held_answers() { return held_answers_; }
+
   const ModelIo& io() const { return io_; }
   const BatchQueueOptions& batching() const { return batching_; }
   const MoeLayer& layer() const { return *layer_; }
@@ -67,6 +72,7 @@ class ServingCore {
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> last_arrival_ns_{0};
   std::atomic<int64_t> unsent_answers_{0};
+  HeldAnswers held_answers_;
   // Batch buffers, used by the batcher's compute thread only; grow-only.
   std::vector<float> batch_in_, batch_out_, batch_weights_;
   std::vector<int32_t> batch_ids_;

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "proto/health.grpc.pb.h"
 #include "server/serving_core.h"
@@ -76,6 +77,69 @@ TEST(DrainTest, ShutdownUnderLoadLosesNothing) {
   EXPECT_EQ(ok_after_reject.load(), 0);
   // Every accepted request was answered OK (the server counted them).
   EXPECT_EQ(server->core().metrics().RequestsTotal("ok"), static_cast<double>(ok.load()));
+}
+
+// Clients that resend the moment they are rejected, as an independent
+// client without backoff does: through the drain they see only OK and
+// UNAVAILABLE, never CANCELLED (gRPC 1.51 cancels calls that race its own
+// shutdown; the drain's last step holds answers so that none does). Five
+// drains in a row, each on a fresh server.
+void DrainWithClientsThatNeverBackOff(int clients_n) {
+  LayerWeights w = ::moe::testing::SmallDemoWeights();
+  auto reference = ::moe::testing::MakeLayer(w);
+  for (int round = 0; round < 5; ++round) {
+    SCOPED_TRACE(absl::StrCat(clients_n, " clients, drain ", round + 1, " of 5"));
+    auto server_or = MoeServer::Start(::moe::testing::MakeLayer(w), ::moe::testing::LocalOptions());
+    ASSERT_TRUE(server_or.ok()) << server_or.status();
+    std::unique_ptr<MoeServer> server = *std::move(server_or);
+    const std::string address = server->local_grpc_address();
+    std::atomic<bool> stop{false};
+    std::atomic<int64_t> ok{0}, unavailable{0}, cancelled{0}, wrong{0}, other{0};
+    std::atomic<int64_t> ok_after_reject{0};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < clients_n; ++c) {
+      clients.emplace_back([&, c] {
+        auto stub = ::moe::testing::Stub(address);
+        bool rejected = false;
+        for (int i = 0; !stop.load(); ++i) {
+          auto tokens = RandomTokens((1 + (c + i) % 16) * 64, static_cast<uint32_t>(c * 100000 + i));
+          grpc::ClientContext ctx;
+          SetDeadline(&ctx, absl::Seconds(60));
+          inference::ModelInferResponse resp;
+          grpc::Status st = stub->ModelInfer(&ctx, InferRequest(tokens, 64), &resp);
+          if (st.ok()) {
+            ++ok;
+            if (rejected) ++ok_after_reject;
+            if (OutputFloats(resp, "output") != Reference(reference.get(), tokens)) ++wrong;
+          } else if (st.error_code() == grpc::StatusCode::UNAVAILABLE) {
+            ++unavailable;
+            rejected = true;  // and resend at once
+          } else if (st.error_code() == grpc::StatusCode::CANCELLED) {
+            ++cancelled;
+          } else if (++other == 1) {
+            ADD_FAILURE() << st.error_code() << ": " << st.error_message();
+          }
+        }
+      });
+    }
+    while (ok.load() < 100) absl::SleepFor(absl::Milliseconds(2));
+    const int64_t cut = server->Shutdown(absl::Seconds(30));
+    stop.store(true);
+    for (auto& t : clients) t.join();
+    EXPECT_EQ(cut, 0);
+    EXPECT_EQ(cancelled.load(), 0) << "of " << ok.load() + unavailable.load() << " calls";
+    EXPECT_GT(unavailable.load(), 0);
+    EXPECT_EQ(wrong.load(), 0);
+    EXPECT_EQ(other.load(), 0);
+    EXPECT_EQ(ok_after_reject.load(), 0);
+    EXPECT_EQ(server->core().metrics().RequestsTotal("ok"), static_cast<double>(ok.load()));
+  }
+}
+
+TEST(DrainTest, EightClientsThatNeverBackOffSeeNoCancelled) { DrainWithClientsThatNeverBackOff(8); }
+
+TEST(DrainTest, SixtyFourClientsThatNeverBackOffSeeNoCancelled) {
+  DrainWithClientsThatNeverBackOff(64);
 }
 
 TEST(DrainTest, HealthTurnsNotServingAndNewRequestsAreRejected) {
