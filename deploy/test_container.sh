@@ -16,7 +16,8 @@
 #      drained, and the container exits 0;
 #   5. brings up deploy/compose.yaml (server + 2 expert workers + Prometheus):
 #      outputs equal the single-process server's, the load test has zero
-#      errors, and Prometheus scrapes the server and both workers.
+#      errors, Prometheus scrapes the server and both workers, and it loads
+#      and evaluates the alert rules without error.
 #
 # Usage: deploy/test_container.sh [BUILD_DIR]   (BUILD_DIR holds the host
 #        build of moe_server, moe_client and moe_loadgen; default ./build)
@@ -280,6 +281,25 @@ sys.exit(0 if len(t) >= 3 and len(up) == len(t) else 1)
 PY
 do
   [ $SECONDS -lt $deadline ] || fail "Prometheus does not scrape every target"
+  sleep 3
+done
+# The alert rules (deploy/prometheus/alerts.yml) are loaded and evaluate
+# without error against the live series.
+deadline=$((SECONDS + 60))
+until python3 - "$MOE_PROMETHEUS_PORT" <<'PY'
+import json, sys, urllib.request
+url = "http://127.0.0.1:%s/api/v1/rules" % sys.argv[1]
+try:
+    groups = json.load(urllib.request.urlopen(url, timeout=3))["data"]["groups"]
+except Exception as e:
+    print("   prometheus rules: %s" % e); sys.exit(1)
+rules = [r for g in groups if g["name"] == "moe-serve" for r in g["rules"]]
+bad = [(r["name"], r.get("health"), r.get("lastError", "")) for r in rules if r.get("health") != "ok"]
+print("   prometheus alert rules: %d loaded, not yet ok: %s" % (len(rules), bad))
+sys.exit(0 if len(rules) >= 8 and not bad else 1)
+PY
+do
+  [ $SECONDS -lt $deadline ] || fail "Prometheus did not load or evaluate the alert rules"
   sleep 3
 done
 compose down -t 45 >/dev/null 2>&1

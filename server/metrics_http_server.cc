@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include "server/http_listener.h"
+#include "server/process_metrics.h"
 
 namespace moe {
 
@@ -11,7 +12,9 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
   std::unique_ptr<MetricsHttpServer> s(new MetricsHttpServer());
   s->server_ = std::make_unique<httplib::Server>();
   s->server_->Get("/metrics", [render](const httplib::Request&, httplib::Response& res) {
-    res.set_content(render(), "text/plain; version=0.0.4; charset=utf-8");
+    std::string text = render();
+    AppendProcessMetrics(&text);
+    res.set_content(text, "text/plain; version=0.0.4; charset=utf-8");
   });
   auto bound = ListenInBackground(s->server_.get(), host, port, "metrics", &s->thread_);
   if (!bound.ok()) return bound.status();

@@ -1,5 +1,6 @@
-// MetricsHttpServer: serves GET /metrics (Prometheus text from a callback)
-// over cpp-httplib on its own thread. Used by moe_server and
+// MetricsHttpServer: serves GET /metrics (Prometheus text from a callback,
+// followed by the process_* series of process_metrics.h) over cpp-httplib
+// on its own thread. Used by moe_server and
 // moe_expert_worker.
 #ifndef MOE_SERVER_METRICS_HTTP_SERVER_H_
 #define MOE_SERVER_METRICS_HTTP_SERVER_H_

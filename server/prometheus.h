@@ -1,6 +1,10 @@
-// Minimal Prometheus text-format (version 0.0.4) instruments: counters,
-// gauges and histograms with fixed label sets, rendered on demand. Debian 12
-// packages no Prometheus C++ client, so these few lines stand in for one.
+// Minimal Prometheus text-format (version 0.0.4) instruments: counters and
+// histograms with fixed label sets, rendered on demand into the text that
+// /metrics serves. Debian 12 does package prometheus-cpp (1.0.1); it is not
+// used because its registry/family model would wrap the same few atomics,
+// its pull module brings a second HTTP server (civetweb) beside the
+// cpp-httplib one that already serves REST and /metrics with TLS, and it
+// has no process collector either (process_metrics.h).
 //
 // Thread-safety: every instrument is safe to update from any thread;
 // Render() takes a consistent snapshot of each instrument.

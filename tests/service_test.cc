@@ -526,6 +526,9 @@ TEST_F(ServiceTest, MetricsParseAsPrometheusTextAndCountRequests) {
   EXPECT_THAT(text, HasSubstr("moe_model_info{model=\"moe\",family=\"mixtral\",d_model=\"64\""));
   EXPECT_THAT(text, ::testing::ContainsRegex(
                         "moe_build_info\\{version=\"[0-9.]+\",commit=\"[0-9a-z-]+\"\\} 1"));
+  // The process collector's series ride along on every scrape.
+  EXPECT_GT(values["process_resident_memory_bytes"], 0);
+  EXPECT_GT(values["process_open_fds"], 0);
 }
 
 }  // namespace
