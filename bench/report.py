@@ -122,6 +122,11 @@ def main():
                   "|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
         out_rows = []
         for s in served:
+            # moe_loadgen's CSV leads with perf_analyzer's columns (latencies in µs).
+            s["concurrency"] = s["Concurrency"]
+            s["throughput_rps"] = s["Inferences/Second"]
+            s["p50_ms"] = float(s["p50 latency"]) / 1000.0
+            s["p99_ms"] = float(s["p99 latency"]) / 1000.0
             batch = float(s["server_avg_batch_tokens"])
             t = max(1, int(batch + 0.5))
             layer = served_layer.get(("demo", "bf16", "random", t), {}).get("tokens_per_s")

@@ -108,23 +108,42 @@ nlohmann::json ReportJson(const LoadReport& r) {
   return j;
 }
 
-std::string CsvHeader() {
-  return "mode,concurrency,target_rate,stream,connections,tokens_min,tokens_max,window_s,sent,ok,"
-         "failed,achieved_rate,throughput_rps,tokens_per_s,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,"
-         "mean_ms,server_batches,server_avg_batch_tokens,verify_mismatches,p95_ms\n";
+nlohmann::json ReportsJson(const std::vector<LoadReport>& reports, const LoadTarget& target) {
+  nlohmann::json j;
+  j["schema"] = "moe_loadgen/1";
+  j["address"] = target.address;
+  j["model"] = target.model;
+  j["protocol"] = target.protocol;
+  j["runs"] = nlohmann::json::array();
+  for (const auto& r : reports) j["runs"].push_back(ReportJson(r));
+  return j;
 }
 
-std::string CsvRow(const LoadReport& r) {
-  return absl::StrFormat(
-      "%s,%d,%.3f,%d,%d,%lld,%lld,%.3f,%lld,%lld,%lld,%.3f,%.3f,%.3f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,"
-      "%lld,%.2f,%lld,%.4f\n",
-      r.mode, r.concurrency, r.target_rate, r.stream ? 1 : 0, r.connections,
-      static_cast<long long>(r.tokens_min), static_cast<long long>(r.tokens_max), r.window_s,
-      static_cast<long long>(r.sent), static_cast<long long>(r.ok),
-      static_cast<long long>(r.failed), r.achieved_rate, r.throughput_rps, r.tokens_per_s,
-      r.p50_ms, r.p90_ms, r.p99_ms, r.p999_ms, r.max_ms, r.mean_ms,
-      static_cast<long long>(r.server_batches), r.server_avg_batch_tokens,
-      static_cast<long long>(r.verify_mismatches), r.p95_ms);
+std::string ReportsCsv(const std::vector<LoadReport>& reports) {
+  const bool closed = reports.empty() || reports.front().mode == "closed";
+  std::string s = absl::StrCat(
+      closed ? "Concurrency" : "Request Rate",
+      ",Inferences/Second,p50 latency,p90 latency,p95 latency,p99 latency,Avg latency,"
+      "p99.9 latency,Max latency,mode,stream,connections,tokens_min,tokens_max,window_s,sent,ok,"
+      "failed,achieved_rate,tokens_per_s,server_batches,server_avg_batch_tokens,"
+      "verify_mismatches\n");
+  const auto us = [](double ms) { return absl::StrFormat("%.1f", ms * 1000.0); };
+  for (const auto& r : reports) {
+    absl::StrAppend(
+        &s, closed ? absl::StrCat(r.concurrency) : absl::StrFormat("%.3f", r.target_rate), ",",
+        absl::StrFormat("%.3f", r.throughput_rps), ",", us(r.p50_ms), ",", us(r.p90_ms), ",",
+        us(r.p95_ms), ",", us(r.p99_ms), ",", us(r.mean_ms), ",", us(r.p999_ms), ",",
+        us(r.max_ms), ",");
+    absl::StrAppendFormat(&s, "%s,%d,%d,%lld,%lld,%.3f,%lld,%lld,%lld,%.3f,%.3f,%lld,%.2f,%lld\n",
+                          r.mode, r.stream ? 1 : 0, r.connections,
+                          static_cast<long long>(r.tokens_min),
+                          static_cast<long long>(r.tokens_max), r.window_s,
+                          static_cast<long long>(r.sent), static_cast<long long>(r.ok),
+                          static_cast<long long>(r.failed), r.achieved_rate, r.tokens_per_s,
+                          static_cast<long long>(r.server_batches), r.server_avg_batch_tokens,
+                          static_cast<long long>(r.verify_mismatches));
+  }
+  return s;
 }
 
 std::string SweepTable(const std::vector<LoadReport>& reports) {

@@ -3,6 +3,7 @@
 //   moe_loadgen --concurrency=8 --duration_s=10 --tokens=16         closed loop
 //   moe_loadgen --rate=200 --arrival=poisson --duration_s=30        open loop
 //   moe_loadgen --concurrency=1 --sweep=1,8,64 --html=report.html   a sweep
+//   moe_loadgen --concurrency_range=1:64:8 --csv=perf.csv           perf_analyzer's form
 //   moe_loadgen --rate=50 --verify=demo                             check answers
 #include <cstdio>
 #include <fstream>
@@ -16,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "client/load_generator.h"
 #include "client/load_report.h"
+#include "client/sweep_points.h"
 #include "common/memory_tuning.h"
 #include "experts/dnnl_engine.h"
 
@@ -45,8 +47,20 @@ ABSL_FLAG(uint64_t, seed, 1, "Seed of the token values and Poisson arrivals.");
 ABSL_FLAG(std::string, sweep, "",
           "Comma-separated concurrencies (with --concurrency) or rates (with --rate) to run in "
           "turn; one table and, with --html, one chart.");
-ABSL_FLAG(std::string, json, "", "Write the report(s) as JSON to this file ('-': stdout).");
-ABSL_FLAG(std::string, csv, "", "Write the report(s) as CSV to this file ('-': stdout).");
+ABSL_FLAG(std::string, concurrency_range, "",
+          "Closed-loop sweep in perf_analyzer's form start[:end[:step]] (e.g. 1:64:8); "
+          "replaces --concurrency and --sweep.");
+ABSL_FLAG(std::string, request_rate_range, "",
+          "Open-loop sweep in perf_analyzer's form start[:end[:step]] requests/s; replaces "
+          "--rate and --sweep.");
+ABSL_FLAG(std::string, json, "",
+          "Write the runs as JSON to this file ('-': stdout): {\"schema\": \"moe_loadgen/1\", "
+          "\"address\", \"model\", \"protocol\", \"runs\": [...]}, the same for one run and for a "
+          "sweep.");
+ABSL_FLAG(std::string, csv, "",
+          "Write the runs as CSV to this file ('-': stdout); the leading columns carry "
+          "perf_analyzer's names and units (Concurrency, Inferences/Second, p50 latency ... in "
+          "us).");
 ABSL_FLAG(std::string, html, "", "Write a self-contained HTML report with a latency chart.");
 ABSL_FLAG(std::string, verify, "",
           "Preset the server runs (e.g. demo): recompute answers locally and count mismatches.");
@@ -135,16 +149,35 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_progress)) o.progress = stderr;
 
   std::vector<double> points;
-  if (!absl::GetFlag(FLAGS_sweep).empty()) {
-    for (absl::string_view p : absl::StrSplit(absl::GetFlag(FLAGS_sweep), ',')) {
-      double v;
-      if (!absl::SimpleAtod(p, &v) || v <= 0) {
-        std::fprintf(stderr, "--sweep: bad value '%s'\n", std::string(p).c_str());
-        return 2;
-      }
-      points.push_back(v);
-    }
+  const std::string concurrency_range = absl::GetFlag(FLAGS_concurrency_range);
+  const std::string rate_range = absl::GetFlag(FLAGS_request_rate_range);
+  const int sweep_forms = (absl::GetFlag(FLAGS_sweep).empty() ? 0 : 1) +
+                          (concurrency_range.empty() ? 0 : 1) + (rate_range.empty() ? 0 : 1);
+  if (sweep_forms > 1) {
+    std::fprintf(stderr,
+                 "give at most one of --sweep, --concurrency_range and --request_rate_range\n");
+    return 2;
   }
+  absl::StatusOr<std::vector<double>> parsed = std::vector<double>();
+  const char* form = "--sweep";
+  if (!absl::GetFlag(FLAGS_sweep).empty()) {
+    parsed = moe::ParseSweepList(absl::GetFlag(FLAGS_sweep));
+  } else if (!concurrency_range.empty()) {
+    form = "--concurrency_range";
+    parsed = moe::ParseSweepRange(concurrency_range);
+    o.concurrency = 1;  // closed loop; the points set it
+    o.rate = 0;
+  } else if (!rate_range.empty()) {
+    form = "--request_rate_range";
+    parsed = moe::ParseSweepRange(rate_range);
+    o.rate = 1;  // open loop; the points set it
+    o.concurrency = 0;
+  }
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "%s: %s\n", form, std::string(parsed.status().message()).c_str());
+    return 2;
+  }
+  points = *std::move(parsed);
   if (points.empty()) points.push_back(o.concurrency > 0 ? o.concurrency : o.rate);
 
   std::vector<moe::LoadReport> reports;
@@ -169,15 +202,12 @@ int main(int argc, char** argv) {
     std::printf("%s", moe::SweepTable(reports).c_str());
   }
   if (!absl::GetFlag(FLAGS_json).empty()) {
-    nlohmann::json j = nlohmann::json::array();
-    for (const auto& r : reports) j.push_back(moe::ReportJson(r));
-    const std::string text = (reports.size() == 1 ? j[0] : j).dump(2) + "\n";
+    const moe::LoadTarget target{o.connection.address, o.model, protocol};
+    const std::string text = moe::ReportsJson(reports, target).dump(2) + "\n";
     if (!WriteText(absl::GetFlag(FLAGS_json), text)) return 1;
   }
   if (!absl::GetFlag(FLAGS_csv).empty()) {
-    std::string text = moe::CsvHeader();
-    for (const auto& r : reports) text += moe::CsvRow(r);
-    if (!WriteText(absl::GetFlag(FLAGS_csv), text)) return 1;
+    if (!WriteText(absl::GetFlag(FLAGS_csv), moe::ReportsCsv(reports))) return 1;
   }
   if (!absl::GetFlag(FLAGS_html).empty()) {
     if (!WriteText(absl::GetFlag(FLAGS_html),

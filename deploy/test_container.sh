@@ -82,13 +82,11 @@ wait_serving() {
 }
 
 # json_get FILE EXPR: evaluates a Python expression over the JSON in FILE
-# (bound to `r`; a loadgen report list is unwrapped to its first element).
+# (bound to `r`: the first run of a moe_loadgen report).
 json_get() {
   python3 - "$1" "$2" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[1]))
-if isinstance(r, list):
-    r = r[0]
+r = json.load(open(sys.argv[1]))["runs"][0]
 print(eval(sys.argv[2]))
 PY
 }
@@ -235,8 +233,7 @@ echo "   container exit code 0, drained"
   || fail "the server answered $((ok_after - ok_before)) requests OK but the client got $ok"
 python3 - "$work/lg-drain.json" <<'PY' || fail "an error other than UNAVAILABLE during the drain"
 import json, sys
-r = json.load(open(sys.argv[1]))
-r = r[0] if isinstance(r, list) else r
+r = json.load(open(sys.argv[1]))["runs"][0]
 bad = {k: v for k, v in r["errors"].items() if k != "UNAVAILABLE"}
 sys.exit(1 if bad else 0)
 PY

@@ -9,6 +9,7 @@
 
 #include "client/arrival_schedule.h"
 #include "client/load_report.h"
+#include "client/sweep_points.h"
 #include "gtest/gtest.h"
 #include "server/serving_core.h"
 #include "tests/fake_kserve_server.h"
@@ -179,7 +180,12 @@ TEST_F(LoadGeneratorServerTest, BinaryWritesParsableJson) {
   const int status = pclose(p);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0) << out;
-  nlohmann::json j = nlohmann::json::parse(out);  // throws (fails) if not JSON
+  nlohmann::json doc = nlohmann::json::parse(out);  // throws (fails) if not JSON
+  EXPECT_EQ(doc["schema"], "moe_loadgen/1");
+  EXPECT_EQ(doc["protocol"], "grpc");
+  EXPECT_EQ(doc["model"], "moe");
+  ASSERT_EQ(doc["runs"].size(), 1u);  // one run: the same document shape as a sweep
+  const nlohmann::json& j = doc["runs"][0];
   EXPECT_EQ(j["mode"], "closed");
   EXPECT_EQ(j["sent"], 50);
   EXPECT_EQ(j["ok"], 50);
@@ -188,6 +194,30 @@ TEST_F(LoadGeneratorServerTest, BinaryWritesParsableJson) {
   EXPECT_GE(j["latency_ms"]["p95"].get<double>(), j["latency_ms"]["p90"].get<double>());
   EXPECT_GE(j["latency_ms"]["p99"].get<double>(), j["latency_ms"]["p95"].get<double>());
   EXPECT_EQ(j["server"]["ok"], 50);
+}
+
+TEST_F(LoadGeneratorServerTest, ConcurrencyRangeRunsEachPointInOneDocument) {
+  const std::string cmd = std::string(MOE_LOADGEN_BINARY) + " --address=" +
+                          server_->local_grpc_address() +
+                          " --concurrency_range=1:3:2 --requests=10 --warmup_s=0 --tokens=2 "
+                          "--progress=false --json=-";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  const int status = pclose(p);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0) << out;
+  const nlohmann::json doc = nlohmann::json::parse(out);
+  ASSERT_EQ(doc["runs"].size(), 2u) << out;
+  EXPECT_EQ(doc["runs"][0]["concurrency"], 1);
+  EXPECT_EQ(doc["runs"][1]["concurrency"], 3);
+  for (const auto& run : doc["runs"]) {
+    EXPECT_EQ(run["mode"], "closed");
+    EXPECT_EQ(run["ok"], 10);
+  }
 }
 
 // --max_p99_ms and --max_error_rate fail a CI job (exit 4) when a run
@@ -241,7 +271,74 @@ TEST(LoadReportTest, SweepHtmlIsSelfContainedWithAChart) {
   EXPECT_EQ(html.find("src="), std::string::npos);
   EXPECT_EQ(html.find("<link"), std::string::npos);
   EXPECT_NE(SweepTable({a, b}).find("c=8"), std::string::npos);
-  EXPECT_EQ(CsvHeader().find("mode,"), 0u);
+}
+
+TEST(LoadReportTest, CsvLeadsWithPerfAnalyzersColumnsInMicroseconds) {
+  LoadReport a;
+  a.mode = "closed";
+  a.concurrency = 4;
+  a.throughput_rps = 250.5;
+  a.p50_ms = 1.5;
+  a.p90_ms = 2;
+  a.p95_ms = 2.5;
+  a.p99_ms = 3;
+  a.mean_ms = 1.75;
+  a.server_avg_batch_tokens = 12.5;
+  const std::string csv = ReportsCsv({a});
+  EXPECT_EQ(csv.find("Concurrency,Inferences/Second,p50 latency,p90 latency,p95 latency,"
+                     "p99 latency,Avg latency,"),
+            0u)
+      << csv;
+  const std::string row = csv.substr(csv.find('\n') + 1);
+  EXPECT_EQ(row.find("4,250.500,1500.0,2000.0,2500.0,3000.0,1750.0,"), 0u) << row;
+  // server_avg_batch_tokens is column 22 (bench/run.sh reads it by position).
+  std::vector<std::string> cells;
+  size_t from = 0;
+  for (size_t comma; (comma = row.find(',', from)) != std::string::npos; from = comma + 1) {
+    cells.push_back(row.substr(from, comma - from));
+  }
+  ASSERT_GE(cells.size(), 22u);
+  EXPECT_EQ(cells[21], "12.50");
+  LoadReport open_loop = a;
+  open_loop.mode = "open";
+  open_loop.target_rate = 100;
+  EXPECT_EQ(ReportsCsv({open_loop}).find("Request Rate,Inferences/Second,"), 0u);
+}
+
+TEST(LoadReportTest, JsonHasOneShapeForOneRunAndForASweep) {
+  LoadReport a, b;
+  a.mode = b.mode = "closed";
+  a.concurrency = 1;
+  b.concurrency = 2;
+  const LoadTarget target{"h:1", "moe", "grpc"};
+  const nlohmann::json one = ReportsJson({a}, target);
+  const nlohmann::json two = ReportsJson({a, b}, target);
+  EXPECT_EQ(one["schema"], "moe_loadgen/1");
+  EXPECT_EQ(two["schema"], "moe_loadgen/1");
+  ASSERT_EQ(one["runs"].size(), 1u);
+  ASSERT_EQ(two["runs"].size(), 2u);
+  EXPECT_EQ(two["runs"][1]["concurrency"], 2);
+  for (auto it = one.begin(); it != one.end(); ++it) EXPECT_TRUE(two.contains(it.key()));
+}
+
+TEST(SweepPointsTest, RangeFollowsPerfAnalyzersForm) {
+  EXPECT_EQ(*ParseSweepRange("1:64:8"), (std::vector<double>{1, 9, 17, 25, 33, 41, 49, 57}));
+  EXPECT_EQ(*ParseSweepRange("2:6:2"), (std::vector<double>{2, 4, 6}));  // end included
+  EXPECT_EQ(*ParseSweepRange("1:4"), (std::vector<double>{1, 2, 3, 4}));  // step 1
+  EXPECT_EQ(*ParseSweepRange("8"), (std::vector<double>{8}));
+  EXPECT_EQ(*ParseSweepRange("0.5:1.5:0.5"), (std::vector<double>{0.5, 1.0, 1.5}));
+  for (const char* bad : {"", "0:4", "4:2", "1:4:0", "1:4:-1", "a:4", "1:2:3:4", "1:1e9:1e-3"}) {
+    auto r = ParseSweepRange(bad);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_NE(ParseSweepRange("4:2").status().message().find("below start"), std::string::npos);
+  EXPECT_NE(ParseSweepRange("1:x").status().message().find("end 'x'"), std::string::npos);
+}
+
+TEST(SweepPointsTest, ListKeepsItsOrder) {
+  EXPECT_EQ(*ParseSweepList("8,1,64"), (std::vector<double>{8, 1, 64}));
+  EXPECT_EQ(ParseSweepList("1,,2").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseSweepList("1,-2").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -73,8 +73,7 @@ cur_rss_mb() { awk '/^VmRSS/ {printf "%d", $2 / 1024}' "/proc/$pid/status"; }
 field() {
   python3 - "$1" "$2" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[1]))
-r = r[0] if isinstance(r, list) else r
+r = json.load(open(sys.argv[1]))["runs"][0]
 v = eval(sys.argv[2])
 print(round(v, 3) if isinstance(v, float) else v)
 PY
@@ -126,8 +125,7 @@ out = sys.argv[9]
 deadline_ms = float(sys.argv[10])
 
 def load(name):
-    r = json.load(open("%s/%s.json" % (work, name)))
-    return r[0] if isinstance(r, list) else r
+    return json.load(open("%s/%s.json" % (work, name)))["runs"][0]
 
 o, rec = load("overload"), load("recovery")
 rows = []
