@@ -29,6 +29,7 @@ Standard library plus PyYAML (Debian: python3-yaml).
 """
 
 import argparse
+import copy
 import difflib
 import json
 import os
@@ -826,15 +827,15 @@ class K8s:
                 try:
                     docs = [d for d in yaml.safe_load_all(f) if d is not None]
                 except yaml.YAMLError as e:
-                    ck.fail(f"deploy/k8s/{name}", f"not valid YAML: {e}")
+                    ck.fail(f"deploy/k8s/base/{name}", f"not valid YAML: {e}")
                     continue
             for d in docs:
                 if not ck.check(isinstance(d, dict) and d.get("kind") and d.get("apiVersion"),
-                                f"deploy/k8s/{name}", "a document without apiVersion/kind"):
+                                f"deploy/k8s/base/{name}", "a document without apiVersion/kind"):
                     continue
                 if d["kind"] != "Kustomization" and not ck.check(
                         isinstance(d.get("metadata"), dict) and d["metadata"].get("name"),
-                        f"deploy/k8s/{name}", f"a {d['kind']} without metadata.name"):
+                        f"deploy/k8s/base/{name}", f"a {d['kind']} without metadata.name"):
                     continue
                 if d["kind"] == "Kustomization":
                     self.kustomization = (name, d)
@@ -859,7 +860,7 @@ class K8s:
 
 
 def where_of(f, d):
-    return f"deploy/k8s/{f}: {d['kind']} {d['metadata'].get('name')}"
+    return f"deploy/k8s/base/{f}: {d['kind']} {d['metadata'].get('name')}"
 
 
 def pod_template(d):
@@ -1065,15 +1066,15 @@ def check_k8s(ck, k8s_dir, all_flags, presets):
     k8s = K8s(ck, k8s_dir)
     # Kustomization lists every manifest, and only existing ones.
     files = sorted(n for n in os.listdir(k8s_dir) if n.endswith((".yaml", ".yml")))
-    if ck.check(k8s.kustomization is not None, "deploy/k8s", "no kustomization.yaml"):
+    if ck.check(k8s.kustomization is not None, "deploy/k8s/base", "no kustomization.yaml"):
         kf, kd = k8s.kustomization
         resources = kd.get("resources") or []
         for r in resources:
-            ck.check(os.path.exists(os.path.join(k8s_dir, r)), f"deploy/k8s/{kf}",
+            ck.check(os.path.exists(os.path.join(k8s_dir, r)), f"deploy/k8s/base/{kf}",
                      f"resource '{r}' does not exist")
         for n in files:
             if n != kf:
-                ck.check(n in resources, f"deploy/k8s/{kf}", f"does not list {n}")
+                ck.check(n in resources, f"deploy/k8s/base/{kf}", f"does not list {n}")
     # Every namespace used exists (when the manifests create namespaces).
     namespaces = {d["metadata"]["name"] for _, d in k8s.of_kind("Namespace")}
     for f, d in k8s.objects:
@@ -1092,6 +1093,29 @@ def check_k8s(ck, k8s_dir, all_flags, presets):
                 ck.check(k8s.find("PersistentVolumeClaim", k8s.ns(d), claim) is not None,
                          where_of(f, d), f"volume '{v.get('name')}' claims PVC '{claim}', "
                                          "which does not exist")
+    # Every PodDisruptionBudget selects the pods of exactly one workload and
+    # bounds the disruption.
+    for f, d in k8s.of_kind("PodDisruptionBudget"):
+        spec = d.get("spec") or {}
+        sel = (spec.get("selector") or {}).get("matchLabels") or {}
+        owners = [w for _, w in k8s.of_kind("Deployment", "StatefulSet")
+                  if k8s.ns(w) == k8s.ns(d) and sel and labels_match(
+                      sel, (pod_template(w).get("metadata") or {}).get("labels") or {})]
+        ck.check(len(owners) == 1, where_of(f, d),
+                 f"selector {sel} matches {len(owners)} workloads' pods, want exactly 1")
+        ck.check(("maxUnavailable" in spec) != ("minAvailable" in spec), where_of(f, d),
+                 "needs exactly one of maxUnavailable and minAvailable")
+    workloads = {(d["kind"], d["metadata"]["name"]) for _, d in k8s.of_kind("Deployment",
+                                                                           "StatefulSet")}
+    budgeted = set()
+    for _, d in k8s.of_kind("PodDisruptionBudget"):
+        sel = ((d.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        for _, w in k8s.of_kind("Deployment", "StatefulSet"):
+            if sel and labels_match(sel, (pod_template(w).get("metadata") or {}).get("labels")
+                                    or {}):
+                budgeted.add((w["kind"], w["metadata"]["name"]))
+    for kind, name in sorted(workloads - budgeted):
+        ck.fail(f"deploy/k8s/base: {kind} {name}", "no PodDisruptionBudget covers its pods")
     # HPA targets.
     hpa_targets = set()
     for f, d in k8s.of_kind("HorizontalPodAutoscaler"):
@@ -1296,16 +1320,102 @@ def schema_check(ck, k8s, models_root):
         ck.check(not r["errors"], r["where"], "schema: " + "; ".join(r["errors"]))
 
 
-def kustomize_check(ck, k8s):
-    res = subprocess.run(["kubectl", "kustomize", k8s.dir], capture_output=True, text=True,
+def kustomize_render(ck, folder, where):
+    res = subprocess.run(["kubectl", "kustomize", folder], capture_output=True, text=True,
                          timeout=120)
-    if not ck.check(res.returncode == 0, "deploy/k8s/kustomization.yaml",
-                    f"kubectl kustomize fails: {res.stderr.strip()}"):
-        return
-    rendered = {(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(res.stdout) if d}
+    if not ck.check(res.returncode == 0, where, f"kubectl kustomize fails: {res.stderr.strip()}"):
+        return None
+    return [d for d in yaml.safe_load_all(res.stdout) if d]
+
+
+def kustomize_check(ck, k8s):
     ours = {(d["kind"], d["metadata"]["name"]) for _, d in k8s.objects}
-    ck.check(rendered == ours, "deploy/k8s/kustomization.yaml",
-             f"kubectl kustomize renders {sorted(rendered)}, the files hold {sorted(ours)}")
+    root = os.path.dirname(k8s.dir)
+    for folder, where in ((k8s.dir, "deploy/k8s/base/kustomization.yaml"),
+                          (root, "deploy/k8s/kustomization.yaml")):
+        docs = kustomize_render(ck, folder, where)
+        if docs is None:
+            continue
+        rendered = {(d["kind"], d["metadata"]["name"]) for d in docs}
+        ck.check(rendered == ours, where,
+                 f"kubectl kustomize renders {sorted(rendered)}, the files hold {sorted(ours)}")
+    # The demo overlay as a cluster would get it.
+    where = "deploy/k8s/overlays/demo"
+    docs = kustomize_render(ck, os.path.join(root, "overlays", "demo"), where)
+    if docs is not None:
+        rendered = {(d["kind"], d["metadata"]["name"]) for d in docs}
+        want = {o for o in ours if o[0] != "PersistentVolumeClaim"}
+        ck.check(rendered == want, where,
+                 f"renders {sorted(rendered)}, want the base without its claims {sorted(want)}")
+        check_demo_objects(ck, where, [d for d in docs])
+
+
+def check_demo_objects(ck, where, docs):
+    """The demo overlay's objects: no claim, no volume or mount of weights,
+    the demo preset, and pods otherwise as in the base."""
+    for d in docs:
+        what = f"{where}: {d['kind']} {d['metadata']['name']}"
+        ck.check(d["kind"] != "PersistentVolumeClaim", what, "the demo needs no claim")
+        if d["kind"] == "ConfigMap" and "FLAGS_preset" in (d.get("data") or {}):
+            ck.check(d["data"]["FLAGS_preset"] == "demo", what, "FLAGS_preset should be demo")
+            ck.check("FLAGS_model_dir" not in d["data"], what,
+                     "FLAGS_model_dir needs the weights volume the demo drops")
+        if d["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        spec = pod_template(d).get("spec") or {}
+        for v in spec.get("volumes") or []:
+            ck.check("persistentVolumeClaim" not in v, what, f"volume '{v.get('name')}' is a claim")
+        names = {v.get("name") for v in spec.get("volumes") or []}
+        for c in spec.get("containers") or []:
+            for m in c.get("volumeMounts") or []:
+                ck.check(m.get("name") in names, what,
+                         f"container {c.get('name')} mounts '{m.get('name')}', which is gone")
+                ck.check(m.get("mountPath") != "/models", what, "still mounts /models")
+
+
+def check_demo_overlay(ck, k8s):
+    """Without kubectl: the overlay's own file, applied by hand to the base
+    (its strategic-merge deletes are the only patches it may hold)."""
+    where = "deploy/k8s/overlays/demo/kustomization.yaml"
+    path = os.path.join(os.path.dirname(k8s.dir), "overlays", "demo", "kustomization.yaml")
+    if not ck.check(os.path.isfile(path), where, "is missing"):
+        return
+    with open(path, encoding="utf-8") as f:
+        kd = yaml.safe_load(f) or {}
+    ck.check(kd.get("resources") == ["../../base"], where, "should have resources: [../../base]")
+    objects = [copy.deepcopy(d) for _, d in k8s.objects]
+    for p in kd.get("patches") or []:
+        if not ck.check("patch" in p, where, "patches must be inline (patch: |-)"):
+            continue
+        doc = yaml.safe_load(p["patch"])
+        meta = doc.get("metadata") or {}
+        target = [d for d in objects if d["kind"] == doc.get("kind")
+                  and d["metadata"]["name"] == meta.get("name")]
+        if not ck.check(len(target) == 1, where,
+                        f"patch targets {doc.get('kind')} {meta.get('name')}, not in the base"):
+            continue
+        t = target[0]
+        if doc.get("$patch") == "delete":
+            objects.remove(t)
+        elif t["kind"] == "ConfigMap":
+            t.setdefault("data", {}).update(doc.get("data") or {})
+        else:
+            pspec = ((doc.get("spec") or {}).get("template") or {}).get("spec") or {}
+            tspec = pod_template(t).get("spec") or {}
+            gone = {v["name"] for v in pspec.get("volumes") or [] if v.get("$patch") == "delete"}
+            ck.check(gone <= {v.get("name") for v in tspec.get("volumes") or []}, where,
+                     f"deletes volumes {sorted(gone)} that {t['kind']} {meta.get('name')} lacks")
+            tspec["volumes"] = [v for v in tspec.get("volumes") or [] if v.get("name") not in gone]
+            for pc in pspec.get("containers") or []:
+                tc = [c for c in tspec.get("containers") or [] if c.get("name") == pc.get("name")]
+                if not ck.check(len(tc) == 1, where, f"container '{pc.get('name')}' is not in "
+                                                     f"{t['kind']} {meta.get('name')}"):
+                    continue
+                drop = {m["mountPath"] for m in pc.get("volumeMounts") or []
+                        if m.get("$patch") == "delete"}
+                tc[0]["volumeMounts"] = [m for m in tc[0].get("volumeMounts") or []
+                                         if m.get("mountPath") not in drop]
+    check_demo_objects(ck, where, objects)
 
 
 # --------------------------------------------------------------------------
@@ -1341,9 +1451,9 @@ def main():
         check_compose(ck, compose, args.deploy_dir, args.repo_root, all_flags, presets)
     n_compose = ck.count
 
-    k8s_dir = os.path.join(args.deploy_dir, "k8s")
+    k8s_dir = os.path.join(args.deploy_dir, "k8s", "base")
     extras = []
-    if ck.check(os.path.isdir(k8s_dir), "deploy", "k8s/ is missing"):
+    if ck.check(os.path.isdir(k8s_dir), "deploy", "k8s/base/ is missing"):
         k8s = check_k8s(ck, k8s_dir, all_flags, presets)
         if not args.no_schema:
             models = find_kubernetes_models(args.schema_modules)
@@ -1358,6 +1468,7 @@ def main():
             if shutil.which("kubectl"):
                 kustomize_check(ck, k8s)
                 extras.append("kubectl kustomize")
+        check_demo_overlay(ck, k8s)
     n_k8s = ck.count - n_compose
 
     if args.verbose:

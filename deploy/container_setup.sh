@@ -14,9 +14,10 @@ set -euo pipefail
 
 log() { echo "container_setup: $*" >&2; }
 
-if ! command -v podman >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1; then
+if ! command -v podman >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1 \
+   || ! command -v catatonit >/dev/null 2>&1; then
   log "podman and debootstrap are needed; run as root:"
-  log "  apt-get update && apt-get install -y --no-install-recommends podman runc debootstrap podman-compose"
+  log "  apt-get update && apt-get install -y --no-install-recommends podman runc debootstrap podman-compose catatonit"
   exit 1
 fi
 

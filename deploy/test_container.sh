@@ -17,7 +17,14 @@
 #   5. brings up deploy/compose.yaml (server + 2 expert workers + Prometheus):
 #      outputs equal the single-process server's, the load test has zero
 #      errors, Prometheus scrapes the server and both workers, and it loads
-#      and evaluates the alert rules without error.
+#      and evaluates the alert rules without error;
+#   6. `podman kube play` of the front end's pod spec from deploy/k8s (as
+#      overlays/demo renders it, minus --expert_workers: podman 4.3 has no
+#      StatefulSet): locked down as the manifest says, its gRPC probe's check
+#      passes, answers equal the single-process server's, and `podman pod
+#      stop` drains it under load (only UNAVAILABLE) with exit 0.
+# Every moe-serve container runs with a read-only root, a writable /tmp, no
+# capabilities and no_new_privs, as the manifests ask.
 #
 # Usage: deploy/test_container.sh [BUILD_DIR]   (BUILD_DIR holds the host
 #        build of moe_server, moe_client and moe_loadgen; default ./build)
@@ -57,11 +64,28 @@ cleanup() {
   fi
   [ -n "$host_pid" ] && kill "$host_pid" 2>/dev/null && wait "$host_pid" 2>/dev/null
   podman rm -f -t 0 "$ctr" >/dev/null 2>&1
+  podman pod rm -f -t 0 moe-server-pod-0 >/dev/null 2>&1
   compose down -t 0 >/dev/null 2>&1
   rm -rf "$work"
   exit $rc
 }
 trap cleanup EXIT
+
+# check_locked_down CONTAINER: read-only root filesystem (writes fail),
+# writable /tmp, no effective capabilities, no privilege escalation.
+check_locked_down() {
+  [ "$(podman inspect "$1" --format '{{.HostConfig.ReadonlyRootfs}}')" = true ] \
+    || fail "$1: the root filesystem is not read-only"
+  if podman exec "$1" sh -c 'touch /moe-write-test' 2>/dev/null; then
+    fail "$1: could write to /"
+  fi
+  podman exec "$1" sh -c 'touch /tmp/moe-write-test && rm /tmp/moe-write-test' \
+    || fail "$1: /tmp is not writable"
+  local caps
+  caps=$(podman exec "$1" sh -c 'sed -n "s/^CapEff:[[:space:]]*//p;s/^NoNewPrivs:[[:space:]]*/nnp /p" /proc/1/status' | paste -sd' ' -)
+  [ "$caps" = "0000000000000000 nnp 1" ] || fail "$1: capabilities/no_new_privs of PID 1: $caps"
+  echo "   $1: read-only root, writable /tmp, no capabilities, no_new_privs"
+}
 
 for f in "$client" "$loadgen" "$host_server"; do
   [ -x "$f" ] || fail "$f is missing: build the project first (scripts/test.sh does)"
@@ -166,7 +190,10 @@ for dt in fp32 bf16; do
 done
 
 step "podman run $image --preset=demo"
-podman run -d --name "$ctr" -p 127.0.0.1::8001 -p 127.0.0.1::8002 -p 127.0.0.1::8000 "$image" \
+# As Kubernetes and compose run it: read-only root, a writable /tmp, no
+# capabilities, no privilege escalation.
+podman run -d --name "$ctr" -p 127.0.0.1::8001 -p 127.0.0.1::8002 -p 127.0.0.1::8000 \
+  --read-only --tmpfs /tmp:size=64m --cap-drop=ALL --security-opt=no-new-privileges "$image" \
   --preset=demo --drain_timeout_s=30 >/dev/null 2>"$work/run.log" \
   || { cat "$work/run.log" >&2; fail "podman run failed"; }
 # (Without systemd podman logs that it cannot schedule the health check;
@@ -176,6 +203,7 @@ mport=$(podman port "$ctr" 8002 | head -1 | sed 's/.*://')
 addr="127.0.0.1:$port"
 wait_serving "$addr" 120
 echo "   SERVING on $addr after $((SECONDS - t0)) s"
+check_locked_down "$ctr"
 podman healthcheck run "$ctr" >/dev/null || fail "podman healthcheck run: unhealthy"
 echo "   podman healthcheck run: healthy"
 exec 3<>"/dev/tcp/127.0.0.1/$mport"
@@ -249,6 +277,7 @@ compose up -d server worker-0 worker-1 prometheus >"$work/compose.log" 2>&1 || {
 caddr="127.0.0.1:$MOE_GRPC_PORT"
 wait_serving "$caddr" 180
 echo "   compose server SERVING on $caddr after $((SECONDS - t0)) s"
+for svc in server worker-0 worker-1; do check_locked_down "${project}_${svc}_1"; done
 server_logs=$(podman logs "${project}_server_1" 2>&1)
 grep -q "connecting to expert workers" <<<"$server_logs" \
   || fail "the compose server does not use the expert workers"
@@ -300,4 +329,50 @@ do
   sleep 3
 done
 compose down -t 45 >/dev/null 2>&1
+
+# ---------------------------------------------------------------- 6. kube play
+step "podman kube play: the Kubernetes front-end pod (deploy/k8s/overlays/demo)"
+kpod=moe-server-pod-0
+kctr=$kpod-server
+kp_grpc=$(free_port); kp_http=$(free_port); kp_metrics=$(free_port)
+"$here/kube_play_pod.py" "$image" --host_ports="grpc:$kp_grpc,http:$kp_http,metrics:$kp_metrics" \
+  >"$work/kube.yaml" || fail "cannot write the pod YAML"
+podman kube play "$work/kube.yaml" >"$work/kube.log" 2>&1 || { cat "$work/kube.log" >&2; fail "podman kube play failed"; }
+check_locked_down "$kctr"
+# podman 4.3 does not run gRPC probes; run the probe's check (grpc.health.v1,
+# empty service name, on the manifest's probe port) inside the container.
+probe_port=$("$here/kube_play_pod.py" --probe_port)
+deadline=$((SECONDS + 120))
+until podman exec "$kctr" moe_client health --address="localhost:$probe_port" --deadline_ms=1000 >/dev/null 2>&1; do
+  [ $SECONDS -lt $deadline ] || fail "the kube play pod's gRPC probe on $probe_port never passed"
+  sleep 1
+done
+echo "   gRPC probe (port $probe_port) passes after $((SECONDS - t0)) s"
+kaddr="127.0.0.1:$kp_grpc"
+for dt in fp32 bf16; do
+  flag=""; [ $dt = bf16 ] && flag="--bf16"
+  "$client" infer --address="$kaddr" --random=37 --seed=11 $flag --output="$work/kube-$dt.npy" >/dev/null
+  cmp -s "$work/ref-$dt.npy" "$work/kube-$dt.npy" \
+    || fail "$dt output of the kube play pod differs from the single-process server"
+done
+echo "   moe_client infer: kube play pod output == single-process output (bitwise)"
+"$loadgen" --address="$kaddr" --concurrency=8 --duration_s=8 --warmup_s=0 --tokens=1-16 \
+  --unavailable_backoff_ms=1000 --progress=false --json="$work/lg-kube.json" >/dev/null &
+kube_lg=$!
+sleep 2
+podman pod stop -t 45 "$kpod" >/dev/null || fail "podman pod stop failed"
+wait "$kube_lg" || true
+[ "$(podman inspect "$kctr" --format '{{.State.ExitCode}}')" = 0 ] \
+  || fail "the kube play server did not exit 0 on SIGTERM"
+podman logs "$kctr" 2>&1 | grep -q "drained: every accepted request was answered" \
+  || fail "the kube play server did not log a complete drain"
+python3 - "$work/lg-kube.json" <<'PY' || fail "an error other than UNAVAILABLE while the kube play pod drained"
+import json, sys
+r = json.load(open(sys.argv[1]))["runs"][0]
+bad = {k: v for k, v in r["errors"].items() if k != "UNAVAILABLE"}
+print("   load through the drain: ok=%d errors=%s" % (r["ok"], r["errors"]))
+sys.exit(1 if bad or r["ok"] == 0 else 0)
+PY
+echo "   podman pod stop: drained, exit 0"
+podman pod rm -f "$kpod" >/dev/null
 step "passed in $((SECONDS - t0)) s"

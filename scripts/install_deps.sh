@@ -13,11 +13,14 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev openssl
   # Sanitizer and fuzzing build (clang, libFuzzer, ASan/UBSan/TSan runtimes).
   clang-14 libclang-rt-14-dev
-  # Manifest checks and the system tests' report parsing.
-  python3 python3-yaml
+  # Manifest checks, the system tests' report parsing, and the Python
+  # example client (examples/python: gRPC through python3-grpcio).
+  python3 python3-yaml python3-grpcio
   # Container test: podman with runc, compose, container-name DNS, and
   # debootstrap for the base images when no registry is reachable.
   podman runc podman-compose golang-github-containernetworking-plugin-dnsname debootstrap
+  # `podman kube play` builds its pods' pause image around catatonit.
+  catatonit
 )
 if [ "${1:-}" = "--bench" ]; then
   PACKAGES+=(python3-torch python3-numpy python3-matplotlib libopenblas0-openmp)
