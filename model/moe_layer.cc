@@ -90,7 +90,7 @@ double SecondsSince(SteadyClock::time_point* mark) {
 }  // namespace
 
 absl::Status MoeLayer::Forward(const float* tokens, int64_t num_tokens,
-                               const ForwardOutputs& out) {
+                               const ForwardOutputs& out, const TokenChoices& choices) {
   if (num_tokens < 0) return absl::InvalidArgumentError("negative token count");
   if (out.output == nullptr) return absl::InvalidArgumentError("no output buffer");
   if (num_tokens == 0) return absl::OkStatus();
@@ -101,7 +101,7 @@ absl::Status MoeLayer::Forward(const float* tokens, int64_t num_tokens,
   ForwardTimings timings;
   SteadyClock::time_point mark = SteadyClock::now();
 
-  router_->Route(tokens, num_tokens, &plan_);
+  router_->Route(tokens, num_tokens, &plan_, choices.routing);
   timings.route_s = SecondsSince(&mark);
 
   // Gather each expert's rows into one block, experts in ascending order,
@@ -164,7 +164,8 @@ absl::Status MoeLayer::Forward(const float* tokens, int64_t num_tokens,
       const float* src = expert_out + token_rows_[first + static_cast<size_t>(j)] * h;
       AddScaled(token_weights_[first + static_cast<size_t>(j)], src, h, dst);
     }
-    if (shared_out != nullptr) {
+    if (shared_out != nullptr &&
+        (choices.skip_shared == nullptr || choices.skip_shared[t] == 0)) {
       const float* src = shared_out + t * h;
       if (!shared_gate_.empty()) {
         const float logit = FixedOrderDot(tokens + t * h, shared_gate_.data(), h);

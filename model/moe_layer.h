@@ -56,6 +56,16 @@ struct ForwardOutputs {
   ForwardTimings* timings = nullptr;     // overwritten when set
 };
 
+// Per-token choices of one Forward() call, each optional (null: none).
+struct TokenChoices {
+  // Tokens whose experts and weights the caller chose (validated with
+  // ValidateGivenRouting); the others are routed by the gate.
+  GivenRouting routing;
+  // [T]: non-zero leaves the shared experts out of that token's output (a
+  // caller that runs them itself). No effect on layers without them.
+  const uint8_t* skip_shared = nullptr;
+};
+
 class MoeLayer {
  public:
   // Builds the router, packs every expert. With `backend` null the routed
@@ -65,9 +75,11 @@ class MoeLayer {
       const LayerWeights& weights, const MoeLayerOptions& options,
       std::unique_ptr<ExpertBackend> backend = nullptr);
 
-  // Computes `num_tokens` (>= 0) rows of `tokens` [T, d_model].
+  // Computes `num_tokens` (>= 0) rows of `tokens` [T, d_model]. A token's
+  // output depends only on its own row and choices: given the experts and
+  // weights the router would pick, it is bitwise the router's answer.
   absl::Status Forward(const float* tokens, int64_t num_tokens,
-                       const ForwardOutputs& out);
+                       const ForwardOutputs& out, const TokenChoices& choices = {});
 
   const LayerSpec& spec() const { return spec_; }
   DType compute() const { return compute_; }

@@ -204,8 +204,8 @@ void Router::SelectToken(const float* scores, int32_t* ids, float* weights,
   }
 }
 
-void Router::Route(const float* tokens, int64_t num_tokens,
-                   RoutingPlan* plan) const {
+void Router::Route(const float* tokens, int64_t num_tokens, RoutingPlan* plan,
+                   const GivenRouting& given) const {
   const int e = options_.num_experts;
   const int k = options_.top_k;
   plan->num_tokens = num_tokens;
@@ -221,15 +221,19 @@ void Router::Route(const float* tokens, int64_t num_tokens,
     plan->expert_row_weights[static_cast<size_t>(i)].clear();
   }
 
+  const auto is_given = [&given](int64_t t) {
+    return given.present != nullptr && given.present[t] != 0;
+  };
   if (dense_) {
     plan->scores.assign(static_cast<size_t>(num_tokens), 1.0f);
     auto& rows = plan->expert_rows[0];
     auto& w = plan->expert_row_weights[0];
     for (int64_t t = 0; t < num_tokens; ++t) {
+      const float weight = is_given(t) ? given.weights[t] : 1.0f;  // a given id is 0
       plan->expert_ids[static_cast<size_t>(t)] = 0;
-      plan->weights[static_cast<size_t>(t)] = 1.0f;
+      plan->weights[static_cast<size_t>(t)] = weight;
       rows.push_back(static_cast<int32_t>(t));
-      w.push_back(1.0f);
+      w.push_back(weight);
     }
     return;
   }
@@ -240,9 +244,19 @@ void Router::Route(const float* tokens, int64_t num_tokens,
   // stays on this thread.
 #pragma omp parallel for schedule(static) if (num_tokens >= 64)
   for (int64_t t = 0; t < num_tokens; ++t) {
-    ScoreToken(tokens + t * d_model_, plan->scores.data() + t * e);
+    float* scores = plan->scores.data() + t * e;
+    if (is_given(t)) {
+      std::fill(scores, scores + e, 0.0f);
+    } else {
+      ScoreToken(tokens + t * d_model_, scores);
+    }
   }
   for (int64_t t = 0; t < num_tokens; ++t) {
+    if (is_given(t)) {
+      std::copy(given.ids + t * k, given.ids + (t + 1) * k, plan->expert_ids.data() + t * k);
+      std::copy(given.weights + t * k, given.weights + (t + 1) * k, plan->weights.data() + t * k);
+      continue;
+    }
     SelectToken(plan->scores.data() + t * e, plan->expert_ids.data() + t * k,
                 plan->weights.data() + t * k, &plan->choice_scratch, &plan->order_scratch);
   }

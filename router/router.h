@@ -24,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/vector_kernels.h"  // FixedOrderDot
+#include "router/given_routing.h"
 #include "router/router_options.h"
 #include "router/routing_plan.h"
 
@@ -44,8 +45,12 @@ class Router {
   static std::unique_ptr<Router> CreateDense(int64_t d_model);
 
   // Routes `num_tokens` rows of `tokens` (row-major, d_model floats each)
-  // into *plan, reusing its memory.
-  void Route(const float* tokens, int64_t num_tokens, RoutingPlan* plan) const;
+  // into *plan, reusing its memory. Tokens that `given` marks present take
+  // its experts and weights instead of the gate's (validated beforehand
+  // with ValidateGivenRouting; their router scores are left 0). A capacity
+  // limit applies to them as to the others.
+  void Route(const float* tokens, int64_t num_tokens, RoutingPlan* plan,
+             const GivenRouting& given = {}) const;
 
   const RouterOptions& options() const { return options_; }
   int64_t d_model() const { return d_model_; }

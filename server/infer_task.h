@@ -24,6 +24,10 @@ struct InferTask {
   int64_t num_tokens = 0;
   absl::Time deadline = absl::InfiniteFuture();
   bool want_routing = false;  // fill expert_ids / expert_weights
+  // Caller-supplied routing, [num_tokens, k] each; empty: the router's.
+  std::vector<int32_t> given_ids;
+  std::vector<float> given_weights;
+  bool skip_shared = false;  // leave the shared experts out
 
   // Outputs, written by the batcher before `done` is called with OK.
   std::vector<float> output;           // [num_tokens, d_model]

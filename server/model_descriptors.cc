@@ -1,5 +1,7 @@
 #include "server/model_descriptors.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/command_line.h"
@@ -44,6 +46,12 @@ void FillModelMetadata(const ServingCore& core, inference::ModelMetadataResponse
     t->add_shape(cols);
   };
   add(out->mutable_inputs(), kInputName, "FP32", io.d_model);
+  if (io.num_experts > 1) {
+    // Optional (KServe metadata has no flag for it; ModelConfig marks them):
+    // the caller's routing, both or neither.
+    add(out->mutable_inputs(), kExpertIdsName, "INT32", io.top_k);
+    add(out->mutable_inputs(), kExpertWeightsName, "FP32", io.top_k);
+  }
   add(out->mutable_outputs(), kOutputName, "FP32", io.d_model);
   add(out->mutable_outputs(), kExpertIdsName, "INT32", io.top_k);
   add(out->mutable_outputs(), kExpertWeightsName, "FP32", io.top_k);
@@ -62,6 +70,17 @@ void FillModelConfig(const ServingCore& core, inference::ModelConfig* out) {
   in->set_data_type(inference::TYPE_FP32);
   in->add_dims(-1);
   in->add_dims(io.d_model);
+  if (io.num_experts > 1) {
+    for (auto [name, type] : {std::pair{kExpertIdsName, inference::TYPE_INT32},
+                              std::pair{kExpertWeightsName, inference::TYPE_FP32}}) {
+      auto* routing = out->add_input();
+      routing->set_name(name);
+      routing->set_data_type(type);
+      routing->add_dims(-1);
+      routing->add_dims(io.top_k);
+      routing->set_optional(true);
+    }
+  }
   auto add_output = [out](const char* name, inference::DataType type, int64_t cols) {
     auto* o = out->add_output();
     o->set_name(name);

@@ -87,6 +87,7 @@ absl::StatusOr<std::unique_ptr<MoeServer>> MoeServer::Start(std::unique_ptr<MoeL
   ModelIo io = options.io;
   io.d_model = layer->d_model();
   io.top_k = layer->spec().top_k();
+  io.num_experts = layer->spec().num_experts();
   if (options.batching.max_batch_tokens < 1 || options.batching.max_queue_tokens < 1 ||
       io.max_request_tokens < 1) {
     return absl::InvalidArgumentError(

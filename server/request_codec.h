@@ -4,13 +4,18 @@
 // The model's tensors:
 //   input  "input"           FP32 or BF16 [T, d_model], raw_input_contents
 //                            (little-endian, row-major) or contents.fp32_contents
+//          "expert_ids"      optional, INT32 [T, k], with "expert_weights":
+//          "expert_weights"  optional, FP32 [T, k]: the caller's routing,
+//                            used instead of the router's (ids distinct per
+//                            token and in range, weights finite)
 //   output "output"          the input's datatype, [T, d_model], raw_output_contents
 //          "expert_ids"      INT32 [T, k]  (only when requested by name)
 //          "expert_weights"  FP32  [T, k]  (only when requested by name)
 // With no outputs requested, the response holds all three (the spec's
 // rule: every output the model produces). The request parameter "timeout"
 // (int64 microseconds, Triton's; 0: none) bounds the request's deadline
-// on top of the transport's. Every
+// on top of the transport's; "shared_experts" (bool, default true) false
+// leaves the shared experts out. Every
 // malformed request is INVALID_ARGUMENT (NOT_FOUND for an unknown model or
 // version) with a message naming the field, the expected and the received
 // value.
@@ -42,6 +47,7 @@ struct ModelIo {
   std::string model_name = "moe";
   int64_t d_model = 0;
   int top_k = 1;
+  int num_experts = 1;  // 1: a dense FFN, which takes no routing inputs
   int64_t max_request_tokens = 8192;
   bool allow_non_finite = false;
 };
@@ -57,6 +63,10 @@ struct DecodedRequest {
   std::vector<std::string> outputs;
   bool want_routing = false;
   std::optional<absl::Duration> timeout;  // the "timeout" parameter
+  // The caller's routing, [num_tokens, k] each; empty when not given.
+  std::vector<int32_t> given_ids;
+  std::vector<float> given_weights;
+  bool skip_shared = false;  // parameter shared_experts: false
 };
 
 // The earlier of the transport's deadline and `arrival` + the request's

@@ -1,6 +1,8 @@
 #include "server/rest_codec.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -190,7 +192,8 @@ absl::StatusOr<RestInferRequest> ParseRestInferRequest(absl::string_view body,
     }
     const bool fp32 = t->datatype() == "FP32";
     const bool bf16 = t->datatype() == "BF16";
-    if (!fp32 && !bf16) continue;  // the codec rejects the datatype
+    const bool int32 = t->datatype() == "INT32";  // expert_ids
+    if (!fp32 && !bf16 && !int32) continue;  // the codec rejects the datatype
     std::vector<double> values;
     // A flat array is depth 1; nested by the shape, up to the rank.
     absl::Status st = Flatten(in["data"], where + ".data", 0,
@@ -202,8 +205,17 @@ absl::StatusOr<RestInferRequest> ParseRestInferRequest(absl::string_view body,
     }
     while (req.raw_input_contents_size() < static_cast<int>(i)) req.add_raw_input_contents();
     std::string* raw = req.add_raw_input_contents();
-    raw->resize(values.size() * (fp32 ? 4 : 2));
+    raw->resize(values.size() * (bf16 ? 2 : 4));
     for (size_t j = 0; j < values.size(); ++j) {
+      if (int32) {
+        const double v = values[j];
+        if (!(v >= INT32_MIN && v <= INT32_MAX) || v != std::floor(v)) {
+          return Invalid(absl::StrCat(where, ".data[", j, "]: expected an INT32, got ", v));
+        }
+        const int32_t n = static_cast<int32_t>(v);
+        std::memcpy(raw->data() + 4 * j, &n, 4);
+        continue;
+      }
       const float f = static_cast<float>(values[j]);
       if (fp32) {
         std::memcpy(raw->data() + 4 * j, &f, 4);

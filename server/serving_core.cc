@@ -72,10 +72,39 @@ absl::Status ServingCore::RunBatch(const Batch& batch) {
     batch_weights_.resize(static_cast<size_t>(t * k));
   }
   int64_t row = 0;
+  bool any_given = false, any_skip = false;
   for (const BatchSlice& s : batch.slices) {
     std::memcpy(batch_in_.data() + row * h, s.task->tokens.data() + s.row_begin * h,
                 static_cast<size_t>(s.rows * h) * sizeof(float));
+    any_given |= !s.task->given_ids.empty();
+    any_skip |= s.task->skip_shared;
     row += s.rows;
+  }
+  // Per-token choices, only for batches that hold some (the usual batch
+  // passes none).
+  TokenChoices choices;
+  if (any_given || any_skip) {
+    given_present_.assign(static_cast<size_t>(t), 0);
+    skip_shared_.assign(static_cast<size_t>(t), 0);
+    given_ids_.resize(static_cast<size_t>(t * k));
+    given_weights_.resize(static_cast<size_t>(t * k));
+    row = 0;
+    for (const BatchSlice& s : batch.slices) {
+      const InferTask& task = *s.task;
+      if (!task.given_ids.empty()) {
+        std::fill_n(given_present_.begin() + row, s.rows, 1);
+        std::copy_n(task.given_ids.begin() + s.row_begin * k, s.rows * k,
+                    given_ids_.begin() + row * k);
+        std::copy_n(task.given_weights.begin() + s.row_begin * k, s.rows * k,
+                    given_weights_.begin() + row * k);
+      }
+      if (task.skip_shared) std::fill_n(skip_shared_.begin() + row, s.rows, 1);
+      row += s.rows;
+    }
+    if (any_given) {
+      choices.routing = {given_present_.data(), given_ids_.data(), given_weights_.data()};
+    }
+    if (any_skip) choices.skip_shared = skip_shared_.data();
   }
   std::fill(expert_counts_.begin(), expert_counts_.end(), 0);
   ForwardOutputs out;
@@ -83,7 +112,7 @@ absl::Status ServingCore::RunBatch(const Batch& batch) {
   out.expert_ids = batch_ids_.data();
   out.expert_weights = batch_weights_.data();
   out.tokens_per_expert = expert_counts_.data();
-  absl::Status st = layer_->Forward(batch_in_.data(), t, out);
+  absl::Status st = layer_->Forward(batch_in_.data(), t, out, choices);
   if (!st.ok()) return st;
   metrics_->AddExpertTokens(expert_counts_);
   row = 0;

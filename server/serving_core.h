@@ -76,6 +76,10 @@ class ServingCore {
   // Batch buffers, used by the batcher's compute thread only; grow-only.
   std::vector<float> batch_in_, batch_out_, batch_weights_;
   std::vector<int32_t> batch_ids_;
+  // Per-token choices of the batch (caller routing, shared experts off).
+  std::vector<uint8_t> given_present_, skip_shared_;
+  std::vector<int32_t> given_ids_;
+  std::vector<float> given_weights_;
   std::vector<int64_t> expert_counts_;
   std::unique_ptr<DynamicBatcher> batcher_;  // last: its threads use the above
 };

@@ -169,8 +169,14 @@ TEST_F(HttpServiceTest, ConfigAndIndexMatchGrpc) {
   ASSERT_TRUE(stub_->ModelConfig(&ctx, req, &resp).ok());
   EXPECT_EQ(resp.config().name(), "moe");
   EXPECT_EQ(resp.config().max_batch_size(), 0);
-  ASSERT_EQ(resp.config().input_size(), 1);
+  ASSERT_EQ(resp.config().input_size(), 3);
   EXPECT_EQ(resp.config().input(0).data_type(), inference::TYPE_FP32);
+  EXPECT_FALSE(resp.config().input(0).optional());
+  EXPECT_EQ(resp.config().input(1).name(), "expert_ids");
+  EXPECT_EQ(resp.config().input(1).data_type(), inference::TYPE_INT32);
+  EXPECT_TRUE(resp.config().input(1).optional());
+  EXPECT_EQ(resp.config().input(2).name(), "expert_weights");
+  EXPECT_TRUE(resp.config().input(2).optional());
   EXPECT_EQ(resp.config().dynamic_batching().max_queue_delay_microseconds(), 500u);
   auto [code, config] = Get("/v2/models/moe/config");
   ASSERT_EQ(code, 200);
@@ -221,6 +227,57 @@ TEST_F(HttpServiceTest, JsonInferIsBitwiseTheGrpcAnswer) {
     EXPECT_EQ(Bits(JsonFloats(resp["outputs"][2]["data"])),
               Bits(OutputFloats(gresp, "expert_weights")));
   }
+}
+
+// Caller-supplied routing over REST (INT32 ids and FP32 weights as JSON
+// data, and shared_experts as a request parameter): bitwise the gRPC answer
+// to the same routing, and the server's own routing given back reproduces
+// its answer.
+TEST_F(HttpServiceTest, CallerRoutingAsJsonIsBitwiseTheGrpcAnswer) {
+  const int64_t t = 4;
+  const auto tokens = RandomTokens(t * kD, 404);
+  auto [code0, own] = Post("/v2/models/moe/infer", JsonRequest(tokens).dump());
+  ASSERT_EQ(code0, 200) << own.dump();
+  json own_ids = own["outputs"][1]["data"], own_w = own["outputs"][2]["data"];
+  json req = JsonRequest(tokens);
+  req["inputs"].push_back({{"name", "expert_ids"}, {"datatype", "INT32"}, {"shape", {t, 2}},
+                           {"data", own_ids}});
+  req["inputs"].push_back({{"name", "expert_weights"}, {"datatype", "FP32"}, {"shape", {t, 2}},
+                           {"data", own_w}});
+  req["parameters"] = {{"shared_experts", true}};
+  auto [code1, again] = Post("/v2/models/moe/infer", req.dump());
+  ASSERT_EQ(code1, 200) << again.dump();
+  EXPECT_EQ(Bits(JsonFloats(again["outputs"][0]["data"])),
+            Bits(JsonFloats(own["outputs"][0]["data"])));
+
+  // Another routing: the same bits as over gRPC.
+  const std::vector<int32_t> ids = {0, 7, 1, 6, 2, 5, 3, 4};
+  const std::vector<float> w = {1.0f, 0.5f, -0.25f, 2.0f, 0.0f, 1.0f, 0.125f, 0.75f};
+  req["inputs"][1]["data"] = ids;
+  req["inputs"][2]["data"] = w;
+  auto [code2, rest] = Post("/v2/models/moe/infer", req.dump());
+  ASSERT_EQ(code2, 200) << rest.dump();
+  auto greq = InferRequest(tokens, kD);
+  for (auto [name, type] : {std::pair{"expert_ids", "INT32"}, std::pair{"expert_weights", "FP32"}}) {
+    auto* in = greq.add_inputs();
+    in->set_name(name);
+    in->set_datatype(type);
+    in->add_shape(t);
+    in->add_shape(2);
+  }
+  greq.add_raw_input_contents(std::string(reinterpret_cast<const char*>(ids.data()), 32));
+  greq.add_raw_input_contents(std::string(reinterpret_cast<const char*>(w.data()), 32));
+  const auto gresp = GrpcInfer(greq);
+  EXPECT_EQ(Bits(JsonFloats(rest["outputs"][0]["data"])), Bits(OutputFloats(gresp, "output")));
+  EXPECT_EQ(rest["outputs"][1]["data"].get<std::vector<int32_t>>(), ids);
+
+  // A fractional id is refused, naming it.
+  req["inputs"][1]["data"][3] = 6.5;
+  auto [code3, bad] = Post("/v2/models/moe/infer", req.dump());
+  EXPECT_EQ(code3, 400);
+  EXPECT_NE(bad["error"].get<std::string>().find("inputs[1].data[3]: expected an INT32"),
+            std::string::npos)
+      << bad.dump();
 }
 
 // The binary tensor data extension, both ways, FP32 and BF16: the bytes

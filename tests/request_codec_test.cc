@@ -3,6 +3,7 @@
 #include "server/request_codec.h"
 
 #include <cmath>
+#include <functional>
 #include <cstring>
 
 #include "common/dtype.h"
@@ -249,6 +250,155 @@ TEST(RequestCodecTest, EncodesOutputsInTheInputDtype) {
   float w;
   std::memcpy(&w, resp.raw_output_contents(2).data() + 12, 4);
   EXPECT_EQ(w, 0.75f);
+}
+
+
+// ---- Caller-supplied routing: the optional inputs expert_ids (INT32) and
+// expert_weights (FP32), [T, k], and the shared_experts parameter.
+
+ModelIo MoeIo() {
+  ModelIo io = Io();
+  io.num_experts = 8;
+  return io;
+}
+
+// Good() plus the routing inputs, as raw data (or typed with `typed`).
+inference::ModelInferRequest WithRouting(bool typed = false) {
+  inference::ModelInferRequest r = Good();  // T = 2, k = 2 in Io()
+  const std::vector<int32_t> ids = {5, 1, 0, 7};
+  const std::vector<float> w = {0.75f, 0.25f, 0.5f, 0.5f};
+  auto* in_ids = r.add_inputs();
+  in_ids->set_name("expert_ids");
+  in_ids->set_datatype("INT32");
+  in_ids->add_shape(2);
+  in_ids->add_shape(2);
+  auto* in_w = r.add_inputs();
+  in_w->set_name("expert_weights");
+  in_w->set_datatype("FP32");
+  in_w->add_shape(2);
+  in_w->add_shape(2);
+  if (typed) {
+    std::vector<float> tokens(8);
+    std::memcpy(tokens.data(), r.raw_input_contents(0).data(), 32);
+    r.clear_raw_input_contents();
+    for (float v : tokens) r.mutable_inputs(0)->mutable_contents()->add_fp32_contents(v);
+    for (int32_t v : ids) in_ids->mutable_contents()->add_int_contents(v);
+    for (float v : w) in_w->mutable_contents()->add_fp32_contents(v);
+  } else {
+    r.add_raw_input_contents(std::string(reinterpret_cast<const char*>(ids.data()), 16));
+    r.add_raw_input_contents(std::string(reinterpret_cast<const char*>(w.data()), 16));
+  }
+  return r;
+}
+
+TEST(RequestCodecRoutingTest, DecodesRawAndTypedRouting) {
+  for (bool typed : {false, true}) {
+    ASSERT_OK_AND_ASSIGN(DecodedRequest d, DecodeInferRequest(WithRouting(typed), MoeIo()));
+    EXPECT_EQ(d.given_ids, (std::vector<int32_t>{5, 1, 0, 7}));
+    EXPECT_EQ(d.given_weights, (std::vector<float>{0.75f, 0.25f, 0.5f, 0.5f}));
+    EXPECT_EQ(d.tokens[5], 1.25f);
+    EXPECT_FALSE(d.skip_shared);
+  }
+}
+
+TEST(RequestCodecRoutingTest, InputsMayComeInAnyOrder) {
+  auto r = WithRouting(/*typed=*/true);
+  r.mutable_inputs()->SwapElements(0, 2);
+  ASSERT_OK_AND_ASSIGN(DecodedRequest d, DecodeInferRequest(r, MoeIo()));
+  EXPECT_EQ(d.given_ids, (std::vector<int32_t>{5, 1, 0, 7}));
+  EXPECT_EQ(d.num_tokens, 2);
+}
+
+TEST(RequestCodecRoutingTest, SharedExpertsParameter) {
+  auto r = Good();
+  (*r.mutable_parameters())["shared_experts"].set_bool_param(false);
+  ASSERT_OK_AND_ASSIGN(DecodedRequest d, DecodeInferRequest(r, MoeIo()));
+  EXPECT_TRUE(d.skip_shared);
+  (*r.mutable_parameters())["shared_experts"].set_bool_param(true);
+  ASSERT_OK_AND_ASSIGN(DecodedRequest on, DecodeInferRequest(r, MoeIo()));
+  EXPECT_FALSE(on.skip_shared);
+  (*r.mutable_parameters())["shared_experts"].set_string_param("no");
+  EXPECT_THAT(DecodeInferRequest(r, MoeIo()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("shared_experts")));
+}
+
+struct RoutingCase {
+  const char* name;
+  std::function<void(inference::ModelInferRequest*)> mutate;
+  std::vector<std::string> parts;
+};
+
+class RequestCodecRoutingBadTest : public ::testing::TestWithParam<RoutingCase> {};
+
+TEST_P(RequestCodecRoutingBadTest, IsRejectedNamingTheProblem) {
+  auto r = WithRouting();
+  GetParam().mutate(&r);
+  auto d = DecodeInferRequest(r, MoeIo());
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument) << d.status();
+  for (const auto& p : GetParam().parts) {
+    EXPECT_THAT(std::string(d.status().message()), HasSubstr(p));
+  }
+}
+
+void SetRaw(R* r, int index, const std::vector<int32_t>& v) {
+  r->set_raw_input_contents(index, std::string(reinterpret_cast<const char*>(v.data()),
+                                               v.size() * 4));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, RequestCodecRoutingBadTest,
+    ::testing::Values(
+        RoutingCase{"IdsWithoutWeights",
+                    [](R* r) {
+                      r->mutable_inputs()->RemoveLast();
+                      r->mutable_raw_input_contents()->RemoveLast();
+                    },
+                    {"exactly 1 input", "or 3", "got 2"}},
+        RoutingCase{"IdOutOfRange", [](R* r) { SetRaw(r, 1, {5, 1, 0, 8}); },
+                    {"expert_ids[1][1]", "expert 8", "0..7"}},
+        RoutingCase{"NegativeId", [](R* r) { SetRaw(r, 1, {-3, 1, 0, 7}); },
+                    {"expert_ids[0][0]", "expert -3"}},
+        RoutingCase{"RepeatedId", [](R* r) { SetRaw(r, 1, {5, 1, 7, 7}); },
+                    {"expert_ids[1]", "expert 7 appears twice"}},
+        RoutingCase{"NanWeight",
+                    [](R* r) {
+                      const std::vector<float> w = {0.75f, std::nanf(""), 0.5f, 0.5f};
+                      r->set_raw_input_contents(
+                          2, std::string(reinterpret_cast<const char*>(w.data()), 16));
+                    },
+                    {"expert_weights[0][1]", "not finite"}},
+        RoutingCase{"IdsAsFp32", [](R* r) { r->mutable_inputs(1)->set_datatype("FP32"); },
+                    {"inputs[1] (expert_ids).datatype", "expected INT32", "'FP32'"}},
+        RoutingCase{"WeightsAsFp16", [](R* r) { r->mutable_inputs(2)->set_datatype("FP16"); },
+                    {"inputs[2] (expert_weights).datatype", "expected FP32"}},
+        RoutingCase{"WrongK",
+                    [](R* r) { r->mutable_inputs(1)->set_shape(1, 3); },
+                    {"inputs[1] (expert_ids).shape", "expected [2, 2]", "got [2, 3]"}},
+        RoutingCase{"WrongTokenCount",
+                    [](R* r) { r->mutable_inputs(2)->set_shape(0, 1); },
+                    {"inputs[2] (expert_weights).shape", "expected [2, 2]", "got [1, 2]"}},
+        RoutingCase{"ShortRawIds",
+                    [](R* r) { r->mutable_raw_input_contents(1)->resize(12); },
+                    {"raw_input_contents[1] (expert_ids)", "expected 16 bytes", "got 12"}},
+        RoutingCase{"RawForSomeInputsOnly",
+                    [](R* r) { r->mutable_raw_input_contents()->RemoveLast(); },
+                    {"raw_input_contents", "one per input", "got 2"}},
+        RoutingCase{"UnknownThirdInput",
+                    [](R* r) { r->mutable_inputs(2)->set_name("gate"); },
+                    {"inputs[2].name", "'gate'"}},
+        RoutingCase{"RoutingGivenTwice",
+                    [](R* r) { r->mutable_inputs(2)->set_name("expert_ids"); },
+                    {"inputs[2].name", "'expert_ids' given twice"}},
+        RoutingCase{"NoTokens",
+                    [](R* r) { r->mutable_inputs(0)->set_name("expert_gates"); },
+                    {"inputs[0].name", "'expert_gates'"}}),
+    [](const ::testing::TestParamInfo<RoutingCase>& i) { return i.param.name; });
+
+TEST(RequestCodecRoutingTest, ADenseModelTakesNoRouting) {
+  auto d = DecodeInferRequest(WithRouting(), Io());  // num_experts 1
+  ASSERT_FALSE(d.ok());
+  EXPECT_THAT(std::string(d.status().message()), HasSubstr("dense FFN"));
 }
 
 }  // namespace

@@ -96,6 +96,114 @@ TEST_F(ServiceTest, InferEqualsLayerForwardBitwiseFp32) {
   EXPECT_THAT(resp.outputs(1).shape(), ::testing::ElementsAre(5, 2));
 }
 
+// Adds the caller-supplied routing inputs (raw data) to a request.
+void AddRouting(inference::ModelInferRequest* req, const std::vector<int32_t>& ids,
+                const std::vector<float>& weights, int k) {
+  const int64_t t = static_cast<int64_t>(ids.size()) / k;
+  auto* in_ids = req->add_inputs();
+  in_ids->set_name("expert_ids");
+  in_ids->set_datatype("INT32");
+  in_ids->add_shape(t);
+  in_ids->add_shape(k);
+  req->add_raw_input_contents(std::string(reinterpret_cast<const char*>(ids.data()), ids.size() * 4));
+  auto* in_w = req->add_inputs();
+  in_w->set_name("expert_weights");
+  in_w->set_datatype("FP32");
+  in_w->add_shape(t);
+  in_w->add_shape(k);
+  req->add_raw_input_contents(
+      std::string(reinterpret_cast<const char*>(weights.data()), weights.size() * 4));
+}
+
+// The layer alone, in process, with `ids`/`weights` given for every token.
+std::vector<float> ReferenceWithRouting(MoeLayer* layer, const std::vector<float>& tokens,
+                                        const std::vector<int32_t>& ids,
+                                        const std::vector<float>& weights) {
+  const int64_t t = static_cast<int64_t>(tokens.size()) / kD;
+  std::vector<float> y(tokens.size());
+  std::vector<uint8_t> present(static_cast<size_t>(t), 1);
+  ForwardOutputs out;
+  out.output = y.data();
+  TokenChoices choices;
+  choices.routing = {present.data(), ids.data(), weights.data()};
+  EXPECT_OK(layer->Forward(tokens.data(), t, out, choices));
+  return y;
+}
+
+TEST_F(ServiceTest, CallerRoutingGivenTheServersOwnIsBitwiseTheSame) {
+  auto tokens = RandomTokens(6 * kD, 31);
+  auto own = InferRequest(tokens, kD);
+  own.clear_outputs();  // none named: all three
+  inference::ModelInferResponse first;
+  ASSERT_TRUE(Infer(own, &first).ok());
+  const auto ids = OutputInts(first, "expert_ids");
+  const auto weights = OutputFloats(first, "expert_weights");
+  auto again = InferRequest(tokens, kD);
+  again.clear_outputs();
+  AddRouting(&again, ids, weights, 2);
+  inference::ModelInferResponse second;
+  ASSERT_TRUE(Infer(again, &second).ok());
+  EXPECT_EQ(OutputFloats(second, "output"), OutputFloats(first, "output"));
+  EXPECT_EQ(OutputInts(second, "expert_ids"), ids);  // echoed
+  EXPECT_EQ(OutputFloats(second, "expert_weights"), weights);
+}
+
+// Arbitrary valid routings from concurrent clients, some requests with and
+// some without: each answer is bitwise the layer's, computed alone.
+TEST_F(ServiceTest, CallerRoutingFromConcurrentClientsIsExact) {
+  constexpr int kClients = 4, kEach = 8;
+  std::vector<std::thread> clients;
+  std::atomic<int> wrong{0}, failed{0};
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      auto stub = ::moe::testing::Stub(server_->local_grpc_address());
+      for (int i = 0; i < kEach; ++i) {
+        const int64_t t = 1 + (c * kEach + i) % 7;
+        auto tokens = RandomTokens(t * kD, static_cast<uint32_t>(100 * c + i));
+        auto req = InferRequest(tokens, kD);
+        std::vector<float> want;
+        if ((c + i) % 2 == 0) {
+          std::vector<int32_t> ids;
+          std::vector<float> weights;
+          for (int64_t j = 0; j < t; ++j) {
+            ids.push_back(static_cast<int32_t>((j + c) % 8));
+            ids.push_back(static_cast<int32_t>((j + c + 3) % 8));
+            weights.push_back(0.25f * static_cast<float>(i + 1));
+            weights.push_back(-0.5f);
+          }
+          AddRouting(&req, ids, weights, 2);
+          want = ReferenceWithRouting(reference_.get(), tokens, ids, weights);
+        } else {
+          want = Reference(reference_.get(), tokens);
+        }
+        grpc::ClientContext ctx;
+        SetDeadline(&ctx, absl::Seconds(30));
+        inference::ModelInferResponse resp;
+        if (!stub->ModelInfer(&ctx, req, &resp).ok()) {
+          ++failed;
+        } else if (OutputFloats(resp, "output") != want) {
+          ++wrong;
+        }
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+}
+
+TEST_F(ServiceTest, MalformedCallerRoutingIsInvalidArgumentNamingTheToken) {
+  auto tokens = RandomTokens(2 * kD, 5);
+  auto req = InferRequest(tokens, kD);
+  AddRouting(&req, {1, 2, 3, 3}, {0.5f, 0.5f, 0.5f, 0.5f}, 2);
+  inference::ModelInferResponse resp;
+  grpc::Status st = Infer(req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(st.error_message(), HasSubstr("expert_ids[1]: expert 3 appears twice"));
+  // The server goes on: the next request is answered.
+  ASSERT_TRUE(Infer(InferRequest(tokens, kD), &resp).ok());
+}
+
 TEST_F(ServiceTest, InferEqualsLayerForwardBitwiseBf16Input) {
   auto tokens = RandomTokens(3 * kD, 2);
   inference::ModelInferResponse resp;
@@ -447,9 +555,15 @@ TEST_F(ServiceTest, MetadataReadinessAndStatistics) {
   mreq.set_name("moe");
   inference::ModelMetadataResponse mm;
   ASSERT_TRUE(stub_->ModelMetadata(&c2, mreq, &mm).ok());
-  ASSERT_EQ(mm.inputs_size(), 1);
+  // The tokens, then the optional caller-supplied routing.
+  ASSERT_EQ(mm.inputs_size(), 3);
   EXPECT_EQ(mm.inputs(0).name(), "input");
   EXPECT_THAT(mm.inputs(0).shape(), ::testing::ElementsAre(-1, kD));
+  EXPECT_EQ(mm.inputs(1).name(), "expert_ids");
+  EXPECT_EQ(mm.inputs(1).datatype(), "INT32");
+  EXPECT_THAT(mm.inputs(1).shape(), ::testing::ElementsAre(-1, 2));
+  EXPECT_EQ(mm.inputs(2).name(), "expert_weights");
+  EXPECT_EQ(mm.inputs(2).datatype(), "FP32");
   ASSERT_EQ(mm.outputs_size(), 3);
   EXPECT_EQ(mm.outputs(1).name(), "expert_ids");
   EXPECT_THAT(mm.outputs(1).shape(), ::testing::ElementsAre(-1, 2));

@@ -1,0 +1,36 @@
+#include "router/given_routing.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+
+namespace moe {
+
+absl::Status ValidateGivenRouting(const int32_t* ids, const float* weights, int64_t num_tokens,
+                                  int k, int num_experts) {
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    const int32_t* row = ids + t * k;
+    for (int j = 0; j < k; ++j) {
+      if (row[j] < 0 || row[j] >= num_experts) {
+        return absl::InvalidArgumentError(absl::StrCat("expert_ids[", t, "][", j, "]: expert ",
+                                                       row[j], " is out of range 0..",
+                                                       num_experts - 1));
+      }
+      for (int i = 0; i < j; ++i) {
+        if (row[i] == row[j]) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("expert_ids[", t, "]: expert ", row[j], " appears twice (positions ",
+                           i, " and ", j, "); a token's experts must be distinct"));
+        }
+      }
+      const float w = weights[t * k + j];
+      if (!std::isfinite(w)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("expert_weights[", t, "][", j, "]: ", w, " is not finite"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace moe
