@@ -6,8 +6,10 @@ and decoded by the small wire-format helpers below.
 
 It reads the server's and the model's metadata over both protocols, sends
 the same random tokens to ModelInfer over gRPC and over REST asking for the
-layer's output and its routing (expert_ids, expert_weights), and checks
-that both protocols return the same bits.
+layer's output and its routing (expert_ids, expert_weights), checks that
+both protocols return the same bits, and sends its own routing (the
+optional inputs expert_ids and expert_weights), as a pipeline that computes
+the gate elsewhere does.
 
   python3 examples/python/kserve_example.py --grpc=localhost:8001 --http=localhost:8000
   python3 examples/python/kserve_example.py --tokens=4 --model=moe --seed=7
@@ -157,15 +159,24 @@ class GrpcClient:
                 meta["inputs" if number == 4 else "outputs"].append(_tensor_metadata(value))
         return meta
 
-    def infer(self, model, tokens, d_model, outputs):
+    def infer(self, model, tokens, d_model, outputs, routing=None):
         """ModelInferRequest: model_name 1, id 3, inputs 5 (name 1, datatype 2,
-        shape 3), outputs 6 (name 1), raw_input_contents 7. Returns
-        {output name: (datatype, shape, raw little-endian bytes)}."""
+        shape 3), outputs 6 (name 1), raw_input_contents 7 (one per input, in
+        order). `routing`: optional (expert_ids, expert_weights, k), the
+        caller's own routing. Returns {output name: (datatype, shape, raw
+        little-endian bytes)}."""
         rows = len(tokens) // d_model
-        tensor = _string(1, "input") + _string(2, "FP32") + _packed_int64(3, [rows, d_model])
-        request = (_string(1, model) + _string(3, "python-grpc") + _bytes(5, tensor)
-                   + b"".join(_bytes(6, _string(1, name)) for name in outputs)
-                   + _bytes(7, struct.pack("<%df" % len(tokens), *tokens)))
+        inputs = [("input", "FP32", [rows, d_model], struct.pack("<%df" % len(tokens), *tokens))]
+        if routing is not None:
+            ids, weights, k = routing
+            inputs.append(("expert_ids", "INT32", [rows, k], struct.pack("<%di" % len(ids), *ids)))
+            inputs.append(("expert_weights", "FP32", [rows, k],
+                           struct.pack("<%df" % len(weights), *weights)))
+        request = _string(1, model) + _string(3, "python-grpc")
+        for name, datatype, shape, _ in inputs:
+            request += _bytes(5, _string(1, name) + _string(2, datatype) + _packed_int64(3, shape))
+        request += b"".join(_bytes(6, _string(1, name)) for name in outputs)
+        request += b"".join(_bytes(7, raw) for _, _, _, raw in inputs)
         # Response: outputs 5 (name 1, datatype 2, shape 3), raw_output_contents 6,
         # in the same order.
         described, raw = [], []
@@ -209,11 +220,23 @@ class RestClient:
             raise RuntimeError("REST metadata: HTTP %d %s" % (status, body))
         return body
 
-    def infer(self, model, tokens, d_model, outputs):
+    def model_config(self, model):
+        status, body = self._request("GET", "/v2/models/%s/config" % model)
+        if status != 200:
+            raise RuntimeError("REST config: HTTP %d %s" % (status, body))
+        return body
+
+    def infer(self, model, tokens, d_model, outputs, routing=None):
+        rows = len(tokens) // d_model
         body = {"id": "python-rest",
                 "inputs": [{"name": "input", "datatype": "FP32",
-                            "shape": [len(tokens) // d_model, d_model], "data": tokens}],
+                            "shape": [rows, d_model], "data": tokens}],
                 "outputs": [{"name": name} for name in outputs]}
+        if routing is not None:
+            ids, weights, k = routing
+            body["inputs"] += [
+                {"name": "expert_ids", "datatype": "INT32", "shape": [rows, k], "data": ids},
+                {"name": "expert_weights", "datatype": "FP32", "shape": [rows, k], "data": weights}]
         status, resp = self._request("POST", "/v2/models/%s/infer" % model, body)
         if status != 200:
             raise RuntimeError("REST infer: HTTP %d %s" % (status, resp))
@@ -286,6 +309,25 @@ def main():
     out = struct.unpack("<%df" % (len(over_grpc["output"][2]) // 4), over_grpc["output"][2])
     check(len(out) == args.tokens * d_model and all(v == v for v in out),
           "output: %d finite rows of %d" % (args.tokens, d_model))
+
+    # Caller-supplied routing (a gate computed elsewhere): the server's own
+    # choice given back reproduces its answer bit for bit; another choice is
+    # honoured, and gives the same bits over gRPC and REST.
+    n_experts = int(r.model_config(args.model)["parameters"]["num_experts"]["string_value"])
+    mine = (list(ids), list(weights), k)
+    again = g.infer(args.model, tokens, d_model, ["output"], routing=mine)
+    check(again["output"][2] == over_grpc["output"][2],
+          "caller routing = the server's own choice: the same output bits")
+    other_ids = [(i + 1) % n_experts for i in ids]  # a shift keeps them distinct
+    other = (other_ids, [0.5] * len(other_ids), k)
+    g_other = g.infer(args.model, tokens, d_model, ["output", "expert_ids"], routing=other)
+    r_other = r.infer(args.model, tokens, d_model, ["output", "expert_ids"], routing=other)
+    check(list(struct.unpack("<%di" % len(other_ids), g_other["expert_ids"][2])) == other_ids,
+          "caller routing: the experts used are the caller's")
+    check(g_other["output"][2] == as_raw("FP32", r_other["output"][2]),
+          "caller routing: the same bits over gRPC and REST")
+    check(g_other["output"][2] != over_grpc["output"][2],
+          "caller routing: another choice gives another answer")
 
     # A malformed request is refused with INVALID_ARGUMENT naming the problem.
     try:
