@@ -15,10 +15,11 @@
 //   gpt2                          [transformer.]h.L.mlp.{c_fc,c_proj} (Conv1D: [in, out])
 //   switch_transformers           encoder.block.L.layer.1.mlp.{router.classifier,
 //                                 experts.expert_E.{wi,wo}} (or mlp.{wi,wo} when dense)
-// Routing semantics follow each family's public modelling code (see
-// DESIGN.md); the capacity factor of switch_transformers is read from the
-// `capacity_factor` key when present (HF's own `expert_capacity` is a
-// per-sequence token count, which has no meaning for a serving batch).
+// Routing semantics follow each family's public modelling code (Hugging
+// Face transformers' modeling_<family>.py); the capacity factor of
+// switch_transformers is read from the `capacity_factor` key when present
+// (HF's own `expert_capacity` is a per-sequence token count, which has no
+// meaning for a serving batch).
 #ifndef MOE_MODEL_HF_LAYOUT_H_
 #define MOE_MODEL_HF_LAYOUT_H_
 

@@ -98,7 +98,6 @@ class MoeLayer {
   std::unique_ptr<ExpertBackend> backend_;
   std::unique_ptr<DenseFfn> shared_;
   std::vector<float> shared_gate_;  // [d_model] when spec_.shared_gate
-  std::string kernel_impl_;
   MatmulCacheRegistry registry_;
 
   absl::Mutex mu_;

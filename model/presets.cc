@@ -80,6 +80,12 @@ const std::vector<PresetInfo>& Presets() {
   return *presets;
 }
 
+std::string PresetNameList() {
+  std::vector<std::string> names;
+  for (const auto& p : Presets()) names.push_back(p.name);
+  return absl::StrJoin(names, ", ");
+}
+
 absl::StatusOr<LayerSpec> PresetSpec(const std::string& name) {
   if (name == "demo") return Mixtral(1024, 2816, 8, 2);
   if (name == "moe-1024x4096") return Mixtral(1024, 4096, 8, 2);
@@ -130,10 +136,8 @@ absl::StatusOr<LayerSpec> PresetSpec(const std::string& name) {
   if (name == "bert-base") return Dense("bert", 768, 3072, Activation::kGelu, false, true);
   if (name == "gpt2") return Dense("gpt2", 768, 3072, Activation::kGeluTanh, false, true);
   if (name == "llama-7b") return Dense("llama", 4096, 11008, Activation::kSilu, true, false);
-  std::vector<std::string> names;
-  for (const auto& p : Presets()) names.push_back(p.name);
-  return absl::NotFoundError(absl::StrCat("unknown preset '", name,
-                                          "' (presets: ", absl::StrJoin(names, ", "), ")"));
+  return absl::NotFoundError(
+      absl::StrCat("unknown preset '", name, "' (presets: ", PresetNameList(), ")"));
 }
 
 LayerWeights MakeSyntheticWeights(const LayerSpec& spec, uint64_t seed,

@@ -41,6 +41,10 @@ struct PresetInfo {
 
 const std::vector<PresetInfo>& Presets();
 
+// The presets' names, comma-separated, in Presets() order (for help texts
+// and error messages).
+std::string PresetNameList();
+
 // The spec of preset `name`; NOT_FOUND listing the valid names otherwise.
 absl::StatusOr<LayerSpec> PresetSpec(const std::string& name);
 

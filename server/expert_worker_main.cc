@@ -30,7 +30,8 @@
 ABSL_FLAG(std::string, experts, "", "Experts to host: N, A-B or a comma list (required).");
 ABSL_FLAG(std::string, model_dir, "", "Hugging Face model folder; empty: use --preset.");
 ABSL_FLAG(int, layer, 0, "Layer of --model_dir.");
-ABSL_FLAG(std::string, preset, "demo", "Synthetic preset when no --model_dir.");
+ABSL_FLAG(std::string, preset, "demo",
+          absl::StrCat("Synthetic preset when no --model_dir: ", moe::PresetNameList(), "."));
 ABSL_FLAG(uint64_t, seed, moe::kDefaultPresetSeed, "Weight seed of --preset.");
 ABSL_FLAG(std::string, dtype, "", "f32 or bf16 (default: bf16, on every CPU tier).");
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");

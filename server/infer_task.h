@@ -46,7 +46,10 @@ struct InferTask {
   // Called exactly once, from a batcher thread.
   std::function<void(const absl::Status&, InferTask&)> done;
 
-  // Batcher bookkeeping (guarded by the batcher's mutex).
+  // Batcher bookkeeping. next_row and scheduled_once: under the batcher's
+  // mutex. rows_done: reset at Enqueue (under the mutex, before the compute
+  // thread can see the task), then read and written by the compute thread
+  // only.
   int64_t next_row = 0;   // first row not yet scheduled
   int64_t rows_done = 0;  // rows computed
   bool scheduled_once = false;

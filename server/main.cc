@@ -30,8 +30,7 @@ ABSL_FLAG(std::string, model_dir, "",
           "Hugging Face model folder (config.json + safetensors). Empty: use --preset.");
 ABSL_FLAG(int, layer, 0, "Layer of --model_dir to serve.");
 ABSL_FLAG(std::string, preset, "demo",
-          "Synthetic preset when no --model_dir: demo, mixtral-8x7b, qwen2-moe-a2.7b, "
-          "deepseek-v3-small, switch-8, transformer-base, bert-base, gpt2, llama-7b.");
+          absl::StrCat("Synthetic preset when no --model_dir: ", moe::PresetNameList(), "."));
 ABSL_FLAG(uint64_t, seed, moe::kDefaultPresetSeed, "Weight seed of --preset.");
 ABSL_FLAG(std::string, dtype, "",
           "Compute dtype, f32 or bf16. Default: bf16 (bf16 weights on every CPU tier).");

@@ -11,6 +11,7 @@
 #include "model/checkpoint_writer.h"
 #include "model/presets.h"
 #include "tests/naive_reference.h"
+#include "tests/process_util.h"
 #include "tests/server_test_util.h"
 #include "tests/test_files.h"
 
@@ -22,38 +23,10 @@ using ::moe::testing::TempDir;
 
 // Runs moe_server with `args`, output to `log`. Returns the pid.
 pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    FILE* f = std::freopen(log.c_str(), "w", stdout);
-    (void)f;
-    dup2(fileno(stdout), fileno(stderr));
-    std::vector<char*> argv;
-    std::string bin = MOE_SERVER_BINARY;
-    argv.push_back(bin.data());
-    std::vector<std::string> copy = args;
-    for (auto& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(bin.c_str(), argv.data());
-    _exit(127);
-  }
-  return pid;
+  return ::moe::testing::Spawn(MOE_SERVER_BINARY, args, log);
 }
 
-// Waits for `pid` up to `timeout`; returns its exit code, or -1 if it did
-// not exit (then it is killed).
-int WaitExit(pid_t pid, absl::Duration timeout) {
-  const absl::Time end = absl::Now() + timeout;
-  while (absl::Now() < end) {
-    int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == pid) {
-      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, nullptr, 0);
-  return -1;
-}
+using ::moe::testing::WaitExit;
 
 TEST(ServerBinaryTest, ServesAndDrainsOnSigterm) {
   TempDir dir;
@@ -140,6 +113,10 @@ TEST(ServerBinaryTest, HelpListsEveryFlagAndVersionSaysWhatRuns) {
     EXPECT_NE(help.find(flag), std::string::npos) << flag << " missing from --help:\n" << help;
   }
   EXPECT_NE(help.find("default: 8000"), std::string::npos) << help;
+  // The --preset help names every preset (it reads the preset registry).
+  for (const auto& p : Presets()) {
+    EXPECT_NE(help.find(p.name), std::string::npos) << p.name << " missing from --help";
+  }
   const std::string vlog = dir.File("version.log");
   EXPECT_EQ(WaitExit(Spawn({"--version"}, vlog), absl::Seconds(30)), 0);
   const std::string version = ReadFile(vlog);
