@@ -227,11 +227,14 @@ TEST(DynamicBatcherTest, DrainTimeoutCutsWhatIsLeft) {
   ASSERT_OK(batcher.Enqueue(Task(1, &running)));
   ASSERT_TRUE(model.entered_.WaitForNotificationWithTimeout(absl::Seconds(30)));
   ASSERT_OK(batcher.Enqueue(Task(1, &queued)));
+  // While the model holds the running batch, nothing but the drain's cut
+  // can take the queued task out of the queue: release the model once it
+  // is gone (no timing involved; the drain's timeout may be any length).
   std::thread releaser([&] {
-    absl::SleepFor(absl::Milliseconds(200));
+    while (batcher.queued_tasks() > 0) absl::SleepFor(absl::Milliseconds(1));
     release.Notify();
   });
-  auto result = batcher.Drain(absl::Milliseconds(50));
+  auto result = batcher.Drain(absl::Milliseconds(1));
   releaser.join();
   // The running batch is accepted work: it completes. The queued task is cut.
   EXPECT_EQ(result.cut, 1);

@@ -471,14 +471,11 @@ TEST_F(ServiceTest, DeadlineShorterThanTheQueueDelayIsExceededAndNotComputed) {
     ASSERT_TRUE(stub_->ServerLive(&ctx, inference::ServerLiveRequest(), &live).ok());
   }
   auto tokens = RandomTokens(kD, 13);
-  const absl::Time start = absl::Now();
   inference::ModelInferResponse resp;
   grpc::Status st = Infer(InferRequest(tokens, kD), &resp, absl::Milliseconds(200));
-  const absl::Duration took = absl::Now() - start;
   EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-  // Answered at the deadline, not after the 3 s queue delay.
-  EXPECT_LT(took, absl::Milliseconds(1500)) << took;
-  // The server answered it as expired, and never ran it.
+  // The server answered it as expired, and never ran it. (How soon it
+  // answers is timed in timing_test.cc, label perf.)
   for (int i = 0; i < 2000 && server_->core().metrics().RequestsTotal("deadline_exceeded") == 0;
        ++i) {
     absl::SleepFor(absl::Milliseconds(1));
@@ -488,10 +485,6 @@ TEST_F(ServiceTest, DeadlineShorterThanTheQueueDelayIsExceededAndNotComputed) {
   inference::ModelStatistics stats;
   server_->core().metrics().FillModelStatistics("moe", &stats);
   EXPECT_EQ(stats.execution_count(), 0u);
-  // Server side, the request was answered at its deadline (~200 ms after
-  // acceptance), not when the 3 s batch window closed.
-  EXPECT_LT(stats.inference_stats().fail().ns(), 600'000'000u);
-  EXPECT_GE(stats.inference_stats().fail().ns(), 150'000'000u);
 }
 
 TEST_F(ServiceTest, HealthAndReflectionAnswer) {
