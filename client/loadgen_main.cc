@@ -178,6 +178,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   points = *std::move(parsed);
+  if (o.concurrency > 0) {
+    for (double p : points) {
+      if (p != static_cast<double>(static_cast<int>(p))) {
+        std::fprintf(stderr, "%s: concurrency %g is not a whole number\n", form, p);
+        return 2;
+      }
+    }
+  }
   if (points.empty()) points.push_back(o.concurrency > 0 ? o.concurrency : o.rate);
 
   std::vector<moe::LoadReport> reports;

@@ -2,7 +2,9 @@
 """Writes, on stdout, the YAML that `podman kube play` runs for the container
 test (deploy/test_container.sh): the front end's Deployment and the model
 ConfigMap exactly as deploy/k8s/overlays/demo renders them (no weights
-volume), with two changes podman 4.3 forces:
+volume; the overlay's patches are applied here by hand, and
+check_manifests.py checks the overlay against the same expectations), with
+these changes for podman 4.3:
 
   * no --expert_workers: podman has no StatefulSet, so the experts run in
     process (the expert workers' pod spec is not exercised at run time);

@@ -144,7 +144,12 @@ absl::Status MoeLayer::Forward(const float* tokens, int64_t num_tokens,
   timings.experts_s = SecondsSince(&mark);
 
   float* shared_out = nullptr;
-  if (shared_ != nullptr) {
+  bool any_shared = shared_ != nullptr;
+  if (any_shared && choices.skip_shared != nullptr) {
+    any_shared = !std::all_of(choices.skip_shared, choices.skip_shared + num_tokens,
+                              [](uint8_t skip) { return skip != 0; });
+  }
+  if (any_shared) {
     shared_out = shared_out_.ReserveAs<float>(static_cast<size_t>(num_tokens * h));
     MOE_RETURN_IF_ERROR(shared_->Run(tokens, num_tokens, shared_out, &shared_ws_));
   }

@@ -76,8 +76,9 @@ class MoeLayer {
       std::unique_ptr<ExpertBackend> backend = nullptr);
 
   // Computes `num_tokens` (>= 0) rows of `tokens` [T, d_model]. A token's
-  // output depends only on its own row and choices: given the experts and
-  // weights the router would pick, it is bitwise the router's answer.
+  // output depends only on its own row and choices (except under a router
+  // capacity limit, see above); given the experts and weights the router
+  // picked for it, it is bitwise the router's answer.
   absl::Status Forward(const float* tokens, int64_t num_tokens,
                        const ForwardOutputs& out, const TokenChoices& choices = {});
 

@@ -263,11 +263,13 @@ void Router::Route(const float* tokens, int64_t num_tokens, RoutingPlan* plan,
 
   const int64_t capacity = CapacityFor(num_tokens);
   for (int64_t t = 0; t < num_tokens; ++t) {
+    const bool exempt = is_given(t);  // the caller's experts are never dropped
     for (int j = 0; j < k; ++j) {
       const size_t slot = static_cast<size_t>(t * k + j);
       const int32_t id = plan->expert_ids[slot];
+      if (id == kDroppedExpert) continue;  // a given empty slot
       auto& rows = plan->expert_rows[static_cast<size_t>(id)];
-      if (static_cast<int64_t>(rows.size()) >= capacity) {
+      if (!exempt && static_cast<int64_t>(rows.size()) >= capacity) {
         plan->expert_ids[slot] = kDroppedExpert;
         plan->weights[slot] = 0.0f;
         ++plan->num_dropped;

@@ -48,7 +48,7 @@ class Router {
   // into *plan, reusing its memory. Tokens that `given` marks present take
   // its experts and weights instead of the gate's (validated beforehand
   // with ValidateGivenRouting; their router scores are left 0). A capacity
-  // limit applies to them as to the others.
+  // limit never drops their experts (they still count toward it).
   void Route(const float* tokens, int64_t num_tokens, RoutingPlan* plan,
              const GivenRouting& given = {}) const;
 

@@ -2,22 +2,35 @@
 
 #include <utility>
 
+#include "absl/time/clock.h"
+
 namespace moe {
 
 void HeldAnswers::StartHolding() {
   absl::MutexLock lock(&mu_);
-  if (!released_) holding_ = true;
+  if (released_) return;
+  holding_ = true;
+  last_activity_ = absl::Now();  // quiet is measured from here
 }
 
-void HeldAnswers::HoldOrRun(std::function<void()> answer) {
+void HeldAnswers::HoldOrRun(std::function<void()> answer, absl::Time deadline) {
   {
     absl::MutexLock lock(&mu_);
     if (holding_) {
-      held_.push_back(std::move(answer));
-      return;
+      const absl::Time now = absl::Now();
+      last_activity_ = now;
+      if (deadline - now > kMaxHold) {
+        held_.push_back(std::move(answer));
+        return;
+      }
     }
   }
   answer();
+}
+
+absl::Time HeldAnswers::last_activity() const {
+  absl::MutexLock lock(&mu_);
+  return last_activity_;
 }
 
 void HeldAnswers::Release() {

@@ -20,16 +20,27 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 namespace moe {
 
 class HeldAnswers {
  public:
+  // The longest an answer may be held: MoeServer::Shutdown releases within
+  // this of StartHolding(). A call whose deadline is nearer is answered at
+  // once rather than held into DEADLINE_EXCEEDED.
+  static constexpr absl::Duration kMaxHold = absl::Milliseconds(1500);
+
   // From now on HoldOrRun() keeps its callback until Release().
   void StartHolding();
-  // Runs `answer` now, or keeps it if holding has started and Release()
-  // has not been called yet.
-  void HoldOrRun(std::function<void()> answer);
+  // Runs `answer` now, or keeps it if holding has started, Release() has
+  // not been called yet, and `deadline` (the call's) is more than kMaxHold
+  // away.
+  void HoldOrRun(std::function<void()> answer, absl::Time deadline = absl::InfiniteFuture());
+  // When holding started or HoldOrRun() was last called while holding,
+  // whichever is later (InfinitePast before holding): the drain waits for
+  // this to go quiet.
+  absl::Time last_activity() const;
   // Runs every kept callback (in arrival order) and stops holding for good.
   void Release();
   // Callbacks kept so far and not yet released.
@@ -39,6 +50,7 @@ class HeldAnswers {
   mutable absl::Mutex mu_;
   bool holding_ ABSL_GUARDED_BY(mu_) = false;
   bool released_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time last_activity_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::vector<std::function<void()>> held_ ABSL_GUARDED_BY(mu_);
 };
 

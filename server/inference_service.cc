@@ -20,13 +20,15 @@ using inference::ModelInferRequest;
 using inference::ModelInferResponse;
 using inference::ModelStreamInferResponse;
 
+absl::Time DeadlineOf(const grpc::CallbackServerContext* ctx);
+
 // Finishes a unary call, unless the drain's last step holds answers back
 // (held_answers.h): then it finishes when they are released.
 grpc::ServerUnaryReactor* FinishNow(ServingCore* core, grpc::CallbackServerContext* ctx,
                                     const grpc::Status& s) {
   core->NoteArrival();
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  core->held_answers().HoldOrRun([reactor, s] { reactor->Finish(s); });
+  core->held_answers().HoldOrRun([reactor, s] { reactor->Finish(s); }, DeadlineOf(ctx));
   return reactor;
 }
 
@@ -56,7 +58,7 @@ class InferReactor final : public grpc::ServerUnaryReactor {
   // (gRPC's own parse failure is an empty UNIMPLEMENTED).
   InferReactor(ServingCore* core, grpc::CallbackServerContext* ctx,
                const grpc::ByteBuffer* req_bytes, grpc::ByteBuffer* resp_bytes)
-      : core_(core), resp_bytes_(resp_bytes), start_(absl::Now()) {
+      : core_(core), resp_bytes_(resp_bytes), start_(absl::Now()), deadline_(DeadlineOf(ctx)) {
     core_->NoteArrival();
     core_->AnswersPending(1);  // until OnDone: the answer has been sent
     if (!ParseInferRequest(*req_bytes, &request_)) {
@@ -98,13 +100,13 @@ class InferReactor final : public grpc::ServerUnaryReactor {
   }
 
  private:
-  // Records and sends the answer. A rejection may be held back by the
-  // drain's last step (held_answers.h); an accepted request never is.
+  // Records and sends the answer. An OK answer goes at once; any other may
+  // be held back by the drain's last step (held_answers.h).
   void FinishWith(const absl::Status& st, int64_t tokens_in,
                   absl::Duration queue = absl::ZeroDuration()) {
     if (!st.ok()) {
       core_->held_answers().HoldOrRun(
-          [this, st, tokens_in, queue] { Send(st, tokens_in, queue); });
+          [this, st, tokens_in, queue] { Send(st, tokens_in, queue); }, deadline_);
       return;
     }
     Send(st, tokens_in, queue);
@@ -118,23 +120,94 @@ class InferReactor final : public grpc::ServerUnaryReactor {
   ServingCore* const core_;
   grpc::ByteBuffer* const resp_bytes_;
   const absl::Time start_;
+  const absl::Time deadline_;
   ModelInferRequest request_;
   ModelInferResponse response_;
   DecodedRequest decoded_;
   std::shared_ptr<InferTask> task_;
 };
 
+}  // namespace
+
 // ---- ModelStreamInfer --------------------------------------------------
+
+// The open streams, so that the drain can end them (CloseStreams).
+class StreamRegistry {
+ public:
+  // A stream's side of the drain; implemented by StreamReactor.
+  class Stream {
+   public:
+    virtual ~Stream() = default;
+    // Marks the stream closing; returns the status to Finish with now (the
+    // caller calls Finish outside every lock) or nullopt if answers are
+    // still in flight (the last one finishes it).
+    virtual std::optional<grpc::Status> CloseForDrain() = 0;
+    virtual void FinishNow(const grpc::Status& status) = 0;
+  };
+
+  // False once closing: the new stream must end at once.
+  bool Add(Stream* s) {
+    absl::MutexLock lock(&mu_);
+    if (closing_) return false;
+    streams_.push_back(s);
+    return true;
+  }
+  void Remove(Stream* s) {
+    absl::MutexLock lock(&mu_);
+    streams_.erase(std::find(streams_.begin(), streams_.end(), s));
+  }
+  void CloseAll() {
+    std::vector<std::pair<Stream*, grpc::Status>> finish;
+    {
+      absl::MutexLock lock(&mu_);
+      closing_ = true;
+      for (Stream* s : streams_) {
+        if (auto st = s->CloseForDrain()) finish.emplace_back(s, *st);
+      }
+    }
+    // A stream that returned a status is marked finished, so no one else
+    // finishes it, and gRPC deletes it (OnDone) only after this Finish.
+    for (auto& [s, st] : finish) s->FinishNow(st);
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<Stream*> streams_ ABSL_GUARDED_BY(mu_);
+};
+
+namespace {
+
+const grpc::Status kStreamClosedByDrain(grpc::StatusCode::UNAVAILABLE,
+                                        "server is shutting down (draining); open the stream "
+                                        "again, elsewhere");
 
 // Raw (ByteBuffer) like ModelInfer: a message that is not a request gets an
 // error_message answer and the stream goes on, instead of gRPC ending the
 // stream as if the client had closed it.
-class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
+                            public StreamRegistry::Stream {
  public:
-  StreamReactor(ServingCore* core, grpc::CallbackServerContext* ctx)
-      : core_(core), deadline_(DeadlineOf(ctx)) {
+  StreamReactor(ServingCore* core, StreamRegistry* registry, grpc::CallbackServerContext* ctx)
+      : core_(core), registry_(registry), deadline_(DeadlineOf(ctx)) {
+    if (!registry_->Add(this)) {
+      registered_ = false;
+      {
+        absl::MutexLock lock(&mu_);
+        finished_ = true;
+      }
+      Finish(kStreamClosedByDrain);
+      return;
+    }
     StartRead(&read_bytes_);
   }
+
+  std::optional<grpc::Status> CloseForDrain() override {
+    absl::MutexLock lock(&mu_);
+    closing_ = true;
+    return MaybeFinishLocked();
+  }
+  void FinishNow(const grpc::Status& status) override { Finish(status); }
 
   void OnReadDone(bool ok) override {
     if (!ok) {
@@ -252,6 +325,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
       absl::MutexLock lock(&mu_);
       core_->AnswersSent(static_cast<int64_t>(writes_.size()));  // never to be written
     }
+    if (registered_) registry_->Remove(this);
     delete this;
   }
 
@@ -280,7 +354,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
   void ReadNextUnlessFinished() {
     {
       absl::MutexLock lock(&mu_);
-      if (finished_) return;
+      if (finished_ || closing_) return;  // closing: no more requests
     }
     StartRead(&read_bytes_);
   }
@@ -313,12 +387,15 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
   // calls Finish() after releasing mu_.
   std::optional<grpc::Status> MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finished_ || !tasks_.empty() || writing_) return std::nullopt;
-    if (!reads_done_ && !cancelled_) return std::nullopt;
+    if (!reads_done_ && !cancelled_ && !closing_) return std::nullopt;
     finished_ = true;
-    return cancelled_ ? grpc::Status::CANCELLED : grpc::Status::OK;
+    if (cancelled_) return grpc::Status::CANCELLED;
+    return reads_done_ ? grpc::Status::OK : kStreamClosedByDrain;
   }
 
   ServingCore* const core_;
+  StreamRegistry* const registry_;
+  bool registered_ = true;  // false: opened during the drain, never listed
   const absl::Time deadline_;
   grpc::ByteBuffer read_bytes_;  // the current read's raw message
   ModelInferRequest request_;    // parsed from it, reused for every read
@@ -333,9 +410,17 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;  // the drain ends the stream
 };
 
 }  // namespace
+
+InferenceService::InferenceService(ServingCore* core)
+    : core_(core), streams_(std::make_unique<StreamRegistry>()) {}
+
+InferenceService::~InferenceService() = default;
+
+void InferenceService::CloseStreams() { streams_->CloseAll(); }
 
 grpc::Status ToGrpcStatus(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
@@ -388,7 +473,7 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerConte
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*
 InferenceService::ModelStreamInfer(grpc::CallbackServerContext* ctx) {
-  return new StreamReactor(core_, ctx);
+  return new StreamReactor(core_, streams_.get(), ctx);
 }
 
 grpc::ServerUnaryReactor* InferenceService::ModelStatistics(

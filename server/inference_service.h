@@ -10,6 +10,7 @@
 #ifndef MOE_SERVER_INFERENCE_SERVICE_H_
 #define MOE_SERVER_INFERENCE_SERVICE_H_
 
+#include <memory>
 #include <string>
 
 #include "proto/grpc_service.grpc.pb.h"
@@ -33,10 +34,20 @@ using InferenceServiceBase = Grpc::WithCallbackMethod_ServerLive<
                     Grpc::WithCallbackMethod_RepositoryIndex<Grpc::Service>>>>>>>>>>;
 }  // namespace internal
 
+class StreamRegistry;
+
 class InferenceService final : public internal::InferenceServiceBase {
  public:
   // `core` must outlive the service.
-  explicit InferenceService(ServingCore* core) : core_(core) {}
+  explicit InferenceService(ServingCore* core);
+  ~InferenceService() override;
+
+  // For the drain: every open ModelStreamInfer stream ends with UNAVAILABLE
+  // ("server is shutting down") once its answers in flight are written, it
+  // reads no further requests, and streams opened from now on end at once.
+  // A client sees UNAVAILABLE, never the CANCELLED gRPC would give a stream
+  // still open at Server::Shutdown's deadline.
+  void CloseStreams();
 
   grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* ctx,
                                        const inference::ServerLiveRequest* req,
@@ -70,6 +81,7 @@ class InferenceService final : public internal::InferenceServiceBase {
 
  private:
   ServingCore* const core_;
+  std::unique_ptr<StreamRegistry> streams_;
 };
 
 // absl::Status -> grpc::Status (the codes map one to one).

@@ -4,9 +4,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <fstream>
 #include <iterator>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
@@ -54,28 +57,55 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(const T
   return grpc::SslServerCredentials(opts);
 }
 
-// True once nothing accepts TCP connections on host:port any more, polled
-// until `timeout`. Server::Shutdown closes its listener just before it
-// sends the GOAWAY on every connection.
-bool WaitUntilRefused(std::string host, int port, absl::Duration timeout) {
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
+// Where this host reaches a server listening on `listen_host`: loopback
+// for the wildcard addresses, the address itself (brackets dropped)
+// otherwise.
+std::vector<std::string> ProbeHosts(const std::string& listen_host) {
+  if (listen_host == "0.0.0.0") return {"127.0.0.1"};
+  if (listen_host == "::" || listen_host == "[::]") return {"::1", "127.0.0.1"};
+  std::string h = listen_host;
+  if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  return {h};
+}
+
+// Outcome of one TCP connect to host:port: 0 connected, else the errno
+// (ECONNREFUSED: nothing listens any more), or -1 if the name does not
+// resolve.
+int ConnectOnce(const std::string& host, int port) {
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
-  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) return false;
-  const absl::Time end = absl::Now() + timeout;
-  bool refused = false;
-  while (!refused && absl::Now() < end) {
-    const int fd = socket(found->ai_family, found->ai_socktype, found->ai_protocol);
-    if (fd < 0) break;
-    refused = connect(fd, found->ai_addr, found->ai_addrlen) != 0;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) return -1;
+  int result = -1;
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+    if (fd < 0) continue;
+    result = connect(fd, a->ai_addr, a->ai_addrlen) == 0 ? 0 : errno;
     close(fd);
-    if (!refused) absl::SleepFor(absl::Milliseconds(2));
+    if (result == 0) break;
   }
   freeaddrinfo(found);
-  return refused;
+  return result;
+}
+
+// The first of `hosts` on which the listener accepts now, or "" if none
+// does (then its closing cannot be observed).
+std::string ReachableHost(const std::vector<std::string>& hosts, int port) {
+  for (const std::string& h : hosts) {
+    if (ConnectOnce(h, port) == 0) return h;
+  }
+  return "";
+}
+
+// True once connecting to host:port is refused (the listener closed),
+// polled until `timeout`.
+bool WaitUntilRefused(const std::string& host, int port, absl::Duration timeout) {
+  const absl::Time end = absl::Now() + timeout;
+  while (absl::Now() < end) {
+    if (ConnectOnce(host, port) == ECONNREFUSED) return true;
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  return false;
 }
 
 }  // namespace
@@ -170,6 +200,9 @@ int64_t MoeServer::Shutdown(absl::Duration drain_timeout) {
   // From here new requests get UNAVAILABLE from the core; accepted ones
   // finish.
   const int64_t cut = core_->Drain(drain_timeout);
+  // Every accepted stream answer is computed: end the open streams with
+  // UNAVAILABLE once written.
+  if (service_ != nullptr) service_->CloseStreams();
   // Keep answering UNAVAILABLE until clients have gone quiet (they have
   // seen the rejections and NOT_SERVING), so that the listener does not
   // close under calls in flight: gRPC cancels calls that race its own
@@ -191,25 +224,30 @@ int64_t MoeServer::Shutdown(absl::Duration drain_timeout) {
     // The last step (held_answers.h): hold every answer back until the
     // clients have gone quiet, each waiting on one held answer, so that no
     // call races gRPC's shutdown (grpc/grpc#41785 answers those CANCELLED).
+    // The whole hold stays within HeldAnswers::kMaxHold: at most 1 s of
+    // waiting for quiet plus at most 320 ms until the release.
+    const std::string probe_host = ReachableHost(ProbeHosts(options_.listen_host), grpc_port_);
     HeldAnswers& held = core_->held_answers();
     held.StartHolding();
-    constexpr absl::Duration kMaxHold = absl::Seconds(1);
-    const absl::Time hold_end = absl::Now() + kMaxHold;
-    while (absl::Now() < hold_end && absl::Now() - core_->last_arrival() < kQuiet) {
+    constexpr absl::Duration kMaxQuietWait = absl::Seconds(1);
+    const absl::Time hold_end = absl::Now() + kMaxQuietWait;
+    while (absl::Now() < hold_end && absl::Now() - held.last_activity() < kQuiet) {
       absl::SleepFor(absl::Milliseconds(5));
     }
-    // Shutdown closes the listener, sends the GOAWAY and waits for the held
-    // calls; they are released once the listener is closed (and the GOAWAY
-    // queued ahead of their answers), so a client's next call fails over
-    // with UNAVAILABLE. A short deadline: after it gRPC cancels whatever is
-    // left and closes the connections.
-    const std::string host = local_grpc_address().substr(0, local_grpc_address().rfind(':'));
-    std::thread releaser([&held, host, port = grpc_port_] {
-      WaitUntilRefused(host, port, absl::Seconds(1));
-      absl::SleepFor(absl::Milliseconds(20));
+    // Shutdown closes the listener, then queues the GOAWAY on every
+    // connection, then waits for the held calls. They are released once the
+    // listener refuses connections (and 20 ms more for the GOAWAY to be
+    // queued ahead of their answers), so a client's next call sees the
+    // GOAWAY and fails over with UNAVAILABLE. If the listener cannot be
+    // probed, they are released 100 ms after Shutdown began. Shutdown's
+    // deadline is well after the release; past it gRPC cancels what is left.
+    std::thread releaser([&held, probe_host, port = grpc_port_] {
+      const bool closed =
+          !probe_host.empty() && WaitUntilRefused(probe_host, port, absl::Milliseconds(300));
+      absl::SleepFor(closed ? absl::Milliseconds(20) : absl::Milliseconds(100));
       held.Release();
     });
-    grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+    grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     releaser.join();
     grpc_server_->Wait();
   } else {

@@ -139,6 +139,14 @@ absl::Status DecodeRoutingInput(const inference::ModelInferRequest& req, int ind
     return absl::OkStatus();
   }
   const auto& c = in.contents();
+  const int others = c.bool_contents_size() + c.int64_contents_size() + c.uint_contents_size() +
+                     c.uint64_contents_size() + c.fp64_contents_size() + c.bytes_contents_size() +
+                     (std::is_same_v<T, int32_t> ? c.fp32_contents_size() : c.int_contents_size());
+  if (others > 0) {
+    return Invalid(absl::StrCat(at, ".contents: only ",
+                                std::is_same_v<T, int32_t> ? "int_contents" : "fp32_contents",
+                                " may be set for ", datatype, " data"));
+  }
   const int typed = std::is_same_v<T, int32_t> ? c.int_contents_size() : c.fp32_contents_size();
   if (static_cast<size_t>(typed) != count) {
     return Invalid(absl::StrCat(at, ".contents.",
@@ -198,8 +206,10 @@ absl::StatusOr<InputPositions> FindInputs(const inference::ModelInferRequest& re
   }
   const int raw = req.raw_input_contents_size();
   if (raw > 0 && raw != n) {
-    return Invalid(absl::StrCat("raw_input_contents: expected at most ", n,
-                                n == 1 ? " entry" : " entries", " (one per input), got ", raw));
+    return Invalid(n == 1 ? absl::StrCat("raw_input_contents: expected at most 1 entry (one "
+                                         "per input), got ", raw)
+                          : absl::StrCat("raw_input_contents: expected ", n,
+                                         " entries (one per input, in order) or none, got ", raw));
   }
   return pos;
 }

@@ -225,6 +225,12 @@ absl::StatusOr<RestInferRequest> ParseRestInferRequest(absl::string_view body,
       }
     }
   }
+  // One raw entry per input once any input has one, so that the codec
+  // reports an input's own problem (say, an unsupported datatype) rather
+  // than a count of raw entries the client never sent.
+  if (req.raw_input_contents_size() > 0) {
+    while (req.raw_input_contents_size() < req.inputs_size()) req.add_raw_input_contents();
+  }
   if (binary_used != binary.size()) {
     return Invalid(absl::StrCat("request body: ", binary.size() - binary_used,
                                 " binary bytes after the JSON header that no input claims"));

@@ -2,8 +2,12 @@
 // get UNAVAILABLE, none is lost or left hanging, health turns NOT_SERVING.
 #include <atomic>
 #include <thread>
+#include <vector>
+#include <string>
+#include <map>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 #include "proto/health.grpc.pb.h"
 #include "server/serving_core.h"
@@ -140,6 +144,82 @@ TEST(DrainTest, EightClientsThatNeverBackOffSeeNoCancelled) { DrainWithClientsTh
 
 TEST(DrainTest, SixtyFourClientsThatNeverBackOffSeeNoCancelled) {
   DrainWithClientsThatNeverBackOff(64);
+}
+
+// Open ModelStreamInfer streams end with UNAVAILABLE through a drain (not
+// the CANCELLED gRPC gives a stream still open at its shutdown deadline),
+// after every accepted request on them was answered; a stream opened during
+// the drain ends at once with UNAVAILABLE.
+TEST(DrainTest, OpenStreamsEndWithUnavailable) {
+  LayerWeights w = ::moe::testing::SmallDemoWeights();
+  auto reference = ::moe::testing::MakeLayer(w);
+  auto server_or = MoeServer::Start(::moe::testing::MakeLayer(w), ::moe::testing::LocalOptions());
+  ASSERT_TRUE(server_or.ok()) << server_or.status();
+  std::unique_ptr<MoeServer> server = *std::move(server_or);
+  constexpr int kStreams = 4;
+  std::atomic<int64_t> answered{0}, wrong{0};
+  std::vector<grpc::Status> finals(kStreams);
+  std::vector<std::thread> streams;
+  for (int c = 0; c < kStreams; ++c) {
+    streams.emplace_back([&, c] {
+      auto stub = ::moe::testing::Stub(server->local_grpc_address());
+      grpc::ClientContext ctx;
+      auto stream = stub->ModelStreamInfer(&ctx);
+      std::map<std::string, std::vector<float>> sent;
+      absl::Mutex mu;
+      std::thread reader([&] {
+        inference::ModelStreamInferResponse resp;
+        while (stream->Read(&resp)) {
+          if (!resp.error_message().empty()) continue;  // "draining" answers
+          std::vector<float> tokens;
+          {
+            absl::MutexLock lock(&mu);
+            tokens = sent[resp.infer_response().id()];
+          }
+          ++answered;
+          if (OutputFloats(resp.infer_response(), "output") != Reference(reference.get(), tokens)) {
+            ++wrong;
+          }
+        }
+      });
+      for (int i = 0;; ++i) {
+        auto tokens = RandomTokens((1 + i % 3) * 64, static_cast<uint32_t>(c * 1000 + i));
+        const std::string id = absl::StrCat(c, "-", i);
+        {
+          absl::MutexLock lock(&mu);
+          sent[id] = tokens;
+        }
+        if (!stream->Write(InferRequest(tokens, 64, false, id))) break;  // the server ended it
+        absl::SleepFor(absl::Milliseconds(2));
+      }
+      reader.join();
+      finals[static_cast<size_t>(c)] = stream->Finish();
+    });
+  }
+  while (answered.load() < 100) absl::SleepFor(absl::Milliseconds(5));
+  // A stream opened once the drain has begun ends at once.
+  std::thread late([&] {
+    absl::SleepFor(absl::Milliseconds(50));
+    auto stub = ::moe::testing::Stub(server->local_grpc_address());
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx, absl::Seconds(30));
+    auto stream = stub->ModelStreamInfer(&ctx);
+    inference::ModelStreamInferResponse resp;
+    while (stream->Read(&resp)) {
+    }
+    const grpc::Status st = stream->Finish();
+    EXPECT_TRUE(st.error_code() == grpc::StatusCode::UNAVAILABLE) << st.error_code() << " "
+                                                                  << st.error_message();
+  });
+  EXPECT_EQ(server->Shutdown(absl::Seconds(30)), 0);
+  for (auto& t : streams) t.join();
+  late.join();
+  for (const grpc::Status& st : finals) {
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+    EXPECT_NE(st.error_message().find("shutting down"), std::string::npos) << st.error_message();
+  }
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(server->core().metrics().RequestsTotal("ok"), static_cast<double>(answered.load()));
 }
 
 TEST(DrainTest, HealthTurnsNotServingAndNewRequestsAreRejected) {

@@ -73,6 +73,10 @@ TEST(ValidateGivenRoutingTest, AcceptsDistinctIdsInRangeWithFiniteWeights) {
   const std::vector<int32_t> ids = {3, 0, 7, 1};
   const std::vector<float> w = {0.6f, 0.4f, -2.0f, 0.0f};  // any finite weight
   EXPECT_OK(ValidateGivenRouting(ids.data(), w.data(), 2, 2, 8));
+  // Empty slots (-1, weight 0), as the router reports dropped ones.
+  const std::vector<int32_t> empty = {-1, -1, 4, -1};
+  const std::vector<float> zero = {0.0f, 0.0f, 1.0f, 0.0f};
+  EXPECT_OK(ValidateGivenRouting(empty.data(), zero.data(), 2, 2, 8));
 }
 
 TEST(ValidateGivenRoutingTest, NamesTheTokenThePositionAndTheValue) {
@@ -83,7 +87,8 @@ TEST(ValidateGivenRoutingTest, NamesTheTokenThePositionAndTheValue) {
     std::vector<std::string> parts;
   } cases[] = {
       {{0, 1, 2, 8}, w, {"expert_ids[1][1]", "expert 8", "out of range 0..7"}},
-      {{0, 1, -1, 2}, w, {"expert_ids[1][0]", "expert -1", "out of range"}},
+      {{0, 1, -2, 2}, w, {"expert_ids[1][0]", "expert -2", "out of range"}},
+      {{0, 1, -1, 2}, w, {"expert_weights[1][0]", "empty slot", "must be 0"}},
       {{4, 4, 0, 1}, w, {"expert_ids[0]", "expert 4 appears twice", "positions 0 and 1"}},
       {{0, 1, 2, 3}, {0.5f, 0.5f, std::nanf(""), 0.5f}, {"expert_weights[1][0]", "nan", "not finite"}},
       {{0, 1, 2, 3},
@@ -126,6 +131,25 @@ TEST(GivenRoutingLayerTest, TheRoutersOwnChoiceGivenBackIsBitwiseTheSame) {
       EXPECT_EQ(given.weights, weights);
     }
   }
+}
+
+// Under a capacity limit (switch-8: top-1, factor 1.25) the router drops
+// slots (id -1, weight 0); its routing given back, dropped slots included,
+// is still bitwise its answer: given experts are never dropped again.
+TEST(GivenRoutingLayerTest, ARoutingWithDroppedSlotsGivenBackIsBitwiseTheSame) {
+  LayerWeights w = MakeSyntheticWeights(Small("switch-8"), 3);
+  ASSERT_GT(w.spec.router.capacity_factor, 0);
+  auto layer = Layer(w);
+  const int64_t t = 96;
+  auto x = RandomTokens(t * kD, 8);
+  LayerRun own = Forward(layer.get(), x);
+  ASSERT_GT(std::count(own.ids.begin(), own.ids.end(), -1), 0) << "no slot was dropped";
+  std::vector<uint8_t> present(static_cast<size_t>(t), 1);
+  TokenChoices choices;
+  choices.routing = {present.data(), own.ids.data(), own.weights.data()};
+  LayerRun given = Forward(layer.get(), x, choices);
+  EXPECT_EQ(given.y, own.y);
+  EXPECT_EQ(given.ids, own.ids);
 }
 
 // Arbitrary valid routings (any k distinct experts, any finite weights,

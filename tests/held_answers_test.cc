@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 
 namespace moe {
@@ -45,6 +46,32 @@ TEST(HeldAnswersTest, AnAnswerMayBeGivenFromInsideARelease) {
   held.HoldOrRun([&] { held.HoldOrRun([&] { ++sent; }); });
   held.Release();  // runs without the lock: the nested call must not deadlock
   EXPECT_EQ(sent, 1);
+}
+
+TEST(HeldAnswersTest, ACallWhoseDeadlineIsNearIsAnsweredAtOnce) {
+  HeldAnswers held;
+  held.StartHolding();
+  int sent = 0;
+  held.HoldOrRun([&] { ++sent; }, absl::Now() + HeldAnswers::kMaxHold / 2);
+  EXPECT_EQ(sent, 1);  // holding it would turn UNAVAILABLE into DEADLINE_EXCEEDED
+  held.HoldOrRun([&] { ++sent; }, absl::Now() + 10 * HeldAnswers::kMaxHold);
+  EXPECT_EQ(sent, 1);
+  EXPECT_EQ(held.held(), 1);
+  held.Release();
+  EXPECT_EQ(sent, 2);
+}
+
+TEST(HeldAnswersTest, ActivityIsNotedOnlyWhileHolding) {
+  HeldAnswers held;
+  held.HoldOrRun([] {});
+  EXPECT_EQ(held.last_activity(), absl::InfinitePast());
+  const absl::Time start = absl::Now();
+  held.StartHolding();
+  EXPECT_GE(held.last_activity(), start);  // quiet is measured from the start
+  const absl::Time before = absl::Now();
+  held.HoldOrRun([] {});
+  EXPECT_GE(held.last_activity(), before);
+  held.Release();
 }
 
 }  // namespace
