@@ -59,29 +59,30 @@ def _packed_int64(number, values):
     return _bytes(number, b"".join(_varint(v) for v in values))
 
 
+def _read_varint(data, i):
+    """The varint starting at data[i]: (value, index after it)."""
+    shift = result = 0
+    while True:
+        b = data[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return result, i
+
+
 def _parse(data):
     """Yields (field number, wire type, value) of one message; a varint's
     value is an int, a length-delimited one's the bytes."""
     i = 0
-
-    def varint():
-        nonlocal i
-        shift = result = 0
-        while True:
-            b = data[i]
-            i += 1
-            result |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                return result
-
     while i < len(data):
-        key = varint()
+        key, i = _read_varint(data, i)
         number, wire_type = key >> 3, key & 7
         if wire_type == 0:
-            yield number, wire_type, varint()
+            value, i = _read_varint(data, i)
+            yield number, wire_type, value
         elif wire_type == 2:
-            n = varint()
+            n, i = _read_varint(data, i)
             yield number, wire_type, data[i:i + n]
             i += n
         elif wire_type == 1:
@@ -94,21 +95,19 @@ def _parse(data):
             raise ValueError("unsupported wire type %d" % wire_type)
 
 
+def _signed(v):
+    """An int64 read as an unsigned varint, back to its sign."""
+    return v - (1 << 64) if v >> 63 else v
+
+
 def _int64s(wire_type, value):
     """A repeated int64 field's values, packed or not."""
     if wire_type == 0:
-        return [value - (1 << 64) if value >> 63 else value]
-    rest, i, out = value, 0, []
-    while i < len(rest):
-        shift = result = 0
-        while True:
-            b = rest[i]
-            i += 1
-            result |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
-        out.append(result - (1 << 64) if result >> 63 else result)
+        return [_signed(value)]
+    i, out = 0, []
+    while i < len(value):
+        v, i = _read_varint(value, i)
+        out.append(_signed(v))
     return out
 
 
