@@ -225,7 +225,7 @@ int64_t MoeServer::Shutdown(absl::Duration drain_timeout) {
     // clients have gone quiet, each waiting on one held answer, so that no
     // call races gRPC's shutdown (grpc/grpc#41785 answers those CANCELLED).
     // The whole hold stays within HeldAnswers::kMaxHold: at most 1 s of
-    // waiting for quiet plus at most 320 ms until the release.
+    // waiting for quiet plus at most 270 ms until the release.
     const std::string probe_host = ReachableHost(ProbeHosts(options_.listen_host), grpc_port_);
     HeldAnswers& held = core_->held_answers();
     held.StartHolding();
@@ -240,14 +240,22 @@ int64_t MoeServer::Shutdown(absl::Duration drain_timeout) {
     // queued ahead of their answers), so a client's next call sees the
     // GOAWAY and fails over with UNAVAILABLE. If the listener cannot be
     // probed, they are released 100 ms after Shutdown began. Shutdown's
-    // deadline is well after the release; past it gRPC cancels what is left.
+    // deadline leaves the released answers 230 ms to go out and is kept
+    // short on purpose: past it gRPC closes the connections. Until then an
+    // idle connection stays open after its GOAWAY, and a client that comes
+    // back on it (after a backoff, say) has its call cancelled (CANCELLED)
+    // rather than refused (UNAVAILABLE).
     std::thread releaser([&held, probe_host, port = grpc_port_] {
       const bool closed =
-          !probe_host.empty() && WaitUntilRefused(probe_host, port, absl::Milliseconds(300));
+          !probe_host.empty() && WaitUntilRefused(probe_host, port, absl::Milliseconds(250));
       absl::SleepFor(closed ? absl::Milliseconds(20) : absl::Milliseconds(100));
       held.Release();
     });
-    grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    // With nothing held (every client is away, backing off, say) there is
+    // nothing to wait for: close the connections after 100 ms.
+    const auto linger = held.held() > 0 ? std::chrono::milliseconds(500)
+                                        : std::chrono::milliseconds(100);
+    grpc_server_->Shutdown(std::chrono::system_clock::now() + linger);
     releaser.join();
     grpc_server_->Wait();
   } else {

@@ -23,27 +23,38 @@ using ::moe::testing::RandomTokens;
 using ::moe::testing::Reference;
 using ::moe::testing::SetDeadline;
 
-TEST(DrainTest, ShutdownUnderLoadLosesNothing) {
-  LayerWeights w = ::moe::testing::SmallDemoWeights();
-  auto reference = ::moe::testing::MakeLayer(w);
-  ServerOptions options = ::moe::testing::LocalOptions();
-  auto server_or = MoeServer::Start(::moe::testing::MakeLayer(w), options);
-  ASSERT_TRUE(server_or.ok()) << server_or.status();
+// What the clients and the server saw through one drain under load.
+struct DrainOutcome {
+  int64_t ok = 0, unavailable = 0, cancelled = 0, wrong = 0, other = 0;
+  int64_t ok_after_reject = 0;  // accepted after that client saw UNAVAILABLE
+  int64_t cut = 0;              // cut by the drain timeout
+  double server_ok = 0;         // the server's count of OK answers
+};
+
+// Starts a server on `w`, runs `clients` closed-loop clients (requests of 1
+// to `max_rows` rows of 64) until `min_ok` answers are in, then drains it
+// (30 s timeout). A client that sees UNAVAILABLE either waits `backoff` and
+// gives up after 3 rejections, as a failing-over client would, or (backoff
+// zero) resends at once until the test stops.
+DrainOutcome DrainUnderLoad(const LayerWeights& w, MoeLayer* reference, int clients,
+                            absl::Duration backoff, int max_rows, int64_t min_ok) {
+  auto server_or = MoeServer::Start(::moe::testing::MakeLayer(w), ::moe::testing::LocalOptions());
+  EXPECT_TRUE(server_or.ok()) << server_or.status();
+  if (!server_or.ok()) return {};
   std::unique_ptr<MoeServer> server = *std::move(server_or);
   const std::string address = server->local_grpc_address();
-
-  constexpr int kClients = 8;
   std::atomic<bool> stop{false};
-  std::atomic<int64_t> ok{0}, unavailable{0}, wrong{0}, other{0};
+  std::atomic<int64_t> ok{0}, unavailable{0}, cancelled{0}, wrong{0}, other{0};
   std::atomic<int64_t> ok_after_reject{0};
-  std::vector<std::thread> clients;
-  for (int c = 0; c < kClients; ++c) {
-    clients.emplace_back([&, c] {
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
       auto stub = ::moe::testing::Stub(address);
       bool rejected = false;
       int local_rejections = 0;
       for (int i = 0; !stop.load(); ++i) {
-        auto tokens = RandomTokens((1 + (c + i) % 5) * 64, static_cast<uint32_t>(c * 100000 + i));
+        auto tokens =
+            RandomTokens((1 + (c + i) % max_rows) * 64, static_cast<uint32_t>(c * 100000 + i));
         grpc::ClientContext ctx;
         SetDeadline(&ctx, absl::Seconds(60));
         inference::ModelInferResponse resp;
@@ -51,36 +62,52 @@ TEST(DrainTest, ShutdownUnderLoadLosesNothing) {
         if (st.ok()) {
           ++ok;
           if (rejected) ++ok_after_reject;
-          if (OutputFloats(resp, "output") != Reference(reference.get(), tokens)) ++wrong;
+          if (OutputFloats(resp, "output") != Reference(reference, tokens)) ++wrong;
         } else if (st.error_code() == grpc::StatusCode::UNAVAILABLE) {
           ++unavailable;
           rejected = true;
-          // A client that sees UNAVAILABLE backs off and retries a few
-          // times, as a failing-over client would, then gives up.
-          if (++local_rejections > 3) return;
-          absl::SleepFor(absl::Milliseconds(20));
-        } else {
-          ++other;
+          if (backoff > absl::ZeroDuration()) {
+            if (++local_rejections > 3) return;
+            absl::SleepFor(backoff);
+          }
+        } else if (st.error_code() == grpc::StatusCode::CANCELLED) {
+          ++cancelled;
+        } else if (++other == 1) {
           ADD_FAILURE() << st.error_code() << ": " << st.error_message();
         }
       }
     });
   }
-  // Let load build up, then drain while it runs.
-  while (ok.load() < 200) absl::SleepFor(absl::Milliseconds(5));
-  const int64_t cut = server->Shutdown(absl::Seconds(30));
-  stop.store(true);
-  for (auto& t : clients) t.join();
+  while (ok.load() < min_ok) absl::SleepFor(absl::Milliseconds(2));
+  DrainOutcome out;
+  out.cut = server->Shutdown(absl::Seconds(30));
+  // Clients that back off come back (to a closing or closed server) until
+  // they give up; the others are stopped.
+  if (backoff == absl::ZeroDuration()) stop.store(true);
+  for (auto& t : threads) t.join();
+  out.ok = ok.load();
+  out.unavailable = unavailable.load();
+  out.cancelled = cancelled.load();
+  out.wrong = wrong.load();
+  out.other = other.load();
+  out.ok_after_reject = ok_after_reject.load();
+  out.server_ok = server->core().metrics().RequestsTotal("ok");
+  return out;
+}
 
-  EXPECT_EQ(cut, 0);
-  EXPECT_GT(ok.load(), 0);
-  EXPECT_GT(unavailable.load(), 0);  // requests after the drain began
-  EXPECT_EQ(wrong.load(), 0);
-  EXPECT_EQ(other.load(), 0);
+TEST(DrainTest, ShutdownUnderLoadLosesNothing) {
+  LayerWeights w = ::moe::testing::SmallDemoWeights();
+  auto reference = ::moe::testing::MakeLayer(w);
+  const DrainOutcome r = DrainUnderLoad(w, reference.get(), 8, absl::Milliseconds(20), 5, 200);
+  EXPECT_EQ(r.cut, 0);
+  EXPECT_GT(r.ok, 0);
+  EXPECT_GT(r.unavailable, 0);  // requests after the drain began
+  EXPECT_EQ(r.wrong, 0);
+  EXPECT_EQ(r.other + r.cancelled, 0);
   // Once a client saw UNAVAILABLE, nothing it sent later was accepted.
-  EXPECT_EQ(ok_after_reject.load(), 0);
+  EXPECT_EQ(r.ok_after_reject, 0);
   // Every accepted request was answered OK (the server counted them).
-  EXPECT_EQ(server->core().metrics().RequestsTotal("ok"), static_cast<double>(ok.load()));
+  EXPECT_EQ(r.server_ok, static_cast<double>(r.ok));
 }
 
 // Clients that resend the moment they are rejected, as an independent
@@ -93,50 +120,32 @@ void DrainWithClientsThatNeverBackOff(int clients_n) {
   auto reference = ::moe::testing::MakeLayer(w);
   for (int round = 0; round < 5; ++round) {
     SCOPED_TRACE(absl::StrCat(clients_n, " clients, drain ", round + 1, " of 5"));
-    auto server_or = MoeServer::Start(::moe::testing::MakeLayer(w), ::moe::testing::LocalOptions());
-    ASSERT_TRUE(server_or.ok()) << server_or.status();
-    std::unique_ptr<MoeServer> server = *std::move(server_or);
-    const std::string address = server->local_grpc_address();
-    std::atomic<bool> stop{false};
-    std::atomic<int64_t> ok{0}, unavailable{0}, cancelled{0}, wrong{0}, other{0};
-    std::atomic<int64_t> ok_after_reject{0};
-    std::vector<std::thread> clients;
-    for (int c = 0; c < clients_n; ++c) {
-      clients.emplace_back([&, c] {
-        auto stub = ::moe::testing::Stub(address);
-        bool rejected = false;
-        for (int i = 0; !stop.load(); ++i) {
-          auto tokens = RandomTokens((1 + (c + i) % 16) * 64, static_cast<uint32_t>(c * 100000 + i));
-          grpc::ClientContext ctx;
-          SetDeadline(&ctx, absl::Seconds(60));
-          inference::ModelInferResponse resp;
-          grpc::Status st = stub->ModelInfer(&ctx, InferRequest(tokens, 64), &resp);
-          if (st.ok()) {
-            ++ok;
-            if (rejected) ++ok_after_reject;
-            if (OutputFloats(resp, "output") != Reference(reference.get(), tokens)) ++wrong;
-          } else if (st.error_code() == grpc::StatusCode::UNAVAILABLE) {
-            ++unavailable;
-            rejected = true;  // and resend at once
-          } else if (st.error_code() == grpc::StatusCode::CANCELLED) {
-            ++cancelled;
-          } else if (++other == 1) {
-            ADD_FAILURE() << st.error_code() << ": " << st.error_message();
-          }
-        }
-      });
-    }
-    while (ok.load() < 100) absl::SleepFor(absl::Milliseconds(2));
-    const int64_t cut = server->Shutdown(absl::Seconds(30));
-    stop.store(true);
-    for (auto& t : clients) t.join();
-    EXPECT_EQ(cut, 0);
-    EXPECT_EQ(cancelled.load(), 0) << "of " << ok.load() + unavailable.load() << " calls";
-    EXPECT_GT(unavailable.load(), 0);
-    EXPECT_EQ(wrong.load(), 0);
-    EXPECT_EQ(other.load(), 0);
-    EXPECT_EQ(ok_after_reject.load(), 0);
-    EXPECT_EQ(server->core().metrics().RequestsTotal("ok"), static_cast<double>(ok.load()));
+    const DrainOutcome r =
+        DrainUnderLoad(w, reference.get(), clients_n, absl::ZeroDuration(), 16, 100);
+    EXPECT_EQ(r.cut, 0);
+    EXPECT_EQ(r.cancelled, 0) << "of " << r.ok + r.unavailable << " calls";
+    EXPECT_GT(r.unavailable, 0);
+    EXPECT_EQ(r.wrong, 0);
+    EXPECT_EQ(r.other, 0);
+    EXPECT_EQ(r.ok_after_reject, 0);
+    EXPECT_EQ(r.server_ok, static_cast<double>(r.ok));
+  }
+}
+
+// Clients that back off for a while (here 0.3 s and 1 s, as a load tester's
+// --unavailable_backoff_ms does) come back while the server closes or after
+// it is gone: they too see only UNAVAILABLE, never CANCELLED.
+TEST(DrainTest, ClientsThatBackOffAndComeBackSeeNoCancelled) {
+  LayerWeights w = ::moe::testing::SmallDemoWeights();
+  auto reference = ::moe::testing::MakeLayer(w);
+  for (absl::Duration backoff : {absl::Milliseconds(300), absl::Seconds(1)}) {
+    SCOPED_TRACE(absl::FormatDuration(backoff));
+    const DrainOutcome r = DrainUnderLoad(w, reference.get(), 8, backoff, 16, 100);
+    EXPECT_EQ(r.cancelled, 0);
+    EXPECT_EQ(r.other, 0);
+    EXPECT_EQ(r.wrong, 0);
+    EXPECT_EQ(r.ok_after_reject, 0);
+    EXPECT_EQ(r.server_ok, static_cast<double>(r.ok));
   }
 }
 

@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <string>
+#include <utility>
 
 #include "client/arrival_schedule.h"
 #include "client/load_report.h"
@@ -39,6 +41,22 @@ TEST(ArrivalScheduleTest, ConstantAndPoissonRates) {
 
 class LoadGeneratorServerTest : public ::testing::Test {
  protected:
+  // Runs the moe_loadgen binary against the server with `flags`; returns
+  // its exit code (-1 if it did not exit) and its standard output (and
+  // standard error, with " 2>&1" in `flags`).
+  std::pair<int, std::string> RunBinary(const std::string& flags) {
+    const std::string cmd = std::string(MOE_LOADGEN_BINARY) +
+                            " --address=" + server_->local_grpc_address() + " " + flags;
+    FILE* p = popen(cmd.c_str(), "r");
+    if (p == nullptr) return {-1, "popen failed"};
+    std::string out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+    const int status = pclose(p);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  }
+
   void SetUp() override {
     auto weights = MakePreset("transformer-base");
     ASSERT_OK(weights);
@@ -120,19 +138,10 @@ TEST_F(LoadGeneratorServerTest, VerifyCatchesAWrongModel) {
 }
 
 TEST_F(LoadGeneratorServerTest, BinaryWritesParsableJson) {
-  const std::string cmd = std::string(MOE_LOADGEN_BINARY) + " --address=" +
-                          server_->local_grpc_address() +
-                          " --concurrency=2 --requests=50 --warmup_s=0 --tokens=2-4 "
-                          "--verify=transformer-base --verify_dtype=f32 --progress=false --json=-";
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << out;
+  auto [code, out] = RunBinary(
+      "--concurrency=2 --requests=50 --warmup_s=0 --tokens=2-4 --verify=transformer-base "
+      "--verify_dtype=f32 --progress=false --json=-");
+  EXPECT_EQ(code, 0) << out;
   nlohmann::json doc = nlohmann::json::parse(out);  // throws (fails) if not JSON
   EXPECT_EQ(doc["schema"], "moe_loadgen/1");
   EXPECT_EQ(doc["protocol"], "grpc");
@@ -150,19 +159,9 @@ TEST_F(LoadGeneratorServerTest, BinaryWritesParsableJson) {
 }
 
 TEST_F(LoadGeneratorServerTest, ConcurrencyRangeRunsEachPointInOneDocument) {
-  const std::string cmd = std::string(MOE_LOADGEN_BINARY) + " --address=" +
-                          server_->local_grpc_address() +
-                          " --concurrency_range=1:3:2 --requests=10 --warmup_s=0 --tokens=2 "
-                          "--progress=false --json=-";
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
-  ASSERT_TRUE(WIFEXITED(status));
-  ASSERT_EQ(WEXITSTATUS(status), 0) << out;
+  auto [code, out] = RunBinary(
+      "--concurrency_range=1:3:2 --requests=10 --warmup_s=0 --tokens=2 --progress=false --json=-");
+  ASSERT_EQ(code, 0) << out;
   const nlohmann::json doc = nlohmann::json::parse(out);
   ASSERT_EQ(doc["runs"].size(), 2u) << out;
   EXPECT_EQ(doc["runs"][0]["concurrency"], 1);
@@ -177,17 +176,8 @@ TEST_F(LoadGeneratorServerTest, ConcurrencyRangeRunsEachPointInOneDocument) {
 // breaks them, and pass it otherwise.
 TEST_F(LoadGeneratorServerTest, ServiceLevelBoundsSetTheExitCode) {
   auto run = [&](const std::string& flags) {
-    const std::string cmd = std::string(MOE_LOADGEN_BINARY) + " --address=" +
-                            server_->local_grpc_address() +
-                            " --concurrency=2 --requests=20 --warmup_s=0 --tokens=2 "
-                            "--progress=false --json=/dev/null " + flags + " 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    std::string out;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-    const int status = pclose(p);
-    return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, out);
+    return RunBinary("--concurrency=2 --requests=20 --warmup_s=0 --tokens=2 --progress=false "
+                     "--json=/dev/null " + flags + " 2>&1");
   };
   EXPECT_EQ(run("--max_p99_ms=60000 --max_error_rate=0").first, 0);
   auto [code, out] = run("--max_p99_ms=0.000001");
