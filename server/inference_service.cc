@@ -20,7 +20,11 @@ using inference::ModelInferRequest;
 using inference::ModelInferResponse;
 using inference::ModelStreamInferResponse;
 
-absl::Time DeadlineOf(const grpc::CallbackServerContext* ctx);
+absl::Time DeadlineOf(const grpc::CallbackServerContext* ctx) {
+  const auto d = ctx->deadline();
+  if (d == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
+  return absl::FromChrono(d);
+}
 
 // Finishes a unary call, unless the drain's last step holds answers back
 // (held_answers.h): then it finishes when they are released.
@@ -30,12 +34,6 @@ grpc::ServerUnaryReactor* FinishNow(ServingCore* core, grpc::CallbackServerConte
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   core->held_answers().HoldOrRun([reactor, s] { reactor->Finish(s); }, DeadlineOf(ctx));
   return reactor;
-}
-
-absl::Time DeadlineOf(const grpc::CallbackServerContext* ctx) {
-  const auto d = ctx->deadline();
-  if (d == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
-  return absl::FromChrono(d);
 }
 
 // Parses a raw request body. `bytes` is shared, not copied.
