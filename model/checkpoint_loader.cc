@@ -143,17 +143,34 @@ absl::StatusOr<std::vector<FfnWeights>> FetchPackedExperts(const Checkpoint& ckp
 
 }  // namespace
 
-absl::StatusOr<LayerWeights> LoadHfLayer(const std::string& dir, int layer) {
-  const std::string config_path = (std::filesystem::path(dir) / "config.json").string();
+namespace {
+
+absl::StatusOr<nlohmann::json> ReadConfig(const std::string& config_path) {
   std::ifstream in(config_path);
   if (!in) return absl::NotFoundError(absl::StrCat(config_path, ": cannot open"));
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  nlohmann::json config;
   try {
-    config = nlohmann::json::parse(text);
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(config_path, ": invalid JSON: ", e.what()));
   }
+}
+
+std::string ConfigPath(const std::string& dir) {
+  return (std::filesystem::path(dir) / "config.json").string();
+}
+
+}  // namespace
+
+absl::StatusOr<int> HfLayerCount(const std::string& dir) {
+  const std::string config_path = ConfigPath(dir);
+  MOE_ASSIGN_OR_RETURN(nlohmann::json config, ReadConfig(config_path));
+  return HfNumLayers(config, config_path);
+}
+
+absl::StatusOr<LayerWeights> LoadHfLayer(const std::string& dir, int layer) {
+  const std::string config_path = ConfigPath(dir);
+  MOE_ASSIGN_OR_RETURN(nlohmann::json config, ReadConfig(config_path));
   MOE_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> ckpt, Checkpoint::Open(dir));
   MOE_ASSIGN_OR_RETURN(
       HfLayerLayout layout,

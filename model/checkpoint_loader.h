@@ -16,6 +16,9 @@ namespace moe {
 
 absl::StatusOr<LayerWeights> LoadHfLayer(const std::string& dir, int layer);
 
+// The number of layers config.json gives the model in `dir`.
+absl::StatusOr<int> HfLayerCount(const std::string& dir);
+
 }  // namespace moe
 
 #endif  // MOE_MODEL_CHECKPOINT_LOADER_H_

@@ -408,6 +408,20 @@ absl::Status ResolveSwitch(const ConfigReader& r, int layer, HfLayerLayout* l) {
 
 }  // namespace
 
+absl::StatusOr<int> HfNumLayers(const json& config, const std::string& config_path) {
+  if (!config.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(config_path, ": not a JSON object"));
+  }
+  ConfigReader r(config, config_path);
+  for (const char* key : {"num_hidden_layers", "n_layer", "num_layers"}) {
+    if (!r.Has(key)) continue;
+    MOE_ASSIGN_OR_RETURN(int64_t n, r.PositiveInt(key));
+    if (n > 100000) return r.Bad(key, "a layer count below 100000");
+    return static_cast<int>(n);
+  }
+  return r.Missing("num_hidden_layers");
+}
+
 absl::StatusOr<HfLayerLayout> ResolveHfLayer(
     const json& config, int layer, const std::string& config_path,
     const std::function<bool(const std::string&)>& has_tensor) {

@@ -63,6 +63,10 @@ absl::StatusOr<HfLayerLayout> ResolveHfLayer(
     const nlohmann::json& config, int layer, const std::string& config_path,
     const std::function<bool(const std::string&)>& has_tensor);
 
+// How many layers the model has (num_hidden_layers; n_layer for gpt2,
+// num_layers for switch_transformers).
+absl::StatusOr<int> HfNumLayers(const nlohmann::json& config, const std::string& config_path);
+
 // The inverse, for writing a one-layer checkpoint of `spec`: a config.json
 // whose layer 0 resolves back to `spec`. Fails for specs the family cannot
 // express.

@@ -34,6 +34,11 @@ absl::Status CheckVector(const Tensor& t, bool wanted, std::vector<int64_t> shap
 
 }  // namespace
 
+int64_t LayerSpec::FfnMatrixElements() const {
+  auto ffn = [this](const FfnSpec& f) { return (f.gated ? 3 : 2) * d_model * f.d_ff; };
+  return num_experts() * ffn(expert) + (has_shared() ? ffn(shared) : 0);
+}
+
 std::string LayerSpec::Summary() const {
   std::string s = absl::StrCat(family, ": d_model ", d_model);
   if (dense) {

@@ -40,6 +40,10 @@ struct LayerSpec {
   int top_k() const { return router.top_k; }
   bool has_shared() const { return shared.d_ff > 0; }
 
+  // Elements of the FFN matrices (routed experts and shared), the bulk of
+  // the weights: times DTypeSize of the compute dtype, what the layer packs.
+  int64_t FfnMatrixElements() const;
+
   // "mixtral: d_model 4096, 8 experts (swiglu d_ff 14336) top-2, ..."
   std::string Summary() const;
 };

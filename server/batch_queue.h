@@ -61,6 +61,8 @@ struct BatchSlice {
 };
 
 struct Batch {
+  // Which of the DynamicBatcher's queues (the served model) it came from.
+  int queue = 0;
   std::vector<BatchSlice> slices;
   int64_t num_tokens = 0;
   // Cancelled tasks met while forming the batch; not in `slices`.
@@ -78,6 +80,10 @@ class BatchQueue {
   // otherwise max_queue_delay after the oldest enqueue time, or with
   // adaptive_fill after the later of that and the last NoteComputeIdle().
   absl::Time BatchReadyTime() const;
+  // The oldest queued task's enqueue time (InfiniteFuture() if empty).
+  absl::Time OldestEnqueueTime() const {
+    return tasks_.empty() ? absl::InfiniteFuture() : tasks_.front()->enqueue_time;
+  }
 
   // Called when a batch's compute has ended, before its tasks are
   // answered: `answered_tokens` is the total size of the tasks it

@@ -2,6 +2,7 @@
 
 #include "common/tsan_annotations.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -9,8 +10,10 @@
 namespace moe {
 
 DynamicBatcher::DynamicBatcher(const BatchQueueOptions& options, RunBatchFn run,
-                               BatchObserverFn observer)
-    : options_(options), run_(std::move(run)), observer_(std::move(observer)), queue_(options) {
+                               BatchObserverFn observer, int num_queues)
+    : options_(options), run_(std::move(run)), observer_(std::move(observer)) {
+  queues_.reserve(static_cast<size_t>(std::max(num_queues, 1)));
+  for (int q = 0; q < std::max(num_queues, 1); ++q) queues_.emplace_back(options);
   compute_thread_ = std::thread([this] { ComputeLoop(); });
   watch_thread_ = std::thread([this] { WatchLoop(); });
 }
@@ -31,7 +34,18 @@ absl::Status DynamicBatcher::Enqueue(std::shared_ptr<InferTask> task) {
   if (draining_ || stop_) {
     return absl::UnavailableError("server is shutting down (draining); not accepting requests");
   }
-  absl::Status st = queue_.Enqueue(std::move(task), absl::Now());
+  if (task->queue < 0 || task->queue >= num_queues()) {
+    return absl::InternalError(absl::StrCat("task for queue ", task->queue, " of ", num_queues()));
+  }
+  int64_t queued = 0;
+  for (const BatchQueue& q : queues_) queued += q.queued_tokens();
+  if (queued + task->num_tokens > options_.max_queue_tokens) {
+    return absl::UnavailableError(absl::StrCat(
+        "queue full: ", queued, " tokens waiting + ", task->num_tokens,
+        " requested > max_queue_tokens ", options_.max_queue_tokens, "; retry later"));
+  }
+  BatchQueue& q = queues_[static_cast<size_t>(task->queue)];
+  absl::Status st = q.Enqueue(std::move(task), absl::Now());
   if (st.ok()) ++generation_;
   return st;
 }
@@ -43,17 +57,55 @@ void DynamicBatcher::NotifyCancelled() {
 
 int64_t DynamicBatcher::queued_tokens() const {
   absl::MutexLock lock(&mu_);
-  return queue_.queued_tokens();
+  int64_t n = 0;
+  for (const BatchQueue& q : queues_) n += q.queued_tokens();
+  return n;
+}
+
+int64_t DynamicBatcher::queued_tokens(int queue) const {
+  absl::MutexLock lock(&mu_);
+  return queues_.at(static_cast<size_t>(queue)).queued_tokens();
 }
 
 size_t DynamicBatcher::queued_tasks() const {
   absl::MutexLock lock(&mu_);
-  return queue_.queued_tasks();
+  size_t n = 0;
+  for (const BatchQueue& q : queues_) n += q.queued_tasks();
+  return n;
 }
 
-int64_t DynamicBatcher::fill_target_tokens() const {
+size_t DynamicBatcher::queued_tasks(int queue) const {
   absl::MutexLock lock(&mu_);
-  return queue_.fill_target_tokens();
+  return queues_.at(static_cast<size_t>(queue)).queued_tasks();
+}
+
+int64_t DynamicBatcher::fill_target_tokens(int queue) const {
+  absl::MutexLock lock(&mu_);
+  return queues_.at(static_cast<size_t>(queue)).fill_target_tokens();
+}
+
+bool DynamicBatcher::AllEmpty() const {
+  for (const BatchQueue& q : queues_) {
+    if (!q.empty()) return false;
+  }
+  return true;
+}
+
+std::pair<int, absl::Time> DynamicBatcher::NextReadyQueue() const {
+  int best = 0;
+  absl::Time best_time = absl::InfiniteFuture();
+  for (size_t i = 0; i < queues_.size(); ++i) {
+    const BatchQueue& q = queues_[i];
+    if (q.empty()) continue;
+    // Draining: every accepted task runs at once, oldest first.
+    const absl::Time t = draining_ ? q.OldestEnqueueTime() : q.BatchReadyTime();
+    if (t < best_time) {
+      best = static_cast<int>(i);
+      best_time = t;
+    }
+  }
+  if (draining_ && best_time != absl::InfiniteFuture()) best_time = absl::InfinitePast();
+  return {best, best_time};
 }
 
 namespace {
@@ -88,8 +140,7 @@ void DynamicBatcher::ComputeLoop() {
   mu_.Lock();
   while (true) {
     if (stop_) break;
-    const absl::Time ready = draining_ && !queue_.empty() ? absl::InfinitePast()
-                                                          : queue_.BatchReadyTime();
+    const auto [queue_index, ready] = NextReadyQueue();
     const absl::Time now = absl::Now();
     if (ready > now) {
       const uint64_t seen = generation_;
@@ -104,7 +155,9 @@ void DynamicBatcher::ComputeLoop() {
       }
       continue;
     }
-    Batch batch = queue_.TakeBatch(now);
+    BatchQueue& queue = queues_[static_cast<size_t>(queue_index)];
+    Batch batch = queue.TakeBatch(now);
+    batch.queue = queue_index;
     // Covers the completions below too: Drain waits for them.
     batch_running_ = !batch.slices.empty() || !batch.cancelled.empty();
     ++generation_;
@@ -132,7 +185,7 @@ void DynamicBatcher::ComputeLoop() {
             answered_tokens += task.num_tokens;
           }
         }
-        queue_.NoteBatchComputed(answered_tokens);
+        queue.NoteBatchComputed(answered_tokens);
       }
       for (const BatchSlice& s : batch.slices) {
         InferTask& task = *s.task;
@@ -155,7 +208,9 @@ void DynamicBatcher::ComputeLoop() {
       }
     }
     mu_.Lock();
-    queue_.NoteComputeIdle(absl::Now());
+    // This queue's own idle time only: moving another queue's would push
+    // its ready time back with every batch of this one and starve it.
+    queue.NoteComputeIdle(absl::Now());
     batch_running_ = false;
     ++generation_;
   }
@@ -166,8 +221,13 @@ void DynamicBatcher::WatchLoop() {
   mu_.Lock();
   while (!stop_) {
     const absl::Time now = absl::Now();
-    std::vector<std::shared_ptr<InferTask>> expired = queue_.TakeExpired(now);
-    std::vector<std::shared_ptr<InferTask>> cancelled = queue_.TakeCancelled();
+    std::vector<std::shared_ptr<InferTask>> expired, cancelled;
+    absl::Time deadline = absl::InfiniteFuture();
+    for (BatchQueue& q : queues_) {
+      for (auto& t : q.TakeExpired(now)) expired.push_back(std::move(t));
+      for (auto& t : q.TakeCancelled()) cancelled.push_back(std::move(t));
+      deadline = std::min(deadline, q.EarliestDeadline());
+    }
     if (!expired.empty() || !cancelled.empty()) {
       ++generation_;
       watcher_busy_ = true;  // Drain waits for these answers
@@ -180,7 +240,6 @@ void DynamicBatcher::WatchLoop() {
       ++generation_;
       continue;
     }
-    const absl::Time deadline = queue_.EarliestDeadline();
     const uint64_t seen = generation_;
     auto changed = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       MOE_TSAN_CONDITION_HOLDS(&mu_);
@@ -204,10 +263,12 @@ DynamicBatcher::DrainResult DynamicBatcher::Drain(absl::Duration timeout) {
     ++generation_;
     auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       MOE_TSAN_CONDITION_HOLDS(&mu_);
-      return queue_.empty() && !batch_running_ && !watcher_busy_;
+      return AllEmpty() && !batch_running_ && !watcher_busy_;
     };
     mu_.AwaitWithTimeout(absl::Condition(&idle), timeout);
-    cut = queue_.TakeAll();
+    for (BatchQueue& q : queues_) {
+      for (auto& t : q.TakeAll()) cut.push_back(std::move(t));
+    }
     ++generation_;
     // Wait for the running batch: its tasks are accepted work.
     auto not_running = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

@@ -1,22 +1,31 @@
 // DynamicBatcher: batches the token rows of concurrent requests into model
 // calls.
 //
-// Tasks from every RPC go into one BatchQueue (bounded in tokens). A
-// compute thread takes a batch as soon as the queue's fill target is
-// reached (max_batch_tokens, or adaptively the load the previous batch's
-// answers bring back; see batch_queue.h) or the oldest task has waited
-// max_queue_delay, runs it, writes each task's rows and finishes the tasks
-// whose rows are all done; batches form while the previous one computes. A watcher thread answers, at the moment it
-// passes, the deadline of every task still waiting (DEADLINE_EXCEEDED,
-// never computed) and drops cancelled tasks (CANCELLED).
+// It keeps one BatchQueue per served model (`num_queues`; a task goes to
+// queue `task->queue`), all sharing one compute thread and one bound on
+// the tokens queued in total. A queue is ready as soon as its fill target
+// is reached (max_batch_tokens, or adaptively the load its previous
+// batch's answers bring back; see batch_queue.h) or its oldest task has
+// waited max_queue_delay. The compute thread runs the ready queue whose
+// ready time is earliest (oldest first), writes each task's rows and
+// finishes the tasks whose rows are all done; batches form while the
+// previous one computes. A batch holds the rows of one queue only
+// (Batch::queue). A watcher thread answers, at the moment it passes, the
+// deadline of every task still waiting (DEADLINE_EXCEEDED, never computed)
+// and drops cancelled tasks (CANCELLED).
 //
 // Contract:
 // - Enqueue(): OK means the batcher shares the task and will call its
 //   `done` exactly once. UNAVAILABLE (queue full, or draining) means it
 //   took nothing and will never call it.
 // - Latency bound: a task's first rows run at most max_queue_delay after
-//   the compute is free of the batches ahead of it (those running or
-//   queued before it, with their answering).
+//   the compute is free of the batches ahead of it (those running, or
+//   ready before its queue was, with their answering). Another queue's
+//   load cannot starve it: a queue becomes ready at most max_queue_delay
+//   after its oldest task arrived, and from then on only batches that
+//   were ready earlier run before it.
+// - Enqueue() is UNAVAILABLE when the tokens queued in all queues plus the
+//   task's would exceed max_queue_tokens.
 // - Drain(timeout): stops accepting, lets every accepted task finish, and
 //   after `timeout` fails what is left with UNAVAILABLE.
 //
@@ -27,6 +36,7 @@
 #include <functional>
 #include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -46,8 +56,9 @@ class DynamicBatcher {
   using BatchObserverFn =
       std::function<void(const Batch& batch, absl::Duration compute, const absl::Status& status)>;
 
+  // `num_queues` >= 1 queues, each with `options`.
   DynamicBatcher(const BatchQueueOptions& options, RunBatchFn run,
-                 BatchObserverFn observer = nullptr);
+                 BatchObserverFn observer = nullptr, int num_queues = 1);
   // Fails whatever is still queued with UNAVAILABLE and joins the threads.
   ~DynamicBatcher();
 
@@ -64,14 +75,23 @@ class DynamicBatcher {
   };
   DrainResult Drain(absl::Duration timeout);
 
+  // In all queues, or in queue `queue`.
   int64_t queued_tokens() const;
+  int64_t queued_tokens(int queue) const;
   size_t queued_tasks() const;
-  // What the next batch waits for (BatchQueue::fill_target_tokens()).
-  int64_t fill_target_tokens() const;
+  size_t queued_tasks(int queue) const;
+  // What queue `queue`'s next batch waits for (BatchQueue::fill_target_tokens()).
+  int64_t fill_target_tokens(int queue = 0) const;
+  int num_queues() const { return static_cast<int>(queues_.size()); }
   const BatchQueueOptions& options() const { return options_; }
 
  private:
   void ComputeLoop();
+  // The queue to run next and when it is ready: the earliest ready time
+  // (InfiniteFuture() when every queue is empty). While draining, a
+  // non-empty queue is ready at once.
+  std::pair<int, absl::Time> NextReadyQueue() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool AllEmpty() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WatchLoop();
   // Finishes `tasks` with `status` (outside the lock).
   static void FinishAll(const std::vector<std::shared_ptr<InferTask>>& tasks,
@@ -85,7 +105,7 @@ class DynamicBatcher {
   const BatchObserverFn observer_;
 
   mutable absl::Mutex mu_;
-  BatchQueue queue_ ABSL_GUARDED_BY(mu_);
+  std::vector<BatchQueue> queues_ ABSL_GUARDED_BY(mu_);
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool batch_running_ ABSL_GUARDED_BY(mu_) = false;  // a batch or its answers in progress

@@ -4,6 +4,7 @@
 
 #include <future>
 #include <optional>
+#include <tuple>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -123,30 +124,28 @@ void HttpService::Route() {
   http.Get(absl::StrCat(kModelPath, "/config"),
            [core](const httplib::Request& req, httplib::Response& res) {
              const auto [model, version] = ModelOf(req);
-             absl::Status st = CheckModel(core->io(), model, version);
-             if (!st.ok()) return SendError(res, st);
+             auto served = core->FindModel(model, version);
+             if (!served.ok()) return SendError(res, served.status());
              inference::ModelConfig config;
-             FillModelConfig(*core, &config);
+             FillModelConfig(*core, **served, &config);
              SendJson(res, 200, ProtoToJson(config));
            });
   auto stats = [core](const httplib::Request& req, httplib::Response& res) {
-    if (req.matches.size() > 1 && req.matches[1].matched) {
-      const auto [model, version] = ModelOf(req);
-      absl::Status st = CheckModel(core->io(), model, version);
-      if (!st.ok()) return SendError(res, st);
-    }
+    std::string model, version;
+    if (req.matches.size() > 1 && req.matches[1].matched) std::tie(model, version) = ModelOf(req);
     inference::ModelStatisticsResponse out;
-    core->metrics().FillModelStatistics(core->io().model_name, out.add_model_stats());
+    absl::Status st = FillModelStatistics(*core, model, version, &out);
+    if (!st.ok()) return SendError(res, st);
     SendJson(res, 200, ProtoToJson(out));
   };
   http.Get("/v2/models/stats", stats);
   http.Get(absl::StrCat(kModelPath, "/stats"), stats);
   http.Get(kModelPath, [core](const httplib::Request& req, httplib::Response& res) {
     const auto [model, version] = ModelOf(req);
-    absl::Status st = CheckModel(core->io(), model, version);
-    if (!st.ok()) return SendError(res, st);
+    auto served = core->FindModel(model, version);
+    if (!served.ok()) return SendError(res, served.status());
     inference::ModelMetadataResponse m;
-    FillModelMetadata(*core, &m);
+    FillModelMetadata(**served, &m);
     SendJson(res, 200, ProtoToJson(m));
   });
   http.Post("/v2/repository/index", [core](const httplib::Request& req, httplib::Response& res) {
@@ -171,11 +170,19 @@ void HttpService::Route() {
                                                       httplib::Response& res) {
     const absl::Time start = absl::Now();
     core->NoteArrival();
+    const auto [model, version] = ModelOf(req);
+    auto found = core->FindModel(model, version);
+    const ServedModel* served = found.ok() ? *found : nullptr;
+    // Counted on the model named, or as unrouted when none is served.
     auto fail = [&](const absl::Status& st) {
-      core->metrics().RecordRequest(st, 0, 0, absl::Now() - start, absl::ZeroDuration());
+      if (served == nullptr) {
+        core->RecordUnrouted(st);
+      } else {
+        served->metrics().RecordRequest(st, 0, 0, absl::Now() - start, absl::ZeroDuration());
+      }
       SendError(res, st);
     };
-    const auto [model, version] = ModelOf(req);
+    if (served == nullptr) return fail(found.status());
     std::optional<int64_t> header_length;
     if (req.has_header(kHeaderLengthHeader)) {
       int64_t n = 0;
@@ -188,7 +195,7 @@ void HttpService::Route() {
     }
     auto rest = ParseRestInferRequest(req.body, header_length, model, version);
     if (!rest.ok()) return fail(rest.status());
-    auto decoded = DecodeInferRequest(rest->request, core->io());
+    auto decoded = DecodeInferRequest(rest->request, served->io());
     if (!decoded.ok()) return fail(decoded.status());
     auto task = MakeInferTask(*decoded, RequestDeadline(*decoded, start, absl::InfiniteFuture()));
     // Shared with the batcher's `done`, which may still be returning from
@@ -197,13 +204,13 @@ void HttpService::Route() {
     std::future<absl::Status> answer = finished->get_future();
     task->done = [finished](const absl::Status& st, InferTask&) { finished->set_value(st); };
     core->AnswersPending(1);
-    absl::Status st = core->Submit(task);
+    absl::Status st = core->Submit(*served, task);
     const bool submitted = st.ok();
     if (submitted) st = answer.get();
     const int64_t tokens = task->num_tokens;
     if (st.ok()) {
       inference::ModelInferResponse response;
-      EncodeInferResponse(*decoded, *task, core->io(), &response);
+      EncodeInferResponse(*decoded, *task, served->io(), &response);
       RestBody body = EncodeRestInferResponse(response, *rest);
       if (body.header_length.has_value()) {
         res.set_header(kHeaderLengthHeader, absl::StrCat(*body.header_length));
@@ -213,8 +220,8 @@ void HttpService::Route() {
     } else {
       SendError(res, st);
     }
-    core->metrics().RecordRequest(st, submitted ? tokens : 0, st.ok() ? tokens : 0,
-                                  absl::Now() - start, task->queue_time);
+    served->metrics().RecordRequest(st, submitted ? tokens : 0, st.ok() ? tokens : 0,
+                                    absl::Now() - start, task->queue_time);
     core->AnswersSent(1);
   });
   // The model repository extension's load and unload: this server's model

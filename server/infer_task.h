@@ -23,6 +23,7 @@ struct InferTask {
   std::vector<float> tokens;  // [num_tokens, d_model]
   int64_t num_tokens = 0;
   absl::Time deadline = absl::InfiniteFuture();
+  int queue = 0;  // the DynamicBatcher queue (served model) it goes to
   bool want_routing = false;  // fill expert_ids / expert_weights
   // Caller-supplied routing, [num_tokens, k] each; empty: the router's.
   std::vector<int32_t> given_ids;

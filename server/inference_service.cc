@@ -63,7 +63,13 @@ class InferReactor final : public grpc::ServerUnaryReactor {
       FinishWith(absl::InvalidArgumentError(kNotARequest), 0);
       return;
     }
-    auto decoded = DecodeInferRequest(request_, core_->io());
+    auto found = core_->FindModel(request_.model_name(), request_.model_version());
+    if (!found.ok()) {
+      FinishWith(found.status(), 0);
+      return;
+    }
+    model_ = *found;
+    auto decoded = DecodeInferRequest(request_, model_->io());
     if (!decoded.ok()) {
       FinishWith(decoded.status(), 0);
       return;
@@ -74,7 +80,7 @@ class InferReactor final : public grpc::ServerUnaryReactor {
     task_->done = [this, tokens](const absl::Status& st, InferTask& task) {
       absl::Status result = st;
       if (result.ok()) {
-        EncodeInferResponse(decoded_, task, core_->io(), &response_);
+        EncodeInferResponse(decoded_, task, model_->io(), &response_);
         bool own_buffer = false;
         grpc::Status ser = grpc::SerializationTraits<ModelInferResponse>::Serialize(
             response_, resp_bytes_, &own_buffer);
@@ -82,7 +88,7 @@ class InferReactor final : public grpc::ServerUnaryReactor {
       }
       FinishWith(result, tokens, task.queue_time);
     };
-    absl::Status st = core_->Submit(task_);
+    absl::Status st = core_->Submit(*model_, task_);
     if (!st.ok()) FinishWith(st, 0);
   }
 
@@ -110,12 +116,17 @@ class InferReactor final : public grpc::ServerUnaryReactor {
     Send(st, tokens_in, queue);
   }
   void Send(const absl::Status& st, int64_t tokens_in, absl::Duration queue) {
-    core_->metrics().RecordRequest(st, tokens_in, st.ok() ? tokens_in : 0, absl::Now() - start_,
-                                   queue);
+    if (model_ == nullptr) {
+      core_->RecordUnrouted(st);
+    } else {
+      model_->metrics().RecordRequest(st, tokens_in, st.ok() ? tokens_in : 0,
+                                      absl::Now() - start_, queue);
+    }
     Finish(ToGrpcStatus(st));
   }
 
   ServingCore* const core_;
+  const ServedModel* model_ = nullptr;  // once the request names a served one
   grpc::ByteBuffer* const resp_bytes_;
   const absl::Time start_;
   const absl::Time deadline_;
@@ -223,13 +234,20 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
     request_.Clear();
     if (!ParseInferRequest(read_bytes_, &request_)) {
       const absl::Status bad = absl::InvalidArgumentError(kNotARequest);
-      core_->metrics().RecordRequest(bad, 0, 0, absl::Now() - start, absl::ZeroDuration());
-      AnswerWithError(bad, "", core_->io().model_name, nullptr);
+      core_->RecordUnrouted(bad);
+      AnswerWithError(bad, "", "", nullptr);
       return;
     }
-    auto decoded = DecodeInferRequest(request_, core_->io());
+    auto found = core_->FindModel(request_.model_name(), request_.model_version());
+    if (!found.ok()) {
+      core_->RecordUnrouted(found.status());
+      AnswerWithError(found.status(), request_.id(), request_.model_name(), nullptr);
+      return;
+    }
+    const ServedModel* model = *found;
+    auto decoded = DecodeInferRequest(request_, model->io());
     if (!decoded.ok()) {
-      core_->metrics().RecordRequest(decoded.status(), 0, 0, absl::Now() - start,
+      model->metrics().RecordRequest(decoded.status(), 0, 0, absl::Now() - start,
                                      absl::ZeroDuration());
       AnswerWithError(decoded.status(), request_.id(), request_.model_name(), nullptr);
       return;
@@ -237,16 +255,16 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
     auto shared = std::make_shared<DecodedRequest>(*std::move(decoded));
     auto task = MakeInferTask(*shared, RequestDeadline(*shared, start, deadline_));
     const int64_t tokens = task->num_tokens;
-    task->done = [this, shared, start, tokens](const absl::Status& st, InferTask& t) {
+    task->done = [this, model, shared, start, tokens](const absl::Status& st, InferTask& t) {
       ModelStreamInferResponse resp;
       if (st.ok()) {
-        EncodeInferResponse(*shared, t, core_->io(), resp.mutable_infer_response());
+        EncodeInferResponse(*shared, t, model->io(), resp.mutable_infer_response());
       } else {
         resp.set_error_message(std::string(st.message()));
         resp.mutable_infer_response()->set_id(shared->id);
-        resp.mutable_infer_response()->set_model_name(core_->io().model_name);
+        resp.mutable_infer_response()->set_model_name(model->name());
       }
-      core_->metrics().RecordRequest(st, tokens, st.ok() ? tokens : 0, absl::Now() - start,
+      model->metrics().RecordRequest(st, tokens, st.ok() ? tokens : 0, absl::Now() - start,
                                      t.queue_time);
       std::optional<grpc::Status> fin;
       {
@@ -276,10 +294,10 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
       if (fin) Finish(*fin);
       return;
     }
-    absl::Status st = core_->Submit(task);
+    absl::Status st = core_->Submit(*model, task);
     if (!st.ok()) {
-      core_->metrics().RecordRequest(st, 0, 0, absl::Now() - start, absl::ZeroDuration());
-      AnswerWithError(st, shared->id, core_->io().model_name, task.get());
+      model->metrics().RecordRequest(st, 0, 0, absl::Now() - start, absl::ZeroDuration());
+      AnswerWithError(st, shared->id, model->name(), task.get());
       return;
     }
     ReadNextUnlessFinished();
@@ -457,9 +475,9 @@ grpc::ServerUnaryReactor* InferenceService::ServerMetadata(
 grpc::ServerUnaryReactor* InferenceService::ModelMetadata(
     grpc::CallbackServerContext* ctx, const inference::ModelMetadataRequest* req,
     inference::ModelMetadataResponse* resp) {
-  absl::Status st = CheckModel(core_->io(), req->name(), req->version());
-  if (!st.ok()) return FinishNow(core_, ctx, ToGrpcStatus(st));
-  FillModelMetadata(*core_, resp);
+  auto model = core_->FindModel(req->name(), req->version());
+  if (!model.ok()) return FinishNow(core_, ctx, ToGrpcStatus(model.status()));
+  FillModelMetadata(**model, resp);
   return FinishNow(core_, ctx, grpc::Status::OK);
 }
 
@@ -477,20 +495,16 @@ InferenceService::ModelStreamInfer(grpc::CallbackServerContext* ctx) {
 grpc::ServerUnaryReactor* InferenceService::ModelStatistics(
     grpc::CallbackServerContext* ctx, const inference::ModelStatisticsRequest* req,
     inference::ModelStatisticsResponse* resp) {
-  if (!req->name().empty()) {
-    absl::Status st = CheckModel(core_->io(), req->name(), req->version());
-    if (!st.ok()) return FinishNow(core_, ctx, ToGrpcStatus(st));
-  }
-  core_->metrics().FillModelStatistics(core_->io().model_name, resp->add_model_stats());
-  return FinishNow(core_, ctx, grpc::Status::OK);
+  absl::Status st = FillModelStatistics(*core_, req->name(), req->version(), resp);
+  return FinishNow(core_, ctx, ToGrpcStatus(st));
 }
 
 grpc::ServerUnaryReactor* InferenceService::ModelConfig(grpc::CallbackServerContext* ctx,
                                                         const inference::ModelConfigRequest* req,
                                                         inference::ModelConfigResponse* resp) {
-  absl::Status st = CheckModel(core_->io(), req->name(), req->version());
-  if (!st.ok()) return FinishNow(core_, ctx, ToGrpcStatus(st));
-  FillModelConfig(*core_, resp->mutable_config());
+  auto model = core_->FindModel(req->name(), req->version());
+  if (!model.ok()) return FinishNow(core_, ctx, ToGrpcStatus(model.status()));
+  FillModelConfig(*core_, **model, resp->mutable_config());
   return FinishNow(core_, ctx, grpc::Status::OK);
 }
 

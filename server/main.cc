@@ -1,8 +1,10 @@
-// moe_server: serves one MoE (or dense FFN) layer over the KServe v2 gRPC
-// protocol, with dynamic batching, health, reflection and /metrics.
+// moe_server: serves MoE (or dense FFN) layers over the KServe v2 gRPC
+// and REST protocols, with dynamic batching, health, reflection and
+// /metrics.
 //
 //   moe_server                                   # the built-in demo preset
 //   moe_server --model_dir=/models/mixtral --layer=3 --dtype=bf16
+//   moe_server --model_dir=/models/mixtral --layers=all   # moe.layer0 .. moe.layer31
 //
 // SIGTERM / SIGINT drain: health goes NOT_SERVING, new requests get
 // UNAVAILABLE, accepted ones finish (up to --drain_timeout_s), exit 0.
@@ -18,6 +20,7 @@
 #include "common/compute_thread.h"
 #include "experts/dnnl_engine.h"
 #include "model/checkpoint_loader.h"
+#include "model/expert_ranges.h"
 #include "model/moe_layer.h"
 #include "model/presets.h"
 #include "server/moe_server.h"
@@ -28,7 +31,10 @@
 
 ABSL_FLAG(std::string, model_dir, "",
           "Hugging Face model folder (config.json + safetensors). Empty: use --preset.");
-ABSL_FLAG(int, layer, 0, "Layer of --model_dir to serve.");
+ABSL_FLAG(int, layer, 0, "Layer of --model_dir to serve, as the model --model_name.");
+ABSL_FLAG(std::string, layers, "",
+          "Layers of --model_dir to serve, each as the model <model_name>.layer<L>: 'all' or "
+          "a list such as '0-3,8'. Batched per layer, one compute for all. Overrides --layer.");
 ABSL_FLAG(std::string, preset, "demo",
           absl::StrCat("Synthetic preset when no --model_dir: ", moe::PresetNameList(), "."));
 ABSL_FLAG(uint64_t, seed, moe::kDefaultPresetSeed, "Weight seed of --preset.");
@@ -82,11 +88,11 @@ absl::Status FailedToStart(const std::string& what) { return absl::FailedPrecond
 // Loads the weights, packs them into the layer and connects to the expert
 // workers. Its OpenMP work (oneDNN reorders, the kernel checks) must not
 // run on main()'s thread: see common/compute_thread.h.
-absl::StatusOr<BuiltLayer> BuildLayer(moe::DType compute) {
+absl::StatusOr<BuiltLayer> BuildLayer(moe::DType compute, int layer_index) {
   const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
   absl::StatusOr<moe::LayerWeights> weights =
       model_dir.empty() ? moe::MakePreset(absl::GetFlag(FLAGS_preset), absl::GetFlag(FLAGS_seed))
-                        : moe::LoadHfLayer(model_dir, absl::GetFlag(FLAGS_layer));
+                        : moe::LoadHfLayer(model_dir, layer_index);
   if (!weights.ok()) {
     return FailedToStart(absl::StrCat("cannot load the model: ", weights.status().message()));
   }
@@ -136,6 +142,77 @@ absl::StatusOr<BuiltLayer> BuildLayer(moe::DType compute) {
   return built;  // the unpacked weights end with this call: packed copies live in the layer
 }
 
+// What main() serves: the layers, their model names, and the start-up log.
+struct BuiltModels {
+  std::vector<std::unique_ptr<moe::MoeLayer>> layers;
+  std::vector<std::string> names;
+  moe::RemoteExpertBackend* remote = nullptr;
+  std::string source;  // "preset demo", "DIR layer 3", "DIR layers 0-31"
+};
+
+double PackedMegabytes(const moe::MoeLayer& layer) {
+  return static_cast<double>(layer.spec().FfnMatrixElements() * moe::DTypeSize(layer.compute())) /
+         1e6;
+}
+
+// Builds every layer to serve, one after the other, so that at most one
+// layer's unpacked weights exist beside the packed ones. Logs each layer
+// and the total.
+absl::StatusOr<BuiltModels> BuildModels(moe::DType compute) {
+  const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
+  const std::string layers_flag = absl::GetFlag(FLAGS_layers);
+  const std::string model_name = absl::GetFlag(FLAGS_model_name);
+  BuiltModels out;
+  if (layers_flag.empty()) {
+    auto built = BuildLayer(compute, absl::GetFlag(FLAGS_layer));
+    if (!built.ok()) return built.status();
+    spdlog::info("model '{}': {}; {:.1f} MB of packed FFN weights", model_name, built->summary,
+                 PackedMegabytes(*built->layer));
+    out.layers.push_back(std::move(built->layer));
+    out.names.push_back(model_name);
+    out.remote = built->remote;
+    out.source = model_dir.empty()
+                     ? "preset " + absl::GetFlag(FLAGS_preset)
+                     : absl::StrCat(model_dir, " layer ", absl::GetFlag(FLAGS_layer));
+    return out;
+  }
+  if (model_dir.empty()) {
+    return FailedToStart("--layers needs --model_dir (the presets have one layer)");
+  }
+  if (!absl::GetFlag(FLAGS_expert_workers).empty()) {
+    return FailedToStart(
+        "--expert_workers with --layers is not supported: expert workers serve one layer "
+        "(use --layer=N)");
+  }
+  auto count = moe::HfLayerCount(model_dir);
+  if (!count.ok()) return FailedToStart(absl::StrCat("cannot load the model: ", count.status().message()));
+  auto wanted = moe::ParseLayerList(layers_flag, *count);
+  if (!wanted.ok()) return FailedToStart(absl::StrCat("--layers: ", wanted.status().message()));
+  double total_mb = 0;
+  const absl::Time start = absl::Now();
+  for (int l : *wanted) {
+    const absl::Time layer_start = absl::Now();
+    auto built = BuildLayer(compute, l);
+    if (!built.ok()) {
+      return absl::Status(built.status().code(),
+                          absl::StrCat("layer ", l, ": ", built.status().message()));
+    }
+    const double mb = PackedMegabytes(*built->layer);
+    total_mb += mb;
+    out.names.push_back(absl::StrCat(model_name, ".layer", l));
+    spdlog::info("model '{}': {}; {:.1f} MB of packed FFN weights; loaded in {:.2f} s",
+                 out.names.back(), built->summary, mb,
+                 absl::ToDoubleSeconds(absl::Now() - layer_start));
+    out.layers.push_back(std::move(built->layer));
+  }
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  spdlog::info("{} layers ({}): {:.1f} MB of packed FFN weights, loaded in {:.1f} s ({:.0f} MB/s)",
+               out.layers.size(), moe::FormatExpertList(*wanted), total_mb, seconds,
+               seconds > 0 ? total_mb / seconds : 0.0);
+  out.source = absl::StrCat(model_dir, " layers ", moe::FormatExpertList(*wanted));
+  return out;
+}
+
 int Fail(const std::string& what) {
   spdlog::critical("{}", what);
   return 1;
@@ -148,20 +225,18 @@ int main(int argc, char** argv) {
   // shutdown signals before any thread starts; main() sigwait()s for them.
   sigset_t signals = moe::StartServingProcess(
       argc, argv,
-      "Serves one mixture-of-experts FFN layer over the KServe v2 gRPC and REST protocols.\n"
-      "  moe_server [--preset=demo | --model_dir=DIR --layer=N] [--grpc_port=8001]");
+      "Serves mixture-of-experts FFN layers over the KServe v2 gRPC and REST protocols.\n"
+      "  moe_server [--preset=demo | --model_dir=DIR [--layer=N | --layers=all|A-B,C]] "
+      "[--grpc_port=8001]");
 
   auto resolved = moe::ResolveComputeDType(absl::GetFlag(FLAGS_dtype));
   if (!resolved.ok()) return Fail(absl::StrCat("--dtype: ", resolved.status().message()));
   const moe::DType compute = *resolved;
 
-  const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
   const absl::Time load_start = absl::Now();
-  auto built = moe::RunOnTransientThread([compute] { return BuildLayer(compute); });
+  auto built = moe::RunOnTransientThread([compute] { return BuildModels(compute); });
   if (!built.ok()) return Fail(std::string(built.status().message()));
-  std::unique_ptr<moe::MoeLayer> layer = std::move(built->layer);
   moe::RemoteExpertBackend* remote = built->remote;
-  const std::string& summary = built->summary;
 
   moe::ServerOptions options;
   options.listen_host = absl::GetFlag(FLAGS_host);
@@ -181,13 +256,11 @@ int main(int argc, char** argv) {
   options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   if (remote != nullptr) options.extra_metrics = [remote] { return remote->RenderMetrics(); };
 
-  auto server = moe::MoeServer::Start(std::move(layer), options);
+  const std::vector<std::string> names = built->names;
+  auto server = moe::MoeServer::Start(std::move(built->layers), names, options);
   if (!server.ok()) return Fail(absl::StrCat("cannot start: ", server.status().message()));
-  spdlog::info("model '{}' from {}: {} (loaded in {:.1f} s)", options.io.model_name,
-               model_dir.empty()
-                   ? "preset " + absl::GetFlag(FLAGS_preset)
-                   : model_dir + " layer " + std::to_string(absl::GetFlag(FLAGS_layer)),
-               summary, absl::ToDoubleSeconds(absl::Now() - load_start));
+  spdlog::info("serving {} from {} (loaded in {:.1f} s)", (*server)->core().ServedModelsDescription(),
+               built->source, absl::ToDoubleSeconds(absl::Now() - load_start));
   const std::string scheme = options.tls.cert_file.empty() ? "http" : "https";
   spdlog::info("listening: gRPC {}:{}{}, REST {}, metrics {}", options.listen_host,
                (*server)->grpc_port(), options.tls.cert_file.empty() ? "" : " (TLS)",
@@ -214,9 +287,9 @@ int main(int argc, char** argv) {
   const int64_t cut = (*server)->Shutdown(absl::Seconds(drain_s));
   // The totals let an operator (and the container test) match the server's
   // answers against its clients' counts.
-  const auto& m = (*server)->core().metrics();
-  const auto total = [&m](const char* outcome) {
-    return static_cast<int64_t>(m.RequestsTotal(outcome));
+  const moe::ServingCore& core = (*server)->core();
+  const auto total = [&core](const char* outcome) {
+    return static_cast<int64_t>(core.RequestsTotal(outcome));
   };
   if (cut > 0) {
     spdlog::warn("drain timeout: {} accepted requests were cut with UNAVAILABLE", cut);

@@ -30,11 +30,11 @@ absl::Status CheckModel(const ModelIo& io, const std::string& name, const std::s
 }
 
 bool ModelIsReady(const ServingCore& core, const std::string& name, const std::string& version) {
-  return CheckModel(core.io(), name, version).ok() && !core.draining();
+  return core.FindModel(name, version).ok() && !core.draining();
 }
 
-void FillModelMetadata(const ServingCore& core, inference::ModelMetadataResponse* out) {
-  const ModelIo& io = core.io();
+void FillModelMetadata(const ServedModel& model, inference::ModelMetadataResponse* out) {
+  const ModelIo& io = model.io();
   out->set_name(io.model_name);
   out->add_versions(kModelVersion);
   out->set_platform(kPlatform);
@@ -57,9 +57,10 @@ void FillModelMetadata(const ServingCore& core, inference::ModelMetadataResponse
   add(out->mutable_outputs(), kExpertWeightsName, "FP32", io.top_k);
 }
 
-void FillModelConfig(const ServingCore& core, inference::ModelConfig* out) {
-  const ModelIo& io = core.io();
-  const LayerSpec& spec = core.layer().spec();
+void FillModelConfig(const ServingCore& core, const ServedModel& model,
+                     inference::ModelConfig* out) {
+  const ModelIo& io = model.io();
+  const LayerSpec& spec = model.layer().spec();
   out->set_name(io.model_name);
   out->set_platform(kPlatform);
   out->set_backend(kBackend);
@@ -104,9 +105,9 @@ void FillModelConfig(const ServingCore& core, inference::ModelConfig* out) {
   params["num_experts"].set_string_value(absl::StrCat(spec.num_experts()));
   params["d_model"].set_string_value(absl::StrCat(spec.d_model));
   params["d_ff"].set_string_value(absl::StrCat(spec.expert.d_ff));
-  params["precision"].set_string_value(DTypeName(core.layer().compute()));
+  params["precision"].set_string_value(DTypeName(model.layer().compute()));
   params["cpu_tier"].set_string_value(CpuTierName(ActiveCpuTier()));
-  params["kernel"].set_string_value(core.layer().backend().Describe());
+  params["kernel"].set_string_value(model.layer().backend().Describe());
   params["family"].set_string_value(spec.family);
   params["max_request_tokens"].set_string_value(absl::StrCat(io.max_request_tokens));
   // The batcher's size target, in tokens (Triton's preferred_batch_size
@@ -114,15 +115,32 @@ void FillModelConfig(const ServingCore& core, inference::ModelConfig* out) {
   params["max_batch_tokens"].set_string_value(absl::StrCat(core.batching().max_batch_tokens));
 }
 
+absl::Status FillModelStatistics(const ServingCore& core, const std::string& name,
+                                 const std::string& version,
+                                 inference::ModelStatisticsResponse* out) {
+  if (!name.empty()) {
+    auto model = core.FindModel(name, version);
+    if (!model.ok()) return model.status();
+    (*model)->metrics().FillModelStatistics((*model)->name(), out->add_model_stats());
+    return absl::OkStatus();
+  }
+  for (int i = 0; i < core.num_models(); ++i) {
+    core.model(i).metrics().FillModelStatistics(core.model(i).name(), out->add_model_stats());
+  }
+  return absl::OkStatus();
+}
+
 void FillRepositoryIndex(const ServingCore& core, bool ready_only,
                          inference::RepositoryIndexResponse* out) {
   const bool ready = !core.draining();
   if (ready_only && !ready) return;
-  auto* m = out->add_models();
-  m->set_name(core.io().model_name);
-  m->set_version(kModelVersion);
-  m->set_state(ready ? "READY" : "UNAVAILABLE");
-  if (!ready) m->set_reason("the server is shutting down");
+  for (int i = 0; i < core.num_models(); ++i) {
+    auto* m = out->add_models();
+    m->set_name(core.model(i).name());
+    m->set_version(kModelVersion);
+    m->set_state(ready ? "READY" : "UNAVAILABLE");
+    if (!ready) m->set_reason("the server is shutting down");
+  }
 }
 
 }  // namespace moe

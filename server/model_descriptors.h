@@ -17,6 +17,7 @@
 namespace moe {
 
 class ServingCore;
+class ServedModel;
 
 inline constexpr char kServerName[] = "moe-serve";
 // The protocol extensions both front ends (gRPC and REST) implement.
@@ -31,9 +32,10 @@ inline constexpr char kBackend[] = "moe-serve";
 // Name, version and kServerExtensions.
 void FillServerMetadata(inference::ServerMetadataResponse* out);
 
-// OK when `name` is the served model and `version` is empty or its
+// OK when `name` is the model `io` describes and `version` is empty or its
 // version; NOT_FOUND naming the model (and the served one) or the version
-// (and the served ones) otherwise.
+// (and the served ones) otherwise. (ServingCore::FindModel looks a name up
+// among every served model.)
 absl::Status CheckModel(const ModelIo& io, const std::string& name, const std::string& version);
 
 // True when `name` / `version` is served and ready for inference (not
@@ -43,17 +45,24 @@ bool ModelIsReady(const ServingCore& core, const std::string& name, const std::s
 // Inputs "input" FP32 [-1, d_model]; outputs "output" FP32 [-1, d_model],
 // "expert_ids" INT32 [-1, k], "expert_weights" FP32 [-1, k]. (BF16 inputs
 // are accepted as well and answered in BF16; metadata lists one datatype.)
-void FillModelMetadata(const ServingCore& core, inference::ModelMetadataResponse* out);
+void FillModelMetadata(const ServedModel& model, inference::ModelMetadataResponse* out);
 
 // Triton's model configuration: max_batch_size 0 (the token dimension is
 // part of the shape), the tensors above, dynamic_batching with the
 // batcher's queue delay, one CPU instance group, and string parameters:
 // top_k, num_experts, d_model, d_ff, precision, cpu_tier, kernel, family,
 // max_request_tokens, max_batch_tokens (the batcher's size target).
-void FillModelConfig(const ServingCore& core, inference::ModelConfig* out);
+void FillModelConfig(const ServingCore& core, const ServedModel& model,
+                     inference::ModelConfig* out);
 
-// One entry per served model: state "READY", or "UNAVAILABLE" with the
-// reason while the server drains. ready_only drops the models not ready.
+// ModelStatistics of `name` at `version`, or of every served model when
+// `name` is empty (as Triton answers); NOT_FOUND for an unknown model.
+absl::Status FillModelStatistics(const ServingCore& core, const std::string& name,
+                                 const std::string& version,
+                                 inference::ModelStatisticsResponse* out);
+
+// One entry per served model, in serving order: state "READY", or
+// "UNAVAILABLE" with the reason while the server drains. ready_only drops the models not ready.
 void FillRepositoryIndex(const ServingCore& core, bool ready_only,
                          inference::RepositoryIndexResponse* out);
 

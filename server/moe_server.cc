@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <fstream>
 #include <iterator>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -112,26 +113,51 @@ bool WaitUntilRefused(const std::string& host, int port, absl::Duration timeout)
 
 absl::StatusOr<std::unique_ptr<MoeServer>> MoeServer::Start(std::unique_ptr<MoeLayer> layer,
                                                              const ServerOptions& options) {
+  std::vector<std::unique_ptr<MoeLayer>> layers;
+  layers.push_back(std::move(layer));
+  return Start(std::move(layers), {options.io.model_name}, options);
+}
+
+absl::StatusOr<std::unique_ptr<MoeServer>> MoeServer::Start(
+    std::vector<std::unique_ptr<MoeLayer>> layers, const std::vector<std::string>& names,
+    const ServerOptions& options) {
+  if (layers.empty() || layers.size() != names.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("a server needs one name per layer (",
+                                                   layers.size(), " layers, ", names.size(),
+                                                   " names)"));
+  }
   std::unique_ptr<MoeServer> s(new MoeServer());
   s->options_ = options;
-  ModelIo io = options.io;
-  io.d_model = layer->d_model();
-  io.top_k = layer->spec().top_k();
-  io.num_experts = layer->spec().num_experts();
   if (options.batching.max_batch_tokens < 1 || options.batching.max_queue_tokens < 1 ||
-      io.max_request_tokens < 1) {
+      options.io.max_request_tokens < 1) {
     return absl::InvalidArgumentError(
         "max_batch_tokens, max_queue_tokens and max_request_tokens must be >= 1");
   }
-  if (io.max_request_tokens > options.batching.max_queue_tokens) {
+  if (options.io.max_request_tokens > options.batching.max_queue_tokens) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "max_request_tokens (", io.max_request_tokens, ") exceeds max_queue_tokens (",
+        "max_request_tokens (", options.io.max_request_tokens, ") exceeds max_queue_tokens (",
         options.batching.max_queue_tokens, "): such requests could never be queued"));
+  }
+  std::vector<ModelToServe> models;
+  std::set<std::string> seen;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (names[i].empty() || !seen.insert(names[i]).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model name '", names[i], "' is empty or given twice"));
+    }
+    ModelToServe m;
+    m.io = options.io;
+    m.io.model_name = names[i];
+    m.io.d_model = layers[i]->d_model();
+    m.io.top_k = layers[i]->spec().top_k();
+    m.io.num_experts = layers[i]->spec().num_experts();
+    m.layer = std::move(layers[i]);
+    models.push_back(std::move(m));
   }
   auto creds = MakeCredentials(options.tls);
   if (!creds.ok()) return creds.status();
 
-  s->core_ = std::make_unique<ServingCore>(std::move(layer), io, options.batching);
+  s->core_ = std::make_unique<ServingCore>(std::move(models), options.batching);
   s->service_ = std::make_unique<InferenceService>(s->core_.get());
 
   grpc::EnableDefaultHealthCheckService(true);

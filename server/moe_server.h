@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -40,7 +41,7 @@ struct ServerOptions {
   int http_port = 8000;
   // Metrics port; 0 picks a free one; -1 disables the metrics endpoint.
   int metrics_port = 8002;
-  // Model name, request limits and validation.
+  // Model name (for a single layer), request limits and validation.
   ModelIo io;
   BatchQueueOptions batching;
   // Largest gRPC message accepted or sent, in bytes.
@@ -52,10 +53,16 @@ struct ServerOptions {
 
 class MoeServer {
  public:
-  // Starts serving `layer`. Fails (naming the address or file) when a port
-  // cannot be bound or a TLS file cannot be read.
+  // Starts serving `layer` as the model options.io.model_name. Fails
+  // (naming the address or file) when a port cannot be bound or a TLS file
+  // cannot be read.
   static absl::StatusOr<std::unique_ptr<MoeServer>> Start(std::unique_ptr<MoeLayer> layer,
                                                           const ServerOptions& options);
+  // Serves layers[i] as the model names[i] (distinct), each with
+  // options.io's limits, batched per model with one compute for all.
+  static absl::StatusOr<std::unique_ptr<MoeServer>> Start(
+      std::vector<std::unique_ptr<MoeLayer>> layers, const std::vector<std::string>& names,
+      const ServerOptions& options);
   ~MoeServer();
 
   int grpc_port() const { return grpc_port_; }

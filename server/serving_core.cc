@@ -3,42 +3,97 @@
 #include <algorithm>
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
 #include "common/cpu_tier.h"
 #include "experts/expert_backend.h"
 
 namespace moe {
 
-ServingCore::ServingCore(std::unique_ptr<MoeLayer> layer, const ModelIo& io,
-                         const BatchQueueOptions& batching)
-    : layer_(std::move(layer)), io_(io), batching_(batching) {
-  const LayerSpec& spec = layer_->spec();
+namespace {
+
+ModelInfoLabels InfoOf(const MoeLayer& layer, const ModelIo& io) {
+  const LayerSpec& spec = layer.spec();
   ModelInfoLabels info;
   info.model = io.model_name;
   info.family = spec.family;
-  info.dtype = DTypeName(layer_->compute());
-  info.kernel = layer_->backend().Describe();
+  info.dtype = DTypeName(layer.compute());
+  info.kernel = layer.backend().Describe();
   info.cpu_tier = CpuTierName(ActiveCpuTier());
   info.d_model = spec.d_model;
   info.d_ff = spec.expert.d_ff;
   info.experts = spec.num_experts();
   info.top_k = spec.top_k();
-  metrics_ = std::make_unique<ServingMetrics>(info, spec.num_experts());
-  expert_counts_.assign(static_cast<size_t>(spec.num_experts()), 0);
+  return info;
+}
+
+std::vector<ModelToServe> OneModel(std::unique_ptr<MoeLayer> layer, const ModelIo& io) {
+  std::vector<ModelToServe> models(1);
+  models[0].layer = std::move(layer);
+  models[0].io = io;
+  return models;
+}
+
+}  // namespace
+
+ServedModel::ServedModel(int index, std::unique_ptr<MoeLayer> layer, const ModelIo& io)
+    : index_(index),
+      layer_(std::move(layer)),
+      io_(io),
+      metrics_(std::make_unique<ServingMetrics>(InfoOf(*layer_, io),
+                                                layer_->spec().num_experts())) {}
+
+ServingCore::ServingCore(std::unique_ptr<MoeLayer> layer, const ModelIo& io,
+                         const BatchQueueOptions& batching)
+    : ServingCore(OneModel(std::move(layer), io), batching) {}
+
+ServingCore::ServingCore(std::vector<ModelToServe> models, const BatchQueueOptions& batching)
+    : batching_(batching) {
+  int most_experts = 1;
+  for (ModelToServe& m : models) {
+    const int index = static_cast<int>(models_.size());
+    by_name_.emplace(m.io.model_name, index);
+    models_.push_back(std::make_unique<ServedModel>(index, std::move(m.layer), m.io));
+    most_experts = std::max(most_experts, models_.back()->layer().spec().num_experts());
+  }
+  expert_counts_.assign(static_cast<size_t>(most_experts), 0);
   batcher_ = std::make_unique<DynamicBatcher>(
       batching, [this](const Batch& b) { return RunBatch(b); },
       [this](const Batch& b, absl::Duration compute, const absl::Status& st) {
-        metrics_->RecordBatch(b.num_tokens, compute, st.ok());
-      });
+        models_[static_cast<size_t>(b.queue)]->metrics().RecordBatch(b.num_tokens, compute,
+                                                                     st.ok());
+      },
+      num_models());
 }
 
 ServingCore::~ServingCore() { batcher_.reset(); }
 
-absl::Status ServingCore::Submit(std::shared_ptr<InferTask> task) {
+std::string ServingCore::ServedModelsDescription() const {
+  if (models_.size() == 1) return absl::StrCat("'", models_[0]->name(), "'");
+  return absl::StrCat("'", models_.front()->name(), "' .. '", models_.back()->name(), "' (",
+                      models_.size(), " models)");
+}
+
+absl::StatusOr<const ServedModel*> ServingCore::FindModel(const std::string& name,
+                                                          const std::string& version) const {
+  auto it = by_name_.find(name);
+  if (it == by_name_.end()) {
+    return absl::NotFoundError(absl::StrCat("unknown model '", name, "': this server serves ",
+                                            ServedModelsDescription()));
+  }
+  if (!version.empty() && version != kModelVersion) {
+    return absl::NotFoundError(absl::StrCat("model '", name, "' has no version '", version,
+                                            "' (versions: ", kModelVersion, ")"));
+  }
+  return models_[static_cast<size_t>(it->second)].get();
+}
+
+absl::Status ServingCore::Submit(const ServedModel& model, std::shared_ptr<InferTask> task) {
   if (draining_.load()) {
     return absl::UnavailableError("server is shutting down (draining); not accepting requests");
   }
-  const int k = layer_->spec().top_k();
-  task->output.resize(static_cast<size_t>(task->num_tokens * io_.d_model));
+  const int k = model.layer().spec().top_k();
+  task->queue = model.index();
+  task->output.resize(static_cast<size_t>(task->num_tokens * model.io().d_model));
   if (task->want_routing) {
     task->expert_ids.resize(static_cast<size_t>(task->num_tokens * k));
     task->expert_weights.resize(static_cast<size_t>(task->num_tokens * k));
@@ -53,14 +108,37 @@ int64_t ServingCore::Drain(absl::Duration timeout) {
 
 int64_t ServingCore::QueuedTokens() const { return batcher_->queued_tokens(); }
 
+int64_t ServingCore::QueuedTokens(const ServedModel& model) const {
+  return batcher_->queued_tokens(model.index());
+}
+
+void ServingCore::RecordUnrouted(const absl::Status& status) { unrouted_.Record(status); }
+
+double ServingCore::RequestsTotal(const std::string& outcome) const {
+  double total = 0;
+  for (const auto& m : models_) total += m->metrics().RequestsTotal(outcome);
+  const auto unrouted = unrouted_.Snapshot();
+  auto it = unrouted.find(outcome);
+  if (it != unrouted.end()) total += it->second;
+  return total;
+}
+
 std::string ServingCore::RenderMetrics() const {
-  return metrics_->RenderPrometheus(batcher_->queued_tokens(),
-                                    static_cast<int64_t>(batcher_->queued_tasks()));
+  std::vector<const ServingMetrics*> metrics;
+  std::vector<ServingMetrics::QueueSample> queues;
+  for (const auto& m : models_) {
+    metrics.push_back(&m->metrics());
+    queues.push_back({batcher_->queued_tokens(m->index()),
+                      static_cast<int64_t>(batcher_->queued_tasks(m->index()))});
+  }
+  return ServingMetrics::RenderPrometheus(metrics, queues, unrouted_);
 }
 
 absl::Status ServingCore::RunBatch(const Batch& batch) {
-  const int64_t h = io_.d_model;
-  const int k = layer_->spec().top_k();
+  ServedModel& model = *models_[static_cast<size_t>(batch.queue)];
+  MoeLayer& layer = model.layer();
+  const int64_t h = model.io().d_model;
+  const int k = layer.spec().top_k();
   const int64_t t = batch.num_tokens;
   const size_t rows = static_cast<size_t>(t * h);
   if (batch_in_.size() < rows) {
@@ -112,9 +190,9 @@ absl::Status ServingCore::RunBatch(const Batch& batch) {
   out.expert_ids = batch_ids_.data();
   out.expert_weights = batch_weights_.data();
   out.tokens_per_expert = expert_counts_.data();
-  absl::Status st = layer_->Forward(batch_in_.data(), t, out, choices);
+  absl::Status st = layer.Forward(batch_in_.data(), t, out, choices);
   if (!st.ok()) return st;
-  metrics_->AddExpertTokens(expert_counts_);
+  model.metrics().AddExpertTokens(expert_counts_);
   row = 0;
   for (const BatchSlice& s : batch.slices) {
     InferTask& task = *s.task;

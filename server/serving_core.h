@@ -1,18 +1,22 @@
-// ServingCore: the served model behind the batcher, independent of the
-// RPC layer. It owns the MoeLayer, the DynamicBatcher and the metrics, runs
-// each batch (gather rows, MoeLayer::Forward, scatter rows back) and keeps
-// the draining flag.
+// ServingCore: the served models behind the batcher, independent of the
+// RPC layer. Each ServedModel is one layer (an MoeLayer) with its name,
+// request limits and metrics; a server of one layer has one. The core owns
+// them and one DynamicBatcher with a queue per model and one compute
+// thread for all, runs each batch (gather rows, MoeLayer::Forward, scatter
+// rows back) and keeps the draining flag.
 //
 // Thread-safety: all methods may be called from any thread.
 #ifndef MOE_SERVER_SERVING_CORE_H_
 #define MOE_SERVER_SERVING_CORE_H_
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "model/moe_layer.h"
 #include "server/dynamic_batcher.h"
 #include "server/held_answers.h"
@@ -21,14 +25,51 @@
 
 namespace moe {
 
+// One served model. Immutable after construction except its metrics.
+class ServedModel {
+ public:
+  ServedModel(int index, std::unique_ptr<MoeLayer> layer, const ModelIo& io);
+
+  int index() const { return index_; }  // its place in the core (and batcher queue)
+  const ModelIo& io() const { return io_; }
+  const std::string& name() const { return io_.model_name; }
+  const MoeLayer& layer() const { return *layer_; }
+  MoeLayer& layer() { return *layer_; }
+  ServingMetrics& metrics() const { return *metrics_; }
+
+ private:
+  const int index_;
+  std::unique_ptr<MoeLayer> layer_;
+  const ModelIo io_;
+  std::unique_ptr<ServingMetrics> metrics_;
+};
+
+// A layer to serve and its request settings (io.d_model, top_k and
+// num_experts are taken from the layer).
+struct ModelToServe {
+  std::unique_ptr<MoeLayer> layer;
+  ModelIo io;
+};
+
 class ServingCore {
  public:
+  // At least one model; names must be distinct (MoeServer::Start checks).
+  ServingCore(std::vector<ModelToServe> models, const BatchQueueOptions& batching);
   ServingCore(std::unique_ptr<MoeLayer> layer, const ModelIo& io,
               const BatchQueueOptions& batching);
   ~ServingCore();
 
-  // Queues a task (see DynamicBatcher::Enqueue for the contract).
-  absl::Status Submit(std::shared_ptr<InferTask> task);
+  int num_models() const { return static_cast<int>(models_.size()); }
+  const ServedModel& model(int i) const { return *models_.at(static_cast<size_t>(i)); }
+  // The model `name` at `version` (empty: any): NOT_FOUND naming the model
+  // (or the version) and what is served, when it is not.
+  absl::StatusOr<const ServedModel*> FindModel(const std::string& name,
+                                               const std::string& version) const;
+  // "'moe'", or "'moe.layer0' .. 'moe.layer7' (8 models)": for messages.
+  std::string ServedModelsDescription() const;
+
+  // Queues a task for `model` (see DynamicBatcher::Enqueue for the contract).
+  absl::Status Submit(const ServedModel& model, std::shared_ptr<InferTask> task);
   void NotifyCancelled() { batcher_->NotifyCancelled(); }
 
   // Stops accepting (Submit -> UNAVAILABLE), finishes accepted work, and
@@ -42,8 +83,17 @@ class ServingCore {
   void NoteArrival() { last_arrival_ns_.store(absl::GetCurrentTimeNanos()); }
   absl::Time last_arrival() const { return absl::FromUnixNanos(last_arrival_ns_.load()); }
 
-  // What waits in the batch queue now (for tests and metrics).
+  // What waits in the batch queues now, in all or one model's (for tests
+  // and metrics).
   int64_t QueuedTokens() const;
+  int64_t QueuedTokens(const ServedModel& model) const;
+
+  // A finished request that named no served model (or could not be
+  // parsed): counted as moe_requests_total{model=""}.
+  void RecordUnrouted(const absl::Status& status);
+  // Finished requests with `outcome` ("ok", "not_found", ...), over every
+  // model and the unrouted ones.
+  double RequestsTotal(const std::string& outcome) const;
 
   // Answers handed to gRPC whose sending has not completed yet (a unary
   // call until its OnDone, a stream message until its write is done). The
@@ -56,19 +106,17 @@ class ServingCore {
   // held_answers.h); MoeServer::Shutdown starts holding and releases them.
   HeldAnswers& held_answers() { return held_answers_; }
 
-  const ModelIo& io() const { return io_; }
   const BatchQueueOptions& batching() const { return batching_; }
-  const MoeLayer& layer() const { return *layer_; }
-  ServingMetrics& metrics() { return *metrics_; }
+  // Prometheus text of every model (each family once, a series per model).
   std::string RenderMetrics() const;
 
  private:
   absl::Status RunBatch(const Batch& batch);
 
-  std::unique_ptr<MoeLayer> layer_;
-  const ModelIo io_;
+  std::vector<std::unique_ptr<ServedModel>> models_;
+  std::map<std::string, int> by_name_;
   const BatchQueueOptions batching_;
-  std::unique_ptr<ServingMetrics> metrics_;
+  UnroutedRequests unrouted_;
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> last_arrival_ns_{0};
   std::atomic<int64_t> unsent_answers_{0};

@@ -80,56 +80,111 @@ double ServingMetrics::RequestsTotal(const std::string& outcome) const {
   return it == requests_.end() ? 0 : it->second;
 }
 
-std::string ServingMetrics::RenderPrometheus(int64_t queue_tokens, int64_t queue_requests) const {
-  // Every per-model series carries the model's name.
-  const std::string model = absl::StrCat("model=\"", EscapeLabelValue(info_.model), "\"");
-  std::string out;
-  AppendHeader(&out, "moe_requests_total", "Finished inference requests by outcome.", "counter");
-  {
-    absl::MutexLock lock(&mu_);
-    std::map<std::string, double> outcomes = requests_;
+void UnroutedRequests::Record(const absl::Status& status) {
+  absl::MutexLock lock(&mu_);
+  requests_[OutcomeLabel(status)] += 1;
+}
+
+std::map<std::string, double> UnroutedRequests::Snapshot() const {
+  absl::MutexLock lock(&mu_);
+  return requests_;
+}
+
+namespace {
+
+std::string ModelLabel(const std::string& name) {
+  return absl::StrCat("model=\"", EscapeLabelValue(name), "\"");
+}
+
+void AppendOutcomes(std::string* out, const std::string& model,
+                    std::map<std::string, double> outcomes, bool with_zeros) {
+  if (with_zeros) {
     for (const char* outcome : {"ok", "invalid_argument", "not_found", "unavailable",
                                 "deadline_exceeded", "cancelled", "internal"}) {
       outcomes.emplace(outcome, 0.0);
     }
-    for (const auto& [outcome, v] : outcomes) {
-      absl::StrAppend(&out, "moe_requests_total{", model, ",outcome=\"",
-                      EscapeLabelValue(outcome), "\"} ", FormatMetricValue(v), "\n");
-    }
   }
-  AppendHeader(&out, "moe_tokens_in_total", "Tokens received in accepted requests.", "counter");
-  absl::StrAppend(&out, "moe_tokens_in_total{", model, "} ",
-                  FormatMetricValue(tokens_in_.Value()), "\n");
-  AppendHeader(&out, "moe_tokens_out_total", "Tokens returned in successful responses.", "counter");
-  absl::StrAppend(&out, "moe_tokens_out_total{", model, "} ",
-                  FormatMetricValue(tokens_out_.Value()), "\n");
-  AppendHeader(&out, "moe_batch_tokens", "Tokens per model call.", "histogram");
-  batch_tokens_.Render(&out, "moe_batch_tokens", model);
-  AppendHeader(&out, "moe_request_queue_seconds",
-               "Time from acceptance to the first rows being computed.", "histogram");
-  queue_seconds_.Render(&out, "moe_request_queue_seconds", model);
-  AppendHeader(&out, "moe_batch_compute_seconds", "Duration of one model call.", "histogram");
-  compute_seconds_.Render(&out, "moe_batch_compute_seconds", model);
-  AppendHeader(&out, "moe_request_duration_seconds",
-               "Time from arrival to the answer of successful requests (end to end inside the "
-               "server; rejections are counted in moe_requests_total only).",
-               "histogram");
-  duration_seconds_.Render(&out, "moe_request_duration_seconds", model);
-  AppendHeader(&out, "moe_queue_tokens", "Tokens waiting in the batch queue.", "gauge");
-  absl::StrAppend(&out, "moe_queue_tokens{", model, "} ", queue_tokens, "\n");
-  AppendHeader(&out, "moe_queue_requests", "Requests waiting in the batch queue.", "gauge");
-  absl::StrAppend(&out, "moe_queue_requests{", model, "} ", queue_requests, "\n");
-  AppendHeader(&out, "moe_expert_tokens_total", "Tokens routed to each expert.", "counter");
-  for (size_t i = 0; i < expert_tokens_.size(); ++i) {
-    absl::StrAppend(&out, "moe_expert_tokens_total{", model, ",expert=\"", i, "\"} ",
-                    FormatMetricValue(expert_tokens_[i].Value()), "\n");
+  for (const auto& [outcome, v] : outcomes) {
+    absl::StrAppend(out, "moe_requests_total{", model, ",outcome=\"", EscapeLabelValue(outcome),
+                    "\"} ", FormatMetricValue(v), "\n");
   }
-  AppendHeader(&out, "moe_model_info", "The served model (value is always 1).", "gauge");
-  absl::StrAppend(&out, "moe_model_info{", model, ",family=\"", EscapeLabelValue(info_.family),
-                  "\",d_model=\"", info_.d_model, "\",d_ff=\"", info_.d_ff, "\",experts=\"",
-                  info_.experts, "\",top_k=\"", info_.top_k, "\",dtype=\"",
-                  EscapeLabelValue(info_.dtype), "\",kernel=\"", EscapeLabelValue(info_.kernel),
-                  "\",cpu_tier=\"", EscapeLabelValue(info_.cpu_tier), "\"} 1\n");
+}
+
+}  // namespace
+
+std::string ServingMetrics::RenderPrometheus(const std::vector<const ServingMetrics*>& models,
+                                             const std::vector<QueueSample>& queues,
+                                             const UnroutedRequests& unrouted) {
+  std::string out;
+  // One family: its header, then `series(metrics, model label)` per model.
+  auto family = [&](const char* name, const char* help, const char* type, auto&& series) {
+    AppendHeader(&out, name, help, type);
+    for (size_t i = 0; i < models.size(); ++i) series(i, *models[i], ModelLabel(models[i]->info_.model));
+  };
+  family("moe_requests_total", "Finished inference requests by outcome.", "counter",
+         [&](size_t, const ServingMetrics& m, const std::string& model) {
+           std::map<std::string, double> outcomes;
+           {
+             absl::MutexLock lock(&m.mu_);
+             outcomes = m.requests_;
+           }
+           AppendOutcomes(&out, model, std::move(outcomes), true);
+         });
+  // Requests that named no served model: only the outcomes seen.
+  AppendOutcomes(&out, ModelLabel(""), unrouted.Snapshot(), false);
+  family("moe_tokens_in_total", "Tokens received in accepted requests.", "counter",
+         [&](size_t, const ServingMetrics& m, const std::string& model) {
+           absl::StrAppend(&out, "moe_tokens_in_total{", model, "} ",
+                           FormatMetricValue(m.tokens_in_.Value()), "\n");
+         });
+  family("moe_tokens_out_total", "Tokens returned in successful responses.", "counter",
+         [&](size_t, const ServingMetrics& m, const std::string& model) {
+           absl::StrAppend(&out, "moe_tokens_out_total{", model, "} ",
+                           FormatMetricValue(m.tokens_out_.Value()), "\n");
+         });
+  family("moe_batch_tokens", "Tokens per model call.", "histogram",
+         [&](size_t, const ServingMetrics& m, const std::string& model) {
+           m.batch_tokens_.Render(&out, "moe_batch_tokens", model);
+         });
+  family("moe_request_queue_seconds", "Time from acceptance to the first rows being computed.",
+         "histogram", [&](size_t, const ServingMetrics& m, const std::string& model) {
+           m.queue_seconds_.Render(&out, "moe_request_queue_seconds", model);
+         });
+  family("moe_batch_compute_seconds", "Duration of one model call.", "histogram",
+         [&](size_t, const ServingMetrics& m, const std::string& model) {
+           m.compute_seconds_.Render(&out, "moe_batch_compute_seconds", model);
+         });
+  family("moe_request_duration_seconds",
+         "Time from arrival to the answer of successful requests (end to end inside the "
+         "server; rejections are counted in moe_requests_total only).",
+         "histogram", [&](size_t, const ServingMetrics& m, const std::string& model) {
+           m.duration_seconds_.Render(&out, "moe_request_duration_seconds", model);
+         });
+  family("moe_queue_tokens", "Tokens waiting in the batch queue.", "gauge",
+         [&](size_t i, const ServingMetrics&, const std::string& model) {
+           absl::StrAppend(&out, "moe_queue_tokens{", model, "} ", queues.at(i).tokens, "\n");
+         });
+  family("moe_queue_requests", "Requests waiting in the batch queue.", "gauge",
+         [&](size_t i, const ServingMetrics&, const std::string& model) {
+           absl::StrAppend(&out, "moe_queue_requests{", model, "} ", queues.at(i).requests, "\n");
+         });
+  family("moe_expert_tokens_total", "Tokens routed to each expert.", "counter",
+         [&](size_t, const ServingMetrics& m, const std::string& model) {
+           for (size_t e = 0; e < m.expert_tokens_.size(); ++e) {
+             absl::StrAppend(&out, "moe_expert_tokens_total{", model, ",expert=\"", e, "\"} ",
+                             FormatMetricValue(m.expert_tokens_[e].Value()), "\n");
+           }
+         });
+  family("moe_model_info", "The served model (value is always 1).", "gauge",
+         [&](size_t, const ServingMetrics& m, const std::string& model) {
+           const ModelInfoLabels& info = m.info_;
+           absl::StrAppend(&out, "moe_model_info{", model, ",family=\"",
+                           EscapeLabelValue(info.family), "\",d_model=\"", info.d_model,
+                           "\",d_ff=\"", info.d_ff, "\",experts=\"", info.experts, "\",top_k=\"",
+                           info.top_k, "\",dtype=\"", EscapeLabelValue(info.dtype),
+                           "\",kernel=\"", EscapeLabelValue(info.kernel), "\",cpu_tier=\"",
+                           EscapeLabelValue(info.cpu_tier), "\"} 1\n");
+         });
   AppendHeader(&out, "moe_build_info", "The server's build (value is always 1).", "gauge");
   absl::StrAppend(&out, "moe_build_info{version=\"", EscapeLabelValue(MoeVersion()),
                   "\",commit=\"", EscapeLabelValue(MoeGitCommit()), "\"} 1\n");

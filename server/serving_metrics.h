@@ -1,11 +1,12 @@
 // ServingMetrics: what the front end reports, both as Prometheus text on
 // /metrics and as KServe ModelStatistics.
 //
-// Prometheus series (all prefixed moe_):
+// Prometheus series (all prefixed moe_, each with the label model="<name>"):
 //   requests_total{outcome}             counter, one outcome per finished RPC
 //                                       (ok, invalid_argument, not_found,
 //                                       unavailable, deadline_exceeded,
-//                                       cancelled, internal)
+//                                       cancelled, internal); requests that
+//                                       named no served model have model=
 //   tokens_in_total, tokens_out_total   counters
 //   batch_tokens                        histogram of tokens per model call
 //   request_queue_seconds               histogram, enqueue -> first rows run
@@ -14,6 +15,9 @@
 //   queue_tokens, queue_requests        gauges (sampled at scrape time)
 //   expert_tokens_total{expert}         counter: the load-balance picture
 //   model_info{...}                     gauge 1 with the model's description
+//   build_info{version,commit}          gauge 1 (no model label)
+// A server of several models renders them together (RenderPrometheus):
+// each family's HELP and TYPE once, then the series of every model.
 //
 // Thread-safety: all methods may be called from any thread.
 #ifndef MOE_SERVER_SERVING_METRICS_H_
@@ -40,6 +44,17 @@ struct ModelInfoLabels {
   int experts = 0, top_k = 0;
 };
 
+// Outcomes of requests that named no served model (or were no request).
+class UnroutedRequests {
+ public:
+  void Record(const absl::Status& status);
+  std::map<std::string, double> Snapshot() const;
+
+ private:
+  mutable absl::Mutex mu_;
+  std::map<std::string, double> requests_ ABSL_GUARDED_BY(mu_);
+};
+
 class ServingMetrics {
  public:
   ServingMetrics(const ModelInfoLabels& info, int num_experts);
@@ -53,9 +68,15 @@ class ServingMetrics {
   void RecordBatch(int64_t tokens, absl::Duration compute, bool ok);
   void AddExpertTokens(const std::vector<int64_t>& tokens_per_expert);
 
-  // Prometheus text. `queue_tokens` / `queue_requests` are sampled by the
-  // caller.
-  std::string RenderPrometheus(int64_t queue_tokens, int64_t queue_requests) const;
+  // What waits in a model's queue, sampled by the caller at scrape time.
+  struct QueueSample {
+    int64_t tokens = 0, requests = 0;
+  };
+  // Prometheus text for `models` (queues[i] is models[i]'s) and the
+  // unrouted requests.
+  static std::string RenderPrometheus(const std::vector<const ServingMetrics*>& models,
+                                      const std::vector<QueueSample>& queues,
+                                      const UnroutedRequests& unrouted);
 
   void FillModelStatistics(const std::string& model_name, inference::ModelStatistics* s) const;
 

@@ -91,7 +91,7 @@ DrainOutcome DrainUnderLoad(const LayerWeights& w, MoeLayer* reference, int clie
   out.wrong = wrong.load();
   out.other = other.load();
   out.ok_after_reject = ok_after_reject.load();
-  out.server_ok = server->core().metrics().RequestsTotal("ok");
+  out.server_ok = server->core().RequestsTotal("ok");
   return out;
 }
 
@@ -228,7 +228,7 @@ TEST(DrainTest, OpenStreamsEndWithUnavailable) {
     EXPECT_NE(st.error_message().find("shutting down"), std::string::npos) << st.error_message();
   }
   EXPECT_EQ(wrong.load(), 0);
-  EXPECT_EQ(server->core().metrics().RequestsTotal("ok"), static_cast<double>(answered.load()));
+  EXPECT_EQ(server->core().RequestsTotal("ok"), static_cast<double>(answered.load()));
 }
 
 TEST(DrainTest, HealthTurnsNotServingAndNewRequestsAreRejected) {

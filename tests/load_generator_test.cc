@@ -70,7 +70,7 @@ class LoadGeneratorServerTest : public ::testing::Test {
 
 TEST_F(LoadGeneratorServerTest, CountsMatchTheServerAndAnswersVerify) {
   for (bool stream : {false, true}) {
-    const double ok_before = server_->core().metrics().RequestsTotal("ok");
+    const double ok_before = server_->core().RequestsTotal("ok");
     LoadOptions o;
     o.connection.address = server_->local_grpc_address();
     o.concurrency = 4;
@@ -89,7 +89,7 @@ TEST_F(LoadGeneratorServerTest, CountsMatchTheServerAndAnswersVerify) {
     // in its ModelStatistics and in its Prometheus counter.
     EXPECT_TRUE(r.server_stats);
     EXPECT_EQ(r.server_ok, r.total_ok) << ReportText(r);
-    EXPECT_EQ(server_->core().metrics().RequestsTotal("ok") - ok_before,
+    EXPECT_EQ(server_->core().RequestsTotal("ok") - ok_before,
               static_cast<double>(r.total_ok));
     EXPECT_EQ(r.total_sent, r.total_ok);
     EXPECT_TRUE(r.verified);
@@ -103,7 +103,7 @@ TEST_F(LoadGeneratorServerTest, CountsMatchTheServerAndAnswersVerify) {
 // every answer verifies bitwise against the in-process layer, and the
 // server counted each one.
 TEST_F(LoadGeneratorServerTest, HttpProtocolDrivesTheRestEndpoint) {
-  const double ok_before = server_->core().metrics().RequestsTotal("ok");
+  const double ok_before = server_->core().RequestsTotal("ok");
   LoadOptions o;
   o.connection.address = "127.0.0.1:" + std::to_string(server_->http_port());
   o.http = true;
@@ -118,7 +118,7 @@ TEST_F(LoadGeneratorServerTest, HttpProtocolDrivesTheRestEndpoint) {
   EXPECT_EQ(r.ok, 60) << ReportText(r);
   EXPECT_EQ(r.failed, 0) << ReportText(r);
   EXPECT_EQ(r.verify_mismatches, 0) << ReportText(r);
-  EXPECT_EQ(server_->core().metrics().RequestsTotal("ok") - ok_before,
+  EXPECT_EQ(server_->core().RequestsTotal("ok") - ok_before,
             static_cast<double>(r.total_ok));
   // The open loop and streams are gRPC only.
   o.stream = true;

@@ -374,12 +374,12 @@ TEST_F(ServiceTest, UnaryCancelledWhileQueuedIsDropped) {
   ctx.TryCancel();
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
-  for (int i = 0; i < 1000 && server_->core().metrics().RequestsTotal("cancelled") == 0; ++i) {
+  for (int i = 0; i < 1000 && server_->core().RequestsTotal("cancelled") == 0; ++i) {
     absl::SleepFor(absl::Milliseconds(2));
   }
-  EXPECT_EQ(server_->core().metrics().RequestsTotal("cancelled"), 1);
+  EXPECT_EQ(server_->core().RequestsTotal("cancelled"), 1);
   inference::ModelStatistics stats;
-  server_->core().metrics().FillModelStatistics("moe", &stats);
+  server_->core().model(0).metrics().FillModelStatistics("moe", &stats);
   EXPECT_EQ(stats.execution_count(), 0u);  // never computed
 }
 
@@ -476,14 +476,14 @@ TEST_F(ServiceTest, DeadlineShorterThanTheQueueDelayIsExceededAndNotComputed) {
   EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   // The server answered it as expired, and never ran it. (How soon it
   // answers is timed in timing_test.cc, label perf.)
-  for (int i = 0; i < 2000 && server_->core().metrics().RequestsTotal("deadline_exceeded") == 0;
+  for (int i = 0; i < 2000 && server_->core().RequestsTotal("deadline_exceeded") == 0;
        ++i) {
     absl::SleepFor(absl::Milliseconds(1));
   }
-  EXPECT_EQ(server_->core().metrics().RequestsTotal("deadline_exceeded"), 1)
+  EXPECT_EQ(server_->core().RequestsTotal("deadline_exceeded"), 1)
       << server_->core().RenderMetrics().substr(0, 600);
   inference::ModelStatistics stats;
-  server_->core().metrics().FillModelStatistics("moe", &stats);
+  server_->core().model(0).metrics().FillModelStatistics("moe", &stats);
   EXPECT_EQ(stats.execution_count(), 0u);
 }
 

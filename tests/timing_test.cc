@@ -92,12 +92,12 @@ TEST(ServiceTimingTest, ADeadlineShorterThanTheQueueDelayIsAnsweredAtTheDeadline
   const absl::Duration took = absl::Now() - start;
   EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_LT(took, absl::Milliseconds(1500)) << took;
-  for (int i = 0; i < 2000 && (*server)->core().metrics().RequestsTotal("deadline_exceeded") == 0;
+  for (int i = 0; i < 2000 && (*server)->core().RequestsTotal("deadline_exceeded") == 0;
        ++i) {
     absl::SleepFor(absl::Milliseconds(1));
   }
   inference::ModelStatistics stats;
-  (*server)->core().metrics().FillModelStatistics("moe", &stats);
+  (*server)->core().model(0).metrics().FillModelStatistics("moe", &stats);
   // Server side: answered about 200 ms after acceptance.
   EXPECT_LT(stats.inference_stats().fail().ns(), 1'500'000'000u);
   EXPECT_GE(stats.inference_stats().fail().ns(), 150'000'000u);
