@@ -1,9 +1,11 @@
 #include "model/checkpoint_writer.h"
 
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "model/hf_layout.h"
 #include "nlohmann/json.hpp"
@@ -67,18 +69,18 @@ absl::Status WriteSafetensors(const std::string& path,
   return absl::OkStatus();
 }
 
-absl::Status WriteHfLayer(const LayerWeights& w, const std::string& dir) {
+namespace {
+
+// Appends layer `layer`'s tensors of `w` under the names `config` gives.
+absl::Status AddLayer(const LayerWeights& w, const nlohmann::json& config, int layer,
+                      const std::string& config_path,
+                      std::vector<std::pair<std::string, Tensor>>* out) {
   MOE_RETURN_IF_ERROR(ValidateLayerWeights(w));
-  MOE_ASSIGN_OR_RETURN(nlohmann::json config, MakeHfConfig(w.spec));
-  const std::string config_path = (std::filesystem::path(dir) / "config.json").string();
   // Resolve our own config back to names (first-choice prefixes).
   MOE_ASSIGN_OR_RETURN(HfLayerLayout layout,
-                       ResolveHfLayer(config, 0, config_path,
+                       ResolveHfLayer(config, layer, config_path,
                                       [](const std::string&) { return true; }));
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return absl::PermissionDeniedError(absl::StrCat(dir, ": ", ec.message()));
-  std::vector<std::pair<std::string, Tensor>> tensors;
+  std::vector<std::pair<std::string, Tensor>>& tensors = *out;
   if (!w.spec.dense) {
     tensors.emplace_back(layout.gate_weight, w.gate_weight);
     if (w.spec.gate_bias) tensors.emplace_back(layout.gate_bias, w.gate_bias);
@@ -89,11 +91,68 @@ absl::Status WriteHfLayer(const LayerWeights& w, const std::string& dir) {
     AddFfn(w.shared, layout.shared, &tensors);
     if (w.spec.shared_gate) tensors.emplace_back(layout.shared_gate, w.shared_gate);
   }
-  std::ofstream out(config_path);
-  out << config.dump(1) << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status WriteText(const std::string& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
   out.close();
-  if (!out) return absl::DataLossError(absl::StrCat(config_path, ": write failed"));
-  return WriteSafetensors((std::filesystem::path(dir) / "model.safetensors").string(), tensors);
+  if (!out) return absl::DataLossError(absl::StrCat(path, ": write failed"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status WriteHfLayer(const LayerWeights& w, const std::string& dir) {
+  return WriteHfLayers(1, 1, [&w](int) -> absl::StatusOr<LayerWeights> { return w; }, dir);
+}
+
+absl::Status WriteHfLayers(int num_layers, int layers_per_file,
+                           const std::function<absl::StatusOr<LayerWeights>(int)>& make,
+                           const std::string& dir) {
+  if (num_layers < 1 || layers_per_file < 1) {
+    return absl::InvalidArgumentError("need at least one layer and one layer per file");
+  }
+  const std::filesystem::path root(dir);
+  const std::string config_path = (root / "config.json").string();
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat(dir, ": ", ec.message()));
+  const int files = (num_layers + layers_per_file - 1) / layers_per_file;
+  nlohmann::json config;
+  LayerSpec first;
+  nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
+  for (int f = 0; f < files; ++f) {
+    std::vector<std::pair<std::string, Tensor>> tensors;
+    for (int l = f * layers_per_file; l < std::min(num_layers, (f + 1) * layers_per_file); ++l) {
+      MOE_ASSIGN_OR_RETURN(LayerWeights w, make(l));
+      if (l == 0) {
+        first = w.spec;
+        MOE_ASSIGN_OR_RETURN(config, MakeHfConfig(w.spec));
+        for (const char* key : {"num_hidden_layers", "n_layer", "num_layers"}) {
+          if (config.contains(key)) config[key] = num_layers;
+        }
+      } else if (w.spec.Summary() != first.Summary() || w.spec.family != first.family) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("layer ", l, " (", w.spec.Summary(), ") differs from layer 0 (",
+                         first.Summary(), "): one config.json describes them all"));
+      }
+      MOE_RETURN_IF_ERROR(AddLayer(w, config, l, config_path, &tensors));
+    }
+    const std::string file =
+        files == 1 ? std::string("model.safetensors")
+                   : absl::StrFormat("model-%05d-of-%05d.safetensors", f + 1, files);
+    for (const auto& [name, t] : tensors) weight_map[name] = file;
+    MOE_RETURN_IF_ERROR(WriteSafetensors((root / file).string(), tensors));
+  }
+  if (files > 1) {
+    nlohmann::ordered_json index = {{"metadata", nlohmann::ordered_json::object()},
+                                    {"weight_map", weight_map}};
+    MOE_RETURN_IF_ERROR(
+        WriteText((root / "model.safetensors.index.json").string(), index.dump(1) + "\n"));
+  }
+  return WriteText(config_path, config.dump(1) + "\n");
 }
 
 }  // namespace moe

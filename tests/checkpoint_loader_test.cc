@@ -7,6 +7,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/checkpoint_writer.h"
+#include "model/expert_ranges.h"
 #include "model/presets.h"
 #include "model/safetensors_file.h"
 #include "nlohmann/json.hpp"
@@ -278,6 +279,67 @@ TEST(CheckpointLayerKindTest, QwenMlpOnlyLayersAndDeepseekDenseLayersAreDense) {
   WriteFile(dir.File("config.json"), c.dump());
   ASSERT_OK_AND_ASSIGN(w, LoadHfLayer(dir.path(), 0));
   EXPECT_TRUE(w.spec.dense);
+}
+
+// Several layers, sharded across files: each layer loads back as written,
+// and the layer count comes from config.json.
+TEST(MultiLayerCheckpointTest, EveryLayerOfAShardedFolderLoadsBack) {
+  moe::testing::TempDir dir;
+  auto layer = [](int l) -> absl::StatusOr<LayerWeights> {
+    LayerSpec s = TinyMixtral().spec;
+    return MakeSyntheticWeights(s, 100 + static_cast<uint64_t>(l));
+  };
+  ASSERT_OK(WriteHfLayers(8, 3, layer, dir.path()));
+  EXPECT_TRUE(std::filesystem::exists(dir.File("model.safetensors.index.json")));
+  EXPECT_TRUE(std::filesystem::exists(dir.File("model-00003-of-00003.safetensors")));
+  ASSERT_OK_AND_ASSIGN(int count, HfLayerCount(dir.path()));
+  EXPECT_EQ(count, 8);
+  for (int l = 0; l < 8; ++l) {
+    ASSERT_OK_AND_ASSIGN(LayerWeights got, LoadHfLayer(dir.path(), l));
+    const LayerWeights want = *layer(l);
+    EXPECT_EQ(got.gate_weight.ToFloats(), want.gate_weight.ToFloats()) << "layer " << l;
+    ASSERT_EQ(got.experts.size(), want.experts.size());
+    EXPECT_EQ(got.experts[3].w2.ToFloats(), want.experts[3].w2.ToFloats()) << "layer " << l;
+  }
+  EXPECT_THAT(LoadHfLayer(dir.path(), 8),
+              StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("num_hidden_layers = 8")));
+}
+
+TEST(MultiLayerCheckpointTest, LayersOfDifferentShapesAreRefused) {
+  moe::testing::TempDir dir;
+  auto layer = [](int l) -> absl::StatusOr<LayerWeights> {
+    LayerSpec s = TinyMixtral().spec;
+    if (l == 1) s.expert.d_ff = 32;
+    return MakeSyntheticWeights(s, 7);
+  };
+  EXPECT_THAT(WriteHfLayers(2, 1, layer, dir.path()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("layer 1")));
+}
+
+TEST(MultiLayerCheckpointTest, LayerCountNeedsAConfig) {
+  moe::testing::TempDir dir;
+  EXPECT_THAT(HfLayerCount(dir.path()),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("config.json")));
+  WriteFile(dir.File("config.json"), R"({"model_type": "mixtral"})");
+  EXPECT_THAT(HfLayerCount(dir.path()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("num_hidden_layers")));
+  WriteFile(dir.File("config.json"), R"({"model_type": "gpt2", "n_layer": 12})");
+  EXPECT_EQ(*HfLayerCount(dir.path()), 12);
+}
+
+TEST(LayerListTest, AllRangesAndErrors) {
+  EXPECT_EQ(*ParseLayerList("all", 4), (std::vector<int>{0, 1, 2, 3}));
+  EXPECT_EQ(*ParseLayerList("0-2,7", 8), (std::vector<int>{0, 1, 2, 7}));
+  EXPECT_EQ(*ParseLayerList("5", 8), (std::vector<int>{5}));
+  EXPECT_THAT(ParseLayerList("0-8", 8),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("layer list"), HasSubstr("outside 0..7"))));
+  EXPECT_THAT(ParseLayerList("1,1", 8),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("the same layer twice")));
+  EXPECT_THAT(ParseLayerList("x", 8),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bad piece 'x'")));
+  EXPECT_THAT(ParseLayerList("", 8),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("is empty")));
 }
 
 }  // namespace

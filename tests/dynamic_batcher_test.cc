@@ -242,5 +242,140 @@ TEST(DynamicBatcherTest, DrainTimeoutCutsWhatIsLeft) {
   EXPECT_EQ(queued.status.code(), absl::StatusCode::kUnavailable);
 }
 
+// ---- Several queues (one per served model) sharing the compute ----------
+
+TEST(DynamicBatcherQueuesTest, BatchesHoldOneQueueEachAndEveryQueueIsServed) {
+  absl::Mutex mu;
+  std::vector<int> batch_queues;
+  int mixed = 0;
+  FakeModel model;
+  DynamicBatcher batcher(
+      Options(8, absl::Milliseconds(1)),
+      [&](const Batch& b) {
+        {
+          absl::MutexLock lock(&mu);
+          batch_queues.push_back(b.queue);
+          for (const BatchSlice& s : b.slices) mixed += s.task->queue != b.queue;
+        }
+        return model.Run(b);
+      },
+      nullptr, /*num_queues=*/3);
+  EXPECT_EQ(batcher.num_queues(), 3);
+  std::vector<std::unique_ptr<Result>> results;
+  std::vector<std::shared_ptr<InferTask>> tasks;
+  for (int i = 0; i < 60; ++i) {
+    results.push_back(std::make_unique<Result>());
+    tasks.push_back(Task(1 + i % 5, results.back().get(), 10.0f * i));
+    tasks.back()->queue = i % 3;
+    ASSERT_OK(batcher.Enqueue(tasks.back()));
+  }
+  for (int i = 0; i < 60; ++i) {
+    ASSERT_TRUE(results[i]->done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+    EXPECT_OK(results[i]->status);
+    for (int64_t r = 0; r < tasks[i]->num_tokens; ++r) {
+      EXPECT_EQ(tasks[i]->output[r], 1000.0f * tasks[i]->tokens[r]);
+    }
+  }
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(mixed, 0);
+  EXPECT_EQ(std::set<int>(batch_queues.begin(), batch_queues.end()), (std::set<int>{0, 1, 2}));
+}
+
+TEST(DynamicBatcherQueuesTest, TheQueueBoundCountsEveryQueue) {
+  FakeModel model;
+  // An hour's delay and a batch of 100: nothing becomes ready.
+  DynamicBatcher batcher(Options(100, absl::Hours(1), /*queue=*/4),
+                         [&](const Batch& b) { return model.Run(b); }, nullptr, 2);
+  Result a, b, c;
+  auto ta = Task(2, &a), tb = Task(2, &b), tc = Task(1, &c);
+  ta->queue = 0;
+  tb->queue = 1;
+  tc->queue = 1;
+  ASSERT_OK(batcher.Enqueue(ta));
+  ASSERT_OK(batcher.Enqueue(tb));
+  const absl::Status st = batcher.Enqueue(tc);
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("4 tokens waiting"));
+  EXPECT_EQ(batcher.queued_tokens(), 4);
+  EXPECT_EQ(batcher.queued_tokens(1), 2);
+  EXPECT_EQ(batcher.Drain(absl::Seconds(30)).cut, 0);  // the drain runs both queues
+  EXPECT_OK(a.status);
+  EXPECT_OK(b.status);
+  EXPECT_EQ(c.calls.load(), 0);
+}
+
+// A hot queue whose closed-loop clients always fill a batch cannot starve
+// a cold one: once the cold task has waited max_queue_delay, at most one
+// more hot batch starts before it (the one whose tasks arrived before the
+// cold queue became ready). The check is on the order of events, not on
+// how long anything took.
+TEST(DynamicBatcherQueuesTest, AHotQueueDelaysAnotherByAtMostOneBatch) {
+  constexpr int kHotClients = 4;
+  const absl::Duration delay = absl::Milliseconds(2);
+  absl::Mutex mu;
+  std::vector<std::pair<int, absl::Time>> starts;  // (queue, start) of every batch
+  std::atomic<bool> cold_done{false};
+  DynamicBatcher* batcher_ptr = nullptr;
+  std::vector<std::unique_ptr<Result>> hot_results;
+  auto send_hot = [&] {
+    auto r = std::make_unique<Result>();
+    auto t = Task(4, r.get());
+    t->queue = 0;
+    {
+      absl::MutexLock lock(&mu);
+      hot_results.push_back(std::move(r));
+    }
+    (void)batcher_ptr->Enqueue(t);
+  };
+  DynamicBatcher batcher(
+      Options(4 * kHotClients, delay),
+      [&](const Batch& b) {
+        {
+          absl::MutexLock lock(&mu);
+          starts.emplace_back(b.queue, absl::Now());
+        }
+        if (b.queue == 0) {
+          absl::SleepFor(absl::Milliseconds(1));  // a batch takes a while
+          // Each answered client sends again, until the cold task is done.
+          if (!cold_done.load()) {
+            for (size_t i = 0; i < b.slices.size(); ++i) send_hot();
+          }
+        }
+        for (const BatchSlice& s : b.slices) {
+          for (int64_t r = s.row_begin; r < s.row_begin + s.rows; ++r) s.task->output[r] = 0;
+        }
+        return absl::OkStatus();
+      },
+      nullptr, 2);
+  batcher_ptr = &batcher;
+  for (int c = 0; c < kHotClients; ++c) send_hot();
+  // Let the hot loop run a few batches first.
+  while (true) {
+    absl::SleepFor(absl::Milliseconds(1));
+    absl::MutexLock lock(&mu);
+    if (starts.size() >= 5) break;
+  }
+  Result cold;
+  auto t = Task(1, &cold);
+  t->queue = 1;
+  ASSERT_OK(batcher.Enqueue(t));
+  ASSERT_TRUE(cold.done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  cold_done.store(true);
+  EXPECT_OK(cold.status);
+  const absl::Time ready = t->enqueue_time + delay;
+  absl::MutexLock lock(&mu);
+  int hot_after_ready = 0;
+  bool cold_ran = false;
+  for (const auto& [queue, start] : starts) {
+    if (queue == 1) {
+      cold_ran = true;
+      break;
+    }
+    if (start > ready) ++hot_after_ready;
+  }
+  EXPECT_TRUE(cold_ran);
+  EXPECT_LE(hot_after_ready, 1) << "hot batches started after the cold queue was ready";
+}
+
 }  // namespace
 }  // namespace moe

@@ -13,14 +13,20 @@
 
 namespace moe::testing {
 
-// A fresh folder under the test's temp dir, removed on destruction.
+// A fresh folder under the test's temp dir, removed on destruction. Made
+// outside a test (e.g. in SetUpTestSuite), it is named after the suite.
 class TempDir {
  public:
   TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    const auto* unit = ::testing::UnitTest::GetInstance();
+    const auto* info = unit->current_test_info();
+    const auto* suite = unit->current_test_suite();
+    const std::string name = info != nullptr ? std::string(info->test_suite_name()) + "_" +
+                                                   info->name()
+                             : suite != nullptr ? std::string(suite->name()) + "_suite"
+                                                : std::string("shared");
     path_ = std::filesystem::path(::testing::TempDir()) /
-            (std::string("moe_") + info->test_suite_name() + "_" + info->name() + "_" +
-             std::to_string(::getpid()));
+            ("moe_" + name + "_" + std::to_string(::getpid()));
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
   }
