@@ -196,18 +196,38 @@ class Recorder {
   std::vector<std::vector<float>> first_outputs_;  // written under mu_
 };
 
+std::vector<std::string> ModelsOf(const LoadOptions& o) {
+  return o.models.empty() ? std::vector<std::string>{o.model} : o.models;
+}
+
+// pool_size token blocks, each sent to every model: entry b * M + m is
+// block b for model m, so consecutive entries walk the models in order.
 absl::StatusOr<std::vector<PoolEntry>> BuildPool(const LoadOptions& o, int64_t d_model) {
-  std::vector<PoolEntry> pool(static_cast<size_t>(std::max(1, o.pool_size)));
+  const std::vector<std::string> models = ModelsOf(o);
+  const size_t m_count = models.size();
+  std::vector<PoolEntry> pool(static_cast<size_t>(std::max(1, o.pool_size)) * m_count);
   SeededRandom sizes(o.seed);
-  for (size_t i = 0; i < pool.size(); ++i) {
-    PoolEntry& e = pool[i];
+  for (size_t b = 0; b < pool.size() / m_count; ++b) {
     const int64_t span = o.tokens_max - o.tokens_min + 1;
-    e.num_tokens = o.tokens_min + static_cast<int64_t>(sizes.NextU64() % static_cast<uint64_t>(span));
-    SeededRandom values(DeriveSeed(o.seed, absl::StrCat("pool.", i)));
-    e.tokens = values.UniformVector(e.num_tokens * d_model, 1.0f);
-    e.request = BuildInferRequest(o.model, e.tokens, d_model, o.bf16, "", false);
+    const int64_t tokens =
+        o.tokens_min + static_cast<int64_t>(sizes.NextU64() % static_cast<uint64_t>(span));
+    SeededRandom values(DeriveSeed(o.seed, absl::StrCat("pool.", b)));
+    const std::vector<float> block = values.UniformVector(tokens * d_model, 1.0f);
+    for (size_t m = 0; m < m_count; ++m) {
+      PoolEntry& e = pool[b * m_count + m];
+      e.num_tokens = tokens;
+      e.tokens = block;
+      e.request = BuildInferRequest(models[m], e.tokens, d_model, o.bf16, "", false);
+    }
   }
   return pool;
+}
+
+// The pool entry of a closed-loop worker's i-th request: its own start in
+// the pool, then the next entries (so the models in order).
+int PoolIndex(const LoadOptions& o, int worker, int64_t i, size_t pool_size) {
+  const int64_t m_count = static_cast<int64_t>(ModelsOf(o).size());
+  return static_cast<int>((worker * 7919 * m_count + i) % static_cast<int64_t>(pool_size));
 }
 
 struct ServerCounters {
@@ -215,19 +235,24 @@ struct ServerCounters {
   int64_t success = 0, executions = 0, tokens = 0;
 };
 
-ServerCounters ReadServerCounters(Stub* stub, const std::string& model) {
+// Summed over `models`; ok false if any cannot be read.
+ServerCounters ReadServerCounters(Stub* stub, const std::vector<std::string>& models) {
   ServerCounters c;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  inference::ModelStatisticsRequest req;
-  req.set_name(model);
-  inference::ModelStatisticsResponse resp;
-  if (!stub->ModelStatistics(&ctx, req, &resp).ok() || resp.model_stats_size() < 1) return c;
-  const auto& s = resp.model_stats(0);
+  for (const std::string& model : models) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    inference::ModelStatisticsRequest req;
+    req.set_name(model);
+    inference::ModelStatisticsResponse resp;
+    if (!stub->ModelStatistics(&ctx, req, &resp).ok() || resp.model_stats_size() < 1) {
+      return ServerCounters();
+    }
+    const auto& s = resp.model_stats(0);
+    c.success += static_cast<int64_t>(s.inference_stats().success().count());
+    c.executions += static_cast<int64_t>(s.execution_count());
+    c.tokens += static_cast<int64_t>(s.inference_count());
+  }
   c.ok = true;
-  c.success = static_cast<int64_t>(s.inference_stats().success().count());
-  c.executions = static_cast<int64_t>(s.execution_count());
-  c.tokens = static_cast<int64_t>(s.inference_count());
   return c;
 }
 
@@ -243,7 +268,7 @@ void ClosedUnaryWorker(Stub* stub, const std::vector<PoolEntry>& pool, const Loa
     const absl::Time intended = absl::Now();
     bool measured = false;
     if (!admission->Admit(intended, &measured)) return;
-    const int p = static_cast<int>((worker * 7919 + i) % static_cast<int64_t>(pool.size()));
+    const int p = PoolIndex(o, worker, i, pool.size());
     grpc::ClientContext ctx;
     SetDeadline(&ctx, o.deadline);
     ModelInferResponse resp;
@@ -263,7 +288,7 @@ void ClosedHttpWorker(RestInferClient* http, const std::vector<PoolEntry>& pool,
     const absl::Time intended = absl::Now();
     bool measured = false;
     if (!admission->Admit(intended, &measured)) return;
-    const int p = static_cast<int>((worker * 7919 + i) % static_cast<int64_t>(pool.size()));
+    const int p = PoolIndex(o, worker, i, pool.size());
     ModelInferResponse resp;
     rec->CountSent(measured);
     grpc::Status st = http->Infer(pool[static_cast<size_t>(p)].request, o.deadline, &resp);
@@ -284,7 +309,7 @@ void ClosedStreamWorker(Stub* stub, const std::vector<PoolEntry>& pool, const Lo
     const absl::Time intended = absl::Now();
     bool measured = false;
     if (!admission->Admit(intended, &measured)) break;
-    const int p = static_cast<int>((worker * 7919 + i) % static_cast<int64_t>(pool.size()));
+    const int p = PoolIndex(o, worker, i, pool.size());
     ModelInferRequest req = pool[static_cast<size_t>(p)].request;
     req.set_id(absl::StrCat(worker, ".", i));
     rec->CountSent(measured);
@@ -463,20 +488,32 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& o) {
       stubs.push_back(inference::GRPCInferenceService::NewStub(*channel));
     }
   }
-  auto d_model = o.http ? http_clients[0]->FetchDModel(o.model)
-                        : FetchDModel(stubs[0].get(), o.model,
-                                      absl::ToInt64Milliseconds(o.deadline));
-  if (!d_model.ok()) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot read model metadata: ",
-        DescribeGrpcError(grpc::Status(static_cast<grpc::StatusCode>(d_model.status().code()),
-                                       std::string(d_model.status().message())),
-                          o.connection.address)));
+  const std::vector<std::string> models = ModelsOf(o);
+  if (models.size() > 1 && !o.verify_preset.empty()) {
+    return absl::InvalidArgumentError("--verify checks one model against a preset, not several");
+  }
+  absl::StatusOr<int64_t> d_model;
+  for (const std::string& model : models) {
+    auto d = o.http ? http_clients[0]->FetchDModel(model)
+                    : FetchDModel(stubs[0].get(), model, absl::ToInt64Milliseconds(o.deadline));
+    if (!d.ok()) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot read model metadata: ",
+          DescribeGrpcError(grpc::Status(static_cast<grpc::StatusCode>(d.status().code()),
+                                         std::string(d.status().message())),
+                            o.connection.address)));
+    }
+    if (d_model.ok() && *d != *d_model) {
+      return absl::InvalidArgumentError(absl::StrCat("model '", model, "' has d_model ", *d,
+                                                     " but '", models[0], "' has ", *d_model,
+                                                     ": a pipeline needs one width"));
+    }
+    d_model = *d;
   }
   auto pool = BuildPool(o, *d_model);
   if (!pool.ok()) return pool.status();
   const ServerCounters before =
-      o.http ? ServerCounters() : ReadServerCounters(stubs[0].get(), o.model);
+      o.http ? ServerCounters() : ReadServerCounters(stubs[0].get(), models);
 
   const bool verify = !o.verify_preset.empty();
   Recorder rec(&*pool, verify);
@@ -553,7 +590,7 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& o) {
   r.tokens_per_s = static_cast<double>(r.tokens_ok) / r.window_s;
 
   const ServerCounters after =
-      o.http ? ServerCounters() : ReadServerCounters(stubs[0].get(), o.model);
+      o.http ? ServerCounters() : ReadServerCounters(stubs[0].get(), models);
   if (before.ok && after.ok) {
     r.server_stats = true;
     r.server_ok = after.success - before.success;

@@ -8,6 +8,9 @@
 // send time — so a server stall shows in the percentiles instead of
 // silently slowing the load (no coordinated omission).
 //
+// With several models (LoadOptions::models) each worker's consecutive
+// requests go to the models in order (a pipeline across layers).
+//
 // Requests cycle through a pool of pre-built token blocks; with
 // verification on, every OK answer for a pool entry must be bitwise equal
 // to the first, and the first must equal the preset layer computed
@@ -19,6 +22,7 @@
 #include <cstdio>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -30,6 +34,10 @@ namespace moe {
 struct LoadOptions {
   ConnectionOptions connection;
   std::string model = "moe";
+  // Several models (e.g. the layers moe.layer0, moe.layer1, ...): every
+  // worker walks them in order, one request each, like a pipeline through
+  // the layers, and the report covers them all. Empty: `model` alone.
+  std::vector<std::string> models;
   // Exactly one of concurrency (closed loop) or rate (open loop) is > 0.
   int concurrency = 0;
   double rate = 0;             // requests per second

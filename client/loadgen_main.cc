@@ -14,8 +14,10 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/load_generator.h"
+#include "model/expert_ranges.h"
 #include "client/load_report.h"
 #include "client/sweep_points.h"
 #include "common/memory_tuning.h"
@@ -23,6 +25,12 @@
 
 ABSL_FLAG(std::string, address, "localhost:8001", "Server address host:port.");
 ABSL_FLAG(std::string, model, "moe", "Model name.");
+ABSL_FLAG(std::string, models, "",
+          "Several models, comma-separated (e.g. moe.layer0,moe.layer1): each client walks "
+          "them in order, one request each, like a pipeline. Overrides --model.");
+ABSL_FLAG(std::string, layers, "",
+          "Walk the layers of a --layers server in order: 'A-B' or a list such as '0-3,8' "
+          "names the models <model>.layer<L>.");
 ABSL_FLAG(std::string, tls_ca, "", "PEM CA to trust: connect with TLS.");
 ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate (mutual TLS).");
 ABSL_FLAG(std::string, tls_key, "", "PEM client key (mutual TLS).");
@@ -105,6 +113,21 @@ int main(int argc, char** argv) {
   o.connection.tls_cert = absl::GetFlag(FLAGS_tls_cert);
   o.connection.tls_key = absl::GetFlag(FLAGS_tls_key);
   o.model = absl::GetFlag(FLAGS_model);
+  if (!absl::GetFlag(FLAGS_models).empty() && !absl::GetFlag(FLAGS_layers).empty()) {
+    std::fprintf(stderr, "set --models or --layers, not both\n");
+    return 2;
+  }
+  if (!absl::GetFlag(FLAGS_models).empty()) {
+    o.models = absl::StrSplit(absl::GetFlag(FLAGS_models), ',', absl::SkipWhitespace());
+  }
+  if (!absl::GetFlag(FLAGS_layers).empty()) {
+    auto layers = moe::ParseIdList(absl::GetFlag(FLAGS_layers), 1 << 20, "layer");
+    if (!layers.ok()) {
+      std::fprintf(stderr, "--layers: %s\n", std::string(layers.status().message()).c_str());
+      return 2;
+    }
+    for (int l : *layers) o.models.push_back(absl::StrCat(o.model, ".layer", l));
+  }
   o.concurrency = absl::GetFlag(FLAGS_concurrency);
   o.rate = absl::GetFlag(FLAGS_rate);
   const std::string arrival = absl::GetFlag(FLAGS_arrival);
@@ -210,7 +233,9 @@ int main(int argc, char** argv) {
     std::printf("%s", moe::SweepTable(reports).c_str());
   }
   if (!absl::GetFlag(FLAGS_json).empty()) {
-    const moe::LoadTarget target{o.connection.address, o.model, protocol};
+    const moe::LoadTarget target{o.connection.address,
+                                 o.models.empty() ? o.model : absl::StrJoin(o.models, ","),
+                                 protocol};
     const std::string text = moe::ReportsJson(reports, target).dump(2) + "\n";
     if (!WriteText(absl::GetFlag(FLAGS_json), text)) return 1;
   }

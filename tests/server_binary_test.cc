@@ -109,7 +109,7 @@ TEST(ServerBinaryTest, HelpListsEveryFlagAndVersionSaysWhatRuns) {
   for (const char* flag : {"--grpc_port", "--http_port", "--metrics_port", "--preset",
                            "--model_dir", "--dtype", "--max_isa", "--max_batch_tokens",
                            "--max_queue_delay_us", "--tls_cert", "--expert_workers",
-                           "--drain_timeout_s", "--allow_mixed_isa"}) {
+                           "--drain_timeout_s", "--allow_mixed_isa", "--layers"}) {
     EXPECT_NE(help.find(flag), std::string::npos) << flag << " missing from --help:\n" << help;
   }
   EXPECT_NE(help.find("default: 8000"), std::string::npos) << help;
@@ -123,6 +123,70 @@ TEST(ServerBinaryTest, HelpListsEveryFlagAndVersionSaysWhatRuns) {
   static const std::regex kVersion(
       R"(moe_server \d+\.\d+\.\d+ \(git ([0-9a-f]{12}(-dirty)?|unknown)\), oneDNN \d+\.\d+\.\d+, CPU tier (avx2|avx512|avx512_bf16|amx))");
   EXPECT_TRUE(std::regex_search(version, kVersion)) << version;
+}
+
+// --layers: every listed layer is a model <name>.layer<L>; the log gives
+// each layer's and the total bytes and the load time; bad lists stop
+// start-up naming the problem.
+TEST(ServerBinaryTest, LayersServesEveryListedLayerAndRejectsBadLists) {
+  TempDir dir;
+  LayerSpec s = *PresetSpec("demo");
+  s.d_model = s.expert.d_model = 16;
+  s.expert.d_ff = 32;
+  auto layer = [&s](int l) -> absl::StatusOr<LayerWeights> {
+    return MakeSyntheticWeights(s, 10 + static_cast<uint64_t>(l));
+  };
+  ASSERT_TRUE(WriteHfLayers(3, 2, layer, dir.File("model")).ok());
+  const std::string log = dir.File("server.log");
+  const pid_t pid = Spawn({"--model_dir=" + dir.File("model"), "--layers=1-2", "--dtype=f32",
+                           "--host=127.0.0.1", "--grpc_port=0", "--http_port=-1",
+                           "--metrics_port=-1"},
+                          log);
+  int port = 0;
+  std::string text;
+  for (int i = 0; i < 600 && port == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+    text = ReadFile(log);
+    std::smatch m;
+    static const std::regex kListening(R"(listening: gRPC 127\.0\.0\.1:(\d+))");
+    if (text.find("ready:") != std::string::npos && std::regex_search(text, m, kListening)) {
+      port = std::stoi(m[1]);
+    }
+  }
+  ASSERT_GT(port, 0) << "no ready line in the log:\n" << text;
+  EXPECT_NE(text.find("model 'moe.layer1': mixtral"), std::string::npos) << text;
+  EXPECT_NE(text.find("model 'moe.layer2': mixtral"), std::string::npos) << text;
+  EXPECT_EQ(text.find("model 'moe.layer0'"), std::string::npos) << text;
+  EXPECT_NE(text.find("2 layers (1-2): "), std::string::npos) << text;
+  EXPECT_NE(text.find("MB of packed FFN weights"), std::string::npos) << text;
+  auto stub = ::moe::testing::Stub("127.0.0.1:" + std::to_string(port));
+  const auto tokens = ::moe::testing::RandomTokens(2 * 16, 5);
+  grpc::ClientContext ctx;
+  ::moe::testing::SetDeadline(&ctx, absl::Seconds(30));
+  inference::ModelInferResponse resp;
+  grpc::Status st = stub->ModelInfer(
+      &ctx, BuildInferRequest("moe.layer2", tokens, 16, false, "", false), &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  auto ref = ::moe::testing::MakeLayer(*layer(2));
+  EXPECT_EQ(::moe::testing::OutputFloats(resp, "output"),
+            ::moe::testing::Reference(ref.get(), tokens));
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  EXPECT_EQ(WaitExit(pid, absl::Seconds(60)), 0);
+
+  const std::vector<std::pair<std::vector<std::string>, std::string>> bad = {
+      {{"--model_dir=" + dir.File("model"), "--layers=0-3"}, "--layers: layer list '0-3'"},
+      {{"--model_dir=" + dir.File("model"), "--layers=x"}, "bad piece 'x'"},
+      {{"--layers=all"}, "--layers needs --model_dir"},
+  };
+  for (const auto& [args, message] : bad) {
+    std::vector<std::string> all = args;
+    for (const char* a : {"--grpc_port=0", "--http_port=-1", "--metrics_port=-1"}) {
+      all.push_back(a);
+    }
+    const std::string bad_log = dir.File("bad.log");
+    EXPECT_EQ(WaitExit(Spawn(all, bad_log), absl::Seconds(60)), 1) << message;
+    EXPECT_NE(ReadFile(bad_log).find(message), std::string::npos) << ReadFile(bad_log);
+  }
 }
 
 }  // namespace

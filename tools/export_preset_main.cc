@@ -3,6 +3,7 @@
 // tensor names — for tests and for users who want a file to start from.
 //
 //   moe_export_preset --preset=qwen2-moe-a2.7b --out=/tmp/qwen
+//   moe_export_preset --preset=demo --layers=16 --out=/tmp/demo16   # 16 layers, sharded
 //   moe_export_preset --list
 #include <cstdio>
 #include <string>
@@ -16,6 +17,9 @@ ABSL_FLAG(std::string, preset, "demo", "Preset to write (see --list).");
 ABSL_FLAG(std::string, out, "", "Folder to write config.json and model.safetensors into.");
 ABSL_FLAG(uint64_t, seed, moe::kDefaultPresetSeed, "Weight seed (the server's default too).");
 ABSL_FLAG(bool, list, false, "List the presets and exit.");
+ABSL_FLAG(int, layers, 1,
+          "Layers to write, each the preset's shape with its own weights (layer L: seed + L).");
+ABSL_FLAG(int, layers_per_file, 4, "Layers per safetensors shard when --layers > 1.");
 
 int main(int argc, char** argv) {
   moe::ParseCommandLineOrExit(argc, argv,
@@ -32,17 +36,29 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "moe_export_preset: --out is required\n");
     return 2;
   }
-  auto weights = moe::MakePreset(absl::GetFlag(FLAGS_preset), absl::GetFlag(FLAGS_seed));
+  const std::string preset = absl::GetFlag(FLAGS_preset);
+  const uint64_t seed = absl::GetFlag(FLAGS_seed);
+  auto weights = moe::MakePreset(preset, seed);
   if (!weights.ok()) {
     std::fprintf(stderr, "moe_export_preset: %s\n", weights.status().ToString().c_str());
     return 2;
   }
-  absl::Status st = moe::WriteHfLayer(*weights, out);
+  const int layers = absl::GetFlag(FLAGS_layers);
+  if (layers < 1 || absl::GetFlag(FLAGS_layers_per_file) < 1) {
+    std::fprintf(stderr, "moe_export_preset: --layers and --layers_per_file must be >= 1\n");
+    return 2;
+  }
+  absl::Status st =
+      layers == 1 ? moe::WriteHfLayer(*weights, out)
+                  : moe::WriteHfLayers(
+                        layers, absl::GetFlag(FLAGS_layers_per_file),
+                        [&](int l) { return moe::MakePreset(preset, seed + static_cast<uint64_t>(l)); },
+                        out);
   if (!st.ok()) {
     std::fprintf(stderr, "moe_export_preset: %s\n", st.ToString().c_str());
     return 1;
   }
-  std::printf("wrote %s (%s) to %s\n", absl::GetFlag(FLAGS_preset).c_str(),
-              weights->spec.Summary().c_str(), out.c_str());
+  std::printf("wrote %s (%s) x %d layers to %s\n", preset.c_str(),
+              weights->spec.Summary().c_str(), layers, out.c_str());
   return 0;
 }
