@@ -1,8 +1,9 @@
-// moe_expert_worker: hosts a shard of a layer's routed experts for a
-// moe_server front end (moe.v1.ExpertService), on oneDNN.
+// moe_expert_worker: hosts a shard of routed experts of one or several
+// layers for a moe_server front end (moe.v1.ExpertService), on oneDNN.
 //
 //   moe_expert_worker --experts=0-3 --port=9001                 # demo preset
 //   moe_expert_worker --experts=4-7 --model_dir=/models/mixtral --layer=3
+//   moe_expert_worker --experts=0-3 --model_dir=/models/mixtral --layers=0-15
 //
 // It loads only its experts. SIGTERM / SIGINT: health NOT_SERVING, in-flight
 // calls finish (up to --drain_timeout_s), exit 0.
@@ -30,6 +31,9 @@
 ABSL_FLAG(std::string, experts, "", "Experts to host: N, A-B or a comma list (required).");
 ABSL_FLAG(std::string, model_dir, "", "Hugging Face model folder; empty: use --preset.");
 ABSL_FLAG(int, layer, 0, "Layer of --model_dir.");
+ABSL_FLAG(std::string, layers, "",
+          "Layers of --model_dir to host (the --experts of each): 'all' or a list such as "
+          "'0-15'. Overrides --layer.");
 ABSL_FLAG(std::string, preset, "demo",
           absl::StrCat("Synthetic preset when no --model_dir: ", moe::PresetNameList(), "."));
 ABSL_FLAG(uint64_t, seed, moe::kDefaultPresetSeed, "Weight seed of --preset.");
@@ -47,52 +51,52 @@ int Fail(const std::string& what) {
   return 1;
 }
 
-}  // namespace
+bool model_dir_empty() { return absl::GetFlag(FLAGS_model_dir).empty(); }
 
-int main(int argc, char** argv) {
-  // Re-executes first if it sets the OpenMP spin count; blocks the
-  // shutdown signals before any thread starts; main() sigwait()s for them.
-  sigset_t signals = moe::StartServingProcess(
-      argc, argv,
-      "Hosts a shard of a layer's routed experts for moe_server.\n"
-      "  moe_expert_worker --experts=0-3 [--preset=demo | --model_dir=DIR --layer=N] --port=9001");
-
-  auto resolved = moe::ResolveComputeDType(absl::GetFlag(FLAGS_dtype));
-  if (!resolved.ok()) return Fail(absl::StrCat("--dtype: ", resolved.status().message()));
-  const moe::DType compute = *resolved;
-  if (absl::GetFlag(FLAGS_experts).empty()) return Fail("--experts is required (e.g. 0-3)");
-
+// Loads layer `layer` (the preset when no --model_dir) and packs the
+// --experts of it; returns the hosted layer and its log line.
+absl::StatusOr<std::pair<moe::HostedLayer, std::string>> BuildHostedLayer(moe::DType compute,
+                                                                          int layer) {
   // The spec first, to validate the expert list; then only those weights.
-  const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
   absl::StatusOr<moe::LayerWeights> weights;
   std::vector<int> hosted;
-  if (model_dir.empty()) {
+  if (model_dir_empty()) {
     auto spec = moe::PresetSpec(absl::GetFlag(FLAGS_preset));
-    if (!spec.ok()) return Fail(absl::StrCat("cannot load the model: ", spec.status().message()));
-    if (spec->dense) return Fail("this layer is a dense FFN: it has no experts to shard");
+    if (!spec.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot load the model: ", spec.status().message()));
+    }
+    if (spec->dense) {
+      return absl::InvalidArgumentError("this layer is a dense FFN: it has no experts to shard");
+    }
     auto ids = moe::ParseExpertList(absl::GetFlag(FLAGS_experts), spec->num_experts());
-    if (!ids.ok()) return Fail(absl::StrCat("--experts: ", ids.status().message()));
+    if (!ids.ok()) return absl::InvalidArgumentError(absl::StrCat("--experts: ", ids.status().message()));
     hosted = *ids;
     weights = moe::MakeSyntheticWeights(*spec, absl::GetFlag(FLAGS_seed), hosted);
   } else {
     // Tensors are memory-mapped: only the hosted experts' pages are read.
-    weights = moe::LoadHfLayer(model_dir, absl::GetFlag(FLAGS_layer));
+    weights = moe::LoadHfLayer(absl::GetFlag(FLAGS_model_dir), layer);
     if (!weights.ok()) {
-      return Fail(absl::StrCat("cannot load the model: ", weights.status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot load the model: ", weights.status().message()));
+    }
+    if (weights->spec.dense) {
+      return absl::InvalidArgumentError("this layer is a dense FFN: it has no experts to shard");
     }
     auto ids = moe::ParseExpertList(absl::GetFlag(FLAGS_experts), weights->spec.num_experts());
-    if (!ids.ok()) return Fail(absl::StrCat("--experts: ", ids.status().message()));
+    if (!ids.ok()) return absl::InvalidArgumentError(absl::StrCat("--experts: ", ids.status().message()));
     hosted = *ids;
   }
-  if (weights->spec.dense) return Fail("this layer is a dense FFN: it has no experts to shard");
   moe::MatmulCacheRegistry registry;
   // Packing runs OpenMP work: not on main()'s thread (common/compute_thread.h).
   auto backend = moe::RunOnTransientThread(
       [&] { return moe::CreateLocalBackend(*weights, compute, &registry, hosted); });
-  if (!backend.ok())
-    return Fail(absl::StrCat("cannot pack the experts: ", backend.status().message()));
-
-  moe::v1::InfoResponse info;
+  if (!backend.ok()) {
+    return absl::InternalError(absl::StrCat("cannot pack the experts: ", backend.status().message()));
+  }
+  moe::HostedLayer h;
+  h.layer = layer;
+  moe::v1::InfoResponse& info = h.info;
   for (int e : hosted) info.add_experts(e);
   info.set_d_model(weights->spec.d_model);
   info.set_d_ff(weights->spec.expert.d_ff);
@@ -101,12 +105,52 @@ int main(int argc, char** argv) {
   info.set_family(weights->spec.family);
   info.set_kernel((*backend)->Describe());
   info.set_cpu_tier(moe::CpuTierName(moe::ActiveCpuTier()));
-  const std::string summary =
-      absl::StrCat(weights->spec.Summary(), "; hosting experts ", moe::FormatExpertList(hosted),
-                   "; ", (*backend)->Describe());
-  *weights = moe::LayerWeights();
+  std::string summary = absl::StrCat("layer ", layer, ": ", weights->spec.Summary(),
+                                     "; hosting experts ", moe::FormatExpertList(hosted), "; ",
+                                     (*backend)->Describe());
+  h.backend = *std::move(backend);
+  return std::make_pair(std::move(h), std::move(summary));
+}
 
-  auto service = std::make_unique<moe::ExpertWorkerService>(*std::move(backend), info);
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Re-executes first if it sets the OpenMP spin count; blocks the
+  // shutdown signals before any thread starts; main() sigwait()s for them.
+  sigset_t signals = moe::StartServingProcess(
+      argc, argv,
+      "Hosts a shard of a layer's routed experts for moe_server.\n"
+      "  moe_expert_worker --experts=0-3 [--preset=demo | --model_dir=DIR --layer=N | "
+      "--model_dir=DIR --layers=A-B] --port=9001");
+
+  auto resolved = moe::ResolveComputeDType(absl::GetFlag(FLAGS_dtype));
+  if (!resolved.ok()) return Fail(absl::StrCat("--dtype: ", resolved.status().message()));
+  const moe::DType compute = *resolved;
+  if (absl::GetFlag(FLAGS_experts).empty()) return Fail("--experts is required (e.g. 0-3)");
+
+  std::vector<int> layer_ids = {model_dir_empty() ? 0 : absl::GetFlag(FLAGS_layer)};
+  if (!absl::GetFlag(FLAGS_layers).empty()) {
+    if (model_dir_empty()) return Fail("--layers needs --model_dir (a preset has one layer)");
+    auto count = moe::HfLayerCount(absl::GetFlag(FLAGS_model_dir));
+    if (!count.ok()) return Fail(absl::StrCat("cannot load the model: ", count.status().message()));
+    auto ids = moe::ParseLayerList(absl::GetFlag(FLAGS_layers), *count);
+    if (!ids.ok()) return Fail(absl::StrCat("--layers: ", ids.status().message()));
+    layer_ids = *ids;
+  }
+  std::vector<moe::HostedLayer> hosted_layers;
+  std::vector<std::string> summaries;
+  for (int l : layer_ids) {
+    auto hosted = BuildHostedLayer(compute, l);
+    if (!hosted.ok()) {
+      return Fail(layer_ids.size() > 1
+                      ? absl::StrCat("layer ", l, ": ", hosted.status().message())
+                      : std::string(hosted.status().message()));
+    }
+    summaries.push_back(hosted->second);
+    hosted_layers.push_back(std::move(hosted->first));
+  }
+  const uint64_t first_checksum = hosted_layers.front().info.weights_checksum();
+  auto service = std::make_unique<moe::ExpertWorkerService>(std::move(hosted_layers));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -131,11 +175,12 @@ int main(int argc, char** argv) {
     metrics = *std::move(started);
   }
   const int metrics_port = metrics != nullptr ? metrics->port() : -1;
-  spdlog::info("expert worker: {}", summary);
+  for (const std::string& summary : summaries) spdlog::info("expert worker: {}", summary);
   spdlog::info("CPU tier {}; {}", moe::CpuTierDescription(), moe::DnnlDescription());
   spdlog::info("listening: gRPC {}:{}, metrics {}", absl::GetFlag(FLAGS_host), port,
                metrics_port > 0 ? absl::StrCat("port ", metrics_port) : std::string("disabled"));
-  spdlog::info("ready: weights checksum {:016x}", info.weights_checksum());
+  spdlog::info("ready: {} layer(s), weights checksum {:016x} (layer {})", summaries.size(),
+               first_checksum, layer_ids.front());
 
   int sig = 0;
   sigwait(&signals, &sig);

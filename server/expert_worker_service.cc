@@ -1,22 +1,43 @@
 #include "server/expert_worker_service.h"
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "model/expert_ranges.h"
 
 namespace moe {
 
-ExpertWorkerService::ExpertWorkerService(std::unique_ptr<ExpertBackend> backend,
-                                         moe::v1::InfoResponse info)
-    : backend_(std::move(backend)),
-      info_(std::move(info)),
-      run_seconds_(Histogram::Exponential(50e-6, 2.0, 20)) {
-  int max_id = -1;
-  for (int e : info_.experts()) max_id = std::max(max_id, e);
-  hosted_.assign(static_cast<size_t>(max_id + 1), false);
-  for (int e : info_.experts()) hosted_[static_cast<size_t>(e)] = true;
+ExpertWorkerService::ExpertWorkerService(std::vector<HostedLayer> layers)
+    : run_seconds_(Histogram::Exponential(50e-6, 2.0, 20)) {
+  std::vector<int> ids;
+  for (const HostedLayer& h : layers) ids.push_back(h.layer);
+  std::sort(ids.begin(), ids.end());
+  layer_list_ = FormatExpertList(ids);
+  for (HostedLayer& h : layers) {
+    Layer l;
+    l.backend = std::move(h.backend);
+    l.info = std::move(h.info);
+    l.info.clear_layers();
+    for (int id : ids) l.info.add_layers(id);
+    int max_id = -1;
+    for (int e : l.info.experts()) max_id = std::max(max_id, e);
+    l.hosted.assign(static_cast<size_t>(max_id + 1), false);
+    for (int e : l.info.experts()) l.hosted[static_cast<size_t>(e)] = true;
+    layers_.emplace(h.layer, std::move(l));
+  }
+}
+
+absl::StatusOr<const ExpertWorkerService::Layer*> ExpertWorkerService::Find(int layer) const {
+  auto it = layers_.find(layer);
+  if (it == layers_.end()) {
+    return absl::NotFoundError(absl::StrCat("layer ", layer,
+                                            " is not hosted by this worker (it hosts layers ",
+                                            layer_list_, ")"));
+  }
+  return &it->second;
 }
 
 grpc::Status ExpertWorkerService::RunExperts(grpc::ServerContext*,
@@ -27,7 +48,10 @@ grpc::Status ExpertWorkerService::RunExperts(grpc::ServerContext*,
     ++runs_failed_;
     return grpc::Status(code, msg);
   };
-  const int64_t d = info_.d_model();
+  auto found = Find(req->layer());
+  if (!found.ok()) return fail(grpc::StatusCode::NOT_FOUND, std::string(found.status().message()));
+  const Layer& layer = **found;
+  const int64_t d = layer.info.d_model();
   if (req->d_model() != d) {
     return fail(grpc::StatusCode::INVALID_ARGUMENT,
                 absl::StrCat("d_model ", req->d_model(), " but this worker serves ", d));
@@ -40,8 +64,8 @@ grpc::Status ExpertWorkerService::RunExperts(grpc::ServerContext*,
   jobs.reserve(inputs.size());
   for (int i = 0; i < req->blocks_size(); ++i) {
     const auto& b = req->blocks(i);
-    if (b.expert() < 0 || b.expert() >= static_cast<int>(hosted_.size()) ||
-        !hosted_[static_cast<size_t>(b.expert())]) {
+    if (b.expert() < 0 || b.expert() >= static_cast<int>(layer.hosted.size()) ||
+        !layer.hosted[static_cast<size_t>(b.expert())]) {
       return fail(grpc::StatusCode::FAILED_PRECONDITION,
                   absl::StrCat("expert ", b.expert(), " is not hosted by this worker"));
     }
@@ -64,7 +88,7 @@ grpc::Status ExpertWorkerService::RunExperts(grpc::ServerContext*,
     jobs.push_back(ExpertJob{b.expert(), in.data(), b.rows(),
                              reinterpret_cast<float*>(out->mutable_data()->data())});
   }
-  absl::Status st = compute_.Run([&] { return backend_->Run(jobs); });
+  absl::Status st = compute_.Run([&] { return layer.backend->Run(jobs); });
   if (!st.ok()) return fail(grpc::StatusCode::INTERNAL, std::string(st.message()));
   uint64_t rows = 0;
   for (const auto& j : jobs) rows += static_cast<uint64_t>(j.num_rows);
@@ -74,9 +98,13 @@ grpc::Status ExpertWorkerService::RunExperts(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status ExpertWorkerService::Info(grpc::ServerContext*, const moe::v1::InfoRequest*,
+grpc::Status ExpertWorkerService::Info(grpc::ServerContext*, const moe::v1::InfoRequest* req,
                                        moe::v1::InfoResponse* resp) {
-  *resp = info_;
+  auto found = Find(req->layer());
+  if (!found.ok()) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, std::string(found.status().message()));
+  }
+  *resp = (*found)->info;
   resp->set_runs_served(runs_ok_.load());
   return grpc::Status::OK;
 }

@@ -1,5 +1,7 @@
-// ExpertWorkerService: moe.v1.ExpertService over a LocalExpertBackend that
-// hosts a shard of a layer's routed experts (the moe_expert_worker side).
+// ExpertWorkerService: moe.v1.ExpertService over LocalExpertBackends that
+// host a shard of routed experts of one or several layers (the
+// moe_expert_worker side). A request names its layer; one the worker does
+// not host is NOT_FOUND naming the hosted ones.
 //
 // Thread-safety: gRPC's sync server calls the handlers from its thread
 // pool; the expert runs all happen, one at a time, on the service's one
@@ -9,10 +11,12 @@
 #define MOE_SERVER_EXPERT_WORKER_SERVICE_H_
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "common/compute_thread.h"
 #include "common/dtype.h"
 #include "experts/expert_backend.h"
@@ -21,10 +25,18 @@
 
 namespace moe {
 
+// One hosted layer: its experts' backend and what Info says about them
+// (experts, d_model, d_ff, dtype, checksum, ...).
+struct HostedLayer {
+  int layer = 0;
+  std::unique_ptr<ExpertBackend> backend;
+  moe::v1::InfoResponse info;
+};
+
 class ExpertWorkerService final : public moe::v1::ExpertService::Service {
  public:
-  // `info` describes the shard (experts, d_model, d_ff, dtype, checksum).
-  ExpertWorkerService(std::unique_ptr<ExpertBackend> backend, moe::v1::InfoResponse info);
+  // At least one layer, each at most once.
+  explicit ExpertWorkerService(std::vector<HostedLayer> layers);
 
   grpc::Status RunExperts(grpc::ServerContext* ctx, const moe::v1::RunExpertsRequest* req,
                           moe::v1::RunExpertsResponse* resp) override;
@@ -36,9 +48,16 @@ class ExpertWorkerService final : public moe::v1::ExpertService::Service {
   std::string RenderMetrics() const;
 
  private:
-  std::unique_ptr<ExpertBackend> backend_;
-  const moe::v1::InfoResponse info_;
-  std::vector<bool> hosted_;
+  struct Layer {
+    std::unique_ptr<ExpertBackend> backend;
+    moe::v1::InfoResponse info;
+    std::vector<bool> hosted;  // by expert id
+  };
+  // The layer `layer`, or NOT_FOUND naming the hosted ones.
+  absl::StatusOr<const Layer*> Find(int layer) const;
+
+  std::map<int, Layer> layers_;
+  std::string layer_list_;  // "0-3" for messages
   std::atomic<uint64_t> runs_ok_{0}, runs_failed_{0}, rows_{0};
   Histogram run_seconds_;
   ComputeThread compute_;  // runs backend_->Run; declared last, so it stops first

@@ -8,6 +8,7 @@
 //
 // SIGTERM / SIGINT drain: health goes NOT_SERVING, new requests get
 // UNAVAILABLE, accepted ones finish (up to --drain_timeout_s), exit 0.
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <memory>
@@ -64,9 +65,11 @@ ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM CA: require client certificates signed by it (mutual TLS).");
 ABSL_FLAG(bool, allow_non_finite, false, "Accept NaN/Inf in inputs instead of rejecting them.");
 ABSL_FLAG(std::string, expert_workers, "",
-          "Run routed experts in moe_expert_worker processes: EXPERTS=HOST:PORT[,HOST:PORT...]"
-          "[;...], e.g. '0-3=hostA:9001,hostA2:9001;4-7=hostB:9001'. Several addresses are "
-          "replicas. Experts no shard names run in this process.");
+          "Run routed experts in moe_expert_worker processes: [LAYERS:]EXPERTS=HOST:PORT"
+          "[,HOST:PORT...][;...], e.g. '0-3=hostA:9001,hostA2:9001;4-7=hostB:9001'. Several "
+          "addresses are replicas. With --layers a shard may name its layers first "
+          "('0-15:0-3=hostA:9001'); one that does not applies to every MoE layer. Experts no "
+          "shard names run in this process.");
 ABSL_FLAG(bool, allow_mixed_isa, false,
           "Accept expert workers whose CPU tier (--max_isa or CPU) differs from this "
           "process's. Their answers are then within tolerance of this process's, not bitwise "
@@ -88,7 +91,10 @@ absl::Status FailedToStart(const std::string& what) { return absl::FailedPrecond
 // Loads the weights, packs them into the layer and connects to the expert
 // workers. Its OpenMP work (oneDNN reorders, the kernel checks) must not
 // run on main()'s thread: see common/compute_thread.h.
-absl::StatusOr<BuiltLayer> BuildLayer(moe::DType compute, int layer_index) {
+// `layer_index` is the checkpoint's layer (0 for a preset); `model_name`
+// labels the expert workers' metrics.
+absl::StatusOr<BuiltLayer> BuildLayer(moe::DType compute, int layer_index,
+                                      const std::string& model_name) {
   const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
   absl::StatusOr<moe::LayerWeights> weights =
       model_dir.empty() ? moe::MakePreset(absl::GetFlag(FLAGS_preset), absl::GetFlag(FLAGS_seed))
@@ -100,12 +106,24 @@ absl::StatusOr<BuiltLayer> BuildLayer(moe::DType compute, int layer_index) {
   layer_options.compute = compute;
   std::unique_ptr<moe::ExpertBackend> backend;
   moe::RemoteExpertBackend* remote = nullptr;
-  if (!absl::GetFlag(FLAGS_expert_workers).empty()) {
-    if (weights->spec.dense)
-      return FailedToStart("--expert_workers: a dense layer has no experts to shard");
-    auto shards = moe::ParseExpertWorkerSpec(absl::GetFlag(FLAGS_expert_workers),
-                                             weights->spec.num_experts());
-    if (!shards.ok()) return FailedToStart(std::string(shards.status().message()));
+  const std::string workers = absl::GetFlag(FLAGS_expert_workers);
+  absl::StatusOr<std::vector<moe::ShardSpec>> shards;
+  if (!workers.empty()) {
+    auto named = moe::ExpertWorkerSpecLayers(workers);
+    if (!named.ok()) return FailedToStart(std::string(named.status().message()));
+    const bool named_here = std::find(named->begin(), named->end(), layer_index) != named->end();
+    if (weights->spec.dense) {
+      // A shard for every layer skips a dense one; one naming it is wrong.
+      if (named_here || absl::GetFlag(FLAGS_layers).empty()) {
+        return FailedToStart(absl::StrCat("--expert_workers: layer ", layer_index,
+                                          " is a dense FFN: it has no experts to shard"));
+      }
+    } else {
+      shards = moe::ParseExpertWorkerSpec(workers, weights->spec.num_experts(), layer_index);
+      if (!shards.ok()) return FailedToStart(std::string(shards.status().message()));
+    }
+  }
+  if (shards.ok() && !shards->empty()) {
     std::vector<bool> covered(static_cast<size_t>(weights->spec.num_experts()), false);
     for (const auto& sh : *shards) {
       for (int e : sh.experts) covered[static_cast<size_t>(e)] = true;
@@ -124,7 +142,9 @@ absl::StatusOr<BuiltLayer> BuildLayer(moe::DType compute, int layer_index) {
     moe::RemoteBackendOptions remote_options;
     remote_options.rpc_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_expert_rpc_timeout_ms));
     remote_options.allow_mixed_isa = absl::GetFlag(FLAGS_allow_mixed_isa);
-    spdlog::info("connecting to expert workers {}", absl::GetFlag(FLAGS_expert_workers));
+    remote_options.layer = layer_index;
+    remote_options.model_name = model_name;
+    spdlog::info("model '{}': connecting to expert workers {}", model_name, workers);
     auto created = moe::RemoteExpertBackend::Create(*std::move(shards), *weights, compute,
                                                     std::move(local), remote_options);
     if (!created.ok())
@@ -146,7 +166,7 @@ absl::StatusOr<BuiltLayer> BuildLayer(moe::DType compute, int layer_index) {
 struct BuiltModels {
   std::vector<std::unique_ptr<moe::MoeLayer>> layers;
   std::vector<std::string> names;
-  moe::RemoteExpertBackend* remote = nullptr;
+  std::vector<const moe::RemoteExpertBackend*> remotes;  // owned by the layers
   std::string source;  // "preset demo", "DIR layer 3", "DIR layers 0-31"
 };
 
@@ -164,13 +184,24 @@ absl::StatusOr<BuiltModels> BuildModels(moe::DType compute) {
   const std::string model_name = absl::GetFlag(FLAGS_model_name);
   BuiltModels out;
   if (layers_flag.empty()) {
-    auto built = BuildLayer(compute, absl::GetFlag(FLAGS_layer));
+    const int layer = model_dir.empty() ? 0 : absl::GetFlag(FLAGS_layer);
+    if (!absl::GetFlag(FLAGS_expert_workers).empty()) {
+      auto named = moe::ExpertWorkerSpecLayers(absl::GetFlag(FLAGS_expert_workers));
+      if (!named.ok()) return FailedToStart(std::string(named.status().message()));
+      for (int l : *named) {
+        if (l != layer) {
+          return FailedToStart(absl::StrCat("--expert_workers names layer ", l,
+                                            ", which is not served (layer ", layer, ")"));
+        }
+      }
+    }
+    auto built = BuildLayer(compute, layer, model_name);
     if (!built.ok()) return built.status();
     spdlog::info("model '{}': {}; {:.1f} MB of packed FFN weights", model_name, built->summary,
                  PackedMegabytes(*built->layer));
     out.layers.push_back(std::move(built->layer));
     out.names.push_back(model_name);
-    out.remote = built->remote;
+    if (built->remote != nullptr) out.remotes.push_back(built->remote);
     out.source = model_dir.empty()
                      ? "preset " + absl::GetFlag(FLAGS_preset)
                      : absl::StrCat(model_dir, " layer ", absl::GetFlag(FLAGS_layer));
@@ -179,27 +210,34 @@ absl::StatusOr<BuiltModels> BuildModels(moe::DType compute) {
   if (model_dir.empty()) {
     return FailedToStart("--layers needs --model_dir (the presets have one layer)");
   }
-  if (!absl::GetFlag(FLAGS_expert_workers).empty()) {
-    return FailedToStart(
-        "--expert_workers with --layers is not supported: expert workers serve one layer "
-        "(use --layer=N)");
-  }
   auto count = moe::HfLayerCount(model_dir);
   if (!count.ok()) return FailedToStart(absl::StrCat("cannot load the model: ", count.status().message()));
   auto wanted = moe::ParseLayerList(layers_flag, *count);
   if (!wanted.ok()) return FailedToStart(absl::StrCat("--layers: ", wanted.status().message()));
+  if (!absl::GetFlag(FLAGS_expert_workers).empty()) {
+    auto named = moe::ExpertWorkerSpecLayers(absl::GetFlag(FLAGS_expert_workers));
+    if (!named.ok()) return FailedToStart(std::string(named.status().message()));
+    for (int l : *named) {
+      if (std::find(wanted->begin(), wanted->end(), l) == wanted->end()) {
+        return FailedToStart(absl::StrCat("--expert_workers names layer ", l,
+                                          ", which is not served (--layers=", layers_flag, ")"));
+      }
+    }
+  }
   double total_mb = 0;
   const absl::Time start = absl::Now();
   for (int l : *wanted) {
     const absl::Time layer_start = absl::Now();
-    auto built = BuildLayer(compute, l);
+    const std::string name = absl::StrCat(model_name, ".layer", l);
+    auto built = BuildLayer(compute, l, name);
     if (!built.ok()) {
       return absl::Status(built.status().code(),
                           absl::StrCat("layer ", l, ": ", built.status().message()));
     }
     const double mb = PackedMegabytes(*built->layer);
     total_mb += mb;
-    out.names.push_back(absl::StrCat(model_name, ".layer", l));
+    out.names.push_back(name);
+    if (built->remote != nullptr) out.remotes.push_back(built->remote);
     spdlog::info("model '{}': {}; {:.1f} MB of packed FFN weights; loaded in {:.2f} s",
                  out.names.back(), built->summary, mb,
                  absl::ToDoubleSeconds(absl::Now() - layer_start));
@@ -236,7 +274,7 @@ int main(int argc, char** argv) {
   const absl::Time load_start = absl::Now();
   auto built = moe::RunOnTransientThread([compute] { return BuildModels(compute); });
   if (!built.ok()) return Fail(std::string(built.status().message()));
-  moe::RemoteExpertBackend* remote = built->remote;
+  const std::vector<const moe::RemoteExpertBackend*> remotes = built->remotes;
 
   moe::ServerOptions options;
   options.listen_host = absl::GetFlag(FLAGS_host);
@@ -254,7 +292,9 @@ int main(int argc, char** argv) {
   options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
   options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
   options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
-  if (remote != nullptr) options.extra_metrics = [remote] { return remote->RenderMetrics(); };
+  if (!remotes.empty()) {
+    options.extra_metrics = [remotes] { return moe::RemoteExpertBackend::RenderMetrics(remotes); };
+  }
 
   const std::vector<std::string> names = built->names;
   auto server = moe::MoeServer::Start(std::move(built->layers), names, options);

@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 
@@ -11,6 +12,7 @@
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/notification.h"
 #include "common/dtype.h"
+#include "common/status_macros.h"
 #include "common/vector_kernels.h"
 #include "model/expert_ranges.h"
 #include "proto/health.grpc.pb.h"
@@ -18,44 +20,92 @@
 
 namespace moe {
 
-absl::StatusOr<std::vector<ShardSpec>> ParseExpertWorkerSpec(const std::string& spec,
-                                                             int num_experts) {
-  std::vector<ShardSpec> shards;
-  std::vector<bool> taken(static_cast<size_t>(num_experts), false);
+namespace {
+
+// One ';'-separated part: its layers (empty: every layer), experts text
+// and addresses.
+struct SpecPart {
+  std::vector<int> layers;
+  std::string experts;
+  std::vector<std::string> addresses;
+};
+
+absl::StatusOr<std::vector<SpecPart>> SplitWorkerSpec(const std::string& spec) {
+  std::vector<SpecPart> parts;
   for (absl::string_view part : absl::StrSplit(spec, ';', absl::SkipWhitespace())) {
     const size_t eq = part.find('=');
     if (eq == absl::string_view::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--expert_workers: '", part, "' is not EXPERTS=HOST:PORT[,HOST:PORT...]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--expert_workers: '", part,
+                       "' is not [LAYERS:]EXPERTS=HOST:PORT[,HOST:PORT...]"));
+    }
+    SpecPart p;
+    absl::string_view shard = part.substr(0, eq);
+    const size_t colon = shard.find(':');
+    if (colon != absl::string_view::npos) {
+      auto layers = ParseIdList(shard.substr(0, colon), 1 << 20, "layer");
+      if (!layers.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--expert_workers: ", layers.status().message()));
+      }
+      p.layers = *layers;
+      shard = shard.substr(colon + 1);
+    }
+    p.experts = std::string(shard);
+    for (absl::string_view a : absl::StrSplit(part.substr(eq + 1), ',', absl::SkipWhitespace())) {
+      if (a.find(':') == absl::string_view::npos) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--expert_workers: address '", a, "' needs host:port"));
+      }
+      p.addresses.emplace_back(a);
+    }
+    if (p.addresses.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--expert_workers: shard '", part.substr(0, eq), "' has no address"));
+    }
+    parts.push_back(std::move(p));
+  }
+  if (parts.empty()) return absl::InvalidArgumentError("--expert_workers: no shard given");
+  return parts;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<ShardSpec>> ParseExpertWorkerSpec(const std::string& spec,
+                                                             int num_experts, int layer) {
+  MOE_ASSIGN_OR_RETURN(std::vector<SpecPart> parts, SplitWorkerSpec(spec));
+  std::vector<ShardSpec> shards;
+  std::vector<bool> taken(static_cast<size_t>(num_experts), false);
+  for (SpecPart& p : parts) {
+    if (!p.layers.empty() && std::find(p.layers.begin(), p.layers.end(), layer) == p.layers.end()) {
+      continue;
     }
     ShardSpec s;
-    auto ids = ParseExpertList(part.substr(0, eq), num_experts);
+    auto ids = ParseExpertList(p.experts, num_experts);
     if (!ids.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("--expert_workers: ", ids.status().message()));
     }
     s.experts = *ids;
     for (int e : s.experts) {
       if (taken[static_cast<size_t>(e)]) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--expert_workers: expert ", e, " is in two shards"));
+        return absl::InvalidArgumentError(absl::StrCat("--expert_workers: expert ", e,
+                                                       " of layer ", layer, " is in two shards"));
       }
       taken[static_cast<size_t>(e)] = true;
     }
-    for (absl::string_view a : absl::StrSplit(part.substr(eq + 1), ',', absl::SkipWhitespace())) {
-      if (a.find(':') == absl::string_view::npos) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--expert_workers: address '", a, "' needs host:port"));
-      }
-      s.addresses.emplace_back(a);
-    }
-    if (s.addresses.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--expert_workers: shard '", part.substr(0, eq), "' has no address"));
-    }
+    s.addresses = std::move(p.addresses);
     shards.push_back(std::move(s));
   }
-  if (shards.empty()) return absl::InvalidArgumentError("--expert_workers: no shard given");
   return shards;
+}
+
+absl::StatusOr<std::vector<int>> ExpertWorkerSpecLayers(const std::string& spec) {
+  MOE_ASSIGN_OR_RETURN(std::vector<SpecPart> parts, SplitWorkerSpec(spec));
+  std::vector<int> layers;
+  for (const SpecPart& p : parts) layers.insert(layers.end(), p.layers.begin(), p.layers.end());
+  std::sort(layers.begin(), layers.end());
+  layers.erase(std::unique(layers.begin(), layers.end()), layers.end());
+  return layers;
 }
 
 absl::Status RemoteExpertBackend::CheckReplica(const Shard& shard, Replica& r, uint64_t checksum,
@@ -64,7 +114,9 @@ absl::Status RemoteExpertBackend::CheckReplica(const Shard& shard, Replica& r, u
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   ctx.set_wait_for_ready(true);  // at start-up the worker may still be loading
   moe::v1::InfoResponse info;
-  grpc::Status st = r.stub->Info(&ctx, moe::v1::InfoRequest(), &info);
+  moe::v1::InfoRequest request;
+  request.set_layer(options_.layer);
+  grpc::Status st = r.stub->Info(&ctx, request, &info);
   const std::string who = absl::StrCat("expert worker ", r.address, " (shard ", shard.name, ")");
   if (!st.ok()) {
     return absl::UnavailableError(absl::StrCat(who, " does not answer: ", st.error_message()));
@@ -205,6 +257,7 @@ absl::Status RemoteExpertBackend::Run(absl::Span<const ExpertJob> jobs) {
     Call c;
     c.shard = static_cast<int>(s);
     c.request.set_d_model(d_model_);
+    c.request.set_layer(options_.layer);
     const bool bf16 = compute_ == DType::kBF16;
     c.request.set_dtype(bf16 ? moe::v1::ROW_DTYPE_BF16 : moe::v1::ROW_DTYPE_F32);
     for (const ExpertJob* j : per_shard[s]) {
@@ -286,7 +339,7 @@ absl::Status RemoteExpertBackend::Run(absl::Span<const ExpertJob> jobs) {
       if (!problem.empty()) {
         ++shard.errors;
         if (replica.up.exchange(false)) {
-          spdlog::warn("expert shard {}: replica {} marked down: {}", shard.name,
+          spdlog::warn("{}expert shard {}: replica {} marked down: {}", LogPrefix(), shard.name,
                        replica.address, problem);
         }
         failures[i] = problem;
@@ -301,7 +354,7 @@ absl::Status RemoteExpertBackend::Run(absl::Span<const ExpertJob> jobs) {
     std::vector<std::string> addresses;
     for (const auto& r : shard.replicas) addresses.push_back(r->address);
     return absl::UnavailableError(absl::StrCat(
-        "expert shard ", shard.name, " (", absl::StrJoin(addresses, ", "),
+        LogPrefix(), "expert shard ", shard.name, " (", absl::StrJoin(addresses, ", "),
         ") is unavailable", failures[i].empty() ? ": no healthy replica" : ": " + failures[i]));
   }
   if (calls.empty() && !local_jobs.empty()) {
@@ -340,12 +393,13 @@ void RemoteExpertBackend::ProbeLoop() {
         // Back, but is it still the same shard of the same model?
         absl::Status st = CheckReplica(*shards_[s], *r, shard_checksums_[s], absl::Seconds(2));
         if (!st.ok()) {
-          spdlog::warn("expert shard {}: replica {} answers but is refused: {}",
+          spdlog::warn("{}expert shard {}: replica {} answers but is refused: {}", LogPrefix(),
                        shards_[s]->name, r->address, std::string(st.message()));
           continue;
         }
         r->up.store(true);
-        spdlog::info("expert shard {}: replica {} is back", shards_[s]->name, r->address);
+        spdlog::info("{}expert shard {}: replica {} is back", LogPrefix(), shards_[s]->name,
+                     r->address);
       }
     }
   }
@@ -366,34 +420,49 @@ std::string RemoteExpertBackend::Describe() const {
                       local_ != nullptr ? absl::StrCat("; in process: ", local_->Describe()) : "");
 }
 
-std::string RemoteExpertBackend::RenderMetrics() const {
+std::string RemoteExpertBackend::RenderMetrics() const { return RenderMetrics({this}); }
+
+std::string RemoteExpertBackend::RenderMetrics(
+    const std::vector<const RemoteExpertBackend*>& backends) {
   std::string out;
+  // The shard's labels: model="..." (when set), shard="0-3".
+  auto labels = [](const RemoteExpertBackend& b, const Shard& s) {
+    return absl::StrCat(b.options_.model_name.empty()
+                            ? ""
+                            : absl::StrCat("model=\"", EscapeLabelValue(b.options_.model_name),
+                                           "\","),
+                        "shard=\"", s.name, "\"");
+  };
+  auto each_shard = [&](auto&& fn) {
+    for (const RemoteExpertBackend* b : backends) {
+      for (const auto& s : b->shards_) fn(*b, *s);
+    }
+  };
   AppendHeader(&out, "moe_expert_shard_rpc_seconds", "RunExperts call duration per shard.",
                "histogram");
-  for (const auto& s : shards_) {
-    s->rpc_seconds->Render(&out, "moe_expert_shard_rpc_seconds",
-                           absl::StrCat("shard=\"", s->name, "\""));
-  }
+  each_shard([&](const RemoteExpertBackend& b, const Shard& s) {
+    s.rpc_seconds->Render(&out, "moe_expert_shard_rpc_seconds", labels(b, s));
+  });
   AppendHeader(&out, "moe_expert_shard_errors_total", "Failed RunExperts calls per shard.",
                "counter");
-  for (const auto& s : shards_) {
-    absl::StrAppend(&out, "moe_expert_shard_errors_total{shard=\"", s->name, "\"} ",
-                    s->errors.load(), "\n");
-  }
+  each_shard([&](const RemoteExpertBackend& b, const Shard& s) {
+    absl::StrAppend(&out, "moe_expert_shard_errors_total{", labels(b, s), "} ", s.errors.load(),
+                    "\n");
+  });
   AppendHeader(&out, "moe_expert_shard_retries_total", "Calls retried on another replica.",
                "counter");
-  for (const auto& s : shards_) {
-    absl::StrAppend(&out, "moe_expert_shard_retries_total{shard=\"", s->name, "\"} ",
-                    s->retries.load(), "\n");
-  }
+  each_shard([&](const RemoteExpertBackend& b, const Shard& s) {
+    absl::StrAppend(&out, "moe_expert_shard_retries_total{", labels(b, s), "} ",
+                    s.retries.load(), "\n");
+  });
   AppendHeader(&out, "moe_expert_replica_up", "1 when the replica is considered healthy.",
                "gauge");
-  for (const auto& s : shards_) {
-    for (const auto& r : s->replicas) {
-      absl::StrAppend(&out, "moe_expert_replica_up{shard=\"", s->name, "\",address=\"",
+  each_shard([&](const RemoteExpertBackend& b, const Shard& s) {
+    for (const auto& r : s.replicas) {
+      absl::StrAppend(&out, "moe_expert_replica_up{", labels(b, s), ",address=\"",
                       EscapeLabelValue(r->address), "\"} ", r->up.load() ? 1 : 0, "\n");
     }
-  }
+  });
   return out;
 }
 

@@ -41,10 +41,17 @@ struct ShardSpec {
   std::vector<std::string> addresses;  // replicas, host:port
 };
 
-// Parses "0-3=hostA:9001,hostA2:9001;4-7=hostB:9001". Shards may not
-// overlap; ids must be in [0, num_experts).
+// Parses "0-3=hostA:9001,hostA2:9001;4-7=hostB:9001": the shards of
+// layer `layer`. A shard may name its layers first, "LAYERS:EXPERTS=...",
+// e.g. "0-15:0-3=hostA:9001;16-31:0-3=hostB:9001"; one that does not
+// applies to every layer. The shards of a layer may not overlap; ids must
+// be in [0, num_experts). No shard for `layer` gives an empty list.
 absl::StatusOr<std::vector<ShardSpec>> ParseExpertWorkerSpec(const std::string& spec,
-                                                             int num_experts);
+                                                             int num_experts, int layer = 0);
+
+// Every layer the spec names in a LAYERS: prefix (ascending), to check
+// that they are served.
+absl::StatusOr<std::vector<int>> ExpertWorkerSpecLayers(const std::string& spec);
 
 struct RemoteBackendOptions {
   // Longest one RunExperts call may take before the replica counts as failed.
@@ -59,6 +66,11 @@ struct RemoteBackendOptions {
   // allow_mixed_isa.
   std::string cpu_tier = CpuTierName(ActiveCpuTier());
   bool allow_mixed_isa = false;
+  // The model layer whose experts the workers run (sent with every call;
+  // a worker not hosting it refuses). 0 for a preset.
+  int layer = 0;
+  // The served model's name, for the metrics' model label (empty: none).
+  std::string model_name;
 };
 
 class RemoteExpertBackend : public ExpertBackend {
@@ -76,8 +88,11 @@ class RemoteExpertBackend : public ExpertBackend {
   std::string Describe() const override;
 
   // Prometheus text: moe_expert_shard_rpc_seconds{shard}, _errors_total,
-  // _retries_total, moe_expert_replica_up{shard,address}.
+  // _retries_total, moe_expert_replica_up{shard,address}; with a model
+  // label too when options.model_name is set.
   std::string RenderMetrics() const;
+  // The same for several backends (one per served layer), each family once.
+  static std::string RenderMetrics(const std::vector<const RemoteExpertBackend*>& backends);
 
   // Whether replica `replica` of shard `shard` is currently considered up.
   bool ReplicaUp(int shard, int replica) const;
@@ -105,6 +120,10 @@ class RemoteExpertBackend : public ExpertBackend {
   absl::Status CheckReplica(const Shard& shard, Replica& replica, uint64_t checksum,
                             absl::Duration timeout) const;
   int PickReplica(Shard& shard, int avoid) const;
+  // "model 'moe.layer3': " for log lines and errors, when the model is named.
+  std::string LogPrefix() const {
+    return options_.model_name.empty() ? "" : "model '" + options_.model_name + "': ";
+  }
   void ProbeLoop();
 
   const RemoteBackendOptions options_;

@@ -5,16 +5,20 @@
 #include "server/remote_expert_backend.h"
 
 #include <atomic>
+#include <filesystem>
 #include <cstring>
 #include <thread>
 
 #include "experts/dnnl_engine.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "model/checkpoint_loader.h"
+#include "model/checkpoint_writer.h"
 #include "model/expert_ranges.h"
 #include "model/moe_layer.h"
 #include "model/presets.h"
 #include "proto/expert_service.grpc.pb.h"
+#include "client/kserve_client.h"
 #include "server/serving_core.h"
 #include "tests/naive_reference.h"
 #include "tests/process_util.h"
@@ -48,6 +52,21 @@ Worker StartWorker(const TempDir& dir, const std::string& name, const std::strin
       "--port=" + std::to_string(port), "--metrics_port=0", "--seed=" + std::to_string(seed)};
   if (!max_isa.empty()) args.push_back("--max_isa=" + max_isa);
   w.process = ::moe::testing::Spawn(MOE_WORKER_BINARY, args, log);
+  w.port = ::moe::testing::WaitForReadyPort(log, absl::Seconds(120));
+  EXPECT_GT(w.port, 0) << ::moe::testing::ReadFile(log);
+  return w;
+}
+
+// A worker over `model_dir` hosting `experts` of `layers`.
+Worker StartLayerWorker(const TempDir& dir, const std::string& name, const std::string& model_dir,
+                        const std::string& layers, const std::string& experts) {
+  const std::string log = dir.File(name + ".log");
+  Worker w;
+  w.process = ::moe::testing::Spawn(
+      MOE_WORKER_BINARY,
+      {"--model_dir=" + model_dir, "--layers=" + layers, "--experts=" + experts, "--dtype=f32",
+       "--host=127.0.0.1", "--port=0", "--metrics_port=-1"},
+      log);
   w.port = ::moe::testing::WaitForReadyPort(log, absl::Seconds(120));
   EXPECT_GT(w.port, 0) << ::moe::testing::ReadFile(log);
   return w;
@@ -88,7 +107,8 @@ TEST(ExpertWorkerSpecTest, ParsesAndRejects) {
   EXPECT_EQ(shards[0].addresses, (std::vector<std::string>{"hostA:9001", "hostA2:9001"}));
   EXPECT_EQ(shards[1].experts, (std::vector<int>{4, 5, 6}));
   EXPECT_THAT(ParseExpertWorkerSpec("0-3=a:1;3-5=b:2", 8),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expert 3 is in two shards")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("expert 3 of layer 0 is in two shards")));
   EXPECT_THAT(ParseExpertWorkerSpec("0-9=a:1", 8),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("outside 0..7")));
   EXPECT_THAT(ParseExpertWorkerSpec("0-3", 8),
@@ -96,6 +116,30 @@ TEST(ExpertWorkerSpecTest, ParsesAndRejects) {
   EXPECT_THAT(ParseExpertWorkerSpec("0-3=hostonly", 8),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("host:port")));
   EXPECT_EQ(FormatExpertList({0, 1, 2, 5, 7, 8}), "0-2,5,7-8");
+}
+
+// Shards by layer: "LAYERS:EXPERTS=..." applies to those layers only, a
+// shard without layers to every layer; overlaps are per layer.
+TEST(ExpertWorkerSpecTest, ShardsByLayerRange) {
+  const std::string spec = "0-15:0-3=hostA:9001;16-31:0-3=hostB:9001;4-7=hostC:9001,hostD:9001";
+  ASSERT_OK_AND_ASSIGN(auto l3, ParseExpertWorkerSpec(spec, 8, 3));
+  ASSERT_EQ(l3.size(), 2u);
+  EXPECT_EQ(l3[0].addresses, (std::vector<std::string>{"hostA:9001"}));
+  EXPECT_EQ(l3[1].experts, (std::vector<int>{4, 5, 6, 7}));
+  ASSERT_OK_AND_ASSIGN(auto l20, ParseExpertWorkerSpec(spec, 8, 20));
+  ASSERT_EQ(l20.size(), 2u);
+  EXPECT_EQ(l20[0].addresses, (std::vector<std::string>{"hostB:9001"}));
+  ASSERT_OK_AND_ASSIGN(auto l40, ParseExpertWorkerSpec(spec, 8, 40));
+  ASSERT_EQ(l40.size(), 1u);  // only the shard for every layer
+  ASSERT_OK_AND_ASSIGN(auto named, ExpertWorkerSpecLayers(spec));
+  EXPECT_EQ(named.size(), 32u);
+  EXPECT_EQ(named.back(), 31);
+  EXPECT_THAT(ParseExpertWorkerSpec("0-3:0-3=a:1;2:3=b:2", 8, 2),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("expert 3 of layer 2 is in two shards")));
+  EXPECT_OK(ParseExpertWorkerSpec("0-3:0-3=a:1;2:3=b:2", 8, 5));
+  EXPECT_THAT(ParseExpertWorkerSpec("x:0-3=a:1", 8, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("layer list 'x'")));
 }
 
 struct BitwiseCase {
@@ -325,6 +369,181 @@ TEST(WorkerBinaryTest, DrainsOnSigtermAndRefusesBadFlags) {
                 text.find("no experts to shard") != std::string::npos)
         << text;
   }
+}
+
+// Workers split by layer range (one hosting experts 0-3 and one 4-7 of
+// layers 0-1, two replicas hosting every expert of layers 2-3) behind one
+// front end serving the four layers: every layer's answers are bitwise the
+// in-process layer's, one RPC per shard per layer-batch, and a replica
+// killed under load is failed over.
+TEST(WorkersByLayerTest, LayerRangeTopologyIsExactAndFailsOver) {
+  TempDir dir;
+  LayerSpec spec = ::moe::testing::SmallDemoWeights().spec;
+  auto layer_weights = [&spec](int l) -> absl::StatusOr<LayerWeights> {
+    return MakeSyntheticWeights(spec, 300 + static_cast<uint64_t>(l));
+  };
+  const std::string model = dir.File("model");
+  ASSERT_OK(WriteHfLayers(4, 2, layer_weights, model));
+  Worker low_a = StartLayerWorker(dir, "low_a", model, "0-1", "0-3");
+  Worker low_b = StartLayerWorker(dir, "low_b", model, "0-1", "4-7");
+  Worker high1 = StartLayerWorker(dir, "high1", model, "2-3", "0-7");
+  Worker high2 = StartLayerWorker(dir, "high2", model, "2-3", "0-7");
+  const std::string topology = "0-1:0-3=" + low_a.address() + ";0-1:4-7=" + low_b.address() +
+                               ";2-3:0-7=" + high1.address() + "," + high2.address();
+  std::vector<std::unique_ptr<MoeLayer>> served, refs;
+  std::vector<std::string> names;
+  std::vector<RemoteExpertBackend*> backends;
+  for (int l = 0; l < 4; ++l) {
+    ASSERT_OK_AND_ASSIGN(LayerWeights w, LoadHfLayer(model, l));
+    ASSERT_OK_AND_ASSIGN(auto shards, ParseExpertWorkerSpec(topology, 8, l));
+    RemoteBackendOptions ro;
+    ro.layer = l;
+    ro.model_name = "moe.layer" + std::to_string(l);
+    ro.rpc_timeout = absl::Seconds(5);
+    ro.probe_interval = absl::Milliseconds(100);
+    ASSERT_OK_AND_ASSIGN(auto remote, MakeRemote(shards, w, DType::kF32, ro));
+    backends.push_back(remote.get());
+    MoeLayerOptions lo;
+    lo.compute = DType::kF32;
+    ASSERT_OK_AND_ASSIGN(auto layer, MoeLayer::Create(w, lo, std::move(remote)));
+    served.push_back(std::move(layer));
+    refs.push_back(::moe::testing::MakeLayer(w, DType::kF32));
+    names.push_back(ro.model_name);
+  }
+  // A worker asked for a layer it does not host is refused, naming both.
+  {
+    ASSERT_OK_AND_ASSIGN(LayerWeights w3, LoadHfLayer(model, 3));
+    ASSERT_OK_AND_ASSIGN(auto wrong, ParseExpertWorkerSpec("0-3=" + low_a.address(), 8, 3));
+    RemoteBackendOptions ro;
+    ro.layer = 3;
+    EXPECT_THAT(MakeRemote(wrong, w3, DType::kF32, ro),
+                StatusIs(absl::StatusCode::kUnavailable,
+                         HasSubstr("layer 3 is not hosted by this worker (it hosts layers 0-1)")));
+  }
+  auto server_or = MoeServer::Start(std::move(served), names, ::moe::testing::LocalOptions());
+  ASSERT_OK(server_or);
+  std::unique_ptr<MoeServer> server = *std::move(server_or);
+  const std::string metrics = RemoteExpertBackend::RenderMetrics(
+      std::vector<const RemoteExpertBackend*>(backends.begin(), backends.end()));
+  EXPECT_NE(metrics.find("moe_expert_replica_up{model=\"moe.layer3\",shard=\"0-7\""),
+            std::string::npos)
+      << metrics;
+
+  constexpr int kClients = 4;
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> ok{0}, wrong{0}, unavailable{0}, other{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      auto stub = ::moe::testing::Stub(server->local_grpc_address());
+      for (int i = 0; !stop.load(); ++i) {
+        const int l = (c + i) % 4;  // walks the layers
+        auto tokens = RandomTokens((1 + i % 3) * 64, static_cast<uint32_t>(c * 7777 + i));
+        grpc::ClientContext ctx;
+        ::moe::testing::SetDeadline(&ctx, absl::Seconds(30));
+        inference::ModelInferResponse resp;
+        grpc::Status st = stub->ModelInfer(
+            &ctx, BuildInferRequest(names[static_cast<size_t>(l)], tokens, 64, false, "", false),
+            &resp);
+        if (st.ok()) {
+          ++ok;
+          if (::moe::testing::OutputFloats(resp, "output") !=
+              ::moe::testing::Reference(refs[static_cast<size_t>(l)].get(), tokens)) {
+            ++wrong;
+          }
+        } else if (st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                   st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+          ++unavailable;
+        } else {
+          ++other;
+        }
+      }
+    });
+  }
+  while (ok.load() < 40) absl::SleepFor(absl::Milliseconds(10));
+  high1.process.Kill();  // SIGKILL during sustained load
+  const int64_t ok_at_kill = ok.load();
+  while (ok.load() < ok_at_kill + 80) absl::SleepFor(absl::Milliseconds(10));
+  stop.store(true);
+  for (auto& t : clients) t.join();
+  EXPECT_FALSE(backends[2]->ReplicaUp(0, 0));
+  EXPECT_TRUE(backends[3]->ReplicaUp(0, 1));
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(other.load(), 0);
+  // Only the batches in flight at the kill may fail: one per client.
+  EXPECT_LE(unavailable.load(), kClients);
+  // Each layer-batch made one call per shard: the low workers served
+  // layers 0 and 1, the survivor layers 2 and 3.
+  auto stub = moe::v1::ExpertService::NewStub(
+      grpc::CreateChannel(low_a.address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  moe::v1::InfoRequest req;
+  req.set_layer(1);
+  moe::v1::InfoResponse info;
+  ASSERT_TRUE(stub->Info(&ctx, req, &info).ok());
+  EXPECT_EQ(std::vector<int>(info.layers().begin(), info.layers().end()), (std::vector<int>{0, 1}));
+  EXPECT_GT(info.runs_served(), 0u);
+}
+
+// The binaries as a user runs them: moe_server --layers=all over the
+// DeepSeek-V3 fixture (dense layer 0, MoE layer 1) with a worker hosting
+// layer 1's experts; the dense layer stays in process. A shard naming a
+// layer the server does not serve stops start-up.
+TEST(WorkersByLayerTest, ServerBinaryShardsTheMoeLayersOfAWholeModel) {
+  const std::string fixture = std::string(MOE_FIXTURES_DIR) + "/deepseek_v3";
+  if (!std::filesystem::exists(fixture + "/config.json")) {
+    GTEST_SKIP() << "conformance fixtures not found at " << fixture;
+  }
+  TempDir dir;
+  Worker worker = StartLayerWorker(dir, "w", fixture, "1", "0-7");
+  const std::string log = dir.File("server.log");
+  ChildProcess server = ::moe::testing::Spawn(
+      MOE_SERVER_BINARY,
+      {"--model_dir=" + fixture, "--layers=all", "--dtype=f32",
+       "--expert_workers=0-7=" + worker.address(), "--host=127.0.0.1", "--grpc_port=0",
+       "--http_port=-1", "--metrics_port=-1"},
+      log);
+  const int port = ::moe::testing::WaitForReadyPort(log, absl::Seconds(120));
+  ASSERT_GT(port, 0) << ::moe::testing::ReadFile(log);
+  EXPECT_NE(::moe::testing::ReadFile(log).find("model 'moe.layer1': connecting to expert workers"),
+            std::string::npos)
+      << ::moe::testing::ReadFile(log);
+  auto stub = ::moe::testing::Stub("127.0.0.1:" + std::to_string(port));
+  for (int l : {0, 1}) {
+    ASSERT_OK_AND_ASSIGN(LayerWeights w, LoadHfLayer(fixture, l));
+    auto reference = ::moe::testing::MakeLayer(w, DType::kF32);
+    const int64_t d = w.spec.d_model;
+    auto tokens = RandomTokens(5 * d, 9);
+    grpc::ClientContext ctx;
+    ::moe::testing::SetDeadline(&ctx, absl::Seconds(30));
+    inference::ModelInferResponse resp;
+    grpc::Status st = stub->ModelInfer(
+        &ctx, BuildInferRequest("moe.layer" + std::to_string(l), tokens, d, false, "", false),
+        &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_EQ(::moe::testing::OutputFloats(resp, "output"),
+              ::moe::testing::Reference(reference.get(), tokens))
+        << "layer " << l;
+  }
+  auto worker_stub = moe::v1::ExpertService::NewStub(
+      grpc::CreateChannel(worker.address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  moe::v1::InfoRequest req;
+  req.set_layer(1);
+  moe::v1::InfoResponse info;
+  ASSERT_TRUE(worker_stub->Info(&ctx, req, &info).ok());
+  EXPECT_GT(info.runs_served(), 0u);
+
+  const std::string bad_log = dir.File("bad.log");
+  const pid_t bad = ::moe::testing::Spawn(
+      MOE_SERVER_BINARY,
+      {"--model_dir=" + fixture, "--layers=all", "--expert_workers=5:0-7=" + worker.address(),
+       "--grpc_port=0", "--http_port=-1", "--metrics_port=-1"},
+      bad_log);
+  EXPECT_EQ(::moe::testing::WaitExit(bad, absl::Seconds(60)), 1);
+  EXPECT_NE(::moe::testing::ReadFile(bad_log).find("names layer 5, which is not served"),
+            std::string::npos)
+      << ::moe::testing::ReadFile(bad_log);
 }
 
 }  // namespace
