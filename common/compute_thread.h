@@ -14,7 +14,7 @@
 //   - requests that arrive on many gRPC threads run their compute on one
 //     ComputeThread (or on the batcher's compute thread).
 // How long that one team's workers spin is set at start-up
-// (server/process_setup.h, UseServingOpenMpSpinCount).
+// (serving/process_setup.h, UseServingOpenMpSpinCount).
 #ifndef MOE_COMMON_COMPUTE_THREAD_H_
 #define MOE_COMMON_COMPUTE_THREAD_H_
 

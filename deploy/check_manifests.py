@@ -6,8 +6,8 @@
     python3 deploy/check_manifests.py --deploy-dir /tmp/copy/deploy
 
 Reads deploy/compose.yaml, deploy/prometheus/prometheus.yml and every YAML in
-deploy/k8s/, and the ABSL_FLAG definitions of the binaries (server/main.cc,
-server/expert_worker_main.cc, client/client_main.cc, client/loadgen_main.cc,
+deploy/k8s/, and the ABSL_FLAG definitions of the binaries (frontend/main.cc,
+workers/expert_worker_main.cc, client/client_main.cc, client/loadgen_main.cc,
 tools/export_preset_main.cc) from the repository this script sits in. It
 checks that every container's flags (on the command line and as FLAGS_<flag>
 environment, which deploy/entrypoint.sh passes on with --fromenv) exist and
@@ -50,8 +50,8 @@ except ImportError:
 
 ENTRYPOINT = "/usr/local/bin/moe-entrypoint"
 PROGRAM_SOURCES = {
-    "moe_server": "server/main.cc",
-    "moe_expert_worker": "server/expert_worker_main.cc",
+    "moe_server": "frontend/main.cc",
+    "moe_expert_worker": "workers/expert_worker_main.cc",
     "moe_client": "client/client_main.cc",
     "moe_loadgen": "client/loadgen_main.cc",
     "moe_export_preset": "tools/export_preset_main.cc",
@@ -435,7 +435,7 @@ def fmt_experts(ids):
 
 
 def parse_expert_workers(spec, num_experts):
-    """server/remote_expert_backend.cc's ParseExpertWorkerSpec -> [(experts, [(host, port)])]."""
+    """workers/remote_expert_backend.cc's ParseExpertWorkerSpec -> [(experts, [(host, port)])]."""
     shards, taken = [], set()
     for part in spec.split(";"):
         if not part.strip():

@@ -13,7 +13,7 @@
 
 #include "absl/status/status.h"
 #include "proto/grpc_service.pb.h"
-#include "server/request_codec.h"
+#include "frontend/request_codec.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   inference::ModelInferRequest request;

@@ -22,8 +22,8 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "proto/grpc_service.grpc.pb.h"
-#include "server/moe_server.h"
-#include "server/serving_core.h"
+#include "frontend/moe_server.h"
+#include "batching/serving_core.h"
 #include "tests/server_test_util.h"
 #include "tests/naive_reference.h"
 

@@ -1,6 +1,6 @@
 // BatchQueue: batch formation, splitting, capacity, deadlines and
 // cancellation, with time driven by hand (no threads, no sleeping).
-#include "server/batch_queue.h"
+#include "batching/batch_queue.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

@@ -1,7 +1,7 @@
 // DynamicBatcher: the threads around BatchQueue. The model is a fake that
 // records what it ran and can be held mid-batch; nothing here depends on
 // timing except waiting for events with generous bounds.
-#include "server/dynamic_batcher.h"
+#include "batching/dynamic_batcher.h"
 
 #include <atomic>
 #include <set>

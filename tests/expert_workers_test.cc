@@ -2,7 +2,7 @@
 // RemoteExpertBackend. Results are bitwise those of the in-process layer;
 // a killed replica is failed over without wrong answers and comes back;
 // mismatched workers are refused at start-up.
-#include "server/remote_expert_backend.h"
+#include "workers/remote_expert_backend.h"
 
 #include <atomic>
 #include <filesystem>
@@ -19,7 +19,7 @@
 #include "model/presets.h"
 #include "proto/expert_service.grpc.pb.h"
 #include "client/kserve_client.h"
-#include "server/serving_core.h"
+#include "batching/serving_core.h"
 #include "tests/naive_reference.h"
 #include "tests/process_util.h"
 #include "tests/server_test_util.h"

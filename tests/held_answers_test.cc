@@ -1,4 +1,4 @@
-#include "server/held_answers.h"
+#include "batching/held_answers.h"
 
 #include <vector>
 

@@ -12,7 +12,7 @@
 #include "common/cpu_tier.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/serving_core.h"
+#include "batching/serving_core.h"
 #include "tests/naive_reference.h"
 #include "tests/server_test_util.h"
 

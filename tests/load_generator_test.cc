@@ -12,8 +12,9 @@
 #include "client/arrival_schedule.h"
 #include "client/load_report.h"
 #include "client/sweep_points.h"
+#include "frontend/model_descriptors.h"
 #include "gtest/gtest.h"
-#include "server/serving_core.h"
+#include "batching/serving_core.h"
 #include "tests/fake_kserve_server.h"
 #include "tests/server_test_util.h"
 #include "tests/status_matchers.h"
@@ -313,7 +314,7 @@ TEST(LoadGeneratorLayersTest, ClientsWalkTheLayersInOrder) {
   // layers' counts differ by at most one request per worker.
   for (int l = 0; l < 3; ++l) {
     inference::ModelStatistics stats;
-    (*server)->core().model(l).metrics().FillModelStatistics(names[l], &stats);
+    FillModelStatistics((*server)->core().model(l), &stats);
     const double share = static_cast<double>(r.total_ok) / 3;
     EXPECT_NEAR(static_cast<double>(stats.inference_stats().success().count()), share, 3.0)
         << names[l];

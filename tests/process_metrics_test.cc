@@ -1,4 +1,4 @@
-#include "server/process_metrics.h"
+#include "serving/process_metrics.h"
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -1,6 +1,6 @@
 // Request decoding: every validation case gets its code and a message
 // naming the field, the expected and the received value.
-#include "server/request_codec.h"
+#include "frontend/request_codec.h"
 
 #include <cmath>
 #include <functional>

@@ -16,7 +16,7 @@
 #include "model/moe_layer.h"
 #include "model/presets.h"
 #include "proto/grpc_service.grpc.pb.h"
-#include "server/moe_server.h"
+#include "frontend/moe_server.h"
 
 namespace moe::testing {
 

@@ -14,9 +14,10 @@
 #include <thread>
 
 #include "gmock/gmock.h"
+#include "frontend/model_descriptors.h"
 #include "gtest/gtest.h"
 #include "proto/health.grpc.pb.h"
-#include "server/serving_core.h"
+#include "batching/serving_core.h"
 #include "tests/naive_reference.h"
 #include "tests/server_test_util.h"
 #include "tests/status_matchers.h"
@@ -379,7 +380,7 @@ TEST_F(ServiceTest, UnaryCancelledWhileQueuedIsDropped) {
   }
   EXPECT_EQ(server_->core().RequestsTotal("cancelled"), 1);
   inference::ModelStatistics stats;
-  server_->core().model(0).metrics().FillModelStatistics("moe", &stats);
+  FillModelStatistics(server_->core().model(0), &stats);
   EXPECT_EQ(stats.execution_count(), 0u);  // never computed
 }
 
@@ -483,7 +484,7 @@ TEST_F(ServiceTest, DeadlineShorterThanTheQueueDelayIsExceededAndNotComputed) {
   EXPECT_EQ(server_->core().RequestsTotal("deadline_exceeded"), 1)
       << server_->core().RenderMetrics().substr(0, 600);
   inference::ModelStatistics stats;
-  server_->core().model(0).metrics().FillModelStatistics("moe", &stats);
+  FillModelStatistics(server_->core().model(0), &stats);
   EXPECT_EQ(stats.execution_count(), 0u);
 }
 

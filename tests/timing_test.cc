@@ -6,8 +6,9 @@
 #include "client/load_generator.h"
 
 #include "client/load_report.h"
+#include "frontend/model_descriptors.h"
 #include "gtest/gtest.h"
-#include "server/serving_core.h"
+#include "batching/serving_core.h"
 #include "tests/fake_kserve_server.h"
 #include "tests/naive_reference.h"
 #include "tests/server_test_util.h"
@@ -97,7 +98,7 @@ TEST(ServiceTimingTest, ADeadlineShorterThanTheQueueDelayIsAnsweredAtTheDeadline
     absl::SleepFor(absl::Milliseconds(1));
   }
   inference::ModelStatistics stats;
-  (*server)->core().model(0).metrics().FillModelStatistics("moe", &stats);
+  FillModelStatistics((*server)->core().model(0), &stats);
   // Server side: answered about 200 ms after acceptance.
   EXPECT_LT(stats.inference_stats().fail().ns(), 1'500'000'000u);
   EXPECT_GE(stats.inference_stats().fail().ns(), 150'000'000u);
