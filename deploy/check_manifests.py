@@ -50,11 +50,11 @@ except ImportError:
 
 ENTRYPOINT = "/usr/local/bin/moe-entrypoint"
 PROGRAM_SOURCES = {
-    "moe_server": "frontend/main.cc",
-    "moe_expert_worker": "workers/expert_worker_main.cc",
-    "moe_client": "client/client_main.cc",
-    "moe_loadgen": "client/loadgen_main.cc",
-    "moe_export_preset": "tools/export_preset_main.cc",
+    "moe_server": ["frontend/main.cc", "serving/model_source.cc"],
+    "moe_expert_worker": ["workers/expert_worker_main.cc", "serving/model_source.cc"],
+    "moe_client": ["client/client_main.cc"],
+    "moe_loadgen": ["client/loadgen_main.cc"],
+    "moe_export_preset": ["tools/export_preset_main.cc"],
 }
 # Flags every absl program has (absl/flags/parse.cc, absl/flags/usage_config).
 ABSL_BUILTIN_FLAGS = {
@@ -144,12 +144,14 @@ def flag_kind(cpp_type):
 class Flags:
     """The flags one program defines: name -> (kind, default)."""
 
-    def __init__(self, program, path, repo):
+    def __init__(self, program, paths, repo):
         self.program = program
-        self.path = path
+        self.path = paths[0]
         self.defs = {}
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        text = ""
+        for path in paths:
+            with open(path, encoding="utf-8") as f:
+                text += f.read() + "\n"
         for m in re.finditer(r"\bABSL_FLAG\s*\(", text):
             args = split_macro_args(text, m.end())
             if len(args) < 3:
@@ -169,7 +171,7 @@ class Flags:
         if m:
             return int(m.group(1)) << int(m.group(2) or 0)
         ident = expr.split("::")[-1]
-        for sub in ("model", "common", "server", "client"):
+        for sub in ("model", "common", "serving", "batching", "frontend", "workers", "client"):
             d = os.path.join(repo, sub)
             if not os.path.isdir(d):
                 continue
@@ -196,10 +198,10 @@ class Flags:
 
 def load_program_flags(repo):
     flags = {}
-    for program, rel in PROGRAM_SOURCES.items():
-        path = os.path.join(repo, rel)
-        if os.path.exists(path):
-            flags[program] = Flags(program, path, repo)
+    for program, rels in PROGRAM_SOURCES.items():
+        paths = [os.path.join(repo, rel) for rel in rels]
+        if all(os.path.exists(p) for p in paths):
+            flags[program] = Flags(program, paths, repo)
     return flags
 
 
@@ -1440,9 +1442,10 @@ def main():
     _DEPLOY_PARENT[0] = os.path.dirname(os.path.abspath(args.deploy_dir))
     ck = Checker()
     all_flags = load_program_flags(args.repo_root)
-    for program, rel in PROGRAM_SOURCES.items():
+    for program, rels in PROGRAM_SOURCES.items():
         ck.check(program in all_flags and all_flags[program].defs, "sources",
-                 f"no ABSL_FLAG definitions found in {os.path.join(args.repo_root, rel)}")
+                 f"no ABSL_FLAG definitions found in "
+                 f"{', '.join(os.path.join(args.repo_root, rel) for rel in rels)}")
     presets = preset_expert_counts(args.repo_root)
     ck.check("demo" in presets, "sources", "cannot read the presets from model/presets.cc")
 

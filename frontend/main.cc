@@ -20,27 +20,16 @@
 #include "absl/strings/str_cat.h"
 #include "common/compute_thread.h"
 #include "experts/dnnl_engine.h"
-#include "model/checkpoint_loader.h"
 #include "model/expert_ranges.h"
 #include "model/moe_layer.h"
 #include "model/presets.h"
 #include "frontend/moe_server.h"
+#include "serving/model_source.h"
 #include "serving/process_setup.h"
 #include "workers/remote_expert_backend.h"
 #include "batching/serving_core.h"
 #include "spdlog/spdlog.h"
 
-ABSL_FLAG(std::string, model_dir, "",
-          "Hugging Face model folder (config.json + safetensors). Empty: use --preset.");
-ABSL_FLAG(int, layer, 0, "Layer of --model_dir to serve, as the model --model_name.");
-ABSL_FLAG(std::string, layers, "",
-          "Layers of --model_dir to serve, each as the model <model_name>.layer<L>: 'all' or "
-          "a list such as '0-3,8'. Batched per layer, one compute for all. Overrides --layer.");
-ABSL_FLAG(std::string, preset, "demo",
-          absl::StrCat("Synthetic preset when no --model_dir: ", moe::PresetNameList(), "."));
-ABSL_FLAG(uint64_t, seed, moe::kDefaultPresetSeed, "Weight seed of --preset.");
-ABSL_FLAG(std::string, dtype, "",
-          "Compute dtype, f32 or bf16. Default: bf16 (bf16 weights on every CPU tier).");
 ABSL_FLAG(std::string, model_name, "moe", "Model name clients use in requests.");
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
 ABSL_FLAG(int, grpc_port, 8001, "gRPC port (0: pick a free port and log it).");
@@ -95,13 +84,8 @@ absl::Status FailedToStart(const std::string& what) { return absl::FailedPrecond
 // labels the expert workers' metrics.
 absl::StatusOr<BuiltLayer> BuildLayer(moe::DType compute, int layer_index,
                                       const std::string& model_name) {
-  const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
-  absl::StatusOr<moe::LayerWeights> weights =
-      model_dir.empty() ? moe::MakePreset(absl::GetFlag(FLAGS_preset), absl::GetFlag(FLAGS_seed))
-                        : moe::LoadHfLayer(model_dir, layer_index);
-  if (!weights.ok()) {
-    return FailedToStart(absl::StrCat("cannot load the model: ", weights.status().message()));
-  }
+  absl::StatusOr<moe::LayerWeights> weights = moe::LoadLayerFromFlags(layer_index);
+  if (!weights.ok()) return FailedToStart(std::string(weights.status().message()));
   moe::MoeLayerOptions layer_options;
   layer_options.compute = compute;
   std::unique_ptr<moe::ExpertBackend> backend;
@@ -114,7 +98,7 @@ absl::StatusOr<BuiltLayer> BuildLayer(moe::DType compute, int layer_index,
     const bool named_here = std::find(named->begin(), named->end(), layer_index) != named->end();
     if (weights->spec.dense) {
       // A shard for every layer skips a dense one; one naming it is wrong.
-      if (named_here || absl::GetFlag(FLAGS_layers).empty()) {
+      if (named_here || !moe::SeveralLayersRequested()) {
         return FailedToStart(absl::StrCat("--expert_workers: layer ", layer_index,
                                           " is a dense FFN: it has no experts to shard"));
       }
@@ -179,58 +163,30 @@ double PackedMegabytes(const moe::MoeLayer& layer) {
 // layer's unpacked weights exist beside the packed ones. Logs each layer
 // and the total.
 absl::StatusOr<BuiltModels> BuildModels(moe::DType compute) {
-  const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
-  const std::string layers_flag = absl::GetFlag(FLAGS_layers);
   const std::string model_name = absl::GetFlag(FLAGS_model_name);
-  BuiltModels out;
-  if (layers_flag.empty()) {
-    const int layer = model_dir.empty() ? 0 : absl::GetFlag(FLAGS_layer);
-    if (!absl::GetFlag(FLAGS_expert_workers).empty()) {
-      auto named = moe::ExpertWorkerSpecLayers(absl::GetFlag(FLAGS_expert_workers));
-      if (!named.ok()) return FailedToStart(std::string(named.status().message()));
-      for (int l : *named) {
-        if (l != layer) {
-          return FailedToStart(absl::StrCat("--expert_workers names layer ", l,
-                                            ", which is not served (layer ", layer, ")"));
-        }
-      }
-    }
-    auto built = BuildLayer(compute, layer, model_name);
-    if (!built.ok()) return built.status();
-    spdlog::info("model '{}': {}; {:.1f} MB of packed FFN weights", model_name, built->summary,
-                 PackedMegabytes(*built->layer));
-    out.layers.push_back(std::move(built->layer));
-    out.names.push_back(model_name);
-    if (built->remote != nullptr) out.remotes.push_back(built->remote);
-    out.source = model_dir.empty()
-                     ? "preset " + absl::GetFlag(FLAGS_preset)
-                     : absl::StrCat(model_dir, " layer ", absl::GetFlag(FLAGS_layer));
-    return out;
-  }
-  if (model_dir.empty()) {
-    return FailedToStart("--layers needs --model_dir (the presets have one layer)");
-  }
-  auto count = moe::HfLayerCount(model_dir);
-  if (!count.ok()) return FailedToStart(absl::StrCat("cannot load the model: ", count.status().message()));
-  auto wanted = moe::ParseLayerList(layers_flag, *count);
-  if (!wanted.ok()) return FailedToStart(absl::StrCat("--layers: ", wanted.status().message()));
+  auto wanted = moe::LayersFromFlags();
+  if (!wanted.ok()) return FailedToStart(std::string(wanted.status().message()));
+  const bool several = moe::SeveralLayersRequested();
   if (!absl::GetFlag(FLAGS_expert_workers).empty()) {
     auto named = moe::ExpertWorkerSpecLayers(absl::GetFlag(FLAGS_expert_workers));
     if (!named.ok()) return FailedToStart(std::string(named.status().message()));
     for (int l : *named) {
       if (std::find(wanted->begin(), wanted->end(), l) == wanted->end()) {
         return FailedToStart(absl::StrCat("--expert_workers names layer ", l,
-                                          ", which is not served (--layers=", layers_flag, ")"));
+                                          ", which is not served (",
+                                          moe::ModelSourceDescription(*wanted), ")"));
       }
     }
   }
+  BuiltModels out;
   double total_mb = 0;
   const absl::Time start = absl::Now();
   for (int l : *wanted) {
     const absl::Time layer_start = absl::Now();
-    const std::string name = absl::StrCat(model_name, ".layer", l);
+    const std::string name = several ? absl::StrCat(model_name, ".layer", l) : model_name;
     auto built = BuildLayer(compute, l, name);
     if (!built.ok()) {
+      if (!several) return built.status();
       return absl::Status(built.status().code(),
                           absl::StrCat("layer ", l, ": ", built.status().message()));
     }
@@ -238,16 +194,18 @@ absl::StatusOr<BuiltModels> BuildModels(moe::DType compute) {
     total_mb += mb;
     out.names.push_back(name);
     if (built->remote != nullptr) out.remotes.push_back(built->remote);
-    spdlog::info("model '{}': {}; {:.1f} MB of packed FFN weights; loaded in {:.2f} s",
-                 out.names.back(), built->summary, mb,
-                 absl::ToDoubleSeconds(absl::Now() - layer_start));
+    spdlog::info("model '{}': {}; {:.1f} MB of packed FFN weights; loaded in {:.2f} s", name,
+                 built->summary, mb, absl::ToDoubleSeconds(absl::Now() - layer_start));
     out.layers.push_back(std::move(built->layer));
   }
-  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  spdlog::info("{} layers ({}): {:.1f} MB of packed FFN weights, loaded in {:.1f} s ({:.0f} MB/s)",
-               out.layers.size(), moe::FormatExpertList(*wanted), total_mb, seconds,
-               seconds > 0 ? total_mb / seconds : 0.0);
-  out.source = absl::StrCat(model_dir, " layers ", moe::FormatExpertList(*wanted));
+  if (several) {
+    const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    spdlog::info(
+        "{} layers ({}): {:.1f} MB of packed FFN weights, loaded in {:.1f} s ({:.0f} MB/s)",
+        out.layers.size(), moe::FormatExpertList(*wanted), total_mb, seconds,
+        seconds > 0 ? total_mb / seconds : 0.0);
+  }
+  out.source = moe::ModelSourceDescription(*wanted);
   return out;
 }
 
@@ -267,8 +225,8 @@ int main(int argc, char** argv) {
       "  moe_server [--preset=demo | --model_dir=DIR [--layer=N | --layers=all|A-B,C]] "
       "[--grpc_port=8001]");
 
-  auto resolved = moe::ResolveComputeDType(absl::GetFlag(FLAGS_dtype));
-  if (!resolved.ok()) return Fail(absl::StrCat("--dtype: ", resolved.status().message()));
+  auto resolved = moe::ComputeDTypeFromFlags();
+  if (!resolved.ok()) return Fail(std::string(resolved.status().message()));
   const moe::DType compute = *resolved;
 
   const absl::Time load_start = absl::Now();

@@ -91,13 +91,6 @@ inline sigset_t StartServingProcess(int argc, char** argv, const char* usage) {
   return signals;
 }
 
-// The --dtype flag: empty means bf16, which every CPU tier runs with bf16
-// weights (widened in registers where the CPU has no bf16 arithmetic).
-inline absl::StatusOr<DType> ResolveComputeDType(const std::string& flag) {
-  if (flag.empty()) return DType::kBF16;
-  return ParseComputeDType(flag);
-}
-
 }  // namespace moe
 
 #endif  // MOE_SERVING_PROCESS_SETUP_H_

@@ -5,6 +5,7 @@
 #include "workers/remote_expert_backend.h"
 
 #include <atomic>
+#include <functional>
 #include <filesystem>
 #include <cstring>
 #include <thread>
@@ -71,6 +72,65 @@ Worker StartLayerWorker(const TempDir& dir, const std::string& name, const std::
   EXPECT_GT(w.port, 0) << ::moe::testing::ReadFile(log);
   return w;
 }
+
+// Clients that call the server until stopped, each call's request and
+// the layer that must answer it given by `call(client, i)`, and count the
+// answers: ok (and wrong, when not bitwise the layer's), unavailable (or
+// deadline exceeded), other.
+class CheckedLoad {
+ public:
+  using Call = std::function<std::pair<inference::ModelInferRequest, const MoeLayer*>(int, int)>;
+  CheckedLoad(const std::string& address, int clients, Call call) {
+    for (int c = 0; c < clients; ++c) {
+      threads_.emplace_back([this, address, call, c] {
+        auto stub = ::moe::testing::Stub(address);
+        for (int i = 0; !stop_.load(); ++i) {
+          auto [request, layer] = call(c, i);
+          grpc::ClientContext ctx;
+          ::moe::testing::SetDeadline(&ctx, absl::Seconds(30));
+          inference::ModelInferResponse resp;
+          grpc::Status st = stub->ModelInfer(&ctx, request, &resp);
+          if (st.ok()) {
+            ++ok;
+            if (::moe::testing::OutputFloats(resp, "output") !=
+                ::moe::testing::Reference(const_cast<MoeLayer*>(layer), Tokens(request))) {
+              ++wrong;
+            }
+          } else if (st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                     st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+            ++unavailable;
+          } else {
+            ++other;
+          }
+        }
+      });
+    }
+  }
+  ~CheckedLoad() { Stop(); }
+  // Returns once `n` more calls have been answered OK.
+  void WaitForMoreOk(int64_t n) {
+    const int64_t target = ok.load() + n;
+    while (ok.load() < target) absl::SleepFor(absl::Milliseconds(10));
+  }
+  void Stop() {
+    stop_.store(true);
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+
+  std::atomic<int64_t> ok{0}, wrong{0}, unavailable{0}, other{0};
+
+ private:
+  // The request's tokens (raw FP32 input).
+  static std::vector<float> Tokens(const inference::ModelInferRequest& r) {
+    std::vector<float> x(r.raw_input_contents(0).size() / 4);
+    std::memcpy(x.data(), r.raw_input_contents(0).data(), x.size() * 4);
+    return x;
+  }
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> threads_;
+};
 
 std::vector<int> Uncovered(int num_experts, const std::vector<ShardSpec>& shards) {
   std::vector<bool> covered(static_cast<size_t>(num_experts), false);
@@ -216,37 +276,14 @@ TEST(WorkersFailoverTest, KilledReplicaIsFailedOverAndComesBack) {
   std::unique_ptr<MoeServer> server = *std::move(server_or);
 
   constexpr int kClients = 6;
-  std::atomic<bool> stop{false};
-  std::atomic<int64_t> ok{0}, wrong{0}, unavailable{0}, other{0};
-  std::vector<std::thread> clients;
-  for (int c = 0; c < kClients; ++c) {
-    clients.emplace_back([&, c] {
-      auto stub = ::moe::testing::Stub(server->local_grpc_address());
-      for (int i = 0; !stop.load(); ++i) {
-        auto tokens = RandomTokens((1 + (c + i) % 4) * 1024, static_cast<uint32_t>(c * 7777 + i));
-        grpc::ClientContext ctx;
-        ::moe::testing::SetDeadline(&ctx, absl::Seconds(30));
-        inference::ModelInferResponse resp;
-        grpc::Status st = stub->ModelInfer(&ctx, ::moe::testing::InferRequest(tokens, 1024), &resp);
-        if (st.ok()) {
-          ++ok;
-          if (::moe::testing::OutputFloats(resp, "output") !=
-              ::moe::testing::Reference(reference.get(), tokens)) {
-            ++wrong;
-          }
-        } else if (st.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                   st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-          ++unavailable;
-        } else {
-          ++other;
-        }
-      }
-    });
-  }
-  while (ok.load() < 30) absl::SleepFor(absl::Milliseconds(10));
+  CheckedLoad load(server->local_grpc_address(), kClients, [&](int c, int i) {
+    auto tokens = RandomTokens((1 + (c + i) % 4) * 1024, static_cast<uint32_t>(c * 7777 + i));
+    return std::make_pair(::moe::testing::InferRequest(tokens, 1024),
+                          static_cast<const MoeLayer*>(reference.get()));
+  });
+  load.WaitForMoreOk(30);
   a1.process.Kill();  // SIGKILL during sustained load
-  const int64_t ok_at_kill = ok.load();
-  while (ok.load() < ok_at_kill + 60) absl::SleepFor(absl::Milliseconds(10));
+  load.WaitForMoreOk(60);
   EXPECT_FALSE(backend->ReplicaUp(0, 0));
   EXPECT_TRUE(backend->ReplicaUp(0, 1));
 
@@ -256,10 +293,8 @@ TEST(WorkersFailoverTest, KilledReplicaIsFailedOverAndComesBack) {
   ASSERT_EQ(restarted.port, a1_port);
   for (int i = 0; i < 300 && !backend->ReplicaUp(0, 0); ++i) absl::SleepFor(absl::Milliseconds(20));
   EXPECT_TRUE(backend->ReplicaUp(0, 0));
-  const int64_t ok_at_restart = ok.load();
-  while (ok.load() < ok_at_restart + 60) absl::SleepFor(absl::Milliseconds(10));
-  stop.store(true);
-  for (auto& t : clients) t.join();
+  load.WaitForMoreOk(60);
+  load.Stop();
 
   auto stub = moe::v1::ExpertService::NewStub(
       grpc::CreateChannel(restarted.address(), grpc::InsecureChannelCredentials()));
@@ -268,15 +303,16 @@ TEST(WorkersFailoverTest, KilledReplicaIsFailedOverAndComesBack) {
   ASSERT_TRUE(stub->Info(&ctx, moe::v1::InfoRequest(), &info).ok());
   EXPECT_GT(info.runs_served(), 0u);
 
-  EXPECT_EQ(wrong.load(), 0);
-  EXPECT_EQ(other.load(), 0);
+  EXPECT_EQ(load.wrong.load(), 0);
+  EXPECT_EQ(load.other.load(), 0);
   // With a live replica a failed call is retried on it: the only requests
   // that may fail are those of the batch in flight at the kill, at most
   // one per client.
-  EXPECT_LE(unavailable.load(), kClients);
+  EXPECT_LE(load.unavailable.load(), kClients);
   std::printf("failover: %lld ok, %lld unavailable (bound %d), %lld wrong\n",
-              static_cast<long long>(ok.load()), static_cast<long long>(unavailable.load()),
-              kClients, static_cast<long long>(wrong.load()));
+              static_cast<long long>(load.ok.load()),
+              static_cast<long long>(load.unavailable.load()), kClients,
+              static_cast<long long>(load.wrong.load()));
   server->Shutdown(absl::Seconds(10));
 }
 
@@ -430,48 +466,22 @@ TEST(WorkersByLayerTest, LayerRangeTopologyIsExactAndFailsOver) {
       << metrics;
 
   constexpr int kClients = 4;
-  std::atomic<bool> stop{false};
-  std::atomic<int64_t> ok{0}, wrong{0}, unavailable{0}, other{0};
-  std::vector<std::thread> clients;
-  for (int c = 0; c < kClients; ++c) {
-    clients.emplace_back([&, c] {
-      auto stub = ::moe::testing::Stub(server->local_grpc_address());
-      for (int i = 0; !stop.load(); ++i) {
-        const int l = (c + i) % 4;  // walks the layers
-        auto tokens = RandomTokens((1 + i % 3) * 64, static_cast<uint32_t>(c * 7777 + i));
-        grpc::ClientContext ctx;
-        ::moe::testing::SetDeadline(&ctx, absl::Seconds(30));
-        inference::ModelInferResponse resp;
-        grpc::Status st = stub->ModelInfer(
-            &ctx, BuildInferRequest(names[static_cast<size_t>(l)], tokens, 64, false, "", false),
-            &resp);
-        if (st.ok()) {
-          ++ok;
-          if (::moe::testing::OutputFloats(resp, "output") !=
-              ::moe::testing::Reference(refs[static_cast<size_t>(l)].get(), tokens)) {
-            ++wrong;
-          }
-        } else if (st.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                   st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-          ++unavailable;
-        } else {
-          ++other;
-        }
-      }
-    });
-  }
-  while (ok.load() < 40) absl::SleepFor(absl::Milliseconds(10));
+  CheckedLoad load(server->local_grpc_address(), kClients, [&](int c, int i) {
+    const size_t l = static_cast<size_t>((c + i) % 4);  // walks the layers
+    auto tokens = RandomTokens((1 + i % 3) * 64, static_cast<uint32_t>(c * 7777 + i));
+    return std::make_pair(BuildInferRequest(names[l], tokens, 64, false, "", false),
+                          static_cast<const MoeLayer*>(refs[l].get()));
+  });
+  load.WaitForMoreOk(40);
   high1.process.Kill();  // SIGKILL during sustained load
-  const int64_t ok_at_kill = ok.load();
-  while (ok.load() < ok_at_kill + 80) absl::SleepFor(absl::Milliseconds(10));
-  stop.store(true);
-  for (auto& t : clients) t.join();
+  load.WaitForMoreOk(80);
+  load.Stop();
   EXPECT_FALSE(backends[2]->ReplicaUp(0, 0));
   EXPECT_TRUE(backends[3]->ReplicaUp(0, 1));
-  EXPECT_EQ(wrong.load(), 0);
-  EXPECT_EQ(other.load(), 0);
+  EXPECT_EQ(load.wrong.load(), 0);
+  EXPECT_EQ(load.other.load(), 0);
   // Only the batches in flight at the kill may fail: one per client.
-  EXPECT_LE(unavailable.load(), kClients);
+  EXPECT_LE(load.unavailable.load(), kClients);
   // Each layer-batch made one call per shard: the low workers served
   // layers 0 and 1, the survivor layers 2 and 3.
   auto stub = moe::v1::ExpertService::NewStub(

@@ -35,17 +35,8 @@ TEST(ServerBinaryTest, ServesAndDrainsOnSigterm) {
                            "--grpc_port=0", "--http_port=0", "--metrics_port=0"},
                           log);
   // Wait for the ready line and read the chosen port from the log.
-  int port = 0;
-  std::string text;
-  for (int i = 0; i < 600 && port == 0; ++i) {
-    absl::SleepFor(absl::Milliseconds(50));
-    text = ReadFile(log);
-    std::smatch m;
-    static const std::regex kListening(R"(listening: gRPC 127\.0\.0\.1:(\d+))");
-    if (text.find("ready:") != std::string::npos && std::regex_search(text, m, kListening)) {
-      port = std::stoi(m[1]);
-    }
-  }
+  const int port = ::moe::testing::WaitForReadyPort(log, absl::Seconds(30));
+  std::string text = ReadFile(log);
   ASSERT_GT(port, 0) << "no ready line in the log:\n" << text;
   EXPECT_NE(text.find("bert: d_model 512, dense FFN (relu d_ff 2048 +bias)"), std::string::npos)
       << text;
@@ -142,17 +133,8 @@ TEST(ServerBinaryTest, LayersServesEveryListedLayerAndRejectsBadLists) {
                            "--host=127.0.0.1", "--grpc_port=0", "--http_port=-1",
                            "--metrics_port=-1"},
                           log);
-  int port = 0;
-  std::string text;
-  for (int i = 0; i < 600 && port == 0; ++i) {
-    absl::SleepFor(absl::Milliseconds(50));
-    text = ReadFile(log);
-    std::smatch m;
-    static const std::regex kListening(R"(listening: gRPC 127\.0\.0\.1:(\d+))");
-    if (text.find("ready:") != std::string::npos && std::regex_search(text, m, kListening)) {
-      port = std::stoi(m[1]);
-    }
-  }
+  const int port = ::moe::testing::WaitForReadyPort(log, absl::Seconds(30));
+  const std::string text = ReadFile(log);
   ASSERT_GT(port, 0) << "no ready line in the log:\n" << text;
   EXPECT_NE(text.find("model 'moe.layer1': mixtral"), std::string::npos) << text;
   EXPECT_NE(text.find("model 'moe.layer2': mixtral"), std::string::npos) << text;

@@ -25,19 +25,11 @@
 #include "model/presets.h"
 #include "workers/expert_worker_service.h"
 #include "serving/metrics_http_server.h"
+#include "serving/model_source.h"
 #include "serving/process_setup.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, experts, "", "Experts to host: N, A-B or a comma list (required).");
-ABSL_FLAG(std::string, model_dir, "", "Hugging Face model folder; empty: use --preset.");
-ABSL_FLAG(int, layer, 0, "Layer of --model_dir.");
-ABSL_FLAG(std::string, layers, "",
-          "Layers of --model_dir to host (the --experts of each): 'all' or a list such as "
-          "'0-15'. Overrides --layer.");
-ABSL_FLAG(std::string, preset, "demo",
-          absl::StrCat("Synthetic preset when no --model_dir: ", moe::PresetNameList(), "."));
-ABSL_FLAG(uint64_t, seed, moe::kDefaultPresetSeed, "Weight seed of --preset.");
-ABSL_FLAG(std::string, dtype, "", "f32 or bf16 (default: bf16, on every CPU tier).");
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
 ABSL_FLAG(int, port, 9001, "gRPC port (0: pick a free one and log it).");
 ABSL_FLAG(int, metrics_port, 9002, "Prometheus /metrics port (0: pick a free one; -1: off).");
@@ -51,41 +43,32 @@ int Fail(const std::string& what) {
   return 1;
 }
 
-bool model_dir_empty() { return absl::GetFlag(FLAGS_model_dir).empty(); }
-
 // Loads layer `layer` (the preset when no --model_dir) and packs the
 // --experts of it; returns the hosted layer and its log line.
 absl::StatusOr<std::pair<moe::HostedLayer, std::string>> BuildHostedLayer(moe::DType compute,
                                                                           int layer) {
-  // The spec first, to validate the expert list; then only those weights.
+  // A preset's spec first, to make only the hosted experts' weights; a
+  // checkpoint's tensors are memory-mapped: only the hosted experts' pages
+  // are read.
   absl::StatusOr<moe::LayerWeights> weights;
-  std::vector<int> hosted;
-  if (model_dir_empty()) {
-    auto spec = moe::PresetSpec(absl::GetFlag(FLAGS_preset));
-    if (!spec.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cannot load the model: ", spec.status().message()));
-    }
-    if (spec->dense) {
-      return absl::InvalidArgumentError("this layer is a dense FFN: it has no experts to shard");
-    }
-    auto ids = moe::ParseExpertList(absl::GetFlag(FLAGS_experts), spec->num_experts());
-    if (!ids.ok()) return absl::InvalidArgumentError(absl::StrCat("--experts: ", ids.status().message()));
-    hosted = *ids;
-    weights = moe::MakeSyntheticWeights(*spec, absl::GetFlag(FLAGS_seed), hosted);
+  absl::StatusOr<moe::LayerSpec> spec;
+  if (moe::ModelDirGiven()) {
+    weights = moe::LoadLayerFromFlags(layer);
+    if (!weights.ok()) return weights.status();
+    spec = weights->spec;
   } else {
-    // Tensors are memory-mapped: only the hosted experts' pages are read.
-    weights = moe::LoadHfLayer(absl::GetFlag(FLAGS_model_dir), layer);
-    if (!weights.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cannot load the model: ", weights.status().message()));
-    }
-    if (weights->spec.dense) {
-      return absl::InvalidArgumentError("this layer is a dense FFN: it has no experts to shard");
-    }
-    auto ids = moe::ParseExpertList(absl::GetFlag(FLAGS_experts), weights->spec.num_experts());
-    if (!ids.ok()) return absl::InvalidArgumentError(absl::StrCat("--experts: ", ids.status().message()));
-    hosted = *ids;
+    spec = moe::PresetSpecFromFlags();
+    if (!spec.ok()) return spec.status();
+  }
+  if (spec->dense) {
+    return absl::InvalidArgumentError("this layer is a dense FFN: it has no experts to shard");
+  }
+  auto ids = moe::ParseExpertList(absl::GetFlag(FLAGS_experts), spec->num_experts());
+  if (!ids.ok()) return absl::InvalidArgumentError(absl::StrCat("--experts: ", ids.status().message()));
+  const std::vector<int> hosted = *ids;
+  if (!moe::ModelDirGiven()) {
+    weights = moe::LoadLayerFromFlags(layer, hosted);
+    if (!weights.ok()) return weights.status();
   }
   moe::MatmulCacheRegistry registry;
   // Packing runs OpenMP work: not on main()'s thread (common/compute_thread.h).
@@ -123,20 +106,14 @@ int main(int argc, char** argv) {
       "  moe_expert_worker --experts=0-3 [--preset=demo | --model_dir=DIR --layer=N | "
       "--model_dir=DIR --layers=A-B] --port=9001");
 
-  auto resolved = moe::ResolveComputeDType(absl::GetFlag(FLAGS_dtype));
-  if (!resolved.ok()) return Fail(absl::StrCat("--dtype: ", resolved.status().message()));
+  auto resolved = moe::ComputeDTypeFromFlags();
+  if (!resolved.ok()) return Fail(std::string(resolved.status().message()));
   const moe::DType compute = *resolved;
   if (absl::GetFlag(FLAGS_experts).empty()) return Fail("--experts is required (e.g. 0-3)");
 
-  std::vector<int> layer_ids = {model_dir_empty() ? 0 : absl::GetFlag(FLAGS_layer)};
-  if (!absl::GetFlag(FLAGS_layers).empty()) {
-    if (model_dir_empty()) return Fail("--layers needs --model_dir (a preset has one layer)");
-    auto count = moe::HfLayerCount(absl::GetFlag(FLAGS_model_dir));
-    if (!count.ok()) return Fail(absl::StrCat("cannot load the model: ", count.status().message()));
-    auto ids = moe::ParseLayerList(absl::GetFlag(FLAGS_layers), *count);
-    if (!ids.ok()) return Fail(absl::StrCat("--layers: ", ids.status().message()));
-    layer_ids = *ids;
-  }
+  auto wanted = moe::LayersFromFlags();
+  if (!wanted.ok()) return Fail(std::string(wanted.status().message()));
+  const std::vector<int> layer_ids = *wanted;
   std::vector<moe::HostedLayer> hosted_layers;
   std::vector<std::string> summaries;
   for (int l : layer_ids) {
