@@ -20,6 +20,11 @@
 //   that mode the delay runs from the later of the oldest task's arrival
 //   and the moment the compute became free (NoteComputeIdle): tasks that
 //   arrived during the last batch may still wait for the ones it answers.
+//   With several queues (one per served layer, DynamicBatcher) both are
+//   this queue's own: its last batch's answers and the end of its last
+//   batch. Clients that walk the layers bring a layer's answers back to
+//   the next layer's queue, which learns the load from its own previous
+//   batch.
 // - TakeBatch() takes up to max_batch_tokens rows in arrival order. A task
 //   larger than what is left of the batch is split: its first rows go in
 //   this batch and the rest stays at the head of the queue.

@@ -6,8 +6,9 @@
 // the tokens queued in total. A queue is ready as soon as its fill target
 // is reached (max_batch_tokens, or adaptively the load its previous
 // batch's answers bring back; see batch_queue.h) or its oldest task has
-// waited max_queue_delay. The compute thread runs the ready queue whose
-// ready time is earliest (oldest first), writes each task's rows and
+// waited max_queue_delay. Of the queues ready, the compute thread runs the
+// one served least recently (ready queues take turns; within a queue,
+// oldest first), writes each task's rows and
 // finishes the tasks whose rows are all done; batches form while the
 // previous one computes. A batch holds the rows of one queue only
 // (Batch::queue). A watcher thread answers, at the moment it passes, the
@@ -18,12 +19,11 @@
 // - Enqueue(): OK means the batcher shares the task and will call its
 //   `done` exactly once. UNAVAILABLE (queue full, or draining) means it
 //   took nothing and will never call it.
-// - Latency bound: a task's first rows run at most max_queue_delay after
-//   the compute is free of the batches ahead of it (those running, or
-//   ready before its queue was, with their answering). Another queue's
-//   load cannot starve it: a queue becomes ready at most max_queue_delay
-//   after its oldest task arrived, and from then on only batches that
-//   were ready earlier run before it.
+// - Latency bound: a queue becomes ready at most max_queue_delay after its
+//   oldest task arrived; from then on, before its next batch runs, at most
+//   the running batch and one batch of each other ready queue (a busy
+//   queue's backlog cannot starve it: ready queues take turns). Within a
+//   queue tasks run in arrival order.
 // - Enqueue() is UNAVAILABLE when the tokens queued in all queues plus the
 //   task's would exceed max_queue_tokens.
 // - Drain(timeout): stops accepting, lets every accepted task finish, and
@@ -82,15 +82,17 @@ class DynamicBatcher {
   size_t queued_tasks(int queue) const;
   // What queue `queue`'s next batch waits for (BatchQueue::fill_target_tokens()).
   int64_t fill_target_tokens(int queue = 0) const;
-  int num_queues() const { return static_cast<int>(queues_.size()); }
+  int num_queues() const { return num_queues_; }
   const BatchQueueOptions& options() const { return options_; }
 
  private:
   void ComputeLoop();
-  // The queue to run next and when it is ready: the earliest ready time
-  // (InfiniteFuture() when every queue is empty). While draining, a
-  // non-empty queue is ready at once.
-  std::pair<int, absl::Time> NextReadyQueue() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The queue to run next and when: of the queues ready at `now`, the one
+  // served least recently (then the one ready first); when none is ready,
+  // the one ready first and its ready time (InfiniteFuture() when every
+  // queue is empty). While draining, the oldest task's queue, at once.
+  std::pair<int, absl::Time> NextReadyQueue(absl::Time now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool AllEmpty() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WatchLoop();
   // Finishes `tasks` with `status` (outside the lock).
@@ -101,11 +103,13 @@ class DynamicBatcher {
   static void FinishDropped(const std::vector<std::shared_ptr<InferTask>>& tasks);
 
   const BatchQueueOptions options_;
+  const int num_queues_;  // queues_.size(), fixed at construction
   const RunBatchFn run_;
   const BatchObserverFn observer_;
 
   mutable absl::Mutex mu_;
   std::vector<BatchQueue> queues_ ABSL_GUARDED_BY(mu_);
+  std::vector<absl::Time> last_served_ ABSL_GUARDED_BY(mu_);  // per queue: its last batch taken
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool batch_running_ ABSL_GUARDED_BY(mu_) = false;  // a batch or its answers in progress

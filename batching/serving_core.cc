@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <cstring>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/cpu_tier.h"
 #include "experts/expert_backend.h"
+#include "model/expert_ranges.h"
 
 namespace moe {
 
@@ -69,8 +72,31 @@ ServingCore::~ServingCore() { batcher_.reset(); }
 
 std::string ServingCore::ServedModelsDescription() const {
   if (models_.size() == 1) return absl::StrCat("'", models_[0]->name(), "'");
-  return absl::StrCat("'", models_.front()->name(), "' .. '", models_.back()->name(), "' (",
-                      models_.size(), " models)");
+  // Layers of one model: "'moe.layer<L>' for L in 0-3,8 (5 models)".
+  const std::string& first = models_[0]->name();
+  const size_t at = first.rfind(".layer");
+  if (at != std::string::npos) {
+    const std::string prefix = first.substr(0, at + 6);
+    std::vector<int> layers;
+    for (const auto& m : models_) {
+      int l = -1;
+      if (m->name().rfind(prefix, 0) != 0 ||
+          !absl::SimpleAtoi(m->name().substr(prefix.size()), &l) ||
+          absl::StrCat(prefix, l) != m->name()) {
+        layers.clear();
+        break;
+      }
+      layers.push_back(l);
+    }
+    if (!layers.empty()) {
+      std::sort(layers.begin(), layers.end());
+      return absl::StrCat("'", prefix, "<L>' for L in ", FormatExpertList(layers), " (",
+                          models_.size(), " models)");
+    }
+  }
+  std::vector<std::string> names;
+  for (const auto& m : models_) names.push_back(absl::StrCat("'", m->name(), "'"));
+  return absl::StrJoin(names, ", ");
 }
 
 absl::StatusOr<const ServedModel*> ServingCore::FindModel(const std::string& name,

@@ -45,7 +45,7 @@ class ServedModel {
 };
 
 // A layer to serve and its request settings (io.d_model, top_k and
-// num_experts are taken from the layer).
+// num_experts must describe the layer: MoeServer::Start sets them).
 struct ModelToServe {
   std::unique_ptr<MoeLayer> layer;
   ModelIo io;
@@ -65,7 +65,8 @@ class ServingCore {
   // (or the version) and what is served, when it is not.
   absl::StatusOr<const ServedModel*> FindModel(const std::string& name,
                                                const std::string& version) const;
-  // "'moe'", or "'moe.layer0' .. 'moe.layer7' (8 models)": for messages.
+  // "'moe'", "'moe.layer<L>' for L in 0-3,8 (5 models)", or the names
+  // listed: for messages.
   std::string ServedModelsDescription() const;
 
   // Queues a task for `model` (see DynamicBatcher::Enqueue for the contract).

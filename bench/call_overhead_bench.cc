@@ -13,8 +13,8 @@
 // Per-call overhead = time per call − compute_us; the transport's share is
 // BM_ServerLive's time.
 //
-//   build/bench/call_overhead_bench --benchmark_repetitions=5 \
-//       --benchmark_report_aggregates_only=true
+//   build/bench/call_overhead_bench --benchmark_repetitions=5
+//       --benchmark_report_aggregates_only=true   (one line)
 #include <memory>
 #include <string>
 #include <vector>

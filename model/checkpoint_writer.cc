@@ -80,6 +80,12 @@ absl::Status AddLayer(const LayerWeights& w, const nlohmann::json& config, int l
   MOE_ASSIGN_OR_RETURN(HfLayerLayout layout,
                        ResolveHfLayer(config, layer, config_path,
                                       [](const std::string&) { return true; }));
+  if (layout.spec.dense != w.spec.dense || layout.experts.size() != w.experts.size() ||
+      !layout.packed_experts.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        config_path, ": layer ", layer, " resolves to ", layout.spec.Summary(),
+        ", not the layer written (", w.spec.Summary(), ")"));
+  }
   std::vector<std::pair<std::string, Tensor>>& tensors = *out;
   if (!w.spec.dense) {
     tensors.emplace_back(layout.gate_weight, w.gate_weight);
@@ -130,7 +136,10 @@ absl::Status WriteHfLayers(int num_layers, int layers_per_file,
       if (l == 0) {
         first = w.spec;
         MOE_ASSIGN_OR_RETURN(config, MakeHfConfig(w.spec));
-        for (const char* key : {"num_hidden_layers", "n_layer", "num_layers"}) {
+        // Every layer has layer 0's spec: a family that interleaves sparse
+        // layers (switch_transformers) makes them all sparse.
+        for (const char* key :
+             {"num_hidden_layers", "n_layer", "num_layers", "num_sparse_encoder_layers"}) {
           if (config.contains(key)) config[key] = num_layers;
         }
       } else if (w.spec.Summary() != first.Summary() || w.spec.family != first.family) {

@@ -305,6 +305,29 @@ TEST(MultiLayerCheckpointTest, EveryLayerOfAShardedFolderLoadsBack) {
               StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("num_hidden_layers = 8")));
 }
 
+// Families whose configs say which layers are sparse write every layer as
+// the one given: each loads back with its experts.
+TEST(MultiLayerCheckpointTest, EveryPresetFamilyWritesSeveralLayers) {
+  for (const char* preset : {"switch-8", "qwen2-moe-a2.7b", "deepseek-v3-small", "bert-base"}) {
+    moe::testing::TempDir dir;
+    LayerSpec spec = *PresetSpec(preset);
+    spec.d_model = spec.expert.d_model = spec.shared.d_model = 16;
+    spec.expert.d_ff = 8;
+    if (spec.has_shared()) spec.shared.d_ff = 8;
+    auto layer = [&spec](int l) -> absl::StatusOr<LayerWeights> {
+      return MakeSyntheticWeights(spec, 9 + static_cast<uint64_t>(l));
+    };
+    ASSERT_OK(WriteHfLayers(3, 2, layer, dir.path())) << preset;
+    for (int l = 0; l < 3; ++l) {
+      ASSERT_OK_AND_ASSIGN(LayerWeights got, LoadHfLayer(dir.path(), l));
+      EXPECT_EQ(got.spec.dense, spec.dense) << preset << " layer " << l;
+      EXPECT_EQ(got.experts.size(), layer(l)->experts.size()) << preset << " layer " << l;
+      EXPECT_EQ(got.experts[0].w1.ToFloats(), layer(l)->experts[0].w1.ToFloats())
+          << preset << " layer " << l;
+    }
+  }
+}
+
 TEST(MultiLayerCheckpointTest, LayersOfDifferentShapesAreRefused) {
   moe::testing::TempDir dir;
   auto layer = [](int l) -> absl::StatusOr<LayerWeights> {

@@ -453,7 +453,7 @@ TEST(WorkersByLayerTest, LayerRangeTopologyIsExactAndFailsOver) {
     RemoteBackendOptions ro;
     ro.layer = 3;
     EXPECT_THAT(MakeRemote(wrong, w3, DType::kF32, ro),
-                StatusIs(absl::StatusCode::kUnavailable,
+                StatusIs(absl::StatusCode::kFailedPrecondition,
                          HasSubstr("layer 3 is not hosted by this worker (it hosts layers 0-1)")));
   }
   auto server_or = MoeServer::Start(std::move(served), names, ::moe::testing::LocalOptions());
@@ -476,7 +476,10 @@ TEST(WorkersByLayerTest, LayerRangeTopologyIsExactAndFailsOver) {
   high1.process.Kill();  // SIGKILL during sustained load
   load.WaitForMoreOk(80);
   load.Stop();
+  // One health flag per address: both layers the killed replica served
+  // see it down, whichever found it.
   EXPECT_FALSE(backends[2]->ReplicaUp(0, 0));
+  EXPECT_FALSE(backends[3]->ReplicaUp(0, 0));
   EXPECT_TRUE(backends[3]->ReplicaUp(0, 1));
   EXPECT_EQ(load.wrong.load(), 0);
   EXPECT_EQ(load.other.load(), 0);

@@ -13,6 +13,7 @@
 
 #include <csignal>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -44,9 +45,10 @@ int Fail(const std::string& what) {
 }
 
 // Loads layer `layer` (the preset when no --model_dir) and packs the
-// --experts of it; returns the hosted layer and its log line.
-absl::StatusOr<std::pair<moe::HostedLayer, std::string>> BuildHostedLayer(moe::DType compute,
-                                                                          int layer) {
+// --experts of it; returns the hosted layer and its log line, or nullopt
+// for a dense layer when `skip_dense` (else a dense layer is an error).
+absl::StatusOr<std::optional<std::pair<moe::HostedLayer, std::string>>> BuildHostedLayer(
+    moe::DType compute, int layer, bool skip_dense) {
   // A preset's spec first, to make only the hosted experts' weights; a
   // checkpoint's tensors are memory-mapped: only the hosted experts' pages
   // are read.
@@ -61,6 +63,7 @@ absl::StatusOr<std::pair<moe::HostedLayer, std::string>> BuildHostedLayer(moe::D
     if (!spec.ok()) return spec.status();
   }
   if (spec->dense) {
+    if (skip_dense) return std::nullopt;
     return absl::InvalidArgumentError("this layer is a dense FFN: it has no experts to shard");
   }
   auto ids = moe::ParseExpertList(absl::GetFlag(FLAGS_experts), spec->num_experts());
@@ -92,7 +95,7 @@ absl::StatusOr<std::pair<moe::HostedLayer, std::string>> BuildHostedLayer(moe::D
                                      "; hosting experts ", moe::FormatExpertList(hosted), "; ",
                                      (*backend)->Describe());
   h.backend = *std::move(backend);
-  return std::make_pair(std::move(h), std::move(summary));
+  return std::make_optional(std::make_pair(std::move(h), std::move(summary)));
 }
 
 }  // namespace
@@ -116,15 +119,27 @@ int main(int argc, char** argv) {
   const std::vector<int> layer_ids = *wanted;
   std::vector<moe::HostedLayer> hosted_layers;
   std::vector<std::string> summaries;
+  std::vector<int> served_ids;
   for (int l : layer_ids) {
-    auto hosted = BuildHostedLayer(compute, l);
+    // With --layers a dense layer is skipped (the front end runs it), as
+    // the front end's shards without layers skip it.
+    auto hosted = BuildHostedLayer(compute, l, moe::SeveralLayersRequested());
+    if (hosted.ok() && !hosted->has_value()) {
+      spdlog::info("layer {}: a dense FFN, no experts to host; skipped", l);
+      continue;
+    }
     if (!hosted.ok()) {
       return Fail(layer_ids.size() > 1
                       ? absl::StrCat("layer ", l, ": ", hosted.status().message())
                       : std::string(hosted.status().message()));
     }
-    summaries.push_back(hosted->second);
-    hosted_layers.push_back(std::move(hosted->first));
+    summaries.push_back((*hosted)->second);
+    hosted_layers.push_back(std::move((*hosted)->first));
+    served_ids.push_back(l);
+  }
+  if (hosted_layers.empty()) {
+    return Fail(absl::StrCat("--layers=", moe::FormatExpertList(layer_ids),
+                             ": every layer is a dense FFN; no experts to host"));
   }
   const uint64_t first_checksum = hosted_layers.front().info.weights_checksum();
   auto service = std::make_unique<moe::ExpertWorkerService>(std::move(hosted_layers));
@@ -157,7 +172,7 @@ int main(int argc, char** argv) {
   spdlog::info("listening: gRPC {}:{}, metrics {}", absl::GetFlag(FLAGS_host), port,
                metrics_port > 0 ? absl::StrCat("port ", metrics_port) : std::string("disabled"));
   spdlog::info("ready: {} layer(s), weights checksum {:016x} (layer {})", summaries.size(),
-               first_checksum, layer_ids.front());
+               first_checksum, served_ids.front());
 
   int sig = 0;
   sigwait(&signals, &sig);

@@ -69,6 +69,20 @@ absl::StatusOr<std::vector<SpecPart>> SplitWorkerSpec(const std::string& spec) {
   return parts;
 }
 
+// The process-wide health flag of the worker at `address` (see Replica::up).
+std::shared_ptr<std::atomic<bool>> SharedUpFlag(const std::string& address) {
+  static absl::Mutex mu(absl::kConstInit);
+  static auto* flags = new std::map<std::string, std::weak_ptr<std::atomic<bool>>>();
+  absl::MutexLock lock(&mu);
+  std::weak_ptr<std::atomic<bool>>& weak = (*flags)[address];
+  std::shared_ptr<std::atomic<bool>> flag = weak.lock();
+  if (flag == nullptr) {
+    flag = std::make_shared<std::atomic<bool>>(true);
+    weak = flag;
+  }
+  return flag;
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<ShardSpec>> ParseExpertWorkerSpec(const std::string& spec,
@@ -119,7 +133,11 @@ absl::Status RemoteExpertBackend::CheckReplica(const Shard& shard, Replica& r, u
   grpc::Status st = r.stub->Info(&ctx, request, &info);
   const std::string who = absl::StrCat("expert worker ", r.address, " (shard ", shard.name, ")");
   if (!st.ok()) {
-    return absl::UnavailableError(absl::StrCat(who, " does not answer: ", st.error_message()));
+    if (st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+        st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      return absl::UnavailableError(absl::StrCat(who, " does not answer: ", st.error_message()));
+    }
+    return absl::FailedPreconditionError(absl::StrCat(who, " refuses: ", st.error_message()));
   }
   if (info.d_model() != d_model_) {
     return absl::FailedPreconditionError(absl::StrCat(who, " serves d_model ", info.d_model(),
@@ -175,6 +193,7 @@ absl::StatusOr<std::unique_ptr<RemoteExpertBackend>> RemoteExpertBackend::Create
     for (const std::string& address : shards[i].addresses) {
       auto r = std::make_unique<Replica>();
       r->address = address;
+      r->up = SharedUpFlag(address);
       grpc::ChannelArguments args;
       args.SetMaxReceiveMessageSize(256 << 20);
       args.SetMaxSendMessageSize(256 << 20);
@@ -223,7 +242,7 @@ int RemoteExpertBackend::PickReplica(Shard& shard, int avoid) const {
   const int start = static_cast<int>(shard.next.fetch_add(1) % static_cast<uint64_t>(n));
   for (int i = 0; i < n; ++i) {
     const int r = (start + i) % n;
-    if (r != avoid && shard.replicas[static_cast<size_t>(r)]->up.load()) return r;
+    if (r != avoid && shard.replicas[static_cast<size_t>(r)]->up->load()) return r;
   }
   return -1;
 }
@@ -338,7 +357,7 @@ absl::Status RemoteExpertBackend::Run(absl::Span<const ExpertJob> jobs) {
       }
       if (!problem.empty()) {
         ++shard.errors;
-        if (replica.up.exchange(false)) {
+        if (replica.up->exchange(false)) {
           spdlog::warn("{}expert shard {}: replica {} marked down: {}", LogPrefix(), shard.name,
                        replica.address, problem);
         }
@@ -380,7 +399,7 @@ void RemoteExpertBackend::ProbeLoop() {
     }
     for (size_t s = 0; s < shards_.size(); ++s) {
       for (auto& r : shards_[s]->replicas) {
-        if (r->up.load()) continue;
+        if (r->up->load()) continue;
         auto health = grpc::health::v1::Health::NewStub(r->channel);
         grpc::ClientContext ctx;
         ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
@@ -397,7 +416,7 @@ void RemoteExpertBackend::ProbeLoop() {
                        shards_[s]->name, r->address, std::string(st.message()));
           continue;
         }
-        r->up.store(true);
+        r->up->store(true);
         spdlog::info("{}expert shard {}: replica {} is back", LogPrefix(), shards_[s]->name,
                      r->address);
       }
@@ -406,7 +425,7 @@ void RemoteExpertBackend::ProbeLoop() {
 }
 
 bool RemoteExpertBackend::ReplicaUp(int shard, int replica) const {
-  return shards_[static_cast<size_t>(shard)]->replicas[static_cast<size_t>(replica)]->up.load();
+  return shards_[static_cast<size_t>(shard)]->replicas[static_cast<size_t>(replica)]->up->load();
 }
 
 std::string RemoteExpertBackend::Describe() const {
@@ -460,7 +479,7 @@ std::string RemoteExpertBackend::RenderMetrics(
   each_shard([&](const RemoteExpertBackend& b, const Shard& s) {
     for (const auto& r : s.replicas) {
       absl::StrAppend(&out, "moe_expert_replica_up{", labels(b, s), ",address=\"",
-                      EscapeLabelValue(r->address), "\"} ", r->up.load() ? 1 : 0, "\n");
+                      EscapeLabelValue(r->address), "\"} ", r->up->load() ? 1 : 0, "\n");
     }
   });
   return out;

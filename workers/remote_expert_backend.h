@@ -102,7 +102,10 @@ class RemoteExpertBackend : public ExpertBackend {
     std::string address;
     std::unique_ptr<moe::v1::ExpertService::Stub> stub;
     std::shared_ptr<grpc::Channel> channel;
-    std::atomic<bool> up{true};
+    // Shared by every backend of this process that calls this address
+    // (one per served layer): a replica one layer finds hung or gone is
+    // skipped by all of them at once.
+    std::shared_ptr<std::atomic<bool>> up;
   };
   struct Shard {
     std::vector<int> experts;
