@@ -19,7 +19,6 @@ DynamicBatcher::DynamicBatcher(const BatchQueueOptions& options, RunBatchFn run,
     absl::MutexLock lock(&mu_);
     queues_.reserve(static_cast<size_t>(num_queues_));
     for (int q = 0; q < num_queues_; ++q) queues_.emplace_back(options);
-    last_served_.assign(static_cast<size_t>(num_queues_), absl::InfinitePast());
   }
   compute_thread_ = std::thread([this] { ComputeLoop(); });
   watch_thread_ = std::thread([this] { WatchLoop(); });
@@ -98,32 +97,21 @@ bool DynamicBatcher::AllEmpty() const {
   return true;
 }
 
-std::pair<int, absl::Time> DynamicBatcher::NextReadyQueue(absl::Time now) const {
-  int earliest = -1, pick = -1;
-  absl::Time earliest_time = absl::InfiniteFuture();
+std::pair<int, absl::Time> DynamicBatcher::NextReadyQueue() const {
+  int best = -1;
+  absl::Time best_time = absl::InfiniteFuture();
   for (size_t i = 0; i < queues_.size(); ++i) {
     const BatchQueue& q = queues_[i];
     if (q.empty()) continue;
-    const int index = static_cast<int>(i);
     // Draining: every accepted task runs at once, oldest first.
-    const absl::Time ready = draining_ ? q.OldestEnqueueTime() : q.BatchReadyTime();
-    if (ready < earliest_time) {
-      earliest = index;
-      earliest_time = ready;
-    }
-    if (draining_ || ready > now) continue;
-    // Of the queues ready now, the one served least recently (then the
-    // one ready first): each ready queue gets its turn.
-    if (pick < 0 || last_served_[i] < last_served_[static_cast<size_t>(pick)] ||
-        (last_served_[i] == last_served_[static_cast<size_t>(pick)] &&
-         ready < queues_[static_cast<size_t>(pick)].BatchReadyTime())) {
-      pick = index;
+    const absl::Time t = draining_ ? q.OldestEnqueueTime() : q.BatchReadyTime();
+    if (best < 0 || t < best_time) {
+      best = static_cast<int>(i);
+      best_time = t;
     }
   }
-  if (earliest < 0) return {0, absl::InfiniteFuture()};
-  if (draining_) return {earliest, absl::InfinitePast()};
-  if (pick >= 0) return {pick, now};
-  return {earliest, earliest_time};
+  if (best < 0) return {0, absl::InfiniteFuture()};
+  return {best, draining_ ? absl::InfinitePast() : best_time};
 }
 
 namespace {
@@ -158,8 +146,8 @@ void DynamicBatcher::ComputeLoop() {
   mu_.Lock();
   while (true) {
     if (stop_) break;
+    const auto [queue_index, ready] = NextReadyQueue();
     const absl::Time now = absl::Now();
-    const auto [queue_index, ready] = NextReadyQueue(now);
     if (ready > now) {
       const uint64_t seen = generation_;
       auto changed = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -176,7 +164,6 @@ void DynamicBatcher::ComputeLoop() {
     BatchQueue& queue = queues_[static_cast<size_t>(queue_index)];
     Batch batch = queue.TakeBatch(now);
     batch.queue = queue_index;
-    last_served_[static_cast<size_t>(queue_index)] = now;
     // Covers the completions below too: Drain waits for them.
     batch_running_ = !batch.slices.empty() || !batch.cancelled.empty();
     ++generation_;

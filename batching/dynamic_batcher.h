@@ -6,9 +6,9 @@
 // the tokens queued in total. A queue is ready as soon as its fill target
 // is reached (max_batch_tokens, or adaptively the load its previous
 // batch's answers bring back; see batch_queue.h) or its oldest task has
-// waited max_queue_delay. Of the queues ready, the compute thread runs the
-// one served least recently (ready queues take turns; within a queue,
-// oldest first), writes each task's rows and
+// waited max_queue_delay. The compute thread runs the queue whose batch
+// became ready first (oldest first, across queues as within one), writes
+// each task's rows and
 // finishes the tasks whose rows are all done; batches form while the
 // previous one computes. A batch holds the rows of one queue only
 // (Batch::queue). A watcher thread answers, at the moment it passes, the
@@ -20,10 +20,10 @@
 //   `done` exactly once. UNAVAILABLE (queue full, or draining) means it
 //   took nothing and will never call it.
 // - Latency bound: a queue becomes ready at most max_queue_delay after its
-//   oldest task arrived; from then on, before its next batch runs, at most
-//   the running batch and one batch of each other ready queue (a busy
-//   queue's backlog cannot starve it: ready queues take turns). Within a
-//   queue tasks run in arrival order.
+//   oldest task arrived; from then on only the running batch and batches
+//   that became ready earlier run before it (tasks of another queue that
+//   arrive later never overtake it). With clients that wait for their
+//   answers, that is at most one batch of a busy queue.
 // - Enqueue() is UNAVAILABLE when the tokens queued in all queues plus the
 //   task's would exceed max_queue_tokens.
 // - Drain(timeout): stops accepting, lets every accepted task finish, and
@@ -87,12 +87,10 @@ class DynamicBatcher {
 
  private:
   void ComputeLoop();
-  // The queue to run next and when: of the queues ready at `now`, the one
-  // served least recently (then the one ready first); when none is ready,
-  // the one ready first and its ready time (InfiniteFuture() when every
+  // The queue to run next and when: the one whose batch is ready first
+  // (BatchQueue::BatchReadyTime), at that time (InfiniteFuture() when every
   // queue is empty). While draining, the oldest task's queue, at once.
-  std::pair<int, absl::Time> NextReadyQueue(absl::Time now) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::pair<int, absl::Time> NextReadyQueue() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool AllEmpty() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WatchLoop();
   // Finishes `tasks` with `status` (outside the lock).
@@ -109,7 +107,6 @@ class DynamicBatcher {
 
   mutable absl::Mutex mu_;
   std::vector<BatchQueue> queues_ ABSL_GUARDED_BY(mu_);
-  std::vector<absl::Time> last_served_ ABSL_GUARDED_BY(mu_);  // per queue: its last batch taken
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool batch_running_ ABSL_GUARDED_BY(mu_) = false;  // a batch or its answers in progress
