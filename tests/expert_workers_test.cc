@@ -132,6 +132,20 @@ class CheckedLoad {
   std::vector<std::thread> threads_;
 };
 
+// What `worker` says of its layer `layer` (moe.v1.ExpertService/Info).
+absl::StatusOr<moe::v1::InfoResponse> WorkerInfo(const Worker& worker, int layer = 0) {
+  auto stub = moe::v1::ExpertService::NewStub(
+      grpc::CreateChannel(worker.address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ::moe::testing::SetDeadline(&ctx, absl::Seconds(30));
+  moe::v1::InfoRequest req;
+  req.set_layer(layer);
+  moe::v1::InfoResponse info;
+  grpc::Status st = stub->Info(&ctx, req, &info);
+  if (!st.ok()) return absl::UnavailableError(st.error_message());
+  return info;
+}
+
 std::vector<int> Uncovered(int num_experts, const std::vector<ShardSpec>& shards) {
   std::vector<bool> covered(static_cast<size_t>(num_experts), false);
   for (const auto& s : shards) {
@@ -296,11 +310,7 @@ TEST(WorkersFailoverTest, KilledReplicaIsFailedOverAndComesBack) {
   load.WaitForMoreOk(60);
   load.Stop();
 
-  auto stub = moe::v1::ExpertService::NewStub(
-      grpc::CreateChannel(restarted.address(), grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  moe::v1::InfoResponse info;
-  ASSERT_TRUE(stub->Info(&ctx, moe::v1::InfoRequest(), &info).ok());
+  ASSERT_OK_AND_ASSIGN(moe::v1::InfoResponse info, WorkerInfo(restarted));
   EXPECT_GT(info.runs_served(), 0u);
 
   EXPECT_EQ(load.wrong.load(), 0);
@@ -487,13 +497,7 @@ TEST(WorkersByLayerTest, LayerRangeTopologyIsExactAndFailsOver) {
   EXPECT_LE(load.unavailable.load(), kClients);
   // Each layer-batch made one call per shard: the low workers served
   // layers 0 and 1, the survivor layers 2 and 3.
-  auto stub = moe::v1::ExpertService::NewStub(
-      grpc::CreateChannel(low_a.address(), grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  moe::v1::InfoRequest req;
-  req.set_layer(1);
-  moe::v1::InfoResponse info;
-  ASSERT_TRUE(stub->Info(&ctx, req, &info).ok());
+  ASSERT_OK_AND_ASSIGN(moe::v1::InfoResponse info, WorkerInfo(low_a, 1));
   EXPECT_EQ(std::vector<int>(info.layers().begin(), info.layers().end()), (std::vector<int>{0, 1}));
   EXPECT_GT(info.runs_served(), 0u);
 }
@@ -538,13 +542,7 @@ TEST(WorkersByLayerTest, ServerBinaryShardsTheMoeLayersOfAWholeModel) {
               ::moe::testing::Reference(reference.get(), tokens))
         << "layer " << l;
   }
-  auto worker_stub = moe::v1::ExpertService::NewStub(
-      grpc::CreateChannel(worker.address(), grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  moe::v1::InfoRequest req;
-  req.set_layer(1);
-  moe::v1::InfoResponse info;
-  ASSERT_TRUE(worker_stub->Info(&ctx, req, &info).ok());
+  ASSERT_OK_AND_ASSIGN(moe::v1::InfoResponse info, WorkerInfo(worker, 1));
   EXPECT_GT(info.runs_served(), 0u);
 
   const std::string bad_log = dir.File("bad.log");
