@@ -13,6 +13,8 @@ const char* DTypeName(DType t) {
       return "bf16";
     case DType::kF16:
       return "f16";
+    case DType::kI8:
+      return "int8";
   }
   return "?";
 }
@@ -21,8 +23,9 @@ absl::StatusOr<DType> ParseComputeDType(absl::string_view name) {
   const std::string n = absl::AsciiStrToLower(name);
   if (n == "f32" || n == "float32" || n == "fp32") return DType::kF32;
   if (n == "bf16" || n == "bfloat16") return DType::kBF16;
+  if (n == "int8" || n == "i8") return DType::kI8;
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown dtype '", name, "': expected f32 or bf16"));
+      absl::StrCat("unknown dtype '", name, "': expected f32, bf16 or int8"));
 }
 
 float F16ToFloat(uint16_t h) {
@@ -65,6 +68,11 @@ void ConvertToFloat(DType from, const void* src, int64_t n, float* dst) {
     case DType::kF16: {
       const auto* s = static_cast<const uint16_t*>(src);
       for (int64_t i = 0; i < n; ++i) dst[i] = F16ToFloat(s[i]);
+      return;
+    }
+    case DType::kI8: {
+      const auto* s = static_cast<const int8_t*>(src);
+      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(s[i]);
       return;
     }
   }

@@ -13,15 +13,21 @@
 
 namespace moe {
 
-enum class DType { kF32, kBF16, kF16 };
+// kI8 is a compute precision only: int8 weights (one scale per output
+// channel) with activations quantized per token at run time; tensors
+// crossing module boundaries stay f32 (see experts/int8_matmul.h).
+enum class DType { kF32, kBF16, kF16, kI8 };
 
 // Bytes per element.
-inline int64_t DTypeSize(DType t) { return t == DType::kF32 ? 4 : 2; }
+inline int64_t DTypeSize(DType t) {
+  return t == DType::kF32 ? 4 : t == DType::kI8 ? 1 : 2;
+}
 
-// "f32", "bf16", "f16".
+// "f32", "bf16", "f16", "int8".
 const char* DTypeName(DType t);
 
-// Parses "f32" / "bf16" (case-insensitive, also "float32", "bfloat16").
+// Parses a compute precision: "f32", "bf16" or "int8" (case-insensitive,
+// also "float32", "fp32", "bfloat16", "i8").
 absl::StatusOr<DType> ParseComputeDType(absl::string_view name);
 
 // bfloat16 <-> float. Float to bf16 rounds to nearest even; NaN stays NaN
@@ -49,7 +55,8 @@ inline float RoundToBf16(float f) { return Bf16ToFloat(FloatToBf16(f)); }
 // IEEE half -> float (exact; subnormals, infinities and NaN included).
 float F16ToFloat(uint16_t h);
 
-// Converts n elements of `src` (in dtype `from`) to float.
+// Converts n elements of `src` (in dtype `from`) to float (kI8: int8
+// values, unscaled).
 void ConvertToFloat(DType from, const void* src, int64_t n, float* dst);
 
 }  // namespace moe

@@ -14,11 +14,16 @@ FfnWorkspace::FfnWorkspace() : stream(CpuEngine()) {}
 
 namespace {
 
+// The dtype of the hidden activations between the two projections: bf16
+// in bf16 mode (as a bf16 PyTorch model keeps them), else f32 (int8 mode
+// quantizes each matmul's input rows inside the matmul).
+DType HiddenDType(DType compute) { return compute == DType::kBF16 ? DType::kBF16 : DType::kF32; }
+
 // out[r, :] = silu(h[r, :d_ff]) ⊙ h[r, d_ff:] (or gpt-oss's clamped form
 // when limit > 0) for each of `rows` rows of h ([rows, 2 d_ff]), all in
-// the compute dtype. Spread over the OpenMP team in GCC builds; every
+// `dtype` (the hidden dtype). Spread over the OpenMP team in GCC builds; every
 // element is computed on its own, so the bits do not depend on the split.
-void GatedProductRows(const void* h, int64_t rows, int64_t d_ff, DType compute, float limit,
+void GatedProductRows(const void* h, int64_t rows, int64_t d_ff, DType dtype, float limit,
                       void* out) {
   constexpr int64_t kChunk = 2048;
   const int64_t per_row = (d_ff + kChunk - 1) / kChunk;
@@ -29,7 +34,7 @@ void GatedProductRows(const void* h, int64_t rows, int64_t d_ff, DType compute, 
     const int64_t c = (i % per_row) * kChunk;
     const int64_t len = std::min(kChunk, d_ff - c);
     const int64_t gate = r * 2 * d_ff + c;
-    if (compute == DType::kBF16) {
+    if (dtype == DType::kBF16) {
       const auto* hb = static_cast<const uint16_t*>(h);
       auto* o = static_cast<uint16_t*>(out) + r * d_ff + c;
       if (limit > 0) {
@@ -55,9 +60,9 @@ absl::StatusOr<std::unique_ptr<DenseFfn>> DenseFfn::Create(
     const FfnSpec& spec, const FfnWeights& w, DType compute,
     MatmulCacheRegistry* registry, const std::string& what) {
   MOE_RETURN_IF_ERROR(ValidateFfnWeights(spec, w, what));
-  if (compute != DType::kF32 && compute != DType::kBF16) {
+  if (compute != DType::kF32 && compute != DType::kBF16 && compute != DType::kI8) {
     return absl::InvalidArgumentError(
-        absl::StrCat(what, ": compute dtype must be f32 or bf16"));
+        absl::StrCat(what, ": compute dtype must be f32, bf16 or int8"));
   }
   if (spec.swiglu_limit > 0 && !(spec.gated && spec.activation == Activation::kSilu)) {
     return absl::InvalidArgumentError(
@@ -69,7 +74,7 @@ absl::StatusOr<std::unique_ptr<DenseFfn>> DenseFfn::Create(
   up.k = spec.d_model;
   up.n = spec.d_ff;
   up.compute = compute;
-  up.dst = compute;
+  up.dst = HiddenDType(compute);
   up.post = MatmulPostOp::kActivation;
   up.activation = spec.activation;
   up.bias = spec.has_bias;
@@ -113,7 +118,8 @@ absl::Status DenseFfn::Run(const float* x, int64_t rows, float* y,
   if (rows == 0) return absl::OkStatus();
   const int64_t d_model = spec_.d_model;
   const int64_t d_ff = spec_.d_ff;
-  const size_t elem = static_cast<size_t>(DTypeSize(compute_));
+  const DType hidden_dtype = HiddenDType(compute_);
+  const size_t elem = static_cast<size_t>(DTypeSize(hidden_dtype));
   const void* src = x;
   if (compute_ == DType::kBF16) {
     auto* lowp = ws->src_lowp.ReserveAs<uint16_t>(static_cast<size_t>(rows * d_model));
@@ -126,7 +132,7 @@ absl::Status DenseFfn::Run(const float* x, int64_t rows, float* y,
     MOE_RETURN_IF_ERROR(
         gate_up_->Execute(src, rows, both, nullptr, &ws->scratchpad, &ws->stream));
     void* hidden = ws->hidden.Reserve(hidden_bytes);
-    GatedProductRows(both, rows, d_ff, compute_, spec_.swiglu_limit, hidden);
+    GatedProductRows(both, rows, d_ff, hidden_dtype, spec_.swiglu_limit, hidden);
     return down_->Execute(hidden, rows, y, nullptr, &ws->scratchpad, &ws->stream);
   }
   void* hidden1 = ws->hidden1.Reserve(hidden_bytes);

@@ -3,7 +3,10 @@
 // Inputs and outputs are f32 rows. In bf16 mode the input rows are rounded
 // to bf16 (nearest even), the matmuls take bf16 operands with f32
 // accumulation, the hidden activations are kept in bf16 (as a bf16 PyTorch
-// model does) and the output is written in f32.
+// model does) and the output is written in f32. In int8 mode
+// (int8_matmul.h) the weights are int8 with per-channel scales, each
+// matmul quantizes its own input rows per token, and the hidden
+// activations stay f32.
 //
 // SwiGLU blocks (gated, SiLU) run W1 and W3 as one matmul on the stacked
 // matrix [W1; W3], its result in the compute dtype, then silu(gate) ⊙ up
@@ -47,7 +50,8 @@ struct FfnWorkspace {
 
 class DenseFfn {
  public:
-  // Packs `weights` (validated against `spec`) for `compute` (f32 or bf16).
+  // Packs `weights` (validated against `spec`) for `compute` (f32, bf16 or
+  // int8).
   // `what` names the block in messages. The weights may be freed afterwards.
   static absl::StatusOr<std::unique_ptr<DenseFfn>> Create(
       const FfnSpec& spec, const FfnWeights& weights, DType compute,

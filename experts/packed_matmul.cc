@@ -24,6 +24,8 @@ dt ToDnnl(DType t) {
       return dt::bf16;
     case DType::kF16:
       return dt::f16;
+    case DType::kI8:
+      return dt::s8;
   }
   return dt::undef;
 }
@@ -389,6 +391,13 @@ absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::CreateFromParts(
     return absl::InvalidArgumentError(absl::StrCat(
         what, ": bias shape ", bias.ShapeString(), ", expected [", shape.n, "]"));
   }
+  if (shape.compute == DType::kI8) {
+    auto int8 = Int8Matmul::Create(shape, top, bottom, bias, registry->tier());
+    if (!int8.ok()) {
+      return absl::Status(int8.status().code(), absl::StrCat(what, ": ", int8.status().message()));
+    }
+    return std::unique_ptr<PackedMatmul>(new PackedMatmul(*std::move(int8)));
+  }
   if (registry->UsesPanels(shape.compute)) {
     auto panels = PanelMatmul::Create(shape, top, bottom, bias);
     if (!panels.ok()) {
@@ -442,6 +451,11 @@ absl::Status PackedMatmul::Execute(const void* src, int64_t rows, void* dst,
                                    dnnl::stream* stream) const {
   if (panels_ != nullptr) {
     panels_->Execute(src, rows, dst, multiplier, scratch);
+    return absl::OkStatus();
+  }
+  if (int8_ != nullptr) {
+    int8_->Execute(static_cast<const float*>(src), rows, static_cast<float*>(dst),
+                   static_cast<const float*>(multiplier), scratch);
     return absl::OkStatus();
   }
   if (rows >= 1 && rows <= StreamingMatmul::kMaxRows) {
@@ -502,7 +516,7 @@ absl::Status PackedMatmul::ExecuteStreaming(const MatmulPrimitiveCache::StreamPl
 absl::Status PackedMatmul::ExecutePrimitives(const void* src, int64_t rows, void* dst,
                                              const void* multiplier, AlignedBuffer* scratch,
                                              dnnl::stream* stream) const {
-  if (panels_ != nullptr) {
+  if (panels_ != nullptr || int8_ != nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("matrix ", shape_.Key(), " runs on the panel kernels, not oneDNN"));
   }

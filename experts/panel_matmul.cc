@@ -41,21 +41,6 @@ int PanelsPerTile(int64_t rows) {
 
 panel::Type ToPanelType(DType t) { return t == DType::kBF16 ? panel::Type::kBF16 : panel::Type::kF32; }
 
-panel::Act ToPanelAct(const MatmulShape& s) {
-  if (s.post != MatmulPostOp::kActivation) return panel::Act::kNone;
-  switch (s.activation) {
-    case Activation::kRelu:
-      return panel::Act::kRelu;
-    case Activation::kGelu:
-      return panel::Act::kGelu;
-    case Activation::kGeluTanh:
-      return panel::Act::kGeluTanh;
-    case Activation::kSilu:
-      return panel::Act::kSilu;
-  }
-  return panel::Act::kNone;
-}
-
 int MaxThreads() {
 #ifdef _OPENMP
   return omp_get_max_threads();
@@ -218,7 +203,7 @@ void PanelMatmul::Execute(const void* src, int64_t rows, void* dst, const void* 
       e.acc = acc + rs * padded_n;
       e.acc_stride = padded_n;
       e.bias = shape_.bias ? bias_.data() : nullptr;
-      e.act = ToPanelAct(shape_);
+      e.act = PanelActivation(shape_);
       e.round_bf16_first = shape_.dst == DType::kBF16 && shape_.post != MatmulPostOp::kNone;
       if (shape_.post == MatmulPostOp::kMultiply) {
         e.multiplier = static_cast<const char*>(multiplier) + (r0 + rs) * n * elem;
@@ -240,9 +225,24 @@ std::string PanelMatmul::impl() const {
                       " weights, f32 fma chain in K order)");
 }
 
+panel::Act PanelActivation(const MatmulShape& s) {
+  if (s.post != MatmulPostOp::kActivation) return panel::Act::kNone;
+  switch (s.activation) {
+    case Activation::kRelu:
+      return panel::Act::kRelu;
+    case Activation::kGelu:
+      return panel::Act::kGelu;
+    case Activation::kGeluTanh:
+      return panel::Act::kGeluTanh;
+    case Activation::kSilu:
+      return panel::Act::kSilu;
+  }
+  return panel::Act::kNone;
+}
+
 void ApplyBf16PostOp(const MatmulShape& shape, int64_t rows, const void* multiplier,
                      void* values) {
-  const panel::Act act = ToPanelAct(shape);
+  const panel::Act act = PanelActivation(shape);
   const auto* mul = shape.post == MatmulPostOp::kMultiply
                         ? static_cast<const uint16_t*>(multiplier)
                         : nullptr;

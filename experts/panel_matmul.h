@@ -32,6 +32,7 @@
 #include "common/tensor.h"
 #include "experts/aligned_buffer.h"
 #include "experts/matmul_shape.h"
+#include "experts/panel_kernels.h"
 
 namespace moe {
 
@@ -68,6 +69,10 @@ class PanelMatmul {
   AlignedBuffer weights_;   // panels_ × K × 16 elements of the compute dtype
   std::vector<float> bias_; // panels_ × 16, zero past N; empty without bias
 };
+
+// The epilogue activation of `shape` (kNone unless its post-op is
+// kActivation).
+panel::Act PanelActivation(const MatmulShape& shape);
 
 // The post-op of `shape` (kActivation or kMultiply) on a bf16 result that
 // was rounded to bf16 before it, in place: values[r, c] =

@@ -21,6 +21,8 @@ const char* SafetensorsDType(DType t) {
       return "BF16";
     case DType::kF16:
       return "F16";
+    case DType::kI8:
+      return "I8";
   }
   return "?";
 }

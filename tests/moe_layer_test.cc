@@ -21,14 +21,15 @@ using ::moe::testing::NaiveRouting;
 using ::moe::testing::RandomTokens;
 
 // The bounds and their reasons are dense_ffn_test.cc's (the routing itself
-// is f32 in both modes).
+// is f32 in every mode).
 constexpr double kF32Tolerance = 1e-5;
 constexpr double kBf16Tolerance = 5e-4;
+constexpr double kInt8Tolerance = 1.5e-2;
 
 // d_model 64; d_ff >= 1024 with column tails for bf16 (the bf16 bound's
 // reason, dense_ffn_test.cc), small for f32.
 LayerSpec Reduced(const std::string& preset, DType compute = DType::kF32) {
-  const bool wide = compute == DType::kBF16;
+  const bool wide = compute != DType::kF32;
   LayerSpec s = *PresetSpec(preset);
   s.d_model = 64;
   s.expert.d_model = 64;
@@ -66,7 +67,9 @@ TEST_P(MoeLayerPresetTest, MatchesNaiveReference) {
     NaiveRouting routing;
     auto want = NaiveLayer(w, x, t, compute == DType::kBF16, &routing);
     const double err = MaxRelativeError(y, want);
-    EXPECT_LE(err, compute == DType::kBF16 ? kBf16Tolerance : kF32Tolerance)
+    EXPECT_LE(err, compute == DType::kBF16  ? kBf16Tolerance
+                   : compute == DType::kI8 ? kInt8Tolerance
+                                           : kF32Tolerance)
         << preset << " T=" << t;
     std::printf("%s %s T=%ld: relative error %.3g\n", preset.c_str(), DTypeName(compute),
                 static_cast<long>(t), err);
@@ -87,7 +90,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values("demo", "qwen2-moe-a2.7b", "deepseek-v3-small",
                                          "switch-8", "transformer-base", "bert-base", "gpt2",
                                          "llama-7b"),
-                       ::testing::Values(DType::kF32, DType::kBF16)),
+                       ::testing::Values(DType::kF32, DType::kBF16, DType::kI8)),
     [](const ::testing::TestParamInfo<Param>& info) {
       std::string name = std::get<0>(info.param) + "_" + DTypeName(std::get<1>(info.param));
       std::replace_if(name.begin(), name.end(), [](char c) { return !std::isalnum(c); }, '_');
