@@ -117,6 +117,43 @@ __attribute__((target("avx512f,avx512bf16"))) float DpbfLoop(int64_t iters) {
   return _mm512_reduce_add_ps(s);
 }
 
+// 12 independent chains of vpdpbusd: 64 u8 × s8 multiply-adds each.
+__attribute__((target("avx512f,avx512vnni"))) float DpbusdLoop(int64_t iters) {
+  __m512i acc[12];
+  for (int j = 0; j < 12; ++j) acc[j] = _mm512_set1_epi32(j);
+  const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-2);
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+    for (int j = 0; j < 12; ++j) acc[j] = _mm512_dpbusd_epi32(acc[j], a, b);
+  }
+  __m512i s = acc[0];
+  for (int j = 1; j < 12; ++j) s = _mm512_add_epi32(s, acc[j]);
+  return static_cast<float>(_mm512_reduce_add_epi32(s));
+}
+
+// 8 independent chains of AVX2's int8 accumulation: vpmaddubsw (32 u8 ×
+// s8 products in 16 pair sums), vpmaddwd with ones, vpaddd.
+__attribute__((target("avx2"))) float MaddubsLoop(int64_t iters) {
+  __m256i acc[8];
+  for (int j = 0; j < 8; ++j) acc[j] = _mm256_set1_epi32(j);
+  __m256i a = _mm256_set1_epi8(3);
+  const __m256i b = _mm256_set1_epi8(-2), ones = _mm256_set1_epi16(1);
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones));
+    }
+    // Keeps the products from being hoisted out of the loop.
+    a = _mm256_xor_si256(a, _mm256_castps_si256(_mm256_setzero_ps()));
+    __asm__ volatile("" : "+x"(a));
+  }
+  __m256i s = acc[0];
+  for (int j = 1; j < 8; ++j) s = _mm256_add_epi32(s, acc[j]);
+  int32_t out[8];
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), s);
+  return static_cast<float>(out[0]);
+}
+
 double BestRate(int threads, int passes, double work_per_thread,
                 const std::function<float()>& loop) {
   std::vector<float> sink(static_cast<size_t>(threads));
@@ -177,6 +214,14 @@ double MeasurePeakBf16Gflops(int threads, int passes) {
   constexpr int64_t kIters = 20'000'000;
   // Each vdpbf16ps does 2 multiply-adds per f32 lane: 16 lanes x 2 x 2 FLOP.
   return BestRate(threads, passes, kIters * 12.0 * 16 * 4, [] { return DpbfLoop(kIters); });
+}
+
+double MeasurePeakInt8Gops(int threads, int passes) {
+  constexpr int64_t kIters = 20'000'000;
+  if (ActiveCpuTier() >= CpuTier::kAvx512Bf16) {
+    return BestRate(threads, passes, kIters * 12.0 * 64 * 2, [] { return DpbusdLoop(kIters); });
+  }
+  return BestRate(threads, passes, kIters * 8.0 * 32 * 2, [] { return MaddubsLoop(kIters); });
 }
 
 }  // namespace moe

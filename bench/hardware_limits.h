@@ -38,6 +38,13 @@ double MeasurePeakF32Gflops(int threads, int passes);
 // Below avx512_bf16 (bf16 weights widened to f32): the f32 FMA peak.
 double MeasurePeakBf16Gflops(int threads, int passes);
 
+// Peak int8 dot-product rate in GOP/s (2 ops per multiply-add), with the
+// instructions the int8 kernels accumulate with at the active tier:
+// vpdpbusd on 16 int32 lanes (avx512_bf16 tier and above, which include
+// VNNI), else AVX2's vpmaddubsw + vpmaddwd + vpaddd (32 multiply-adds per
+// three instructions; the kernel's sign handling is not counted).
+double MeasurePeakInt8Gops(int threads, int passes);
+
 }  // namespace moe
 
 #endif  // MOE_BENCH_HARDWARE_LIMITS_H_

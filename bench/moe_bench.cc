@@ -71,6 +71,7 @@ struct HardwareFigures {
   double read_gbps = 0;
   double peak_f32_gflops = 0;
   double peak_bf16_gflops = 0;
+  double peak_int8_gops = 0;
 };
 HardwareFigures g_hw;
 std::unique_ptr<ReadBandwidthProbe> g_bandwidth;
@@ -247,7 +248,8 @@ void RunCase(benchmark::State& state, const std::string& model, DType dtype, int
   const double layer_s = layer_sum / static_cast<double>(std::max<int64_t>(iterations, 1));
   const double kernel_s = kernel_sum / static_cast<double>(std::max<int64_t>(kernel_runs, 1));
   const double n = static_cast<double>(std::max<int64_t>(iterations, 1));
-  const double peak = dtype == DType::kBF16 && layer->compute() == DType::kBF16
+  const double peak = layer->compute() == DType::kI8 ? g_hw.peak_int8_gops
+                      : dtype == DType::kBF16 && layer->compute() == DType::kBF16
                           ? g_hw.peak_bf16_gflops
                           : g_hw.peak_f32_gflops;
   const double mem_s = read_gbps > 0 ? weight_bytes / (read_gbps * 1e9) : 0;
@@ -291,11 +293,12 @@ std::vector<int64_t> ParseInts(const std::string& list) {
 }
 
 DType ParseDtype(absl::string_view s) {
-  if (s == "f32") return DType::kF32;
-  if (s == "bf16") return DType::kBF16;
-  std::fprintf(stderr, "moe_bench: dtype must be f32 or bf16, not '%s'\n",
-               std::string(s).c_str());
-  std::exit(2);
+  auto parsed = ParseComputeDType(s);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "moe_bench: %s\n", std::string(parsed.status().message()).c_str());
+    std::exit(2);
+  }
+  return *parsed;
 }
 
 std::vector<ModelCase> ParseModels(const std::string& list, const std::vector<DType>& dtypes) {
@@ -364,14 +367,19 @@ int main(int argc, char** argv) {
     moe::g_hw.read_gbps = moe::g_bandwidth->MeasureGBps(10);
     moe::g_hw.peak_f32_gflops = moe::MeasurePeakF32Gflops(threads, 5);
     moe::g_hw.peak_bf16_gflops = moe::MeasurePeakBf16Gflops(threads, 5);
+    moe::g_hw.peak_int8_gops = moe::MeasurePeakInt8Gops(threads, 5);
   }
   benchmark::AddCustomContext("onednn", moe::DnnlDescription());
   benchmark::AddCustomContext("cpu_tier", moe::CpuTierDescription());
   benchmark::AddCustomContext("dram_read_GBps", absl::StrCat(moe::g_hw.read_gbps));
   benchmark::AddCustomContext("peak_f32_GFLOPs", absl::StrCat(moe::g_hw.peak_f32_gflops));
   benchmark::AddCustomContext("peak_bf16_GFLOPs", absl::StrCat(moe::g_hw.peak_bf16_gflops));
-  std::fprintf(stderr, "moe_bench: DRAM read %.1f GB/s, peak f32 %.0f GFLOP/s, bf16 %.0f GFLOP/s\n",
-               moe::g_hw.read_gbps, moe::g_hw.peak_f32_gflops, moe::g_hw.peak_bf16_gflops);
+  benchmark::AddCustomContext("peak_int8_GOPs", absl::StrCat(moe::g_hw.peak_int8_gops));
+  std::fprintf(stderr,
+               "moe_bench: DRAM read %.1f GB/s, peak f32 %.0f GFLOP/s, bf16 %.0f GFLOP/s, "
+               "int8 %.0f GOP/s\n",
+               moe::g_hw.read_gbps, moe::g_hw.peak_f32_gflops, moe::g_hw.peak_bf16_gflops,
+               moe::g_hw.peak_int8_gops);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

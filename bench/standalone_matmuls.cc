@@ -18,12 +18,22 @@ namespace {
 using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
 
-dt DnnlType(DType t) { return t == DType::kBF16 ? dt::bf16 : dt::f32; }
+// Operand types per compute dtype: int8 runs oneDNN's u8 × s8 matmul with
+// an f32 dst (the project's int8 path keeps its hidden activations f32).
+dt SrcType(DType t) { return t == DType::kBF16 ? dt::bf16 : t == DType::kI8 ? dt::u8 : dt::f32; }
+dt WeightType(DType t) { return t == DType::kI8 ? dt::s8 : SrcType(t); }
+dt HiddenType(DType t) { return t == DType::kI8 ? dt::f32 : SrcType(t); }
 
 // Small values from a 32-bit LCG, written in the source layout.
 void FillPseudoRandom(dnnl::memory* m, DType type, int64_t count, uint32_t seed) {
   uint32_t s = seed * 2654435761u + 1;
-  if (type == DType::kBF16) {
+  if (type == DType::kI8) {
+    auto* p = static_cast<int8_t*>(m->get_data_handle());
+    for (int64_t i = 0; i < count; ++i) {
+      s = s * 1664525u + 1013904223u;
+      p[i] = static_cast<int8_t>(static_cast<int>(s >> 24) - 128);
+    }
+  } else if (type == DType::kBF16) {
     auto* p = static_cast<uint16_t*>(m->get_data_handle());
     for (int64_t i = 0; i < count; ++i) {
       s = s * 1664525u + 1013904223u;
@@ -64,12 +74,12 @@ absl::Status StandaloneMatmuls::AddMatrix(Block* block, int64_t k, int64_t n, bo
   m.f32_dst = f32_dst;
   try {
     // The layout oneDNN prefers for these weights (asked at 64 rows).
-    dnnl::memory::desc src({64, k}, DnnlType(compute_), tag::ab);
-    dnnl::memory::desc any({k, n}, DnnlType(compute_), tag::any);
-    dnnl::memory::desc dst({64, n}, f32_dst ? dt::f32 : DnnlType(compute_), tag::ab);
+    dnnl::memory::desc src({64, k}, SrcType(compute_), tag::ab);
+    dnnl::memory::desc any({k, n}, WeightType(compute_), tag::any);
+    dnnl::memory::desc dst({64, n}, f32_dst ? dt::f32 : HiddenType(compute_), tag::ab);
     dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, any, dst), engine_);
     m.packed_desc = pd.weights_desc();
-    dnnl::memory plain({{k, n}, DnnlType(compute_), tag::ba}, engine_);
+    dnnl::memory plain({{k, n}, WeightType(compute_), tag::ba}, engine_);
     FillPseudoRandom(&plain, compute_, k * n, static_cast<uint32_t>(blocks_.size() * 3 +
                                                                     block->matrices.size()));
     m.weights = dnnl::memory(m.packed_desc, engine_);
@@ -83,11 +93,11 @@ absl::Status StandaloneMatmuls::AddMatrix(Block* block, int64_t k, int64_t n, bo
 }
 
 dnnl::memory::desc StandaloneMatmuls::SrcDesc(const Matrix& m, int64_t rows) const {
-  return dnnl::memory::desc({rows, m.k}, DnnlType(compute_), tag::ab);
+  return dnnl::memory::desc({rows, m.k}, SrcType(compute_), tag::ab);
 }
 
 dnnl::memory::desc StandaloneMatmuls::DstDesc(const Matrix& m, int64_t rows) const {
-  return dnnl::memory::desc({rows, m.n}, m.f32_dst ? dt::f32 : DnnlType(compute_), tag::ab);
+  return dnnl::memory::desc({rows, m.n}, m.f32_dst ? dt::f32 : HiddenType(compute_), tag::ab);
 }
 
 dnnl::matmul StandaloneMatmuls::Plan(const Matrix& m, int64_t rows) const {

@@ -73,7 +73,7 @@ ABSL_FLAG(std::string, html, "", "Write a self-contained HTML report with a late
 ABSL_FLAG(std::string, verify, "",
           "Preset the server runs (e.g. demo): recompute answers locally and count mismatches.");
 ABSL_FLAG(std::string, verify_dtype, "",
-          "Compute dtype the server runs (f32|bf16); default: bf16, the server's default. "
+          "Compute dtype the server runs (f32|bf16|int8); default: bf16, the server's default. "
           "Run with the server's --max_isa: answers are bitwise only within one CPU tier.");
 ABSL_FLAG(uint64_t, verify_seed, 20240601, "Weight seed of the server's preset.");
 ABSL_FLAG(bool, progress, true, "Print progress to stderr while running.");

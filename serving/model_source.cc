@@ -20,7 +20,9 @@ ABSL_FLAG(std::string, preset, "demo",
           absl::StrCat("Synthetic preset when no --model_dir: ", moe::PresetNameList(), "."));
 ABSL_FLAG(uint64_t, seed, moe::kDefaultPresetSeed, "Weight seed of --preset.");
 ABSL_FLAG(std::string, dtype, "",
-          "Compute dtype, f32 or bf16. Default: bf16 (bf16 weights on every CPU tier).");
+          "Compute dtype: f32, bf16 or int8 (int8 weights with one scale per output channel, "
+          "int8 activations per 32-input group). Default: bf16 (bf16 weights on every CPU "
+          "tier).");
 
 namespace moe {
 

@@ -16,7 +16,7 @@
 
 namespace moe {
 
-// --dtype: f32 or bf16 (default bf16, on every CPU tier).
+// --dtype: f32, bf16 or int8 (default bf16, on every CPU tier).
 absl::StatusOr<DType> ComputeDTypeFromFlags();
 
 // True when --model_dir names a checkpoint (else --preset is served).

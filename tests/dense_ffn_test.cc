@@ -17,6 +17,7 @@ namespace {
 
 using ::moe::testing::MaxRelativeError;
 using ::moe::testing::NaiveFfn;
+using ::moe::testing::NaiveFfnQ8_0;
 using ::moe::testing::RandomTokens;
 
 // Tolerances, relative to the largest output magnitude:
@@ -33,19 +34,31 @@ using ::moe::testing::RandomTokens;
 //   such flip weighs about 5.4e-4 of the largest output at d_ff = 200
 //   and falls as 1/sqrt(d_ff), so the shapes here have d_ff >= 1024, as
 //   real FFNs do. 5e-4 asserted for every block.
-// - int8: per-channel int8 weights and per-token int8 inputs of both
-//   matmuls against f32 math: the quantization error (each operand within
-//   half a step of 1/127 of its row's largest value). Seen: <= 7e-3 here;
-//   1.5e-2 asserted, the project's int8 bound (llama.cpp's Q8_0 measured
-//   1.1e-2 on a whole layer).
+// - int8: per-channel int8 weights and int8 inputs per 32-input group, in
+//   both matmuls, against f32 math: the quantization error (each operand
+//   within half a step of 1/127 of its row's or group's largest value).
+//   The gated blocks' hidden products are heavy-tailed, and at these
+//   widths llama.cpp's Q8_0 scheme itself (NaiveFfnQ8_0, the same weights
+//   and inputs) reaches 1.7e-2; ours was seen at <= 2.1e-2 (plain blocks
+//   <= 1.2e-2). 2.5e-2 asserted, and the RMS error is held to Q8_0's.
 constexpr double kF32Tolerance = 1e-5;
 constexpr double kBf16Tolerance = 5e-4;
-constexpr double kInt8Tolerance = 1.5e-2;
+constexpr double kInt8Tolerance = 2.5e-2;
 
 double Tolerance(DType compute) {
   return compute == DType::kF32 ? kF32Tolerance
          : compute == DType::kBF16 ? kBf16Tolerance
                                    : kInt8Tolerance;
+}
+
+// sqrt(mean (got - want)²) / sqrt(mean want²).
+double RmsRelativeError(const std::vector<float>& got, const std::vector<double>& want) {
+  double err = 0, norm = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    err += (got[i] - want[i]) * (got[i] - want[i]);
+    norm += want[i] * want[i];
+  }
+  return std::sqrt(err / std::max(norm, 1e-30));
 }
 
 // Weights in `compute`'s dtype (f32 for int8, which quantizes at packing).
@@ -99,6 +112,17 @@ TEST_P(DenseFfnTest, MatchesNaiveReference) {
       ASSERT_OK(ffn->Run(x.data(), rows, y.data(), &ws));
       auto want = NaiveFfn(s, w, x, rows, compute == DType::kBF16);
       const double err = MaxRelativeError(y, want);
+      if (compute == DType::kI8 && rows >= 33) {
+        // Against llama.cpp's Q8_0 × Q8_0 on the same weights and inputs:
+        // RMS errors over >= 1,500 outputs (steadier than the largest
+        // one), within 10 % (seen: 0.98-1.06).
+        const auto q8 = NaiveFfnQ8_0(s, w, x, rows);
+        const double ours = RmsRelativeError(y, want);
+        const double theirs = RmsRelativeError(std::vector<float>(q8.begin(), q8.end()), want);
+        EXPECT_LE(ours, 1.1 * theirs) << "d_model " << s.d_model << " rows " << rows;
+        std::printf("rows %ld: int8 max %.3g rms %.3g, Q8_0 rms %.3g\n", static_cast<long>(rows),
+                    err, ours, theirs);
+      }
       EXPECT_LE(err, Tolerance(compute))
           << "d_model " << s.d_model << " d_ff " << s.d_ff << " rows " << rows;
       worst = std::max(worst, err);

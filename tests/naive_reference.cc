@@ -62,11 +62,35 @@ double NaiveActivation(Activation a, double x) {
   return 0;
 }
 
-std::vector<double> NaiveFfn(const FfnSpec& s, const FfnWeights& w,
-                             const std::vector<float>& x, int64_t rows, bool bf16) {
-  const auto w1 = NaiveValues(w.w1);
-  const auto w2 = NaiveValues(w.w2);
-  const auto w3 = s.gated ? NaiveValues(w.w3) : std::vector<double>();
+void NaiveFakeQuantizeQ8_0(double* v, int64_t n) {
+  for (int64_t b = 0; b < n; b += 32) {
+    const int64_t e = std::min(n, b + 32);
+    double amax = 0;
+    for (int64_t i = b; i < e; ++i) amax = std::max(amax, std::abs(v[i]));
+    const double d = amax / 127.0;
+    for (int64_t i = b; i < e; ++i) v[i] = d == 0 ? 0.0 : d * std::round(v[i] / d);
+  }
+}
+
+namespace {
+
+// Every row (of `cols` values) of a weight matrix fake-quantized as Q8_0.
+std::vector<double> FakeQuantizedRows(std::vector<double> m, int64_t cols) {
+  for (size_t r = 0; r < m.size(); r += static_cast<size_t>(cols)) {
+    NaiveFakeQuantizeQ8_0(m.data() + r, cols);
+  }
+  return m;
+}
+
+// NaiveFfn; q8_0: weights and each matmul's inputs fake-quantized as Q8_0.
+std::vector<double> FfnImpl(const FfnSpec& s, const FfnWeights& w, const std::vector<float>& x,
+                            int64_t rows, bool bf16, bool q8_0) {
+  auto weights = [&](const Tensor& t, int64_t cols) {
+    return q8_0 ? FakeQuantizedRows(NaiveValues(t), cols) : NaiveValues(t);
+  };
+  const auto w1 = weights(w.w1, s.d_model);
+  const auto w2 = weights(w.w2, s.d_ff);
+  const auto w3 = s.gated ? weights(w.w3, s.d_model) : std::vector<double>();
   const auto b1 = s.has_bias ? NaiveValues(w.b1) : std::vector<double>();
   const auto b3 = s.has_bias && s.gated ? NaiveValues(w.b3) : std::vector<double>();
   const auto b2 = s.has_bias ? NaiveValues(w.b2) : std::vector<double>();
@@ -76,6 +100,7 @@ std::vector<double> NaiveFfn(const FfnSpec& s, const FfnWeights& w,
   std::vector<double> xin(static_cast<size_t>(h)), hid(static_cast<size_t>(f));
   for (int64_t t = 0; t < rows; ++t) {
     for (int64_t c = 0; c < h; ++c) xin[c] = round(x[t * h + c]);
+    if (q8_0) NaiveFakeQuantizeQ8_0(xin.data(), h);
     for (int64_t j = 0; j < f; ++j) {
       double a = s.has_bias ? b1[j] : 0.0;
       for (int64_t c = 0; c < h; ++c) a += w1[j * h + c] * xin[c];
@@ -99,6 +124,7 @@ std::vector<double> NaiveFfn(const FfnSpec& s, const FfnWeights& w,
       }
       hid[j] = v;
     }
+    if (q8_0) NaiveFakeQuantizeQ8_0(hid.data(), f);
     for (int64_t c = 0; c < h; ++c) {
       double a = s.has_bias ? b2[c] : 0.0;
       for (int64_t j = 0; j < f; ++j) a += w2[c * f + j] * hid[j];
@@ -106,6 +132,18 @@ std::vector<double> NaiveFfn(const FfnSpec& s, const FfnWeights& w,
     }
   }
   return y;
+}
+
+}  // namespace
+
+std::vector<double> NaiveFfn(const FfnSpec& spec, const FfnWeights& w,
+                             const std::vector<float>& x, int64_t rows, bool bf16) {
+  return FfnImpl(spec, w, x, rows, bf16, false);
+}
+
+std::vector<double> NaiveFfnQ8_0(const FfnSpec& spec, const FfnWeights& w,
+                                 const std::vector<float>& x, int64_t rows) {
+  return FfnImpl(spec, w, x, rows, false, true);
 }
 
 NaiveRouting NaiveRoute(const LayerWeights& w, const std::vector<float>& x, int64_t rows) {

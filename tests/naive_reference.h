@@ -28,6 +28,17 @@ double NaiveActivation(Activation a, double x);
 std::vector<double> NaiveFfn(const FfnSpec& spec, const FfnWeights& w,
                              const std::vector<float>& x, int64_t rows, bool bf16);
 
+// llama.cpp's Q8_0 scheme, fake-quantized: per block of 32 consecutive
+// values (the last one partial), d = max |v| / 127 and v = d · round(v / d)
+// (half away from zero), in place.
+void NaiveFakeQuantizeQ8_0(double* v, int64_t n);
+
+// NaiveFfn (f32) as llama.cpp's Q8_0 × Q8_0 path computes it: every weight
+// row and every matmul's input row fake-quantized as Q8_0 (exact scales,
+// so a shade better than llama.cpp's f16 ones), the rest in double.
+std::vector<double> NaiveFfnQ8_0(const FfnSpec& spec, const FfnWeights& w,
+                                 const std::vector<float>& x, int64_t rows);
+
 struct NaiveRouting {
   std::vector<int32_t> ids;     // [T, k], best first
   std::vector<double> weights;  // [T, k]
