@@ -17,7 +17,7 @@ constexpr int64_t kQuadsPerGroup = kGroup / kQuad;
 // weights + 128 (u8) times x (s8), four products summed into each int32
 // lane exactly; per group the + 128 is taken off (128 · Σ x of the row's
 // group), then one fma per sum into the f32 accumulators.
-template <int R, int P>
+template <int R, int P, bool kPrefetch>
 void Tile(const TileArgs& a) {
   __m512 acc[R][P];
 #pragma GCC unroll 4
@@ -27,32 +27,33 @@ void Tile(const TileArgs& a) {
       acc[r][j] = a.first ? _mm512_setzero_ps() : _mm512_loadu_ps(a.acc + r * a.acc_stride + j * 16);
     }
   }
-  for (int64_t g = 0; g < a.groups; ++g) {
+  const uint8_t* w = a.w;
+  const uint8_t* x = a.x;
+  for (int64_t g = 0; g < a.groups; ++g, w += kGroup * kPanelCols, x += kGroup) {
     __m512i dot[R][P];
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 4
       for (int j = 0; j < P; ++j) dot[r][j] = _mm512_setzero_si512();
     }
-#pragma GCC unroll 2
-    for (int64_t qq = 0; qq < kQuadsPerGroup; ++qq) {
-      const int64_t q = g * kQuadsPerGroup + qq;
-      __m512i w[P];
+#pragma GCC unroll 8
+    for (int qq = 0; qq < kQuadsPerGroup; ++qq) {
+      __m512i wv[P];
 #pragma GCC unroll 4
       for (int j = 0; j < P; ++j) {
-        const uint8_t* at = a.w + j * a.panel_stride + q * 64;
-        if (a.prefetch_bytes != 0) {
+        const uint8_t* at = w + j * a.panel_stride + qq * 64;
+        if constexpr (kPrefetch) {
           _mm_prefetch(reinterpret_cast<const char*>(at + a.prefetch_bytes), _MM_HINT_T0);
         }
-        w[j] = _mm512_loadu_si512(at);
+        wv[j] = _mm512_loadu_si512(at);
       }
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r) {
         int32_t quad;
-        std::memcpy(&quad, a.x + r * a.x_stride + q * 4, 4);
+        std::memcpy(&quad, x + r * a.x_stride + qq * 4, 4);
         const __m512i xb = _mm512_set1_epi32(quad);
 #pragma GCC unroll 4
-        for (int j = 0; j < P; ++j) dot[r][j] = _mm512_dpbusd_epi32(dot[r][j], w[j], xb);
+        for (int j = 0; j < P; ++j) dot[r][j] = _mm512_dpbusd_epi32(dot[r][j], wv[j], xb);
       }
     }
 #pragma GCC unroll 4
@@ -73,17 +74,26 @@ void Tile(const TileArgs& a) {
   }
 }
 
+template <int R, int P>
+void TileFor(const TileArgs& a) {
+  if (a.prefetch_bytes != 0) {
+    Tile<R, P, true>(a);
+  } else {
+    Tile<R, P, false>(a);
+  }
+}
+
 template <int R>
 void TileRows(int panels, const TileArgs& a) {
   switch (panels) {
     case 1:
-      return Tile<R, 1>(a);
+      return TileFor<R, 1>(a);
     case 2:
-      return Tile<R, 2>(a);
+      return TileFor<R, 2>(a);
     case 3:
-      return Tile<R, 3>(a);
+      return TileFor<R, 3>(a);
     default:
-      return Tile<R, 4>(a);
+      return TileFor<R, 4>(a);
   }
 }
 
@@ -98,9 +108,9 @@ void TileVnni(int rows, int panels, const TileArgs& args) {
     case 2:
       return TileRows<2>(panels, args);
     case 3:
-      return panels >= 2 ? Tile<3, 2>(args) : Tile<3, 1>(args);
+      return panels >= 2 ? TileFor<3, 2>(args) : TileFor<3, 1>(args);
     default:
-      return panels >= 2 ? Tile<4, 2>(args) : Tile<4, 1>(args);
+      return panels >= 2 ? TileFor<4, 2>(args) : TileFor<4, 1>(args);
   }
 }
 

@@ -256,8 +256,10 @@ TEST_P(WorkersBitwiseTest, TwoWorkersMatchTheInProcessLayer) {
 
 INSTANTIATE_TEST_SUITE_P(Presets, WorkersBitwiseTest,
                          ::testing::Values(BitwiseCase{"demo", "f32"}, BitwiseCase{"demo", "bf16"},
+                                           BitwiseCase{"demo", "int8"},
                                            BitwiseCase{"qwen2-moe-a2.7b", "f32"},
-                                           BitwiseCase{"qwen2-moe-a2.7b", "bf16"}),
+                                           BitwiseCase{"qwen2-moe-a2.7b", "bf16"},
+                                           BitwiseCase{"qwen2-moe-a2.7b", "int8"}),
                          [](const ::testing::TestParamInfo<BitwiseCase>& info) {
                            std::string n = info.param.preset + "_" + info.param.dtype;
                            std::replace_if(n.begin(), n.end(),

@@ -13,6 +13,7 @@
 #include "tests/naive_reference.h"
 #include "tests/process_util.h"
 #include "tests/server_test_util.h"
+#include "tests/status_matchers.h"
 #include "tests/test_files.h"
 
 namespace moe {
@@ -59,6 +60,36 @@ TEST(ServerBinaryTest, ServesAndDrainsOnSigterm) {
   text = ReadFile(log);
   EXPECT_NE(text.find("received SIGTERM: draining"), std::string::npos) << text;
   EXPECT_NE(text.find("drained: every accepted request was answered"), std::string::npos) << text;
+}
+
+// --dtype=int8 end to end: the log names it, and a served answer is
+// bitwise the in-process int8 layer's.
+TEST(ServerBinaryTest, ServesInt8AsTheInProcessInt8Layer) {
+  TempDir dir;
+  const std::string log = dir.File("server.log");
+  const pid_t pid = Spawn({"--preset=demo", "--dtype=int8", "--host=127.0.0.1", "--grpc_port=0",
+                           "--http_port=-1", "--metrics_port=-1"},
+                          log);
+  const int port = ::moe::testing::WaitForReadyPort(log, absl::Seconds(30));
+  std::string text = ReadFile(log);
+  ASSERT_GT(port, 0) << "no ready line in the log:\n" << text;
+  EXPECT_NE(text.find("compute int8"), std::string::npos) << text;
+  EXPECT_NE(text.find("own:int8"), std::string::npos) << text;
+
+  auto stub = ::moe::testing::Stub("127.0.0.1:" + std::to_string(port));
+  grpc::ClientContext ctx;
+  ::moe::testing::SetDeadline(&ctx, absl::Seconds(30));
+  inference::ModelInferResponse resp;
+  ASSERT_OK_AND_ASSIGN(LayerWeights w, MakePreset("demo"));
+  const int64_t d = w.spec.d_model;
+  auto tokens = ::moe::testing::RandomTokens(5 * d, 9);
+  grpc::Status st = stub->ModelInfer(&ctx, ::moe::testing::InferRequest(tokens, d), &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  auto layer = ::moe::testing::MakeLayer(w, DType::kI8);
+  EXPECT_EQ(::moe::testing::OutputFloats(resp, "output"),
+            ::moe::testing::Reference(layer.get(), tokens));
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  EXPECT_EQ(WaitExit(pid, absl::Seconds(60)), 0);
 }
 
 TEST(ServerBinaryTest, MalformedWeightFileStopsStartUpWithAClearMessage) {
