@@ -248,7 +248,8 @@ void RunCase(benchmark::State& state, const std::string& model, DType dtype, int
   const double layer_s = layer_sum / static_cast<double>(std::max<int64_t>(iterations, 1));
   const double kernel_s = kernel_sum / static_cast<double>(std::max<int64_t>(kernel_runs, 1));
   const double n = static_cast<double>(std::max<int64_t>(iterations, 1));
-  const double peak = layer->compute() == DType::kI8 ? g_hw.peak_int8_gops
+  const double peak = layer->compute() == DType::kI8 || layer->compute() == DType::kI4
+                          ? g_hw.peak_int8_gops
                       : dtype == DType::kBF16 && layer->compute() == DType::kBF16
                           ? g_hw.peak_bf16_gflops
                           : g_hw.peak_f32_gflops;

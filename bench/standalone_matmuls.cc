@@ -20,14 +20,17 @@ using tag = dnnl::memory::format_tag;
 
 // Operand types per compute dtype: int8 runs oneDNN's u8 × s8 matmul with
 // an f32 dst (the project's int8 path keeps its hidden activations f32).
-dt SrcType(DType t) { return t == DType::kBF16 ? dt::bf16 : t == DType::kI8 ? dt::u8 : dt::f32; }
-dt WeightType(DType t) { return t == DType::kI8 ? dt::s8 : SrcType(t); }
-dt HiddenType(DType t) { return t == DType::kI8 ? dt::f32 : SrcType(t); }
+// oneDNN 2.6 has no 4-bit matmul: int4 layers are timed against the same
+// int8 one (their weight bytes are counted as int4's; CountWeightBytesAs).
+bool Quantized(DType t) { return t == DType::kI8 || t == DType::kI4; }
+dt SrcType(DType t) { return t == DType::kBF16 ? dt::bf16 : Quantized(t) ? dt::u8 : dt::f32; }
+dt WeightType(DType t) { return Quantized(t) ? dt::s8 : SrcType(t); }
+dt HiddenType(DType t) { return Quantized(t) ? dt::f32 : SrcType(t); }
 
 // Small values from a 32-bit LCG, written in the source layout.
 void FillPseudoRandom(dnnl::memory* m, DType type, int64_t count, uint32_t seed) {
   uint32_t s = seed * 2654435761u + 1;
-  if (type == DType::kI8) {
+  if (Quantized(type)) {
     auto* p = static_cast<int8_t*>(m->get_data_handle());
     for (int64_t i = 0; i < count; ++i) {
       s = s * 1664525u + 1013904223u;
@@ -234,7 +237,9 @@ int64_t StandaloneMatmuls::WeightBytes(const std::vector<int64_t>& rows) const {
   int64_t bytes = 0;
   for (size_t b = 0; b < blocks_.size() && b < rows.size(); ++b) {
     if (rows[b] <= 0) continue;
-    for (const Matrix& m : blocks_[b].matrices) bytes += m.k * m.n * DTypeSize(bytes_dtype_);
+    for (const Matrix& m : blocks_[b].matrices) {
+      bytes += static_cast<int64_t>(static_cast<double>(m.k * m.n) * PackedBytesPerWeight(bytes_dtype_));
+    }
   }
   return bytes;
 }

@@ -15,6 +15,8 @@ const char* DTypeName(DType t) {
       return "f16";
     case DType::kI8:
       return "int8";
+    case DType::kI4:
+      return "int4";
   }
   return "?";
 }
@@ -24,8 +26,9 @@ absl::StatusOr<DType> ParseComputeDType(absl::string_view name) {
   if (n == "f32" || n == "float32" || n == "fp32") return DType::kF32;
   if (n == "bf16" || n == "bfloat16") return DType::kBF16;
   if (n == "int8" || n == "i8") return DType::kI8;
+  if (n == "int4" || n == "i4") return DType::kI4;
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown dtype '", name, "': expected f32, bf16 or int8"));
+      absl::StrCat("unknown dtype '", name, "': expected f32, bf16, int8 or int4"));
 }
 
 float F16ToFloat(uint16_t h) {
@@ -75,6 +78,9 @@ void ConvertToFloat(DType from, const void* src, int64_t n, float* dst) {
       for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(s[i]);
       return;
     }
+    case DType::kI4:  // no kI4 tensors exist
+      std::memset(dst, 0, static_cast<size_t>(n) * sizeof(float));
+      return;
   }
 }
 

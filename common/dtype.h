@@ -13,21 +13,30 @@
 
 namespace moe {
 
-// kI8 is a compute precision only: int8 weights (one scale per output
-// channel) with activations quantized per token at run time; tensors
-// crossing module boundaries stay f32 (see experts/int8_matmul.h).
-enum class DType { kF32, kBF16, kF16, kI8 };
+// kI8 and kI4 are compute precisions: int8 weights (one scale per output
+// channel) or 4-bit weights (one bf16 scale per 32 inputs), with
+// activations quantized per 32-input group at run time; tensors crossing
+// module boundaries stay f32 (see experts/quantized_matmul.h). A kI8
+// tensor holds int8 values; there are no kI4 tensors.
+enum class DType { kF32, kBF16, kF16, kI8, kI4 };
 
-// Bytes per element.
+// Bytes per element (kI4: 1, the byte two values share).
 inline int64_t DTypeSize(DType t) {
-  return t == DType::kF32 ? 4 : t == DType::kI8 ? 1 : 2;
+  return t == DType::kF32 ? 4 : (t == DType::kI8 || t == DType::kI4) ? 1 : 2;
 }
 
-// "f32", "bf16", "f16", "int8".
+// Bytes one weight takes once packed for compute dtype `t`, scales
+// included (int4: 4 bits plus a 16-bit scale per 32; int8's per-channel
+// scales are left out).
+inline double PackedBytesPerWeight(DType t) {
+  return t == DType::kI4 ? 4.5 / 8 : static_cast<double>(DTypeSize(t));
+}
+
+// "f32", "bf16", "f16", "int8", "int4".
 const char* DTypeName(DType t);
 
-// Parses a compute precision: "f32", "bf16" or "int8" (case-insensitive,
-// also "float32", "fp32", "bfloat16", "i8").
+// Parses a compute precision: "f32", "bf16", "int8" or "int4"
+// (case-insensitive, also "float32", "fp32", "bfloat16", "i8", "i4").
 absl::StatusOr<DType> ParseComputeDType(absl::string_view name);
 
 // bfloat16 <-> float. Float to bf16 rounds to nearest even; NaN stays NaN

@@ -60,9 +60,10 @@ absl::StatusOr<std::unique_ptr<DenseFfn>> DenseFfn::Create(
     const FfnSpec& spec, const FfnWeights& w, DType compute,
     MatmulCacheRegistry* registry, const std::string& what) {
   MOE_RETURN_IF_ERROR(ValidateFfnWeights(spec, w, what));
-  if (compute != DType::kF32 && compute != DType::kBF16 && compute != DType::kI8) {
+  if (compute != DType::kF32 && compute != DType::kBF16 && compute != DType::kI8 &&
+      compute != DType::kI4) {
     return absl::InvalidArgumentError(
-        absl::StrCat(what, ": compute dtype must be f32, bf16 or int8"));
+        absl::StrCat(what, ": compute dtype must be f32, bf16, int8 or int4"));
   }
   if (spec.swiglu_limit > 0 && !(spec.gated && spec.activation == Activation::kSilu)) {
     return absl::InvalidArgumentError(

@@ -4,7 +4,7 @@
 // to bf16 (nearest even), the matmuls take bf16 operands with f32
 // accumulation, the hidden activations are kept in bf16 (as a bf16 PyTorch
 // model does) and the output is written in f32. In int8 mode
-// (int8_matmul.h) the weights are int8 with per-channel scales, each
+// (quantized_matmul.h) the weights are int8 with per-channel scales, each
 // matmul quantizes its own input rows per token, and the hidden
 // activations stay f32.
 //

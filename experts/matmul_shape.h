@@ -23,7 +23,7 @@ enum class MatmulPostOp {
 struct MatmulShape {
   int64_t k = 0;               // input features
   int64_t n = 0;               // output features
-  DType compute = DType::kF32; // weight dtype: f32, bf16, or int8 (kI8: src f32)
+  DType compute = DType::kF32; // weights: f32, bf16, int8 or int4 (int8/int4: src f32)
   DType dst = DType::kF32;     // output dtype (f32 or bf16)
   MatmulPostOp post = MatmulPostOp::kNone;
   Activation activation = Activation::kRelu;  // kActivation only

@@ -26,6 +26,8 @@ dt ToDnnl(DType t) {
       return dt::f16;
     case DType::kI8:
       return dt::s8;
+    case DType::kI4:
+      return dt::undef;
   }
   return dt::undef;
 }
@@ -391,8 +393,8 @@ absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::CreateFromParts(
     return absl::InvalidArgumentError(absl::StrCat(
         what, ": bias shape ", bias.ShapeString(), ", expected [", shape.n, "]"));
   }
-  if (shape.compute == DType::kI8) {
-    auto int8 = Int8Matmul::Create(shape, top, bottom, bias, registry->tier());
+  if (shape.compute == DType::kI8 || shape.compute == DType::kI4) {
+    auto int8 = QuantizedMatmul::Create(shape, top, bottom, bias, registry->tier());
     if (!int8.ok()) {
       return absl::Status(int8.status().code(), absl::StrCat(what, ": ", int8.status().message()));
     }
@@ -453,8 +455,8 @@ absl::Status PackedMatmul::Execute(const void* src, int64_t rows, void* dst,
     panels_->Execute(src, rows, dst, multiplier, scratch);
     return absl::OkStatus();
   }
-  if (int8_ != nullptr) {
-    int8_->Execute(static_cast<const float*>(src), rows, static_cast<float*>(dst),
+  if (quantized_ != nullptr) {
+    quantized_->Execute(static_cast<const float*>(src), rows, static_cast<float*>(dst),
                    static_cast<const float*>(multiplier), scratch);
     return absl::OkStatus();
   }
@@ -516,7 +518,7 @@ absl::Status PackedMatmul::ExecuteStreaming(const MatmulPrimitiveCache::StreamPl
 absl::Status PackedMatmul::ExecutePrimitives(const void* src, int64_t rows, void* dst,
                                              const void* multiplier, AlignedBuffer* scratch,
                                              dnnl::stream* stream) const {
-  if (panels_ != nullptr || int8_ != nullptr) {
+  if (panels_ != nullptr || quantized_ != nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("matrix ", shape_.Key(), " runs on the panel kernels, not oneDNN"));
   }

@@ -1,7 +1,7 @@
 // PackedMatmul: y[M, N] = post(x[M, K] · Wᵀ + b) with W ([N, K], the Hugging
 // Face [out, in] layout) reordered once into the blocked layout oneDNN's
-// brgemm kernel prefers. Int8 shapes (compute kI8) run on Int8Matmul
-// (int8_matmul.h) instead, and f32/bf16 ones on the panel kernels where
+// brgemm kernel prefers. Int8 and int4 shapes (kI8, kI4) run on QuantizedMatmul
+// (quantized_matmul.h) instead, and f32/bf16 ones on the panel kernels where
 // MatmulCacheRegistry::UsesPanels says so.
 //
 // Batch invariance. oneDNN 2.6's matmul with a runtime row count picks its
@@ -52,7 +52,7 @@
 #include "common/dtype.h"
 #include "common/tensor.h"
 #include "experts/activation.h"
-#include "experts/int8_matmul.h"
+#include "experts/quantized_matmul.h"
 #include "experts/matmul_shape.h"
 #include "experts/panel_matmul.h"
 #include "experts/streaming_matmul.h"
@@ -192,8 +192,9 @@ class PackedMatmul {
       MatmulCacheRegistry* registry, const std::string& what);
 
   // Runs on `rows` rows (any count >= 1). src: [rows, K] of the compute
-  // dtype (f32 for kI8); dst: [rows, N] of the dst dtype; multiplier:
-  // [rows, N] of the compute dtype (f32 for kI8) for kMultiply, else null; dst must not overlap src or
+  // dtype (f32 for kI8 and kI4); dst: [rows, N] of the dst dtype;
+  // multiplier: [rows, N] of the compute dtype (f32 for kI8 and kI4) for
+  // kMultiply, else null; dst must not overlap src or
   // multiplier. `scratch` provides scratchpad memory; `stream` must belong
   // to CpuEngine().
   absl::Status Execute(const void* src, int64_t rows, void* dst,
@@ -215,7 +216,7 @@ class PackedMatmul {
   // for <= 12 rows (K chunk 512)" or "own:avx2 panels (...)".
   std::string impl() const {
     return panels_ != nullptr ? panels_->impl()
-           : int8_ != nullptr ? int8_->impl()
+           : quantized_ != nullptr ? quantized_->impl()
                               : cache_->impl();
   }
   // True when the project's own panel kernels run this matrix (f32/bf16).
@@ -235,8 +236,8 @@ class PackedMatmul {
         bias_(std::move(bias)) {}
   explicit PackedMatmul(std::unique_ptr<PanelMatmul> panels)
       : shape_(panels->shape()), panels_(std::move(panels)), packed_in_parts_(true) {}
-  explicit PackedMatmul(std::unique_ptr<Int8Matmul> int8)
-      : shape_(int8->shape()), int8_(std::move(int8)), packed_in_parts_(true) {}
+  explicit PackedMatmul(std::unique_ptr<QuantizedMatmul> int8)
+      : shape_(int8->shape()), quantized_(std::move(int8)), packed_in_parts_(true) {}
 
   friend class MatmulPrimitiveCache;
   absl::Status ExecuteStreaming(const MatmulPrimitiveCache::StreamPlan& plan, const void* src,
@@ -245,7 +246,7 @@ class PackedMatmul {
 
   MatmulShape shape_;
   std::unique_ptr<PanelMatmul> panels_;  // set: the panel kernels run it
-  std::unique_ptr<Int8Matmul> int8_;     // set: the int8 kernels run it (kI8)
+  std::unique_ptr<QuantizedMatmul> quantized_;  // set: kI8 or kI4, on the quantized kernels
   std::shared_ptr<MatmulPrimitiveCache> cache_;  // set: oneDNN runs it
   dnnl::memory weights_;
   dnnl::memory bias_;

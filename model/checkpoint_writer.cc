@@ -23,6 +23,8 @@ const char* SafetensorsDType(DType t) {
       return "F16";
     case DType::kI8:
       return "I8";
+    case DType::kI4:
+      return "?";
   }
   return "?";
 }

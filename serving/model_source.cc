@@ -20,9 +20,10 @@ ABSL_FLAG(std::string, preset, "demo",
           absl::StrCat("Synthetic preset when no --model_dir: ", moe::PresetNameList(), "."));
 ABSL_FLAG(uint64_t, seed, moe::kDefaultPresetSeed, "Weight seed of --preset.");
 ABSL_FLAG(std::string, dtype, "",
-          "Compute dtype: f32, bf16 or int8 (int8 weights with one scale per output channel, "
-          "int8 activations per 32-input group). Default: bf16 (bf16 weights on every CPU "
-          "tier).");
+          "Compute dtype: f32, bf16, int8 (int8 weights with one scale per output channel) or "
+          "int4 (4-bit weights with a bf16 scale per 32 inputs, as llama.cpp's Q4_0); both "
+          "quantize activations to int8 per 32-input group. Default: bf16 (bf16 weights on "
+          "every CPU tier).");
 
 namespace moe {
 

@@ -1,6 +1,6 @@
 // Batch invariance: a token's output (and routing) is bitwise identical
 // whether it is computed alone or inside batches of 2..4096 other random
-// tokens, at any position, in f32, bf16 and int8.
+// tokens, at any position, in f32, bf16, int8 and int4.
 #include <algorithm>
 #include <cstring>
 
@@ -88,7 +88,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"qwen2-moe-a2.7b", 128, DType::kBF16},
                       Case{"gpt2", 0, DType::kF32}, Case{"gpt2", 0, DType::kBF16},
                       Case{"demo", 0, DType::kI8}, Case{"qwen2-moe-a2.7b", 128, DType::kI8},
-                      Case{"gpt2", 0, DType::kI8}),
+                      Case{"gpt2", 0, DType::kI8}, Case{"demo", 0, DType::kI4},
+                      Case{"qwen2-moe-a2.7b", 128, DType::kI4}, Case{"gpt2", 0, DType::kI4}),
     [](const ::testing::TestParamInfo<Case>& info) {
       std::string name = info.param.preset + "_" + DTypeName(info.param.compute);
       std::replace_if(name.begin(), name.end(), [](char ch) { return !std::isalnum(ch); }, '_');

@@ -52,7 +52,9 @@ TEST(DTypeTest, ParseComputeDType) {
   EXPECT_EQ(*ParseComputeDType("F32"), DType::kF32);
   EXPECT_EQ(*ParseComputeDType("bfloat16"), DType::kBF16);
   EXPECT_FALSE(ParseComputeDType("f16").ok());
-  EXPECT_FALSE(ParseComputeDType("int8").ok());
+  EXPECT_EQ(*ParseComputeDType("int8"), DType::kI8);
+  EXPECT_EQ(*ParseComputeDType("I8"), DType::kI8);
+  EXPECT_FALSE(ParseComputeDType("int3").ok());
 }
 
 }  // namespace

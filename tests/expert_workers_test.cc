@@ -259,7 +259,8 @@ INSTANTIATE_TEST_SUITE_P(Presets, WorkersBitwiseTest,
                                            BitwiseCase{"demo", "int8"},
                                            BitwiseCase{"qwen2-moe-a2.7b", "f32"},
                                            BitwiseCase{"qwen2-moe-a2.7b", "bf16"},
-                                           BitwiseCase{"qwen2-moe-a2.7b", "int8"}),
+                                           BitwiseCase{"qwen2-moe-a2.7b", "int8"},
+                                           BitwiseCase{"qwen2-moe-a2.7b", "int4"}),
                          [](const ::testing::TestParamInfo<BitwiseCase>& info) {
                            std::string n = info.param.preset + "_" + info.param.dtype;
                            std::replace_if(n.begin(), n.end(),

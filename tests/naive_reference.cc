@@ -72,21 +72,43 @@ void NaiveFakeQuantizeQ8_0(double* v, int64_t n) {
   }
 }
 
+void NaiveFakeQuantizeQ4_0(double* v, int64_t n) {
+  for (int64_t b = 0; b < n; b += 32) {
+    const int64_t e = std::min(n, b + 32);
+    double m = 0;
+    for (int64_t i = b; i < e; ++i) {
+      if (std::abs(v[i]) > std::abs(m)) m = v[i];
+    }
+    const double d = m / -8.0;
+    for (int64_t i = b; i < e; ++i) {
+      v[i] = d == 0 ? 0.0 : d * std::min(7.0, std::floor(v[i] / d + 0.5));
+    }
+  }
+}
+
 namespace {
 
-// Every row (of `cols` values) of a weight matrix fake-quantized as Q8_0.
-std::vector<double> FakeQuantizedRows(std::vector<double> m, int64_t cols) {
+// Every row (of `cols` values) of a weight matrix fake-quantized as Q8_0
+// (weight_bits 8) or Q4_0 (4); unchanged for 0.
+std::vector<double> FakeQuantizedRows(std::vector<double> m, int64_t cols, int weight_bits) {
+  if (weight_bits == 0) return m;
   for (size_t r = 0; r < m.size(); r += static_cast<size_t>(cols)) {
-    NaiveFakeQuantizeQ8_0(m.data() + r, cols);
+    if (weight_bits == 8) {
+      NaiveFakeQuantizeQ8_0(m.data() + r, cols);
+    } else {
+      NaiveFakeQuantizeQ4_0(m.data() + r, cols);
+    }
   }
   return m;
 }
 
-// NaiveFfn; q8_0: weights and each matmul's inputs fake-quantized as Q8_0.
+// NaiveFfn; weight_bits 8 or 4: weights fake-quantized as Q8_0 or Q4_0 and
+// each matmul's inputs as Q8_0.
 std::vector<double> FfnImpl(const FfnSpec& s, const FfnWeights& w, const std::vector<float>& x,
-                            int64_t rows, bool bf16, bool q8_0) {
+                            int64_t rows, bool bf16, int weight_bits) {
+  const bool q8_0 = weight_bits != 0;
   auto weights = [&](const Tensor& t, int64_t cols) {
-    return q8_0 ? FakeQuantizedRows(NaiveValues(t), cols) : NaiveValues(t);
+    return FakeQuantizedRows(NaiveValues(t), cols, weight_bits);
   };
   const auto w1 = weights(w.w1, s.d_model);
   const auto w2 = weights(w.w2, s.d_ff);
@@ -138,12 +160,13 @@ std::vector<double> FfnImpl(const FfnSpec& s, const FfnWeights& w, const std::ve
 
 std::vector<double> NaiveFfn(const FfnSpec& spec, const FfnWeights& w,
                              const std::vector<float>& x, int64_t rows, bool bf16) {
-  return FfnImpl(spec, w, x, rows, bf16, false);
+  return FfnImpl(spec, w, x, rows, bf16, 0);
 }
 
-std::vector<double> NaiveFfnQ8_0(const FfnSpec& spec, const FfnWeights& w,
-                                 const std::vector<float>& x, int64_t rows) {
-  return FfnImpl(spec, w, x, rows, false, true);
+std::vector<double> NaiveFfnLlamaQuantized(const FfnSpec& spec, const FfnWeights& w,
+                                           const std::vector<float>& x, int64_t rows,
+                                           int weight_bits) {
+  return FfnImpl(spec, w, x, rows, false, weight_bits);
 }
 
 NaiveRouting NaiveRoute(const LayerWeights& w, const std::vector<float>& x, int64_t rows) {

@@ -33,11 +33,17 @@ std::vector<double> NaiveFfn(const FfnSpec& spec, const FfnWeights& w,
 // (half away from zero), in place.
 void NaiveFakeQuantizeQ8_0(double* v, int64_t n);
 
-// NaiveFfn (f32) as llama.cpp's Q8_0 × Q8_0 path computes it: every weight
-// row and every matmul's input row fake-quantized as Q8_0 (exact scales,
-// so a shade better than llama.cpp's f16 ones), the rest in double.
-std::vector<double> NaiveFfnQ8_0(const FfnSpec& spec, const FfnWeights& w,
-                                 const std::vector<float>& x, int64_t rows);
+// llama.cpp's Q4_0 scheme, fake-quantized: per block of 32, m = the value
+// of largest magnitude, d = m / -8, v = d · min(7, floor(v / d + 0.5)).
+void NaiveFakeQuantizeQ4_0(double* v, int64_t n);
+
+// NaiveFfn (f32) as llama.cpp's Q8_0 × Q8_0 (weight_bits 8) or Q4_0 ×
+// Q8_0 (weight_bits 4) path computes it: every weight row fake-quantized
+// as Q8_0 or Q4_0 and every matmul's input row as Q8_0 (exact scales, so
+// a shade better than llama.cpp's f16 ones), the rest in double.
+std::vector<double> NaiveFfnLlamaQuantized(const FfnSpec& spec, const FfnWeights& w,
+                                           const std::vector<float>& x, int64_t rows,
+                                           int weight_bits);
 
 struct NaiveRouting {
   std::vector<int32_t> ids;     // [T, k], best first
