@@ -542,6 +542,30 @@ absl::StatusOr<json> MakeHfConfig(const LayerSpec& s) {
     c["hidden_act"] = act;
     return c;
   }
+  if (f == "qwen3_moe" || f == "olmoe") {
+    if (s.dense || !s.expert.gated || s.expert.has_bias || s.has_shared() || s.gate_bias ||
+        s.router.scoring != ScoringFunc::kSoftmax || s.router.n_group != 1) {
+      return unsupported("qwen3_moe and olmoe layers are gated softmax top-k without a shared "
+                         "expert");
+    }
+    c["num_hidden_layers"] = 1;
+    c["hidden_size"] = s.d_model;
+    c["num_experts"] = s.router.num_experts;
+    c["num_experts_per_tok"] = s.router.top_k;
+    c["norm_topk_prob"] = s.router.renormalize;
+    c["hidden_act"] = act;
+    if (f == "olmoe") {
+      c["architectures"] = {"OlmoeForCausalLM"};
+      c["intermediate_size"] = s.expert.d_ff;  // OLMoE: the expert size
+    } else {
+      c["architectures"] = {"Qwen3MoeForCausalLM"};
+      c["intermediate_size"] = 3 * s.expert.d_ff;  // the dense MLP size (unused here)
+      c["moe_intermediate_size"] = s.expert.d_ff;
+      c["decoder_sparse_step"] = 1;
+      c["mlp_only_layers"] = json::array();
+    }
+    return c;
+  }
   if (f == "deepseek_v3") {
     if (s.dense || !s.expert.gated || s.expert.has_bias ||
         s.router.scoring != ScoringFunc::kSigmoid || !s.correction_bias ||
@@ -616,6 +640,10 @@ absl::StatusOr<json> MakeHfConfig(const LayerSpec& s) {
     c["dense_act_fn"] = act;
     if (s.router.capacity_factor > 0) c["capacity_factor"] = s.router.capacity_factor;
     return c;
+  }
+  if (f == "gpt_oss") {
+    return unsupported("writing gpt_oss's packed experts (MXFP4) is not implemented; serve the "
+                       "gpt-oss-20b preset in process, or load a real gpt-oss checkpoint");
   }
   return unsupported("unknown family");
 }

@@ -67,6 +67,15 @@ const std::vector<PresetInfo>& Presets() {
       {"qwen2-moe-a2.7b",
        "Qwen1.5-MoE-A2.7B layer: d_model 2048, 60 experts d_ff 1408, top-4, shared expert "
        "5632 with sigmoid gate, no renormalisation"},
+      {"qwen3-30b-a3b",
+       "Qwen3-30B-A3B layer: d_model 2048, 128 experts SwiGLU d_ff 768, top-8, renormalised"},
+      {"olmoe-1b-7b",
+       "OLMoE-1B-7B layer: d_model 2048, 64 experts SwiGLU d_ff 1024, top-8, not "
+       "renormalised"},
+      {"gpt-oss-20b",
+       "gpt-oss-20b layer: d_model 2880, 32 experts clamped SwiGLU d_ff 2880 with biases, "
+       "router bias, top-4 softmax over the k (in process only: moe_export_preset cannot "
+       "write its MXFP4 layout)"},
       {"deepseek-v3-small",
        "DeepSeek-V3 routing at a small size: d_model 1024, 64 experts d_ff 512, top-8, "
        "sigmoid + correction bias, 8 groups top-4, 2 shared experts, scaling 2.5"},
@@ -101,6 +110,31 @@ absl::StatusOr<LayerSpec> PresetSpec(const std::string& name) {
     s.router.renormalize = false;
     s.shared = MakeFfnSpec(2048, 5632, Activation::kSilu, true, false);
     s.shared_gate = true;
+    return s;
+  }
+  if (name == "qwen3-30b-a3b" || name == "olmoe-1b-7b") {
+    const bool qwen = name == "qwen3-30b-a3b";
+    LayerSpec s;
+    s.family = qwen ? "qwen3_moe" : "olmoe";
+    s.d_model = 2048;
+    s.expert = MakeFfnSpec(2048, qwen ? 768 : 1024, Activation::kSilu, true, false);
+    s.router.num_experts = qwen ? 128 : 64;
+    s.router.top_k = 8;
+    s.router.scoring = ScoringFunc::kSoftmax;
+    s.router.renormalize = qwen;
+    return s;
+  }
+  if (name == "gpt-oss-20b") {
+    LayerSpec s;
+    s.family = "gpt_oss";
+    s.d_model = 2880;
+    s.expert = MakeFfnSpec(2880, 2880, Activation::kSilu, true, true);
+    s.expert.swiglu_limit = 7.0f;
+    s.router.num_experts = 32;
+    s.router.top_k = 4;
+    s.router.scoring = ScoringFunc::kSoftmax;
+    s.router.renormalize = true;
+    s.gate_bias = true;
     return s;
   }
   if (name == "deepseek-v3-small") {

@@ -308,7 +308,8 @@ TEST(MultiLayerCheckpointTest, EveryLayerOfAShardedFolderLoadsBack) {
 // Families whose configs say which layers are sparse write every layer as
 // the one given: each loads back with its experts.
 TEST(MultiLayerCheckpointTest, EveryPresetFamilyWritesSeveralLayers) {
-  for (const char* preset : {"switch-8", "qwen2-moe-a2.7b", "deepseek-v3-small", "bert-base"}) {
+  for (const char* preset : {"switch-8", "qwen2-moe-a2.7b", "deepseek-v3-small", "bert-base",
+                             "qwen3-30b-a3b", "olmoe-1b-7b"}) {
     moe::testing::TempDir dir;
     LayerSpec spec = *PresetSpec(preset);
     spec.d_model = spec.expert.d_model = spec.shared.d_model = 16;
@@ -321,6 +322,9 @@ TEST(MultiLayerCheckpointTest, EveryPresetFamilyWritesSeveralLayers) {
     for (int l = 0; l < 3; ++l) {
       ASSERT_OK_AND_ASSIGN(LayerWeights got, LoadHfLayer(dir.path(), l));
       EXPECT_EQ(got.spec.dense, spec.dense) << preset << " layer " << l;
+      EXPECT_EQ(got.spec.family, spec.family) << preset << " layer " << l;
+      EXPECT_EQ(got.spec.router.renormalize, spec.router.renormalize) << preset << " layer " << l;
+      EXPECT_EQ(got.spec.top_k(), spec.top_k()) << preset << " layer " << l;
       EXPECT_EQ(got.experts.size(), layer(l)->experts.size()) << preset << " layer " << l;
       EXPECT_EQ(got.experts[0].w1.ToFloats(), layer(l)->experts[0].w1.ToFloats())
           << preset << " layer " << l;

@@ -27,7 +27,10 @@ TEST(PresetsTest, ShapesMatchTheirModels) {
                         Want{"transformer-base", 512, 2048, 1, 1, Activation::kRelu, false},
                         Want{"bert-base", 768, 3072, 1, 1, Activation::kGelu, false},
                         Want{"gpt2", 768, 3072, 1, 1, Activation::kGeluTanh, false},
-                        Want{"llama-7b", 4096, 11008, 1, 1, Activation::kSilu, true}}) {
+                        Want{"llama-7b", 4096, 11008, 1, 1, Activation::kSilu, true},
+                        Want{"qwen3-30b-a3b", 2048, 768, 128, 8, Activation::kSilu, true},
+                        Want{"olmoe-1b-7b", 2048, 1024, 64, 8, Activation::kSilu, true},
+                        Want{"gpt-oss-20b", 2880, 2880, 32, 4, Activation::kSilu, true}}) {
     ASSERT_OK_AND_ASSIGN(LayerSpec s, PresetSpec(w.name));
     EXPECT_EQ(s.d_model, w.d_model) << w.name;
     EXPECT_EQ(s.expert.d_ff, w.d_ff) << w.name;
@@ -48,6 +51,15 @@ TEST(PresetsTest, ShapesMatchTheirModels) {
   EXPECT_EQ(d.router.topk_group, 4);
   EXPECT_EQ(d.shared.d_ff, 2 * 512);  // two shared experts
   EXPECT_FLOAT_EQ(d.router.routed_scaling_factor, 2.5f);
+  ASSERT_OK_AND_ASSIGN(LayerSpec q3, PresetSpec("qwen3-30b-a3b"));
+  EXPECT_TRUE(q3.router.renormalize);
+  EXPECT_FALSE(q3.has_shared());
+  ASSERT_OK_AND_ASSIGN(LayerSpec ol, PresetSpec("olmoe-1b-7b"));
+  EXPECT_FALSE(ol.router.renormalize);
+  ASSERT_OK_AND_ASSIGN(LayerSpec go, PresetSpec("gpt-oss-20b"));
+  EXPECT_FLOAT_EQ(go.expert.swiglu_limit, 7.0f);
+  EXPECT_TRUE(go.expert.has_bias);
+  EXPECT_TRUE(go.gate_bias);
   ASSERT_OK_AND_ASSIGN(LayerSpec sw, PresetSpec("switch-8"));
   EXPECT_DOUBLE_EQ(sw.router.capacity_factor, 1.25);
   for (const auto& p : Presets()) EXPECT_OK(PresetSpec(p.name));
