@@ -42,7 +42,8 @@ double MeasurePeakBf16Gflops(int threads, int passes);
 // instructions the int8 kernels accumulate with at the active tier:
 // vpdpbusd on 16 int32 lanes (avx512_bf16 tier and above, which include
 // VNNI), else AVX2's vpmaddubsw + vpmaddwd + vpaddd (32 multiply-adds per
-// three instructions; the kernel's sign handling is not counted).
+// three instructions; the int8 kernel's sign handling is not counted, and
+// its int4 kernel needs one vpmaddwd per 8 vpmaddubsw).
 double MeasurePeakInt8Gops(int threads, int passes);
 
 }  // namespace moe

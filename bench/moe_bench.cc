@@ -88,6 +88,8 @@ struct Loaded {
   std::string key;
   std::unique_ptr<MoeLayer> layer;
   std::unique_ptr<StandaloneMatmuls> limit;
+  // The same weights in f32, for the accuracy of the other dtypes.
+  std::unique_ptr<MoeLayer> f32_reference;
 };
 Loaded g_loaded;
 
@@ -121,6 +123,12 @@ absl::Status Load(const std::string& name, DType dtype) {
     if (limit.ok()) (*limit)->CountWeightBytesAs(DType::kBF16);
   }
   if (!limit.ok()) return limit.status();
+  if (dtype != DType::kF32) {
+    MoeLayerOptions f32;
+    auto reference = MoeLayer::Create(*weights, f32);
+    if (!reference.ok()) return reference.status();
+    g_loaded.f32_reference = *std::move(reference);
+  }
   g_loaded.key = key;
   g_loaded.layer = *std::move(layer);
   g_loaded.limit = *std::move(limit);
@@ -172,6 +180,27 @@ void RunCase(benchmark::State& state, const std::string& model, DType dtype, int
   weight_bytes /= pool_size;
   flops /= pool_size;
   experts_hit /= pool_size;
+
+  // Accuracy against f32 on the first batch: the largest |y - y_f32|
+  // relative to the largest |y_f32|.
+  double err_vs_f32 = 0;
+  if (g_loaded.f32_reference != nullptr) {
+    std::vector<float> got(y.size()), want(y.size());
+    ForwardOutputs o1, o2;
+    o1.output = got.data();
+    o2.output = want.data();
+    if (!layer->Forward(pool[0].data(), t, o1).ok() ||
+        !g_loaded.f32_reference->Forward(pool[0].data(), t, o2).ok()) {
+      state.SkipWithError("accuracy forward failed");
+      return;
+    }
+    double err = 0, scale = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      err = std::max(err, static_cast<double>(std::abs(got[i] - want[i])));
+      scale = std::max(scale, static_cast<double>(std::abs(want[i])));
+    }
+    err_vs_f32 = scale > 0 ? err / scale : 0;
+  }
 
   // Kernel limit: the same batches' matmuls, standalone. With random
   // routing each iteration runs the limit on its batch right before the
@@ -277,6 +306,7 @@ void RunCase(benchmark::State& state, const std::string& model, DType dtype, int
   state.counters["dram_GBps"] = read_gbps;
   state.counters["weight_MB"] = weight_bytes / 1e6;
   state.counters["experts_hit"] = experts_hit;
+  if (g_loaded.f32_reference != nullptr) state.counters["err_vs_f32"] = err_vs_f32;
   state.SetLabel(absl::StrCat(spec.family, " ", DTypeName(layer->compute())));
 }
 

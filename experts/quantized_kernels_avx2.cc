@@ -13,20 +13,24 @@ namespace {
 
 constexpr int64_t kQuadsPerGroup = kGroup / kQuad;
 
+template <int R, int P>
+inline void ZeroAcc(const TileArgs& a) {
+  for (int r = 0; r < R; ++r) {
+    for (int i = 0; i < 2 * P; ++i) {
+      _mm256_storeu_ps(a.acc + r * a.acc_stride + i * 8, _mm256_setzero_ps());
+    }
+  }
+}
+
 // R rows × P panels; each panel is two 8-column vectors. Per quad and row:
 // |x| (u8) times sign(w, x) (s8) in pairs to int16 (<= 2 · 127² in
 // magnitude, so never saturating), pairs to int32, summed over the group;
 // then one fma per sum into the f32 accumulators.
 template <int R, int P, bool kPrefetch>
 void TileInt8(const TileArgs& a) {
-  __m256 acc[R][2 * P];
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 8
-    for (int i = 0; i < 2 * P; ++i) {
-      acc[r][i] = a.first ? _mm256_setzero_ps() : _mm256_loadu_ps(a.acc + r * a.acc_stride + i * 8);
-    }
-  }
+  // The f32 sums live in a.acc (touched once per group): the 16 vector
+  // registers hold the group's integer sums, the weights and the inputs.
+  if (a.first) ZeroAcc<R, P>(a);
   const __m256i ones = _mm256_set1_epi16(1);
   const uint8_t* wg = a.w;
   const uint8_t* xg = a.x;
@@ -37,7 +41,7 @@ void TileInt8(const TileArgs& a) {
 #pragma GCC unroll 8
       for (int i = 0; i < 2 * P; ++i) dot[r][i] = _mm256_setzero_si256();
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 1
     for (int qq = 0; qq < kQuadsPerGroup; ++qq) {
       __m256i w[2 * P];
 #pragma GCC unroll 4
@@ -67,14 +71,11 @@ void TileInt8(const TileArgs& a) {
       const __m256 scale = _mm256_broadcast_ss(a.x_scale + r * a.scale_stride + g);
 #pragma GCC unroll 8
       for (int i = 0; i < 2 * P; ++i) {
-        acc[r][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r][i]), scale, acc[r][i]);
+        float* at = a.acc + r * a.acc_stride + i * 8;
+        _mm256_storeu_ps(at, _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r][i]), scale,
+                                             _mm256_loadu_ps(at)));
       }
     }
-  }
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 8
-    for (int i = 0; i < 2 * P; ++i) _mm256_storeu_ps(a.acc + r * a.acc_stride + i * 8, acc[r][i]);
   }
 }
 
@@ -85,14 +86,9 @@ void TileInt8(const TileArgs& a) {
 // fma'd with x_scale · w_scale.
 template <int R, int P, bool kPrefetch>
 void TileInt4(const TileArgs& a) {
-  __m256 acc[R][2 * P];
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 8
-    for (int i = 0; i < 2 * P; ++i) {
-      acc[r][i] = a.first ? _mm256_setzero_ps() : _mm256_loadu_ps(a.acc + r * a.acc_stride + i * 8);
-    }
-  }
+  // The f32 sums live in a.acc (touched once per group): the 16 vector
+  // registers hold the group's integer sums, the weights and the inputs.
+  if (a.first) ZeroAcc<R, P>(a);
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i low4 = _mm256_set1_epi8(0x0f);
   const uint8_t* wg = a.w;
@@ -152,15 +148,12 @@ void TileInt4(const TileArgs& a) {
 #pragma GCC unroll 8
       for (int i = 0; i < 2 * P; ++i) {
         const __m256i d = _mm256_sub_epi32(_mm256_madd_epi16(dot[r][i], ones), corr);
-        acc[r][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(x_scale, w_scale[i]),
-                                    acc[r][i]);
+        float* at = a.acc + r * a.acc_stride + i * 8;
+        _mm256_storeu_ps(at, _mm256_fmadd_ps(_mm256_cvtepi32_ps(d),
+                                             _mm256_mul_ps(x_scale, w_scale[i]),
+                                             _mm256_loadu_ps(at)));
       }
     }
-  }
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 8
-    for (int i = 0; i < 2 * P; ++i) _mm256_storeu_ps(a.acc + r * a.acc_stride + i * 8, acc[r][i]);
   }
 }
 
