@@ -21,6 +21,7 @@ ModelInfoLabels InfoOf(const MoeLayer& layer, const ModelIo& io) {
   info.family = spec.family;
   info.dtype = DTypeName(layer.compute());
   info.kernel = layer.backend().Describe();
+  info.weight_bytes = layer.weight_bytes();
   info.cpu_tier = CpuTierName(ActiveCpuTier());
   info.d_model = spec.d_model;
   info.d_ff = spec.expert.d_ff;

@@ -183,7 +183,8 @@ std::string ServingMetrics::RenderPrometheus(const std::vector<const ServingMetr
                            "\",d_ff=\"", info.d_ff, "\",experts=\"", info.experts, "\",top_k=\"",
                            info.top_k, "\",dtype=\"", EscapeLabelValue(info.dtype),
                            "\",kernel=\"", EscapeLabelValue(info.kernel), "\",cpu_tier=\"",
-                           EscapeLabelValue(info.cpu_tier), "\"} 1\n");
+                           EscapeLabelValue(info.cpu_tier), "\",weight_bytes=\"",
+                           info.weight_bytes, "\"} 1\n");
          });
   AppendHeader(&out, "moe_build_info", "The server's build (value is always 1).", "gauge");
   absl::StrAppend(&out, "moe_build_info{version=\"", EscapeLabelValue(MoeVersion()),

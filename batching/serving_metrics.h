@@ -39,6 +39,7 @@ namespace moe {
 
 struct ModelInfoLabels {
   std::string model, family, dtype, kernel, cpu_tier;
+  size_t weight_bytes = 0;  // packed FFN weights held in this process
   int64_t d_model = 0, d_ff = 0;
   int experts = 0, top_k = 0;
 };

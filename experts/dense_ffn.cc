@@ -114,6 +114,14 @@ absl::StatusOr<std::unique_ptr<DenseFfn>> DenseFfn::Create(
   return ffn;
 }
 
+size_t DenseFfn::weight_bytes() const {
+  size_t bytes = 0;
+  for (const auto* m : {gate_up_.get(), up_act_.get(), up_mul_.get(), down_.get()}) {
+    if (m != nullptr) bytes += m->weight_bytes();
+  }
+  return bytes;
+}
+
 absl::Status DenseFfn::Run(const float* x, int64_t rows, float* y,
                            FfnWorkspace* ws) const {
   if (rows == 0) return absl::OkStatus();

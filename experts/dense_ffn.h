@@ -63,6 +63,8 @@ class DenseFfn {
 
   const FfnSpec& spec() const { return spec_; }
   DType compute() const { return compute_; }
+  // Bytes of packed weights held (every matrix, scales included).
+  size_t weight_bytes() const;
   // The oneDNN implementation of the down projection (e.g. brg:avx512_core).
   std::string impl() const { return down_->impl(); }
 

@@ -7,6 +7,7 @@
 #ifndef MOE_EXPERTS_EXPERT_BACKEND_H_
 #define MOE_EXPERTS_EXPERT_BACKEND_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -32,6 +33,10 @@ class ExpertBackend {
 
   // One line for logs: where the experts run and with which kernels.
   virtual std::string Describe() const = 0;
+
+  // Bytes of packed expert weights (and their scales) this process holds
+  // for the backend: 0 for experts that run elsewhere.
+  virtual size_t WeightBytes() const = 0;
 };
 
 }  // namespace moe

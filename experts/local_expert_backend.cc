@@ -27,6 +27,14 @@ absl::Status LocalExpertBackend::Run(absl::Span<const ExpertJob> jobs) {
   return absl::OkStatus();
 }
 
+size_t LocalExpertBackend::WeightBytes() const {
+  size_t bytes = 0;
+  for (const auto& e : experts_) {
+    if (e != nullptr) bytes += e->weight_bytes();
+  }
+  return bytes;
+}
+
 std::string LocalExpertBackend::Describe() const {
   int hosted = 0;
   const DenseFfn* any = nullptr;

@@ -27,6 +27,7 @@ class LocalExpertBackend : public ExpertBackend {
 
   absl::Status Run(absl::Span<const ExpertJob> jobs) override;
   std::string Describe() const override;
+  size_t WeightBytes() const override;
 
  private:
   const std::vector<std::unique_ptr<DenseFfn>> experts_;

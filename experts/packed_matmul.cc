@@ -448,6 +448,12 @@ absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::CreateFromParts(
   }
 }
 
+size_t PackedMatmul::weight_bytes() const {
+  if (panels_ != nullptr) return panels_->weight_bytes();
+  if (quantized_ != nullptr) return quantized_->weight_bytes();
+  return weights_.get_desc().get_size();
+}
+
 absl::Status PackedMatmul::Execute(const void* src, int64_t rows, void* dst,
                                    const void* multiplier, AlignedBuffer* scratch,
                                    dnnl::stream* stream) const {

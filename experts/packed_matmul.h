@@ -219,6 +219,8 @@ class PackedMatmul {
            : quantized_ != nullptr ? quantized_->impl()
                               : cache_->impl();
   }
+  // Bytes of packed weights (and scales) held.
+  size_t weight_bytes() const;
   // True when the project's own panel kernels run this matrix (f32/bf16).
   bool uses_panels() const { return panels_ != nullptr; }
 

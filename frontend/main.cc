@@ -155,8 +155,7 @@ struct BuiltModels {
 };
 
 double PackedMegabytes(const moe::MoeLayer& layer) {
-  return static_cast<double>(layer.spec().FfnMatrixElements()) *
-         moe::PackedBytesPerWeight(layer.compute()) / 1e6;
+  return static_cast<double>(layer.weight_bytes()) / 1e6;
 }
 
 // Builds every layer to serve, one after the other, so that at most one

@@ -106,6 +106,7 @@ void FillModelConfig(const ServingCore& core, const ServedModel& model,
   params["d_model"].set_string_value(absl::StrCat(spec.d_model));
   params["d_ff"].set_string_value(absl::StrCat(spec.expert.d_ff));
   params["precision"].set_string_value(DTypeName(model.layer().compute()));
+  params["weight_bytes"].set_string_value(absl::StrCat(model.layer().weight_bytes()));
   params["cpu_tier"].set_string_value(CpuTierName(ActiveCpuTier()));
   params["kernel"].set_string_value(model.layer().backend().Describe());
   params["family"].set_string_value(spec.family);

@@ -71,6 +71,10 @@ absl::StatusOr<std::unique_ptr<MoeLayer>> MoeLayer::Create(
   return layer;
 }
 
+size_t MoeLayer::weight_bytes() const {
+  return backend_->WeightBytes() + (shared_ != nullptr ? shared_->weight_bytes() : 0);
+}
+
 std::string MoeLayer::Summary() const {
   return absl::StrCat(spec_.Summary(), "; compute ", DTypeName(compute_), "; experts: ",
                       backend_->Describe());

@@ -86,6 +86,9 @@ class MoeLayer {
   DType compute() const { return compute_; }
   int64_t d_model() const { return spec_.d_model; }
   const ExpertBackend& backend() const { return *backend_; }
+  // Bytes of packed FFN weights (and scales) this process holds for the
+  // layer: its in-process experts, shared experts or dense MLP.
+  size_t weight_bytes() const;
 
   // Model summary plus dtype and kernel, for the start-up log line.
   std::string Summary() const;

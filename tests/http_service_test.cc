@@ -143,6 +143,12 @@ TEST_F(HttpServiceTest, ModelMetadataReadyConfigAndStatistics) {
     EXPECT_EQ(config["parameters"]["top_k"]["string_value"], "2");
     EXPECT_EQ(config["parameters"]["num_experts"]["string_value"], "8");
     EXPECT_EQ(config["parameters"]["precision"]["string_value"], "f32");
+    // The packed f32 weights: 8 experts of 3 matrices [96, 64], 4 bytes
+    // each (oneDNN's blocked layouts may pad a little).
+    const double weight_bytes =
+        std::stod(config["parameters"]["weight_bytes"]["string_value"].get<std::string>());
+    EXPECT_GE(weight_bytes, 8 * 3 * 96 * 64 * 4);
+    EXPECT_LE(weight_bytes, 1.25 * 8 * 3 * 96 * 64 * 4);
     EXPECT_EQ(config["parameters"]["cpu_tier"]["string_value"], CpuTierName(ActiveCpuTier()));
 
     auto [stats_code, stats] = Get(base + "/stats");

@@ -89,6 +89,26 @@ TEST_P(MoeLayerPresetTest, MatchesNaiveReference) {
   }
 }
 
+// weight_bytes() is the packed precision's size: one byte per weight in
+// int8 (plus a 4-byte scale per output channel), 4.5 bits in int4, two
+// bytes in bf16, four in f32 (oneDNN's blocked layouts pad nothing at
+// these multiples of 64).
+TEST(MoeLayerWeightBytesTest, AreThePackedPrecisionsSize) {
+  LayerSpec s = *PresetSpec("demo");
+  s.d_model = s.expert.d_model = 256;
+  s.expert.d_ff = 704;
+  const LayerWeights w = MakeSyntheticWeights(s, 5);
+  const double elements = static_cast<double>(s.FfnMatrixElements());
+  for (DType compute : {DType::kF32, DType::kBF16, DType::kI8, DType::kI4}) {
+    MoeLayerOptions options;
+    options.compute = compute;
+    ASSERT_OK_AND_ASSIGN(auto layer, MoeLayer::Create(w, options));
+    const double per_weight = static_cast<double>(layer->weight_bytes()) / elements;
+    EXPECT_GE(per_weight, PackedBytesPerWeight(compute)) << DTypeName(compute);
+    EXPECT_LE(per_weight, PackedBytesPerWeight(compute) * 1.02) << DTypeName(compute);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Presets, MoeLayerPresetTest,
     ::testing::Combine(::testing::Values("demo", "qwen2-moe-a2.7b", "deepseek-v3-small",

@@ -632,6 +632,7 @@ TEST_F(ServiceTest, MetricsParseAsPrometheusTextAndCountRequests) {
   EXPECT_EQ(values["moe_batch_tokens_sum{model=\"moe\"}"], 15);
   EXPECT_EQ(values["moe_queue_tokens{model=\"moe\"}"], 0);
   EXPECT_THAT(text, HasSubstr("moe_model_info{model=\"moe\",family=\"mixtral\",d_model=\"64\""));
+  EXPECT_THAT(text, ::testing::ContainsRegex("moe_model_info\\{[^}]*,weight_bytes=\"[1-9][0-9]*\"\\} 1"));
   EXPECT_THAT(text, ::testing::ContainsRegex(
                         "moe_build_info\\{version=\"[0-9.]+\",commit=\"[0-9a-z-]+\"\\} 1"));
   // The process collector's series ride along on every scrape.

@@ -439,6 +439,10 @@ std::string RemoteExpertBackend::Describe() const {
                       local_ != nullptr ? absl::StrCat("; in process: ", local_->Describe()) : "");
 }
 
+size_t RemoteExpertBackend::WeightBytes() const {
+  return local_ != nullptr ? local_->WeightBytes() : 0;
+}
+
 std::string RemoteExpertBackend::RenderMetrics() const { return RenderMetrics({this}); }
 
 std::string RemoteExpertBackend::RenderMetrics(

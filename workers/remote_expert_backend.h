@@ -86,6 +86,8 @@ class RemoteExpertBackend : public ExpertBackend {
 
   absl::Status Run(absl::Span<const ExpertJob> jobs) override;
   std::string Describe() const override;
+  // The in-process experts' bytes only.
+  size_t WeightBytes() const override;
 
   // Prometheus text: moe_expert_shard_rpc_seconds{shard}, _errors_total,
   // _retries_total, moe_expert_replica_up{shard,address}; with a model
