@@ -187,27 +187,88 @@ std::string QuantizedMatmul::impl() const {
                       ", activations per ", kGroup, "-input group)");
 }
 
-void QuantizedMatmul::Execute(const float* src, int64_t rows, float* dst, const float* multiplier,
-                         AlignedBuffer* scratch) const {
-  if (rows <= 0) return;
-  const int64_t k = shape_.k, n = shape_.n;
-  const int64_t pk = padded_k_;
-  const int64_t groups = groups_;
-  const WeightFormat format = int4_ ? WeightFormat::kInt4 : WeightFormat::kInt8;
-  const int32_t offset = qk::CorrectionOffset(format, vnni_);
+void QuantizedMatmul::RunTiles(const Pass& pass, int64_t p0, int panels, int64_t b0,
+                               int64_t b1) const {
+  const int64_t pk = padded_k_, groups = groups_;
   const int64_t padded_n = panels_ * kPanelCols;
+  const int64_t group_bytes = qk::GroupBytes(format());  // of one panel
+  // Several row blocks: K in chunks whose weights stay in L1 while every
+  // block runs over them. One block: all of K at once, prefetching.
+  const int64_t chunk =
+      b1 - b0 > 1 ? std::max<int64_t>(1, kChunkBytes / (group_bytes * panels)) : groups;
+  const uint8_t* w0 = packed_ + p0 * panel_bytes_;
+  for (int64_t g0 = 0; g0 < groups; g0 += chunk) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t begin = pass.BlockBegin(b), count = pass.BlockBegin(b + 1) - begin;
+      qk::TileArgs t;
+      t.x = pass.xq + begin * pk + g0 * kGroup;
+      t.x_stride = pk;
+      t.x_scale = pass.x_scale + begin * groups + g0;
+      t.x_corr = pass.x_corr + begin * groups + g0;
+      t.scale_stride = groups;
+      t.w = w0 + g0 * group_bytes;
+      t.panel_stride = panel_bytes_;
+      t.groups = std::min(chunk, groups - g0);
+      t.acc = pass.acc + begin * padded_n + p0 * kPanelCols;
+      t.acc_stride = padded_n;
+      t.first = g0 == 0;
+      t.prefetch_bytes = b1 - b0 == 1 ? kPrefetchBytes : 0;
+      if (vnni_) {
+        qk::TileVnni(format(), static_cast<int>(count), panels, t);
+      } else {
+        qk::TileAvx2(format(), static_cast<int>(count), panels, t);
+      }
+    }
+  }
+}
+
+void QuantizedMatmul::Finish(const Pass& pass, int64_t r0, int64_t p0, int panels, int64_t rs,
+                             int64_t re, const float* multiplier, float* dst) const {
+  const int64_t n = shape_.n;
+  const int64_t padded_n = panels_ * kPanelCols;
+  const int64_t c0 = p0 * kPanelCols, c_end = (p0 + panels) * kPanelCols;
+  if (!int4_) {
+    qk::ScaleColumnsAvx2(pass.acc + rs * padded_n, padded_n, re - rs, c0, c_end,
+                         col_scale_.data());
+  }
+  panel::EpilogueArgs e;
+  e.acc = pass.acc + rs * padded_n;
+  e.acc_stride = padded_n;
+  e.bias = shape_.bias ? bias_.data() : nullptr;
+  e.act = PanelActivation(shape_);
+  if (shape_.post == MatmulPostOp::kMultiply) {
+    e.multiplier = multiplier + (r0 + rs) * n;
+    e.multiplier_type = panel::Type::kF32;
+  }
+  e.dst = dst + (r0 + rs) * n;
+  e.dst_type = panel::Type::kF32;
+  e.row_stride = n;
+  e.rows = re - rs;
+  e.c0 = c0;
+  e.c1 = std::min(n, c_end);
+  panel::EpilogueAvx2(e);
+}
+
+void QuantizedMatmul::Execute(const float* src, int64_t rows, float* dst, const float* multiplier,
+                              AlignedBuffer* scratch) const {
+  if (rows <= 0) return;
+  const int64_t k = shape_.k, pk = padded_k_, groups = groups_;
+  const int32_t offset = qk::CorrectionOffset(format(), vnni_);
   const int64_t pass_rows = std::min(rows, kPassRows);
   auto align = [](size_t bytes) { return (bytes + 63) & ~size_t{63}; };
   const size_t x_bytes = align(static_cast<size_t>(pass_rows * pk));
   const size_t scale_bytes = align(static_cast<size_t>(pass_rows * groups) * sizeof(float));
-  const size_t acc_bytes = static_cast<size_t>(pass_rows * padded_n) * sizeof(float);
+  const size_t acc_bytes = static_cast<size_t>(pass_rows * panels_ * kPanelCols) * sizeof(float);
   char* base = static_cast<char*>(scratch->Reserve(x_bytes + 2 * scale_bytes + acc_bytes));
   auto* xq = reinterpret_cast<uint8_t*>(base);
   auto* x_scale = reinterpret_cast<float*>(base + x_bytes);
   auto* x_corr = reinterpret_cast<int32_t*>(base + x_bytes + scale_bytes);
-  auto* acc = reinterpret_cast<float*>(base + x_bytes + 2 * scale_bytes);
+  Pass pass;
+  pass.xq = xq;
+  pass.x_scale = x_scale;
+  pass.x_corr = x_corr;
+  pass.acc = reinterpret_cast<float*>(base + x_bytes + 2 * scale_bytes);
   const int threads = MaxThreads();
-  const auto* weights = static_cast<const uint8_t*>(weights_.data());
 
   for (int64_t r0 = 0; r0 < rows; r0 += kPassRows) {
     const int64_t m = std::min(kPassRows, rows - r0);
@@ -216,80 +277,32 @@ void QuantizedMatmul::Execute(const float* src, int64_t rows, float* dst, const 
       qk::QuantizeRowAvx2(src + (r0 + r) * k, k, pk, offset, xq + r * pk, x_scale + r * groups,
                           x_corr + r * groups);
     }
-    // Row blocks of at most 4 rows, as even as possible.
-    const int64_t blocks = (m + kMaxTileRows - 1) / kMaxTileRows;
-    auto block_begin = [&](int64_t b) { return b * m / blocks; };
+    pass.rows = m;
+    pass.blocks = (m + kMaxTileRows - 1) / kMaxTileRows;
     int64_t widest = 0;
-    for (int64_t b = 0; b < blocks; ++b) {
-      widest = std::max(widest, block_begin(b + 1) - block_begin(b));
+    for (int64_t b = 0; b < pass.blocks; ++b) {
+      widest = std::max(widest, pass.BlockBegin(b + 1) - pass.BlockBegin(b));
     }
-    const int np = vnni_ ? qk::TilePanelsVnni(format, static_cast<int>(widest))
-                         : qk::TilePanelsAvx2(format, static_cast<int>(widest));
+    const int np = vnni_ ? qk::TilePanelsVnni(format(), static_cast<int>(widest))
+                         : qk::TilePanelsAvx2(format(), static_cast<int>(widest));
+    // Work items: panel groups × ranges of row blocks (ranges only when
+    // there are too few panel groups to keep every thread busy).
     const int64_t panel_groups = (panels_ + np - 1) / np;
     int64_t splits = 1;
-    if (panel_groups < 2 * threads && blocks >= 4) {
-      splits = std::min<int64_t>((2 * threads + panel_groups - 1) / panel_groups, blocks);
+    if (panel_groups < 2 * threads && pass.blocks >= 4) {
+      splits = std::min<int64_t>((2 * threads + panel_groups - 1) / panel_groups, pass.blocks);
     }
-    const int64_t blocks_per_split = (blocks + splits - 1) / splits;
+    const int64_t blocks_per_split = (pass.blocks + splits - 1) / splits;
     const int64_t items = panel_groups * splits;
-    const int64_t group_bytes = qk::GroupBytes(format);  // of one panel
-    const int64_t chunk_groups = std::max<int64_t>(1, kChunkBytes / (group_bytes * np));
 #pragma omp parallel for schedule(static) if (items > 1)
     for (int64_t item = 0; item < items; ++item) {
-      const int64_t pg = item / splits;
       const int64_t b0 = (item % splits) * blocks_per_split;
-      const int64_t b1 = std::min(blocks, b0 + blocks_per_split);
+      const int64_t b1 = std::min(pass.blocks, b0 + blocks_per_split);
       if (b0 >= b1) continue;
-      const int64_t p0 = pg * np;
+      const int64_t p0 = item / splits * np;
       const int panels = static_cast<int>(std::min<int64_t>(np, panels_ - p0));
-      const uint8_t* w0 = weights + p0 * panel_bytes_;
-      const int64_t chunk = b1 - b0 > 1 ? chunk_groups : groups;
-      for (int64_t g0 = 0; g0 < groups; g0 += chunk) {
-        const int64_t count_g = std::min(chunk, groups - g0);
-        for (int64_t b = b0; b < b1; ++b) {
-          const int64_t begin = block_begin(b), count = block_begin(b + 1) - begin;
-          qk::TileArgs t;
-          t.x = xq + begin * pk + g0 * qk::kGroup;
-          t.x_stride = pk;
-          t.x_scale = x_scale + begin * groups + g0;
-          t.x_corr = x_corr + begin * groups + g0;
-          t.scale_stride = groups;
-          t.w = w0 + g0 * group_bytes;
-          t.panel_stride = panel_bytes_;
-          t.groups = count_g;
-          t.acc = acc + begin * padded_n + p0 * kPanelCols;
-          t.acc_stride = padded_n;
-          t.first = g0 == 0;
-          t.prefetch_bytes = b1 - b0 == 1 ? kPrefetchBytes : 0;
-          if (vnni_) {
-            qk::TileVnni(format, static_cast<int>(count), panels, t);
-          } else {
-            qk::TileAvx2(format, static_cast<int>(count), panels, t);
-          }
-        }
-      }
-      const int64_t rs = block_begin(b0), re = block_begin(b1);
-      const int64_t c0 = p0 * kPanelCols, c_end = (p0 + panels) * kPanelCols;
-      if (!int4_) {
-        qk::ScaleColumnsAvx2(acc + rs * padded_n, padded_n, re - rs, c0, c_end,
-                             col_scale_.data());
-      }
-      panel::EpilogueArgs e;
-      e.acc = acc + rs * padded_n;
-      e.acc_stride = padded_n;
-      e.bias = shape_.bias ? bias_.data() : nullptr;
-      e.act = PanelActivation(shape_);
-      if (shape_.post == MatmulPostOp::kMultiply) {
-        e.multiplier = multiplier + (r0 + rs) * n;
-        e.multiplier_type = panel::Type::kF32;
-      }
-      e.dst = dst + (r0 + rs) * n;
-      e.dst_type = panel::Type::kF32;
-      e.row_stride = n;
-      e.rows = re - rs;
-      e.c0 = c0;
-      e.c1 = std::min(n, c_end);
-      panel::EpilogueAvx2(e);
+      RunTiles(pass, p0, panels, b0, b1);
+      Finish(pass, r0, p0, panels, pass.BlockBegin(b0), pass.BlockBegin(b1), multiplier, dst);
     }
   }
 }

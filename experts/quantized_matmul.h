@@ -47,6 +47,7 @@
 #include "common/tensor.h"
 #include "experts/aligned_buffer.h"
 #include "experts/matmul_shape.h"
+#include "experts/quantized_kernels.h"
 
 namespace moe {
 
@@ -86,6 +87,27 @@ class QuantizedMatmul {
 
  private:
   QuantizedMatmul(const MatmulShape& shape, bool vnni);
+
+  // One Execute() pass of up to 256 rows: its quantized rows, their group
+  // scales and corrections, and the f32 sums, all in the caller's scratch.
+  struct Pass {
+    const uint8_t* xq = nullptr;
+    const float* x_scale = nullptr;
+    const int32_t* x_corr = nullptr;
+    float* acc = nullptr;
+    int64_t rows = 0;
+    int64_t blocks = 0;  // row blocks of at most 4 rows, as even as possible
+    int64_t BlockBegin(int64_t b) const { return b * rows / blocks; }
+  };
+  // The tiles of panels [p0, p0 + panels) for row blocks [b0, b1).
+  void RunTiles(const Pass& pass, int64_t p0, int panels, int64_t b0, int64_t b1) const;
+  // Their weight scales (int8), bias, post-op and dst rows [rs, re) of the
+  // pass (which starts at row r0 of the call).
+  void Finish(const Pass& pass, int64_t r0, int64_t p0, int panels, int64_t rs, int64_t re,
+              const float* multiplier, float* dst) const;
+  qk::WeightFormat format() const {
+    return int4_ ? qk::WeightFormat::kInt4 : qk::WeightFormat::kInt8;
+  }
 
   // Packs the columns of panel p (int8 or int4); returns a column holding
   // a non-finite weight, or -1.
