@@ -15,8 +15,8 @@ FfnWorkspace::FfnWorkspace() : stream(CpuEngine()) {}
 namespace {
 
 // The dtype of the hidden activations between the two projections: bf16
-// in bf16 mode (as a bf16 PyTorch model keeps them), else f32 (int8 mode
-// quantizes each matmul's input rows inside the matmul).
+// in bf16 mode (as a bf16 PyTorch model keeps them), else f32 (int8 and int4
+// modes quantize each matmul's input rows inside the matmul).
 DType HiddenDType(DType compute) { return compute == DType::kBF16 ? DType::kBF16 : DType::kF32; }
 
 // out[r, :] = silu(h[r, :d_ff]) ⊙ h[r, d_ff:] (or gpt-oss's clamped form

@@ -22,8 +22,8 @@
 // Unsigned weight operands (kInt8 on VNNI: w + 128; kInt4: w + 8) are
 // corrected per group with offset · Σ x of the row's group.
 //
-// Quantized activations (QuantizeRowAvx2): per row, K bytes of int8 in
-// [-127, 127] (zero past the real K), one f32 scale per group and, where a
+// Quantized activations (QuantizeRowAvx2): per row, padded K bytes of int8
+// in [-127, 127] (zero past the real K), one f32 scale per group and, where a
 // correction is needed, offset · Σ q per group (int32).
 //
 // Summation order, the bitwise contract: for each output element, per
@@ -96,8 +96,9 @@ inline constexpr int32_t CorrectionOffset(WeightFormat f, bool vnni) {
 
 // Quantizes one row of k floats, group by group: amax_g = max |x| over the
 // group, q = clamp(nearest_even(x · (127 / amax_g)), -127, 127), scale_g =
-// amax_g / 127 (0 for an all-zero group; NaN for a group holding a NaN or
-// an infinity, so the outputs are NaN). Writes padded_k bytes (zeros past
+// amax_g / 127 (0, with every q 0, for an all-zero group or one whose amax
+// is below 127 / FLT_MAX; NaN for a group holding a NaN or an infinity, so
+// the outputs are NaN). Writes padded_k bytes (zeros past
 // k; padded_k a multiple of kGroup), padded_k / kGroup scales and, when
 // offset is not 0, offset · Σ q per group to corr.
 void QuantizeRowAvx2(const float* x, int64_t k, int64_t padded_k, int32_t offset, uint8_t* q,

@@ -81,7 +81,7 @@ void TileInt8(const TileArgs& a) {
 
 // R rows × P panels, two 8-column vectors per panel. Per block of two
 // quads: the nibbles (w + 8, u8 0..15) times x (s8) in pairs to int16, the
-// group's eight products per lane summed in int16 (<= 8 · 2 · 15 · 127, no
+// group's eight pair sums per lane added in int16 (<= 8 · 2 · 15 · 127, no
 // saturation), then to int32 once per group, corrected by 8 · Σ x and
 // fma'd with x_scale · w_scale.
 template <int R, int P, bool kPrefetch>
@@ -211,12 +211,15 @@ inline float QuantizeGroup(const float* x, uint8_t* q, int32_t* sum) {
   _mm256_storeu_ps(lanes, amax8);
   float amax = 0;
   for (float v : lanes) amax = v > amax ? v : amax;
-  if (_mm256_movemask_ps(bad8) != 0 || amax == 0.0f) {
+  const float inv_scalar = 127.0f / amax;
+  // A zero group, or one so small (max |x| < 127 / FLT_MAX) that 127 /
+  // max overflows: all zeros, scale 0.
+  if (_mm256_movemask_ps(bad8) != 0 || !(inv_scalar <= 3.40282347e+38f)) {
     std::memset(q, 0, kGroup);
     *sum = 0;
     return _mm256_movemask_ps(bad8) != 0 ? __builtin_nanf("") : 0.0f;
   }
-  const __m256 inv = _mm256_set1_ps(127.0f / amax);
+  const __m256 inv = _mm256_set1_ps(inv_scalar);
   const __m256i a = QuantizeEight(x, inv), b = QuantizeEight(x + 8, inv);
   const __m256i c = QuantizeEight(x + 16, inv), d = QuantizeEight(x + 24, inv);
   // Bytes in order: packing interleaves 128-bit lanes; the permute undoes it.

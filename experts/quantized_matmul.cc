@@ -38,6 +38,13 @@ int MaxThreads() {
 #endif
 }
 
+// 1 / scale as the kernels use it, or 0 when the scale is 0 or so small
+// that its inverse overflows (the group or column is then all zeros).
+float InverseOrZero(float numerator, float scale) {
+  const float inv = scale != 0 ? numerator / scale : 0.0f;
+  return inv <= 3.40282347e+38f && inv >= -3.40282347e+38f ? inv : 0.0f;
+}
+
 // The kernels' rounding: nearest even, then clamped.
 int QuantizeValue(float v, float inv, int lo, int hi) {
   const float r = std::nearbyint(v * inv);
@@ -118,14 +125,14 @@ int64_t QuantizedMatmul::PackPanel(int64_t p, const Tensor& top, const Tensor* b
     if (!int4_) {
       float amax = 0;
       for (float v : row) amax = std::max(amax, std::fabs(v));
-      const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+      const float inv = InverseOrZero(127.0f, amax);
       // The VNNI kernel takes the weights + 128 as its unsigned operand.
       const int offset = vnni_ ? 128 : 0;
       for (int64_t kk = 0; kk < pk; ++kk) {
-        const int q = amax > 0 ? QuantizeValue(row[static_cast<size_t>(kk)], inv, -127, 127) : 0;
+        const int q = inv != 0 ? QuantizeValue(row[static_cast<size_t>(kk)], inv, -127, 127) : 0;
         base[(kk / 4) * 64 + i * 4 + kk % 4] = static_cast<uint8_t>((q + offset) & 0xff);
       }
-      if (col < n) col_scale_[static_cast<size_t>(col)] = amax / 127.0f;
+      if (col < n) col_scale_[static_cast<size_t>(col)] = inv != 0 ? amax / 127.0f : 0.0f;
       continue;
     }
     for (int64_t g = 0; g < groups_; ++g) {
@@ -134,12 +141,12 @@ int64_t QuantizedMatmul::PackPanel(int64_t p, const Tensor& top, const Tensor* b
       for (int64_t j = 0; j < kGroup; ++j) {
         if (std::fabs(v[j]) > std::fabs(m)) m = v[j];
       }
-      const uint16_t d16 = FloatToBf16(m / -8.0f);
-      const float d = Bf16ToFloat(d16);
-      const float inv = d != 0 ? 1.0f / d : 0.0f;
+      uint16_t d16 = FloatToBf16(m / -8.0f);
+      const float inv = InverseOrZero(1.0f, Bf16ToFloat(d16));
+      if (inv == 0) d16 = 0;
       uint8_t* block = base + g * qk::kInt4GroupBytes;
       for (int64_t j = 0; j < kGroup; ++j) {
-        const int q = d != 0 ? QuantizeValue(v[j], inv, -8, 7) : 0;
+        const int q = inv != 0 ? QuantizeValue(v[j], inv, -8, 7) : 0;
         const int64_t b = j / 8, quad = (j % 8) / 4, lane = j % 4;
         uint8_t& byte = block[b * 64 + i * 4 + lane];
         byte = static_cast<uint8_t>(byte | ((q + 8) << (4 * quad)));

@@ -5,18 +5,19 @@
 //
 // Weights are quantized once, at Create():
 //   int8 (compute kI8): symmetric per output channel: s_w[n] = max_k
-//     |W[n, k]| / 127, q_w = nearest_even(W · 127 / max_k |W[n, k]|) in
+//     |W[n, k]| / 127, q_w = nearest_even(W · (127 / max_k |W[n, k]|)) in
 //     [-127, 127].
 //   int4 (compute kI4): per output channel and group of 32 inputs along
-//     K, as llama.cpp's Q4_0: m = the group's value of largest magnitude
+//     K, Q4_0's scheme: m = the group's value of largest magnitude
 //     (the first one on ties), s_w[n, g] = bf16(m / -8), q_w =
 //     clamp(nearest_even(W · (1 / s_w[n, g])), -8, 7) (so m maps to -8; 0
 //     for an all-zero group). 4.5 bits per weight with the scales: bf16
-//     rather than Q4_0's f16, whose range stops at 6e-5 (a group of weights
-//     below 5e-4 would lose its scale), at 2^-8 relative precision, far
-//     below the 4-bit step.
+//     rather than Q4_0's f16, whose normal range stops at 6e-5 (the scale
+//     of a group of weights below 5e-4 would lose precision), at 2^-8
+//     relative precision, far below the 4-bit step. Rounding is to nearest
+//     even where llama.cpp rounds halves up or away from zero.
 // Each call quantizes each input row on its own, per group of 32 inputs
-// along K: s_x[m, g] = max |x| / 127, q_x = nearest_even(x · 127 / max |x|)
+// along K: s_x[m, g] = max |x| / 127, q_x = nearest_even(x · (127 / max |x|))
 // (llama.cpp's Q8_0 activation blocks), and writes
 //   int8: y[m, n] = post(acc · s_w[n] + b[n]),
 //         acc = fma(float(Σ_{k in g} q_x[m, k] · q_w[n, k]), s_x[m, g], acc)
@@ -25,7 +26,10 @@
 //                   s_x[m, g] · s_w[n, g], acc)
 // over the groups g in order, from +0, the int32 group sums exact,
 // followed by the bias, activation or product and f32 dst of the panel
-// epilogue (panel_kernels.h). src, multiplier and dst are f32.
+// epilogue (panel_kernels.h). src, multiplier and dst are f32. A column
+// (int8) or group (int4, activations) whose largest magnitude is nonzero
+// but below 127 / FLT_MAX (~3.7e-37), where the inverse scale would
+// overflow, is taken as all zeros with scale 0.
 //
 // Bitwise contract: each output element depends only on its own row and
 // the weights: never on the row count, the row's position, the thread

@@ -74,7 +74,8 @@ std::vector<float> Multiply(const QuantizedMatmul& m, const std::vector<float>& 
 }
 
 // The header's symmetric quantization, written out: 127 / max |v|, nearest
-// even, clamped to [-127, 127]. For activation groups and int8 weights.
+// even, clamped to [-127, 127]; all zeros with scale 0 when 127 / max |v|
+// is not finite. For activation groups and int8 weights.
 struct Quantized {
   std::vector<int32_t> q;
   float scale = 0;
@@ -85,9 +86,9 @@ Quantized Quantize(const float* v, int64_t n) {
   for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(v[i]));
   Quantized out;
   out.q.assign(static_cast<size_t>(n), 0);
-  out.scale = amax / 127.0f;
-  if (amax == 0) return out;
   const float inv = 127.0f / amax;
+  if (!std::isfinite(inv)) return out;
+  out.scale = amax / 127.0f;
   for (int64_t i = 0; i < n; ++i) {
     out.q[static_cast<size_t>(i)] =
         static_cast<int32_t>(std::max(-127.0f, std::min(127.0f, std::nearbyint(v[i] * inv))));
@@ -314,6 +315,30 @@ TEST_P(QuantizedMatmulTest, StackedPartsPackAsTheStackedMatrix) {
   auto x = RandomTokens(5 * k, 4);
   auto a = Multiply(*parts, x, 5), b = Multiply(*whole, x, 5);
   EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
+}
+
+// Values so small that 127 / max (or 1 / the int4 scale) overflows are
+// taken as zeros, for weights and for inputs: bias only, nothing undefined.
+TEST_P(QuantizedMatmulTest, TinyGroupsAreZeros) {
+  const int64_t k = 64, n = 16;
+  Problem p = MakeProblem(GetParam(), k, n, MatmulPostOp::kNone, Activation::kRelu, true, 31);
+  for (int64_t i = 0; i < k; ++i) {
+    p.w[static_cast<size_t>(3 * k + i)] = (i % 2 ? 1e-38f : -2e-39f);  // column 3: tiny
+  }
+  p.w_tensor = Tensor::FromFloats(DType::kF32, {n, k}, p.w);
+  ASSERT_OK_AND_ASSIGN(auto m, QuantizedMatmul::Create(p.shape, p.w_tensor, nullptr,
+                                                       p.bias_tensor, ActiveCpuTier()));
+  for (int64_t i = 0; i < k; ++i) {
+    EXPECT_EQ(m->quantized_weight(3, i), 0) << i;
+    EXPECT_EQ(m->weight_scale(3, i), 0.0f) << i;
+  }
+  auto x = RandomTokens(2 * k, 32);
+  for (int64_t i = 0; i < k; ++i) x[static_cast<size_t>(i)] = i % 3 ? 3e-38f : -1e-40f;  // row 0
+  auto got = Multiply(*m, x, 2);
+  for (int64_t c = 0; c < n; ++c) {
+    EXPECT_EQ(got[static_cast<size_t>(c)], p.bias[static_cast<size_t>(c)]) << "col " << c;
+  }
+  EXPECT_EQ(got[static_cast<size_t>(n + 3)], p.bias[3]);
 }
 
 // A zero row gives bias only; a row holding an infinity gives NaN and
