@@ -5,11 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/cpu_tier.h"
+#include "experts/openmp_threads.h"
 #include "experts/panel_kernels.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 namespace moe {
 namespace {
@@ -40,14 +37,6 @@ int PanelsPerTile(int64_t rows) {
 }
 
 panel::Type ToPanelType(DType t) { return t == DType::kBF16 ? panel::Type::kBF16 : panel::Type::kF32; }
-
-int MaxThreads() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
 
 }  // namespace
 
@@ -131,7 +120,7 @@ void PanelMatmul::Execute(const void* src, int64_t rows, void* dst, const void* 
   const int64_t chunk = ChunkSteps(shape_.compute);
   const size_t elem = static_cast<size_t>(DTypeSize(shape_.compute));
   const size_t dst_elem = static_cast<size_t>(DTypeSize(shape_.dst));
-  const int threads = MaxThreads();
+  const int threads = OpenMpMaxThreads();
 
   for (int64_t r0 = 0; r0 < rows; r0 += kPassRows) {
     const int64_t m = std::min(kPassRows, rows - r0);

@@ -5,13 +5,10 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "experts/openmp_threads.h"
 #include "experts/panel_kernels.h"
 #include "experts/panel_matmul.h"
 #include "experts/quantized_kernels.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 namespace moe {
 namespace {
@@ -29,14 +26,6 @@ constexpr int64_t kPassRows = 256;
 constexpr int64_t kChunkBytes = 16384;
 // Software prefetch distance for one row block (memory-bound).
 constexpr int64_t kPrefetchBytes = 1024;
-
-int MaxThreads() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
 
 // 1 / scale as the kernels use it, or 0 when the scale is 0 or so small
 // that its inverse overflows (the group or column is then all zeros).
@@ -275,7 +264,7 @@ void QuantizedMatmul::Execute(const float* src, int64_t rows, float* dst, const 
   pass.x_scale = x_scale;
   pass.x_corr = x_corr;
   pass.acc = reinterpret_cast<float*>(base + x_bytes + 2 * scale_bytes);
-  const int threads = MaxThreads();
+  const int threads = OpenMpMaxThreads();
 
   for (int64_t r0 = 0; r0 < rows; r0 += kPassRows) {
     const int64_t m = std::min(kPassRows, rows - r0);
