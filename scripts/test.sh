@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The README's test command. Installs the Debian packages (as root), then
 #   1. release: builds everything in build/ (GCC, RelWithDebInfo) and runs
-#      every ctest label: unit, workers, overload, container;
+#      every ctest label: unit, workers, workers-tiers, perf, overload,
+#      container;
 #   2. sanitize: builds build-san/ with clang, AddressSanitizer +
 #      UndefinedBehaviorSanitizer (+ libFuzzer coverage, -Wthread-safety as
-#      an error) and runs the unit and workers labels, then the fuzz label
+#      an error) and runs the unit and workers labels (not workers-tiers:
+#      the worker suite capped to lower tiers runs the same worker code; the
+#      tier kernels are sanitized by the unit label's tier runs), then the fuzz label
 #      (each fuzz target for MOE_FUZZ_SECONDS, default 60);
 #   3. tsan: builds build-tsan/ with clang -fsanitize=thread and runs the
 #      batch queue and dynamic batcher tests 5 times (what Debian's
@@ -65,7 +68,7 @@ for stage in $stages; do
       # Any report fails the test that triggered it: ASan and UBSan abort,
       # LeakSanitizer runs at every exit.
       ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-        ctest --test-dir build-san --output-on-failure -j2 -L 'unit|workers' --timeout 1200
+        ctest --test-dir build-san --output-on-failure -j2 -L '^(unit|workers)$' --timeout 1200
       ctest --test-dir build-san --output-on-failure -V -L fuzz
       ;;
     tsan)
