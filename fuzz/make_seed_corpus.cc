@@ -1,8 +1,9 @@
 // Writes the seed corpora of the fuzz targets (checked in under
 // fuzz/corpus/; rerun after a format change):
 //   build/fuzz/make_seed_corpus fuzz/corpus
-// checkpoint/: every preset at a tiny size as a one-layer folder archive,
-//   plus a sharded variant with an index; safetensors/: their
+// checkpoint/: every preset at a tiny size as a one-layer folder archive
+//   (gpt-oss's experts in MXFP4), two in FP8 with block scales, plus a
+//   sharded variant with an index; safetensors/: their
 //   model.safetensors files; request_decoder/: ModelInfer requests of every
 //   accepted form (FP32/BF16 raw, typed contents, routing outputs, params).
 #include <cstdio>
@@ -43,8 +44,14 @@ int main(int argc, char** argv) {
   int written = 0;
   for (const auto& preset : moe::Presets()) {
     moe::LayerSpec spec = *moe::PresetSpec(preset.name);
-    spec.d_model = spec.expert.d_model = 8;
-    spec.expert.d_ff = 4;
+    // gpt-oss is written in MXFP4: rows in groups of 32.
+    const bool mxfp4 = spec.family == "gpt_oss";
+    spec.d_model = spec.expert.d_model = mxfp4 ? 32 : 8;
+    spec.expert.d_ff = mxfp4 ? 32 : 4;
+    if (mxfp4) {
+      spec.router.num_experts = 4;
+      spec.router.top_k = 2;
+    }
     if (spec.has_shared()) {
       spec.shared.d_model = 8;
       spec.shared.d_ff = spec.family == "deepseek_v3" ? 8 : 12;
@@ -65,6 +72,23 @@ int main(int argc, char** argv) {
     WriteFile(out / "safetensors" / preset.name, tensors);
     WriteFile(out / "checkpoint" / preset.name, moe::fuzz::JoinArchive({config, "", tensors}));
     written += 2;
+    if (preset.name == "deepseek-v3-small" || preset.name == "qwen3-30b-a3b") {
+      // The FP8 releases' layout: F8_E4M3 weights with F32 block scales.
+      moe::HfWriteOptions fp8;
+      fp8.fp8_block[0] = 4;
+      fp8.fp8_block[1] = 4;
+      fs::remove_all(tmp);
+      if (auto s = moe::WriteHfLayer(w, tmp.string(), fp8); !s.ok()) {
+        std::fprintf(stderr, "%s fp8: %s\n", preset.name.c_str(), s.ToString().c_str());
+        return 1;
+      }
+      const std::string name = preset.name + "-fp8";
+      const std::string fp8_tensors = ReadFile(tmp / "model.safetensors");
+      WriteFile(out / "safetensors" / name, fp8_tensors);
+      WriteFile(out / "checkpoint" / name,
+                moe::fuzz::JoinArchive({ReadFile(tmp / "config.json"), "", fp8_tensors}));
+      written += 2;
+    }
     if (preset.name == "mixtral-8x7b") {
       // The same layer through an index that maps every tensor to a shard.
       std::string index = "{\"metadata\": {}, \"weight_map\": {";

@@ -31,6 +31,11 @@ absl::StatusOr<Tensor> Fetch(const Checkpoint& ckpt, const std::string& name,
           "quantization_config with quant_method fp8 and weight_block_size"));
     }
     const std::string scale_name = name + "_scale_inv";
+    if (!ckpt.Has(scale_name)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          ckpt.FileOf(name), ": tensor '", name, "': F8_E4M3 with no '", scale_name,
+          "' beside it (its per-block scales)"));
+    }
     MOE_ASSIGN_OR_RETURN(SafetensorsFile::Raw scale, ckpt.GetRaw(scale_name));
     MOE_ASSIGN_OR_RETURN(t, DecodeFp8Blocks(raw, scale, fp8_block[0], fp8_block[1],
                                             ckpt.FileOf(name), name, scale_name));
@@ -75,6 +80,11 @@ absl::StatusOr<std::vector<float>> FetchPackedMatrices(const Checkpoint& ckpt,
                                                        int64_t rows, int64_t cols) {
   const std::vector<int64_t> want = {e, rows, cols};
   if (ckpt.Has(stem + "_blocks")) {
+    if (!ckpt.Has(stem + "_scales")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          ckpt.FileOf(stem + "_blocks"), ": tensor '", stem, "_blocks': MXFP4 blocks with no '",
+          stem, "_scales' beside them (their group scales)"));
+    }
     MOE_ASSIGN_OR_RETURN(SafetensorsFile::Raw blocks, ckpt.GetRaw(stem + "_blocks"));
     MOE_ASSIGN_OR_RETURN(SafetensorsFile::Raw scales, ckpt.GetRaw(stem + "_scales"));
     MOE_ASSIGN_OR_RETURN(Mxfp4Decoded d, DecodeMxfp4(blocks, scales, ckpt.FileOf(stem + "_blocks"),

@@ -1,13 +1,18 @@
 #include "model/checkpoint_writer.h"
 
-#include <filesystem>
 #include <algorithm>
+#include <cstring>
+#include <deque>
+#include <filesystem>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
+#include "model/fp8_weights.h"
 #include "model/hf_layout.h"
+#include "model/mxfp4_weights.h"
+#include "model/safetensors_file.h"
 #include "nlohmann/json.hpp"
 
 namespace moe {
@@ -29,32 +34,136 @@ const char* SafetensorsDType(DType t) {
   return "?";
 }
 
-void AddFfn(const FfnWeights& w, const FfnTensorNames& n,
-            std::vector<std::pair<std::string, Tensor>>* out) {
-  auto add = [&](const std::string& name, const Tensor& t, bool matrix) {
-    if (name.empty() || t.empty()) return;
-    out->emplace_back(name, matrix && n.transposed ? t.Transposed2D() : t);
+// The tensors of one file: owned, in write order.
+class TensorList {
+ public:
+  void Add(const std::string& name, const Tensor& t) {
+    Item& it = items_.emplace_back();
+    it.tensor = t;
+    it.view = {name, SafetensorsDType(t.dtype()), t.shape(), it.tensor.data(),
+               static_cast<size_t>(t.num_bytes())};
+  }
+  void AddBytes(const std::string& name, const std::string& dtype, std::vector<int64_t> shape,
+                std::vector<uint8_t> bytes) {
+    Item& it = items_.emplace_back();
+    it.bytes = std::move(bytes);
+    it.view = {name, dtype, std::move(shape), it.bytes.data(), it.bytes.size()};
+  }
+  std::vector<StoredTensor> Views() const {
+    std::vector<StoredTensor> out;
+    for (const Item& it : items_) out.push_back(it.view);
+    return out;
+  }
+
+ private:
+  struct Item {
+    Tensor tensor;
+    std::vector<uint8_t> bytes;
+    StoredTensor view;
   };
-  add(n.w1, w.w1, true);
-  add(n.w3, w.w3, true);
-  add(n.w2, w.w2, true);
-  add(n.b1, w.b1, false);
-  add(n.b3, w.b3, false);
-  add(n.b2, w.b2, false);
+  std::deque<Item> items_;  // stable addresses for the views
+};
+
+// A weight matrix, as the options say: as is, or FP8 with its scales.
+absl::Status AddMatrix(const std::string& name, const Tensor& t, bool transposed,
+                       const HfWriteOptions& o, TensorList* out) {
+  const Tensor stored = transposed ? t.Transposed2D() : t;
+  if (o.fp8_block[0] <= 0) {
+    out->Add(name, stored);
+    return absl::OkStatus();
+  }
+  MOE_ASSIGN_OR_RETURN(Fp8Encoded enc, EncodeFp8Blocks(stored, o.fp8_block[0], o.fp8_block[1]));
+  const std::vector<int64_t> scale_shape = {
+      (stored.shape()[0] + o.fp8_block[0] - 1) / o.fp8_block[0],
+      (stored.shape()[1] + o.fp8_block[1] - 1) / o.fp8_block[1]};
+  std::vector<uint8_t> scale_bytes(enc.scale_inv.size() * sizeof(float));
+  std::memcpy(scale_bytes.data(), enc.scale_inv.data(), scale_bytes.size());
+  out->AddBytes(name, "F8_E4M3", stored.shape(), std::move(enc.codes));
+  out->AddBytes(name + "_scale_inv", "F32", scale_shape, std::move(scale_bytes));
+  return absl::OkStatus();
+}
+
+absl::Status AddFfn(const FfnWeights& w, const FfnTensorNames& n, const HfWriteOptions& o,
+                    TensorList* out) {
+  for (const auto& [name, t] : {std::pair{n.w1, &w.w1}, {n.w3, &w.w3}, {n.w2, &w.w2}}) {
+    if (name.empty() || t->empty()) continue;
+    MOE_RETURN_IF_ERROR(AddMatrix(name, *t, n.transposed, o, out));
+  }
+  for (const auto& [name, t] : {std::pair{n.b1, &w.b1}, {n.b3, &w.b3}, {n.b2, &w.b2}}) {
+    if (!name.empty() && !t->empty()) out->Add(name, *t);
+  }
+  return absl::OkStatus();
+}
+
+// Rows [e * rows, (e + 1) * rows) of an [E, rows, k] array as MXFP4:
+// `stem`_blocks U8 [E, rows, k / 32, 16] and `stem`_scales U8 [E, rows, k / 32].
+absl::Status AddMxfp4(const std::string& stem, const std::vector<float>& values, int64_t e,
+                      int64_t rows, int64_t k, TensorList* out) {
+  std::vector<uint8_t> blocks, scales;
+  absl::Status st = EncodeMxfp4(values, k, &blocks, &scales);
+  if (!st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", stem, "_blocks': ", st.message()));
+  }
+  out->AddBytes(stem + "_blocks", "U8", {e, rows, k / 32, 16}, std::move(blocks));
+  out->AddBytes(stem + "_scales", "U8", {e, rows, k / 32}, std::move(scales));
+  return absl::OkStatus();
+}
+
+// gpt-oss's packed experts (HfLayerLayout::packed_experts): gate and up
+// interleaved by row (gate even, up odd), MXFP4, decoded [E, 2 d_ff, d_model];
+// down decoded [E, d_model, d_ff]; the biases BF16 beside them.
+absl::Status AddPackedExperts(const LayerWeights& w, const std::string& p, TensorList* out) {
+  const int64_t e = static_cast<int64_t>(w.experts.size());
+  const int64_t d = w.spec.d_model, ff = w.spec.expert.d_ff;
+  if (d % 32 != 0 || ff % 32 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "gpt_oss experts are written in MXFP4, in groups of 32: d_model (", d, ") and d_ff (",
+        ff, ") must be multiples of 32"));
+  }
+  std::vector<float> gate_up(static_cast<size_t>(e * 2 * ff * d)), down;
+  std::vector<float> gate_up_bias(static_cast<size_t>(e * 2 * ff)), down_bias;
+  down.reserve(static_cast<size_t>(e * d * ff));
+  down_bias.reserve(static_cast<size_t>(e * d));
+  for (int64_t x = 0; x < e; ++x) {
+    const FfnWeights& f = w.experts[static_cast<size_t>(x)];
+    const std::vector<float> w1 = f.w1.ToFloats(), w3 = f.w3.ToFloats(), w2 = f.w2.ToFloats();
+    const std::vector<float> b1 = f.b1.ToFloats(), b3 = f.b3.ToFloats(), b2 = f.b2.ToFloats();
+    for (int64_t r = 0; r < ff; ++r) {
+      std::copy(w1.begin() + r * d, w1.begin() + (r + 1) * d,
+                gate_up.begin() + (x * 2 * ff + 2 * r) * d);
+      std::copy(w3.begin() + r * d, w3.begin() + (r + 1) * d,
+                gate_up.begin() + (x * 2 * ff + 2 * r + 1) * d);
+      gate_up_bias[static_cast<size_t>(x * 2 * ff + 2 * r)] = b1[static_cast<size_t>(r)];
+      gate_up_bias[static_cast<size_t>(x * 2 * ff + 2 * r + 1)] = b3[static_cast<size_t>(r)];
+    }
+    down.insert(down.end(), w2.begin(), w2.end());
+    down_bias.insert(down_bias.end(), b2.begin(), b2.end());
+  }
+  MOE_RETURN_IF_ERROR(AddMxfp4(p + "gate_up_proj", gate_up, e, 2 * ff, d, out));
+  out->Add(p + "gate_up_proj_bias", Tensor::FromFloats(DType::kBF16, {e, 2 * ff}, gate_up_bias));
+  MOE_RETURN_IF_ERROR(AddMxfp4(p + "down_proj", down, e, d, ff, out));
+  out->Add(p + "down_proj_bias", Tensor::FromFloats(DType::kBF16, {e, d}, down_bias));
+  return absl::OkStatus();
 }
 
 }  // namespace
 
-absl::Status WriteSafetensors(const std::string& path,
-                              const std::vector<std::pair<std::string, Tensor>>& tensors) {
+absl::Status WriteSafetensors(const std::string& path, const std::vector<StoredTensor>& tensors) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   uint64_t offset = 0;
-  for (const auto& [name, t] : tensors) {
-    const uint64_t bytes = static_cast<uint64_t>(t.num_bytes());
-    header[name] = {{"dtype", SafetensorsDType(t.dtype())},
-                    {"shape", t.shape()},
-                    {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
+  for (const StoredTensor& t : tensors) {
+    int64_t n = 1;
+    for (int64_t d : t.shape) n *= d;
+    const int size = SafetensorsDTypeSize(t.dtype);
+    if (size == 0 || static_cast<uint64_t>(n) * static_cast<uint64_t>(size) != t.bytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": tensor '", t.name, "': ", t.bytes, " bytes do not hold ", t.dtype, " ",
+          ShapeToString(t.shape)));
+    }
+    header[t.name] = {{"dtype", t.dtype},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, offset + t.bytes}}};
+    offset += t.bytes;
   }
   header["__metadata__"] = {{"format", "pt"}};
   std::string text = header.dump();
@@ -65,41 +174,56 @@ absl::Status WriteSafetensors(const std::string& path,
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(text.size() >> (8 * i));
   out.write(reinterpret_cast<const char*>(len), 8);
   out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  for (const auto& [name, t] : tensors) {
-    out.write(static_cast<const char*>(t.data()), static_cast<std::streamsize>(t.num_bytes()));
+  for (const StoredTensor& t : tensors) {
+    out.write(static_cast<const char*>(t.data), static_cast<std::streamsize>(t.bytes));
   }
   out.close();
   if (!out) return absl::DataLossError(absl::StrCat(path, ": write failed"));
   return absl::OkStatus();
 }
 
+absl::Status WriteSafetensors(const std::string& path,
+                              const std::vector<std::pair<std::string, Tensor>>& tensors) {
+  std::vector<StoredTensor> views;
+  for (const auto& [name, t] : tensors) {
+    views.push_back({name, SafetensorsDType(t.dtype()), t.shape(), t.data(),
+                     static_cast<size_t>(t.num_bytes())});
+  }
+  return WriteSafetensors(path, views);
+}
+
 namespace {
 
 // Appends layer `layer`'s tensors of `w` under the names `config` gives.
 absl::Status AddLayer(const LayerWeights& w, const nlohmann::json& config, int layer,
-                      const std::string& config_path,
-                      std::vector<std::pair<std::string, Tensor>>* out) {
+                      const std::string& config_path, const HfWriteOptions& options,
+                      TensorList* out) {
   MOE_RETURN_IF_ERROR(ValidateLayerWeights(w));
   // Resolve our own config back to names (first-choice prefixes).
   MOE_ASSIGN_OR_RETURN(HfLayerLayout layout,
                        ResolveHfLayer(config, layer, config_path,
                                       [](const std::string&) { return true; }));
-  if (layout.spec.dense != w.spec.dense || layout.experts.size() != w.experts.size() ||
-      !layout.packed_experts.empty()) {
+  const bool packed = !layout.packed_experts.empty();
+  if (layout.spec.dense != w.spec.dense ||
+      (!packed && layout.experts.size() != w.experts.size())) {
     return absl::InvalidArgumentError(absl::StrCat(
         config_path, ": layer ", layer, " resolves to ", layout.spec.Summary(),
         ", not the layer written (", w.spec.Summary(), ")"));
   }
-  std::vector<std::pair<std::string, Tensor>>& tensors = *out;
   if (!w.spec.dense) {
-    tensors.emplace_back(layout.gate_weight, w.gate_weight);
-    if (w.spec.gate_bias) tensors.emplace_back(layout.gate_bias, w.gate_bias);
-    if (w.spec.correction_bias) tensors.emplace_back(layout.correction_bias, w.correction_bias);
+    out->Add(layout.gate_weight, w.gate_weight);
+    if (w.spec.gate_bias) out->Add(layout.gate_bias, w.gate_bias);
+    if (w.spec.correction_bias) out->Add(layout.correction_bias, w.correction_bias);
   }
-  for (size_t i = 0; i < w.experts.size(); ++i) AddFfn(w.experts[i], layout.experts[i], &tensors);
+  if (packed) {
+    MOE_RETURN_IF_ERROR(AddPackedExperts(w, layout.packed_experts, out));
+  }
+  for (size_t i = 0; i < layout.experts.size(); ++i) {
+    MOE_RETURN_IF_ERROR(AddFfn(w.experts[i], layout.experts[i], options, out));
+  }
   if (w.spec.has_shared()) {
-    AddFfn(w.shared, layout.shared, &tensors);
-    if (w.spec.shared_gate) tensors.emplace_back(layout.shared_gate, w.shared_gate);
+    MOE_RETURN_IF_ERROR(AddFfn(w.shared, layout.shared, options, out));
+    if (w.spec.shared_gate) out->Add(layout.shared_gate, w.shared_gate);
   }
   return absl::OkStatus();
 }
@@ -114,15 +238,21 @@ absl::Status WriteText(const std::string& path, const std::string& text) {
 
 }  // namespace
 
-absl::Status WriteHfLayer(const LayerWeights& w, const std::string& dir) {
-  return WriteHfLayers(1, 1, [&w](int) -> absl::StatusOr<LayerWeights> { return w; }, dir);
+absl::Status WriteHfLayer(const LayerWeights& w, const std::string& dir,
+                          const HfWriteOptions& options) {
+  return WriteHfLayers(
+      1, 1, [&w](int) -> absl::StatusOr<LayerWeights> { return w; }, dir, options);
 }
 
 absl::Status WriteHfLayers(int num_layers, int layers_per_file,
                            const std::function<absl::StatusOr<LayerWeights>(int)>& make,
-                           const std::string& dir) {
+                           const std::string& dir, const HfWriteOptions& options) {
   if (num_layers < 1 || layers_per_file < 1) {
     return absl::InvalidArgumentError("need at least one layer and one layer per file");
+  }
+  const bool fp8 = options.fp8_block[0] > 0 || options.fp8_block[1] > 0;
+  if (fp8 && (options.fp8_block[0] <= 0 || options.fp8_block[1] <= 0)) {
+    return absl::InvalidArgumentError("an FP8 block needs positive rows and columns");
   }
   const std::filesystem::path root(dir);
   const std::string config_path = (root / "config.json").string();
@@ -134,12 +264,25 @@ absl::Status WriteHfLayers(int num_layers, int layers_per_file,
   LayerSpec first;
   nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
   for (int f = 0; f < files; ++f) {
-    std::vector<std::pair<std::string, Tensor>> tensors;
+    TensorList tensors;
     for (int l = f * layers_per_file; l < std::min(num_layers, (f + 1) * layers_per_file); ++l) {
       MOE_ASSIGN_OR_RETURN(LayerWeights w, make(l));
       if (l == 0) {
         first = w.spec;
         MOE_ASSIGN_OR_RETURN(config, MakeHfConfig(w.spec));
+        if (fp8) {
+          if (w.spec.family == "gpt_oss" || w.spec.family == "gpt2") {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "FP8 block-scaled weights are not written for family ", w.spec.family,
+                w.spec.family == "gpt_oss" ? " (its experts are MXFP4)"
+                                           : " (its matrices are stored [in, out])"));
+          }
+          config["quantization_config"] = {
+              {"quant_method", "fp8"},
+              {"fmt", "e4m3"},
+              {"activation_scheme", "dynamic"},
+              {"weight_block_size", {options.fp8_block[0], options.fp8_block[1]}}};
+        }
         // Every layer has layer 0's spec: a family that interleaves sparse
         // layers (switch_transformers) makes them all sparse.
         for (const char* key :
@@ -151,13 +294,14 @@ absl::Status WriteHfLayers(int num_layers, int layers_per_file,
             absl::StrCat("layer ", l, " (", w.spec.Summary(), ") differs from layer 0 (",
                          first.Summary(), "): one config.json describes them all"));
       }
-      MOE_RETURN_IF_ERROR(AddLayer(w, config, l, config_path, &tensors));
+      MOE_RETURN_IF_ERROR(AddLayer(w, config, l, config_path, options, &tensors));
     }
     const std::string file =
         files == 1 ? std::string("model.safetensors")
                    : absl::StrFormat("model-%05d-of-%05d.safetensors", f + 1, files);
-    for (const auto& [name, t] : tensors) weight_map[name] = file;
-    MOE_RETURN_IF_ERROR(WriteSafetensors((root / file).string(), tensors));
+    const std::vector<StoredTensor> views = tensors.Views();
+    for (const StoredTensor& t : views) weight_map[t.name] = file;
+    MOE_RETURN_IF_ERROR(WriteSafetensors((root / file).string(), views));
   }
   if (files > 1) {
     nlohmann::ordered_json index = {{"metadata", nlohmann::ordered_json::object()},

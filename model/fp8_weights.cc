@@ -1,5 +1,6 @@
 #include "model/fp8_weights.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -23,6 +24,62 @@ float DecodeE4m3(uint8_t byte) {
     v = std::ldexp(static_cast<float>(8 + man), exp - 10);  // (1 + man / 8) * 2^(exp - 7)
   }
   return sign ? -v : v;
+}
+
+uint8_t EncodeE4m3(float v) {
+  if (std::isnan(v)) return 0x7F;
+  const uint8_t sign = std::signbit(v) ? 0x80 : 0;
+  const float a = std::fabs(v);
+  if (a >= 448.0f) return sign | 0x7E;  // the largest finite value
+  // The codes' magnitudes increase with the code: binary search for the
+  // last code whose value is <= a, then pick it or the next by distance.
+  uint8_t lo = 0, hi = 0x7E;
+  while (lo < hi) {
+    const uint8_t mid = static_cast<uint8_t>((lo + hi + 1) / 2);
+    if (DecodeE4m3(mid) <= a) {
+      lo = mid;
+    } else {
+      hi = static_cast<uint8_t>(mid - 1);
+    }
+  }
+  uint8_t code = lo;
+  if (lo < 0x7E) {
+    const float below = a - DecodeE4m3(lo), above = DecodeE4m3(static_cast<uint8_t>(lo + 1)) - a;
+    if (above < below || (above == below && (lo & 1) != 0)) code = static_cast<uint8_t>(lo + 1);
+  }
+  return code == 0 ? 0 : static_cast<uint8_t>(sign | code);
+}
+
+absl::StatusOr<Fp8Encoded> EncodeFp8Blocks(const Tensor& weight, int64_t bn, int64_t bk) {
+  if (weight.shape().size() != 2 || bn < 1 || bk < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("FP8 blocks need a 2-D weight, got ",
+                                                   weight.ShapeString()));
+  }
+  const int64_t n = weight.shape()[0], k = weight.shape()[1];
+  const int64_t sn = (n + bn - 1) / bn, sk = (k + bk - 1) / bk;
+  const std::vector<float> w = weight.ToFloats();
+  Fp8Encoded out;
+  out.codes.resize(w.size());
+  out.scale_inv.assign(static_cast<size_t>(sn * sk), 0.0f);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < k; ++j) {
+      const float v = w[static_cast<size_t>(i * k + j)];
+      if (!std::isfinite(v)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("FP8: value ", v, " at [", i, ", ", j, "] is not finite"));
+      }
+      float& s = out.scale_inv[static_cast<size_t>((i / bn) * sk + j / bk)];
+      s = std::max(s, std::fabs(v));
+    }
+  }
+  for (float& s : out.scale_inv) s = s > 0 ? s / 448.0f : 1.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < k; ++j) {
+      const float s = out.scale_inv[static_cast<size_t>((i / bn) * sk + j / bk)];
+      out.codes[static_cast<size_t>(i * k + j)] = EncodeE4m3(w[static_cast<size_t>(i * k + j)] / s);
+    }
+  }
+  return out;
 }
 
 absl::StatusOr<Tensor> DecodeFp8Blocks(const SafetensorsFile::Raw& weight,

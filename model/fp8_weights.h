@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/tensor.h"
@@ -20,6 +21,20 @@ namespace moe {
 
 // The value of an e4m3fn byte (NaN for S.1111.111).
 float DecodeE4m3(uint8_t byte);
+
+// The e4m3fn byte nearest to `v`, ties to even, saturating at +-448 (the
+// format has no infinities); NaN gives the NaN code 0x7F.
+uint8_t EncodeE4m3(float v);
+
+// A weight quantized as the FP8 releases are: per block, scale_inv =
+// max |w| / 448 (1 for a block of zeros) and W_q = e4m3(w / scale_inv).
+struct Fp8Encoded {
+  std::vector<uint8_t> codes;  // [N, K]
+  std::vector<float> scale_inv;  // [ceil(N / bn), ceil(K / bk)]
+};
+// Quantizes the 2-D `weight` ([N, K], any float dtype) in blocks of bn x bk.
+// A non-finite value is INVALID_ARGUMENT.
+absl::StatusOr<Fp8Encoded> EncodeFp8Blocks(const Tensor& weight, int64_t bn, int64_t bk);
 
 // Decodes `weight` (F8_E4M3 [N, K]) with `scale` (F32 [ceil(N / bn),
 // ceil(K / bk)]) into a BF16 [N, K] tensor. `weight_name`, `scale_name`

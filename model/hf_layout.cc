@@ -642,8 +642,27 @@ absl::StatusOr<json> MakeHfConfig(const LayerSpec& s) {
     return c;
   }
   if (f == "gpt_oss") {
-    return unsupported("writing gpt_oss's packed experts (MXFP4) is not implemented; serve the "
-                       "gpt-oss-20b preset in process, or load a real gpt-oss checkpoint");
+    if (s.dense || !s.expert.gated || !s.expert.has_bias || !(s.expert.swiglu_limit > 0) ||
+        s.expert.activation != Activation::kSilu || s.router.scoring != ScoringFunc::kSoftmax ||
+        !s.router.renormalize || !s.gate_bias || s.correction_bias || s.has_shared()) {
+      return unsupported("gpt_oss layers are clamped-SwiGLU experts with biases, a router with "
+                         "a bias, softmax over the top k and no shared expert");
+    }
+    c["architectures"] = {"GptOssForCausalLM"};
+    c["num_hidden_layers"] = 1;
+    c["hidden_size"] = s.d_model;
+    c["intermediate_size"] = s.expert.d_ff;
+    c["num_local_experts"] = s.router.num_experts;
+    c["num_experts_per_tok"] = s.router.top_k;
+    c["experts_per_token"] = s.router.top_k;
+    c["swiglu_limit"] = s.expert.swiglu_limit;
+    c["hidden_act"] = act;
+    c["quantization_config"] = {
+        {"quant_method", "mxfp4"},
+        {"modules_to_not_convert",
+         {"model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens",
+          "lm_head"}}};
+    return c;
   }
   return unsupported("unknown family");
 }

@@ -5,6 +5,12 @@
 // group of 32 values by 2^(scale - 127) (255 is NaN in the format and is
 // rejected). Decoded, row r holds R rows of K = 32 G values.
 //
+// Encoding (for writing checkpoints) follows the OCP MX specification's
+// conversion: a group's scale is 2^(floor(log2(max |v|)) - 2) (e2m1's
+// largest exponent is 2), each value divided by it is rounded to the
+// nearest e2m1 value, ties to the even code, saturating at +-6. Encoding
+// values that an encoding decoded to gives the same bytes back.
+//
 // Thread-safety: pure functions.
 #ifndef MOE_MODEL_MXFP4_WEIGHTS_H_
 #define MOE_MODEL_MXFP4_WEIGHTS_H_
@@ -20,6 +26,20 @@ namespace moe {
 
 // The value of an e2m1 nibble (the low 4 bits of `code`).
 float DecodeE2m1(uint8_t code);
+
+// The e2m1 code (sign in bit 3) nearest to `v`, ties to the even code,
+// saturating at +-6; NaN gives +0. Zero is always +0.
+uint8_t EncodeE2m1(float v);
+
+// Encodes `values`, row-major rows of `k` values (k a positive multiple of
+// 32), into `blocks` (16 bytes per group of 32, low nibble first) and
+// `scales` (one e8m0 byte per group), both resized. Non-finite values are
+// INVALID_ARGUMENT naming their index; a group of zeros gets scale 2^0.
+absl::Status EncodeMxfp4(const std::vector<float>& values, int64_t k,
+                         std::vector<uint8_t>* blocks, std::vector<uint8_t>* scales);
+
+// The values MXFP4 stores for `values` (EncodeMxfp4, then decoded).
+absl::StatusOr<std::vector<float>> RoundToMxfp4(const std::vector<float>& values, int64_t k);
 
 struct Mxfp4Decoded {
   std::vector<int64_t> shape;  // the blocks' leading dims, then K = 32 G

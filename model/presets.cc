@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/seeded_random.h"
+#include "model/mxfp4_weights.h"
 
 namespace moe {
 namespace {
@@ -40,13 +41,31 @@ Tensor Uniform(uint64_t seed, const std::string& name, std::vector<int64_t> shap
   return Tensor::FromFloats(DType::kBF16, std::move(shape), rng.UniformVector(n, limit));
 }
 
-FfnWeights MakeFfn(const FfnSpec& s, uint64_t seed, const std::string& prefix) {
+// `t` (bf16) rounded to the MXFP4 grid along its rows, when they are a
+// multiple of 32 long (MXFP4 values are exact in bf16).
+Tensor OnMxfp4Grid(const Tensor& t) {
+  const int64_t k = t.shape().back();
+  if (k % 32 != 0) return t;
+  absl::StatusOr<std::vector<float>> v = RoundToMxfp4(t.ToFloats(), k);
+  if (!v.ok()) return t;  // not reached: the generator's values are finite
+  return Tensor::FromFloats(DType::kBF16, t.shape(), *v);
+}
+
+// One FFN's weights; with `mxfp4` its matrices lie on the MXFP4 grid, as
+// gpt-oss's experts do (so they write to MXFP4 and load back exactly).
+FfnWeights MakeFfn(const FfnSpec& s, uint64_t seed, const std::string& prefix,
+                   bool mxfp4 = false) {
   const float in_limit = 1.0f / std::sqrt(static_cast<float>(s.d_model));
   const float ff_limit = 1.0f / std::sqrt(static_cast<float>(s.d_ff));
   FfnWeights w;
   w.w1 = Uniform(seed, prefix + ".w1", {s.d_ff, s.d_model}, in_limit);
   if (s.gated) w.w3 = Uniform(seed, prefix + ".w3", {s.d_ff, s.d_model}, in_limit);
   w.w2 = Uniform(seed, prefix + ".w2", {s.d_model, s.d_ff}, ff_limit);
+  if (mxfp4) {
+    w.w1 = OnMxfp4Grid(w.w1);
+    if (s.gated) w.w3 = OnMxfp4Grid(w.w3);
+    w.w2 = OnMxfp4Grid(w.w2);
+  }
   if (s.has_bias) {
     w.b1 = Uniform(seed, prefix + ".b1", {s.d_ff}, in_limit);
     if (s.gated) w.b3 = Uniform(seed, prefix + ".b3", {s.d_ff}, in_limit);
@@ -74,8 +93,8 @@ const std::vector<PresetInfo>& Presets() {
        "renormalised"},
       {"gpt-oss-20b",
        "gpt-oss-20b layer: d_model 2880, 32 experts clamped SwiGLU d_ff 2880 with biases, "
-       "router bias, top-4 softmax over the k (in process only: moe_export_preset cannot "
-       "write its MXFP4 layout)"},
+       "router bias, top-4 softmax over the k; expert matrices on the MXFP4 grid (written "
+       "as MXFP4, as shipped)"},
       {"deepseek-v3-small",
        "DeepSeek-V3 routing at a small size: d_model 1024, 64 experts d_ff 512, top-8, "
        "sigmoid + correction bias, 8 groups top-4, 2 shared experts, scaling 2.5"},
@@ -192,7 +211,8 @@ LayerWeights MakeSyntheticWeights(const LayerSpec& spec, uint64_t seed,
   w.experts.resize(static_cast<size_t>(e));
   for (int i = 0; i < e; ++i) {
     if (!hosted.empty() && std::find(hosted.begin(), hosted.end(), i) == hosted.end()) continue;
-    w.experts[static_cast<size_t>(i)] = MakeFfn(spec.expert, seed, absl::StrCat("expert.", i));
+    w.experts[static_cast<size_t>(i)] =
+        MakeFfn(spec.expert, seed, absl::StrCat("expert.", i), spec.family == "gpt_oss");
   }
   if (spec.has_shared()) {
     w.shared = MakeFfn(spec.shared, seed, "shared");

@@ -20,6 +20,10 @@
 //   bert-base         dense 768/3072 GELU (erf) with biases
 //   gpt2              dense 768/3072 gelu_tanh with biases
 //   llama-7b          dense 4096/11008 SwiGLU
+//   qwen3-30b-a3b     qwen3_moe, 2048, 128 x 768, top-8, renormalised
+//   olmoe-1b-7b       olmoe, 2048, 64 x 1024, top-8, not renormalised
+//   gpt-oss-20b       gpt_oss, 2880, 32 x 2880 clamped SwiGLU with biases,
+//                     top-4; expert matrices on the MXFP4 grid, as shipped
 #ifndef MOE_MODEL_PRESETS_H_
 #define MOE_MODEL_PRESETS_H_
 

@@ -2,7 +2,9 @@
 // and bf16 rounding, and the errors that stop a malformed checkpoint.
 #include "model/fp8_weights.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -107,6 +109,84 @@ TEST(Fp8WeightsTest, MalformedTensorsAreRejectedByName) {
   Stored not_fp8 = F32({2, 2}, {1, 2, 3, 4});
   EXPECT_THAT(DecodeFp8Blocks(not_fp8.raw(), good.raw(), 128, 128, "m", "w", "w_s"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expected F8_E4M3")));
+}
+
+// The naive reference: the nearest finite e4m3fn value by exhaustive
+// search, ties to the even code; beyond 448, 448.
+uint8_t NaiveE4m3(float v) {
+  uint8_t best = 0;
+  for (int c = 0; c < 256; ++c) {
+    const float q = DecodeE4m3(static_cast<uint8_t>(c));
+    if (std::isnan(q)) continue;
+    const double d = std::fabs(static_cast<double>(v) - q);
+    const double db = std::fabs(static_cast<double>(v) - DecodeE4m3(best));
+    if (d < db || (d == db && (best & 1) != 0 && (c & 1) == 0)) best = static_cast<uint8_t>(c);
+  }
+  return best == 0x80 ? 0 : best;
+}
+
+TEST(Fp8WeightsTest, EncodeE4m3IsNearestTiesToEvenSaturating) {
+  EXPECT_EQ(EncodeE4m3(1.0f), 0x38);
+  EXPECT_EQ(EncodeE4m3(1.0625f), 0x38);  // midpoint of 1 and 1.125: the even code
+  EXPECT_EQ(EncodeE4m3(1.1875f), 0x3A);  // midpoint of 1.125 and 1.25: the even code
+  EXPECT_EQ(EncodeE4m3(1e9f), 0x7E);     // saturates at 448
+  EXPECT_EQ(EncodeE4m3(-1e9f), 0xFE);
+  EXPECT_EQ(EncodeE4m3(0.0009765625f), 0x00);  // half the smallest subnormal: to 0
+  EXPECT_EQ(EncodeE4m3(std::nanf("")), 0x7F);
+  uint32_t state = 7;
+  for (int i = 0; i < 20000; ++i) {
+    state = state * 1664525u + 1013904223u;
+    const float u = static_cast<float>(state >> 8) / 16777216.0f - 0.5f;
+    const float v = u * std::ldexp(1.0f, i % 24 - 10);
+    EXPECT_EQ(EncodeE4m3(v), NaiveE4m3(v)) << v;
+  }
+  // Every code's own value and every midpoint between neighbours.
+  for (int c = 0; c < 0x7E; ++c) {
+    const float a = DecodeE4m3(static_cast<uint8_t>(c));
+    const float b = DecodeE4m3(static_cast<uint8_t>(c + 1));
+    EXPECT_EQ(EncodeE4m3(a), NaiveE4m3(a)) << c;
+    EXPECT_EQ(EncodeE4m3((a + b) / 2), NaiveE4m3((a + b) / 2)) << c;
+  }
+}
+
+TEST(Fp8WeightsTest, BlocksEncodeWithMaxOver448AndDecodeBack) {
+  // 5 x 7 in 2 x 4 blocks; one block all zero.
+  std::vector<float> w(35);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = std::sin(static_cast<float>(i) * 1.3f) * (1 + i % 5);
+  for (int r = 0; r < 2; ++r) {
+    for (int c = 0; c < 4; ++c) w[static_cast<size_t>(r * 7 + c)] = 0;
+  }
+  const Tensor t = Tensor::FromFloats(DType::kF32, {5, 7}, w);
+  ASSERT_OK_AND_ASSIGN(Fp8Encoded enc, EncodeFp8Blocks(t, 2, 4));
+  ASSERT_EQ(enc.scale_inv.size(), 3u * 2);
+  EXPECT_EQ(enc.scale_inv[0], 1.0f);
+  for (int bi = 0; bi < 3; ++bi) {
+    for (int bj = 0; bj < 2; ++bj) {
+      float amax = 0;
+      for (int i = bi * 2; i < std::min(5, bi * 2 + 2); ++i) {
+        for (int j = bj * 4; j < std::min(7, bj * 4 + 4); ++j) {
+          amax = std::max(amax, std::fabs(w[static_cast<size_t>(i * 7 + j)]));
+        }
+      }
+      if (amax > 0) {
+        EXPECT_EQ(enc.scale_inv[static_cast<size_t>(bi * 2 + bj)], amax / 448.0f);
+      }
+    }
+  }
+  Stored codes = Fp8({5, 7}, enc.codes);
+  Stored scales = F32({3, 2}, enc.scale_inv);
+  ASSERT_OK_AND_ASSIGN(Tensor d, DecodeFp8Blocks(codes.raw(), scales.raw(), 2, 4, "f", "w", "s"));
+  for (int64_t i = 0; i < 5; ++i) {
+    for (int64_t j = 0; j < 7; ++j) {
+      const float s = enc.scale_inv[static_cast<size_t>((i / 2) * 2 + j / 4)];
+      const float v = w[static_cast<size_t>(i * 7 + j)];
+      EXPECT_EQ(enc.codes[static_cast<size_t>(i * 7 + j)], NaiveE4m3(v / s)) << i << ", " << j;
+      // e4m3 keeps 3 mantissa bits (relative error <= 2^-4), bf16 adds 2^-9;
+      // below the normal range the step is 2^-9 of the scale.
+      EXPECT_NEAR(Bf16Value(d, i * 7 + j), v, std::fabs(v) * 0.0665f + s * 0.001f)
+          << i << ", " << j;
+    }
+  }
 }
 
 }  // namespace

@@ -2,7 +2,9 @@
 // and the errors that stop a malformed checkpoint.
 #include "model/mxfp4_weights.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -69,6 +71,85 @@ TEST(Mxfp4WeightsTest, MalformedTensorsAreRejectedByName) {
   Stored not_blocks = U8({1, 1, 8}, std::vector<uint8_t>(8, 0));
   EXPECT_THAT(DecodeMxfp4(not_blocks.raw(), wrong.raw(), "m", "x_blocks", "x_scales"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'x_blocks'")));
+}
+
+// The naive reference: the nearest of the 15 e2m1 values by exhaustive
+// search, ties to the even code, beyond 6 the largest.
+uint8_t NaiveE2m1(float v) {
+  uint8_t best = 0;
+  for (uint8_t c = 0; c < 16; ++c) {
+    const double d = std::fabs(static_cast<double>(v) - DecodeE2m1(c));
+    const double db = std::fabs(static_cast<double>(v) - DecodeE2m1(best));
+    if (d < db || (d == db && (best & 1) != 0 && (c & 1) == 0)) best = c;
+  }
+  return best == 8 ? 0 : best;  // -0 is written +0
+}
+
+TEST(Mxfp4WeightsTest, EncodeE2m1IsNearestTiesToEvenSaturating) {
+  // Every midpoint between neighbours goes to the even code.
+  EXPECT_EQ(EncodeE2m1(0.25f), 0);
+  EXPECT_EQ(EncodeE2m1(0.75f), 2);   // 1.0, not 0.5
+  EXPECT_EQ(EncodeE2m1(1.25f), 2);   // 1.0, not 1.5
+  EXPECT_EQ(EncodeE2m1(1.75f), 4);   // 2.0
+  EXPECT_EQ(EncodeE2m1(2.5f), 4);    // 2.0
+  EXPECT_EQ(EncodeE2m1(3.5f), 6);    // 4.0
+  EXPECT_EQ(EncodeE2m1(5.0f), 6);    // 4.0, not 6.0
+  EXPECT_EQ(EncodeE2m1(-5.0f), 14);
+  EXPECT_EQ(EncodeE2m1(1e30f), 7);   // saturates
+  EXPECT_EQ(EncodeE2m1(-7.0f), 15);
+  EXPECT_EQ(EncodeE2m1(-0.1f), 0);   // rounds to zero: +0
+  for (int i = -2000; i <= 2000; ++i) {
+    const float v = static_cast<float>(i) / 256.0f;
+    EXPECT_EQ(EncodeE2m1(v), NaiveE2m1(v)) << v;
+  }
+}
+
+TEST(Mxfp4WeightsTest, EncodeThenDecodeIsTheNearestGridValueAndIdempotent) {
+  // 3 rows of 64: groups of varied magnitude, one all zero, one with a
+  // single tiny value.
+  std::vector<float> v(3 * 64);
+  uint32_t state = 12345;
+  for (size_t i = 0; i < v.size(); ++i) {
+    state = state * 1664525u + 1013904223u;
+    const float u = static_cast<float>(state >> 8) / 16777216.0f - 0.5f;
+    v[i] = u * std::ldexp(1.0f, static_cast<int>(i / 32) * 3 - 6);
+  }
+  for (int i = 64; i < 96; ++i) v[static_cast<size_t>(i)] = 0;
+  v[100] = 3e-30f;
+  std::vector<uint8_t> blocks, scales;
+  ASSERT_OK(EncodeMxfp4(v, 64, &blocks, &scales));
+  ASSERT_EQ(blocks.size(), 6u * 16);
+  ASSERT_EQ(scales.size(), 6u);
+  EXPECT_EQ(scales[2], 127);  // the zero group
+  ASSERT_OK_AND_ASSIGN(std::vector<float> q, RoundToMxfp4(v, 64));
+  for (size_t g = 0; g < 6; ++g) {
+    float amax = 0;
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(v[g * 32 + i]));
+    if (amax == 0) continue;
+    // The OCP MX scale: 2^(floor(log2 amax) - 2).
+    const int shared = static_cast<int>(std::floor(std::log2(static_cast<double>(amax)))) - 2;
+    EXPECT_EQ(static_cast<int>(scales[g]) - 127, shared) << g;
+    for (int i = 0; i < 32; ++i) {
+      const size_t at = g * 32 + i;
+      const float want = DecodeE2m1(NaiveE2m1(std::ldexp(v[at], -shared))) * std::ldexp(1.0f, shared);
+      EXPECT_EQ(q[at], want) << g << ", " << i;
+    }
+  }
+  // Values on the grid encode to the same bytes.
+  std::vector<uint8_t> blocks2, scales2;
+  ASSERT_OK(EncodeMxfp4(q, 64, &blocks2, &scales2));
+  EXPECT_EQ(blocks2, blocks);
+  EXPECT_EQ(scales2, scales);
+}
+
+TEST(Mxfp4WeightsTest, EncodeRejectsRowsNotInGroupsOf32AndNonFiniteValues) {
+  std::vector<uint8_t> blocks, scales;
+  EXPECT_THAT(EncodeMxfp4(std::vector<float>(48, 1.0f), 48, &blocks, &scales),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("multiple of 32")));
+  std::vector<float> v(32, 1.0f);
+  v[5] = std::nanf("");
+  EXPECT_THAT(EncodeMxfp4(v, 32, &blocks, &scales),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("index 5")));
 }
 
 }  // namespace

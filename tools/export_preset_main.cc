@@ -4,12 +4,19 @@
 //
 //   moe_export_preset --preset=qwen2-moe-a2.7b --out=/tmp/qwen
 //   moe_export_preset --preset=demo --layers=16 --out=/tmp/demo16   # 16 layers, sharded
+//   moe_export_preset --preset=qwen3-30b-a3b --fp8_block=128,128 --out=/tmp/q3fp8
+//                                            # experts as FP8 with 128x128 block scales
 //   moe_export_preset --list
+//
+// gpt-oss-20b's experts are written in MXFP4, as gpt-oss ships them.
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "common/command_line.h"
 #include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "model/checkpoint_writer.h"
 #include "model/presets.h"
 
@@ -20,6 +27,10 @@ ABSL_FLAG(bool, list, false, "List the presets and exit.");
 ABSL_FLAG(int, layers, 1,
           "Layers to write, each the preset's shape with its own weights (layer L: seed + L).");
 ABSL_FLAG(int, layers_per_file, 4, "Layers per safetensors shard when --layers > 1.");
+ABSL_FLAG(std::string, fp8_block, "",
+          "ROWS,COLS: write the FFN weight matrices as F8_E4M3 with an F32 weight_scale_inv per "
+          "ROWS x COLS block (DeepSeek-V3 and Qwen3 -FP8 use 128,128); empty: as generated "
+          "(bf16).");
 
 int main(int argc, char** argv) {
   moe::ParseCommandLineOrExit(argc, argv,
@@ -48,12 +59,23 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "moe_export_preset: --layers and --layers_per_file must be >= 1\n");
     return 2;
   }
+  moe::HfWriteOptions options;
+  if (const std::string block = absl::GetFlag(FLAGS_fp8_block); !block.empty()) {
+    const std::vector<std::string> parts = absl::StrSplit(block, ',');
+    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &options.fp8_block[0]) ||
+        !absl::SimpleAtoi(parts[1], &options.fp8_block[1]) || options.fp8_block[0] < 1 ||
+        options.fp8_block[1] < 1) {
+      std::fprintf(stderr, "moe_export_preset: --fp8_block must be ROWS,COLS (e.g. 128,128), "
+                           "got '%s'\n", block.c_str());
+      return 2;
+    }
+  }
   absl::Status st =
-      layers == 1 ? moe::WriteHfLayer(*weights, out)
+      layers == 1 ? moe::WriteHfLayer(*weights, out, options)
                   : moe::WriteHfLayers(
                         layers, absl::GetFlag(FLAGS_layers_per_file),
                         [&](int l) { return moe::MakePreset(preset, seed + static_cast<uint64_t>(l)); },
-                        out);
+                        out, options);
   if (!st.ok()) {
     std::fprintf(stderr, "moe_export_preset: %s\n", st.ToString().c_str());
     return 1;
