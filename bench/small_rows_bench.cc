@@ -1,6 +1,7 @@
 // Small row counts, one matrix at a time: PackedMatmul::Execute (what the
 // layer runs at the active CPU tier: the streaming kernel where it is
-// planned, or the panel kernels) against oneDNN's matmul primitives (on
+// planned, the panel kernels, or for int8 and int4 QuantizedMatmul)
+// against oneDNN's matmul primitives (f32 and bf16; on
 // the same packed weights where oneDNN packed them, else on oneDNN's own
 // packing of the same values), rows 1..16.
 // Each iteration uses the next of a set of matrices (demo's W1 shape,
@@ -12,7 +13,8 @@
 //
 //   build/bench/small_rows_bench --benchmark_repetitions=5
 //       --benchmark_report_aggregates_only=true    (one line)
-//   build/bench/small_rows_bench --benchmark_filter='bf16/w1'
+//   build/bench/small_rows_bench --benchmark_filter='dtype:1/w1'      (bf16 W1; dtype
+//       0 f32, 1 bf16, 2 int8, 3 int4: these two on QuantizedMatmul only)
 //   MOE_SMALL_ROWS_DIMS=4096x14336 build/bench/small_rows_bench
 #include <algorithm>
 #include <cmath>
@@ -77,17 +79,22 @@ Set* GetSet(DType compute, bool w1, bool onednn, std::string* error) {
   shape.k = set->k;
   shape.n = set->n;
   shape.compute = compute;
-  shape.dst = w1 ? compute : DType::kF32;
+  const bool quantized = compute == DType::kI8 || compute == DType::kI4;
+  // int8 and int4 quantize bf16 weights at load; their inputs and outputs are f32.
+  const DType storage = quantized ? DType::kBF16 : compute;
+  const DType io = quantized ? DType::kF32 : compute;
+  shape.dst = w1 ? io : DType::kF32;
   shape.post = w1 ? MatmulPostOp::kActivation : MatmulPostOp::kNone;
   shape.activation = Activation::kSilu;
   set->dst = shape.dst;
   SeededRandom rng(7);
-  const double matrix_bytes = static_cast<double>(set->k * set->n) * DTypeSize(compute);
+  const double matrix_bytes =
+      static_cast<double>(set->k * set->n) * (compute == DType::kI4 ? 0.5625 : DTypeSize(storage));
   const int count = static_cast<int>(
       std::clamp(std::ceil(256e6 / matrix_bytes), 2.0, static_cast<double>(kMaxMatrices)));
   for (int i = 0; i < count; ++i) {
     Tensor w =
-        Tensor::FromFloats(compute, {set->n, set->k}, rng.UniformVector(set->n * set->k, 0.05f));
+        Tensor::FromFloats(storage, {set->n, set->k}, rng.UniformVector(set->n * set->k, 0.05f));
     auto mm = PackedMatmul::Create(w, Tensor(), shape, &set->registry, "w");
     if (!mm.ok()) {
       *error = std::string(mm.status().message());
@@ -96,16 +103,19 @@ Set* GetSet(DType compute, bool w1, bool onednn, std::string* error) {
     }
     set->matrices.push_back(*std::move(mm));
   }
-  set->x = Tensor::FromFloats(compute, {kRowsMax, set->k},
+  set->x = Tensor::FromFloats(io, {kRowsMax, set->k},
                               rng.UniformVector(kRowsMax * set->k, 1.0f));
   return set.get();
 }
 
-// state.range(0): rows; (1): 1 = bf16; (2): 1 = W1; (3): 1 = what the
-// layer runs, 0 = oneDNN's matmul primitives.
+constexpr DType kDTypes[] = {DType::kF32, DType::kBF16, DType::kI8, DType::kI4};
+
+// state.range(0): rows; (1): the dtype, an index into kDTypes; (2): 1 =
+// W1; (3): 1 = what the layer runs, 0 = oneDNN's matmul primitives (f32
+// and bf16 only).
 void BM_SmallRows(benchmark::State& state) {
   const int64_t rows = state.range(0);
-  const DType compute = state.range(1) != 0 ? DType::kBF16 : DType::kF32;
+  const DType compute = kDTypes[state.range(1)];
   const bool streaming = state.range(3) != 0;
   std::string error;
   Set* set = GetSet(compute, state.range(2) != 0, !streaming, &error);
@@ -131,17 +141,20 @@ void BM_SmallRows(benchmark::State& state) {
     }
     benchmark::DoNotOptimize(out.data());
   }
-  const double bytes = static_cast<double>(set->k * set->n) * DTypeSize(compute);
+  // The bytes the kernel reads: int8 and int4 with their scales.
+  const double bytes = static_cast<double>(set->matrices[0]->weight_bytes());
   state.counters["GB/s"] = benchmark::Counter(
       bytes * 1e-9 * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 
 void Args(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"rows", "bf16", "w1", "streaming"});
-  for (int bf16 : {1, 0}) {
+  b->ArgNames({"rows", "dtype", "w1", "streaming"});
+  for (int dtype : {1, 0, 2, 3}) {  // bf16, f32, int8, int4
     for (int w1 : {1, 0}) {
       for (int64_t rows = 1; rows <= kRowsMax; ++rows) {
-        for (int streaming : {1, 0}) b->Args({rows, bf16, w1, streaming});
+        for (int streaming : {1, 0}) {
+          if (dtype < 2 || streaming == 1) b->Args({rows, dtype, w1, streaming});
+        }
       }
     }
   }

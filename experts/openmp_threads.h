@@ -18,6 +18,16 @@ inline int OpenMpMaxThreads() {
 #endif
 }
 
+// The calling thread's number in its OpenMP team (0 outside a parallel
+// region or where OpenMP is off).
+inline int OpenMpThreadNum() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
 }  // namespace moe
 
 #endif  // MOE_EXPERTS_OPENMP_THREADS_H_
