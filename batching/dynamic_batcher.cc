@@ -10,11 +10,12 @@
 namespace moe {
 
 DynamicBatcher::DynamicBatcher(const BatchQueueOptions& options, RunBatchFn run,
-                               BatchObserverFn observer, int num_queues)
+                               BatchObserverFn observer, int num_queues, Clock* clock)
     : options_(options),
       num_queues_(std::max(num_queues, 1)),
       run_(std::move(run)),
-      observer_(std::move(observer)) {
+      observer_(std::move(observer)),
+      clock_(clock) {
   {
     absl::MutexLock lock(&mu_);
     queues_.reserve(static_cast<size_t>(num_queues_));
@@ -51,7 +52,7 @@ absl::Status DynamicBatcher::Enqueue(std::shared_ptr<InferTask> task) {
         " requested > max_queue_tokens ", options_.max_queue_tokens, "; retry later"));
   }
   BatchQueue& q = queues_[static_cast<size_t>(task->queue)];
-  absl::Status st = q.Enqueue(std::move(task), absl::Now());
+  absl::Status st = q.Enqueue(std::move(task), clock_->Now());
   if (st.ok()) ++generation_;
   return st;
 }
@@ -119,8 +120,8 @@ namespace {
 // A dropped cancelled task: gRPC cancels a call server-side when its
 // deadline passes, so a cancellation at the deadline (within the slack of
 // the two clocks' conversions) is reported as the deadline it is.
-absl::Status DroppedStatus(const InferTask& t) {
-  if (absl::Now() + absl::Milliseconds(20) >= t.deadline) {
+absl::Status DroppedStatus(const InferTask& t, absl::Time now) {
+  if (now + absl::Milliseconds(20) >= t.deadline) {
     return absl::DeadlineExceededError(
         "deadline passed while the request was queued; it was not computed");
   }
@@ -129,10 +130,14 @@ absl::Status DroppedStatus(const InferTask& t) {
 
 }  // namespace
 
-void DynamicBatcher::FinishDropped(const std::vector<std::shared_ptr<InferTask>>& tasks) {
+void DynamicBatcher::FinishDropped(const std::vector<std::shared_ptr<InferTask>>& tasks) const {
   for (const auto& t : tasks) {
-    if (t->ClaimFinish() && t->done) t->done(DroppedStatus(*t), *t);
+    if (t->ClaimFinish() && t->done) t->done(DroppedStatus(*t, clock_->Now()), *t);
   }
+}
+
+bool DynamicBatcher::AwaitWithDeadline(const absl::Condition& cond, absl::Time deadline) {
+  return clock_->AwaitWithDeadline(&mu_, cond, deadline);
 }
 
 void DynamicBatcher::FinishAll(const std::vector<std::shared_ptr<InferTask>>& tasks,
@@ -147,18 +152,14 @@ void DynamicBatcher::ComputeLoop() {
   while (true) {
     if (stop_) break;
     const auto [queue_index, ready] = NextReadyQueue();
-    const absl::Time now = absl::Now();
+    const absl::Time now = clock_->Now();
     if (ready > now) {
       const uint64_t seen = generation_;
       auto changed = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         MOE_TSAN_CONDITION_HOLDS(&mu_);
         return generation_ != seen || stop_;
       };
-      if (ready == absl::InfiniteFuture()) {
-        mu_.Await(absl::Condition(&changed));
-      } else {
-        mu_.AwaitWithDeadline(absl::Condition(&changed), ready);
-      }
+      AwaitWithDeadline(absl::Condition(&changed), ready);
       continue;
     }
     BatchQueue& queue = queues_[static_cast<size_t>(queue_index)];
@@ -171,9 +172,9 @@ void DynamicBatcher::ComputeLoop() {
 
     FinishDropped(batch.cancelled);
     if (!batch.slices.empty()) {
-      const absl::Time start = absl::Now();
+      const absl::Time start = clock_->Now();
       absl::Status st = run_(batch);
-      const absl::Duration compute = absl::Now() - start;
+      const absl::Duration compute = clock_->Now() - start;
       if (observer_) observer_(batch, compute, st);
       // Before any answer goes out, so that no request sent again by an
       // answered client is counted twice. Under mu_: next_row is the
@@ -216,7 +217,7 @@ void DynamicBatcher::ComputeLoop() {
     mu_.Lock();
     // This queue's own idle time only: moving another queue's would push
     // its ready time back with every batch of this one and starve it.
-    queue.NoteComputeIdle(absl::Now());
+    queue.NoteComputeIdle(clock_->Now());
     batch_running_ = false;
     ++generation_;
   }
@@ -226,7 +227,7 @@ void DynamicBatcher::ComputeLoop() {
 void DynamicBatcher::WatchLoop() {
   mu_.Lock();
   while (!stop_) {
-    const absl::Time now = absl::Now();
+    const absl::Time now = clock_->Now();
     std::vector<std::shared_ptr<InferTask>> expired, cancelled;
     absl::Time deadline = absl::InfiniteFuture();
     for (BatchQueue& q : queues_) {
@@ -251,11 +252,7 @@ void DynamicBatcher::WatchLoop() {
       MOE_TSAN_CONDITION_HOLDS(&mu_);
       return generation_ != seen || stop_;
     };
-    if (deadline == absl::InfiniteFuture()) {
-      mu_.Await(absl::Condition(&changed));
-    } else {
-      mu_.AwaitWithDeadline(absl::Condition(&changed), deadline);
-    }
+    AwaitWithDeadline(absl::Condition(&changed), deadline);
   }
   mu_.Unlock();
 }
@@ -271,7 +268,7 @@ DynamicBatcher::DrainResult DynamicBatcher::Drain(absl::Duration timeout) {
       MOE_TSAN_CONDITION_HOLDS(&mu_);
       return AllEmpty() && !batch_running_ && !watcher_busy_;
     };
-    mu_.AwaitWithTimeout(absl::Condition(&idle), timeout);
+    AwaitWithDeadline(absl::Condition(&idle), clock_->Now() + timeout);
     for (BatchQueue& q : queues_) {
       for (auto& t : q.TakeAll()) cut.push_back(std::move(t));
     }

@@ -29,6 +29,9 @@
 // - Drain(timeout): stops accepting, lets every accepted task finish, and
 //   after `timeout` fails what is left with UNAVAILABLE.
 //
+// Time: every wait, deadline and timestamp reads the Clock given at
+// construction (the real one by default; tests pass a fake).
+//
 // Thread-safety: all methods may be called from any thread.
 #ifndef MOE_BATCHING_DYNAMIC_BATCHER_H_
 #define MOE_BATCHING_DYNAMIC_BATCHER_H_
@@ -44,6 +47,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "batching/batch_queue.h"
+#include "common/clock.h"
 
 namespace moe {
 
@@ -56,9 +60,11 @@ class DynamicBatcher {
   using BatchObserverFn =
       std::function<void(const Batch& batch, absl::Duration compute, const absl::Status& status)>;
 
-  // `num_queues` >= 1 queues, each with `options`.
+  // `num_queues` >= 1 queues, each with `options`. `clock` (not owned)
+  // must outlive the batcher.
   DynamicBatcher(const BatchQueueOptions& options, RunBatchFn run,
-                 BatchObserverFn observer = nullptr, int num_queues = 1);
+                 BatchObserverFn observer = nullptr, int num_queues = 1,
+                 Clock* clock = Clock::Real());
   // Fails whatever is still queued with UNAVAILABLE and joins the threads.
   ~DynamicBatcher();
 
@@ -98,12 +104,16 @@ class DynamicBatcher {
                         const absl::Status& status);
   // Finishes dropped cancelled tasks: CANCELLED, or DEADLINE_EXCEEDED when
   // their deadline has passed (gRPC cancels calls at their deadline).
-  static void FinishDropped(const std::vector<std::shared_ptr<InferTask>>& tasks);
+  void FinishDropped(const std::vector<std::shared_ptr<InferTask>>& tasks) const;
+  // Waits on mu_ (held) until `cond` or `deadline` (InfiniteFuture: none).
+  bool AwaitWithDeadline(const absl::Condition& cond, absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const BatchQueueOptions options_;
   const int num_queues_;  // queues_.size(), fixed at construction
   const RunBatchFn run_;
   const BatchObserverFn observer_;
+  Clock* const clock_;
 
   mutable absl::Mutex mu_;
   std::vector<BatchQueue> queues_ ABSL_GUARDED_BY(mu_);

@@ -9,6 +9,7 @@
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/fake_clock.h"
 #include "tests/status_matchers.h"
 
 namespace moe {
@@ -237,6 +238,116 @@ TEST(DynamicBatcherTest, DrainTimeoutCutsWhatIsLeft) {
   auto result = batcher.Drain(absl::Milliseconds(1));
   releaser.join();
   // The running batch is accepted work: it completes. The queued task is cut.
+  EXPECT_EQ(result.cut, 1);
+  EXPECT_OK(running.status);
+  EXPECT_EQ(queued.status.code(), absl::StatusCode::kUnavailable);
+}
+
+// ---- On a fake clock: the times the batcher acts at, exactly ------------
+
+// Records the clock's time at each batch start.
+class ClockedModel {
+ public:
+  explicit ClockedModel(const Clock* clock) : clock_(clock) {}
+  absl::Status Run(const Batch& batch) {
+    absl::MutexLock lock(&mu_);
+    starts_.push_back(clock_->Now());
+    for (const BatchSlice& s : batch.slices) {
+      for (int64_t r = s.row_begin; r < s.row_begin + s.rows; ++r) {
+        s.task->output[r] = 1000.0f * s.task->tokens[r];
+      }
+    }
+    return absl::OkStatus();
+  }
+  std::vector<absl::Time> starts() const {
+    absl::MutexLock lock(&mu_);
+    return starts_;
+  }
+
+ private:
+  const Clock* clock_;
+  mutable absl::Mutex mu_;
+  std::vector<absl::Time> starts_;
+};
+
+// The time a task's `done` ran at, on `clock`.
+std::shared_ptr<InferTask> ClockedTask(int64_t tokens, Result* r, const Clock* clock,
+                                       absl::Time* answered_at,
+                                       absl::Time deadline = absl::InfiniteFuture()) {
+  auto t = Task(tokens, r, 1.0f, deadline);
+  auto done = t->done;
+  t->done = [done, clock, answered_at](const absl::Status& st, InferTask& task) {
+    *answered_at = clock->Now();
+    done(st, task);
+  };
+  return t;
+}
+
+TEST(DynamicBatcherClockTest, APartialBatchRunsWhenTheClockReachesMaxQueueDelay) {
+  ::moe::testing::FakeClock clock;
+  ClockedModel model(&clock);
+  BatchQueueOptions options = Options(64, absl::Milliseconds(10));
+  options.adaptive_fill = false;  // wait for 64 tokens or the delay
+  DynamicBatcher batcher(options, [&](const Batch& b) { return model.Run(b); }, nullptr, 1,
+                         &clock);
+  const absl::Time t0 = clock.Now();
+  Result r;
+  absl::Time answered;
+  ASSERT_OK(batcher.Enqueue(ClockedTask(3, &r, &clock, &answered)));
+  // Whenever the compute thread looks, the clock is short of the delay
+  // until the second step: the batch can only start at t0 + 10 ms.
+  clock.AdvanceBy(absl::Milliseconds(9));
+  EXPECT_FALSE(r.done.HasBeenNotified());
+  clock.AdvanceBy(absl::Milliseconds(1));
+  ASSERT_TRUE(r.done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_OK(r.status);
+  EXPECT_EQ(model.starts(), std::vector<absl::Time>{t0 + absl::Milliseconds(10)});
+  EXPECT_EQ(answered, t0 + absl::Milliseconds(10));
+}
+
+TEST(DynamicBatcherClockTest, AQueuedTaskIsAnsweredAtItsDeadlineOnTheClock) {
+  ::moe::testing::FakeClock clock;
+  ClockedModel model(&clock);
+  BatchQueueOptions options = Options(64, absl::Seconds(1));
+  options.adaptive_fill = false;  // nothing runs before the deadline
+  DynamicBatcher batcher(options, [&](const Batch& b) { return model.Run(b); }, nullptr, 1,
+                         &clock);
+  const absl::Time t0 = clock.Now();
+  Result r;
+  absl::Time answered;
+  ASSERT_OK(batcher.Enqueue(
+      ClockedTask(2, &r, &clock, &answered, t0 + absl::Milliseconds(20))));
+  clock.AdvanceBy(absl::Milliseconds(19));
+  EXPECT_FALSE(r.done.HasBeenNotified());
+  clock.AdvanceBy(absl::Milliseconds(1));
+  ASSERT_TRUE(r.done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(answered, t0 + absl::Milliseconds(20));
+  EXPECT_TRUE(model.starts().empty());  // never computed
+}
+
+TEST(DynamicBatcherClockTest, DrainCutsWhatIsLeftWhenTheClockReachesItsTimeout) {
+  ::moe::testing::FakeClock clock;
+  FakeModel model;
+  absl::Notification release;
+  model.hold_ = &release;
+  DynamicBatcher batcher(Options(1, absl::ZeroDuration()),
+                         [&](const Batch& b) { return model.Run(b); }, nullptr, 1, &clock);
+  Result running, queued;
+  ASSERT_OK(batcher.Enqueue(Task(1, &running)));
+  ASSERT_TRUE(model.entered_.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  ASSERT_OK(batcher.Enqueue(Task(1, &queued)));
+  DynamicBatcher::DrainResult result;
+  std::thread drainer([&] { result = batcher.Drain(absl::Milliseconds(50)); });
+  // The drain waits on the clock (with the watcher and the compute
+  // thread, which waits for the held model): step the clock once it does.
+  while (clock.waiters() < 2) absl::SleepFor(absl::Milliseconds(1));
+  clock.AdvanceBy(absl::Milliseconds(49));
+  EXPECT_EQ(batcher.queued_tasks(), 1u);  // not cut before the timeout
+  clock.AdvanceBy(absl::Milliseconds(1));
+  while (batcher.queued_tasks() > 0) absl::SleepFor(absl::Milliseconds(1));
+  release.Notify();
+  drainer.join();
   EXPECT_EQ(result.cut, 1);
   EXPECT_OK(running.status);
   EXPECT_EQ(queued.status.code(), absl::StatusCode::kUnavailable);
