@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <new>
 #include <utility>
 #include <vector>
 
@@ -55,7 +56,13 @@ absl::Status LocalExpertBackend::Run(absl::Span<const ExpertJob> jobs) {
   for (int64_t j = 0; j < count; ++j) {
     const int lane = OpenMpThreadNum();
     FfnWorkspace* ws = lane == 0 ? &workspace_ : lane_workspaces_[static_cast<size_t>(lane - 1)].get();
-    status[static_cast<size_t>(j)] = RunOne(jobs[static_cast<size_t>(j)], ws);
+    // No exception may leave an OpenMP region (it would terminate).
+    try {
+      status[static_cast<size_t>(j)] = RunOne(jobs[static_cast<size_t>(j)], ws);
+    } catch (const std::bad_alloc&) {
+      status[static_cast<size_t>(j)] = absl::ResourceExhaustedError(absl::StrCat(
+          "expert ", jobs[static_cast<size_t>(j)].expert, ": out of memory for its workspace"));
+    }
   }
   for (const absl::Status& st : status) MOE_RETURN_IF_ERROR(st);
   return absl::OkStatus();

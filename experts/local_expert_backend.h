@@ -10,7 +10,9 @@
 // kLaneRows rows, where the jobs run side by side, one per thread (each
 // expert's matmuls then on one thread: longer weight streams and no
 // barrier per matmul). Both plans give the same bits: every kernel's
-// summation order is independent of its thread split.
+// summation order is independent of its thread split. When a job fails,
+// side-by-side jobs still run to their end; the first failure (in job
+// order) is returned and, as ExpertBackend says, no output is to be trusted.
 #ifndef MOE_EXPERTS_LOCAL_EXPERT_BACKEND_H_
 #define MOE_EXPERTS_LOCAL_EXPERT_BACKEND_H_
 

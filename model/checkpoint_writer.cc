@@ -95,23 +95,10 @@ absl::Status AddFfn(const FfnWeights& w, const FfnTensorNames& n, const HfWriteO
   return absl::OkStatus();
 }
 
-// Rows [e * rows, (e + 1) * rows) of an [E, rows, k] array as MXFP4:
-// `stem`_blocks U8 [E, rows, k / 32, 16] and `stem`_scales U8 [E, rows, k / 32].
-absl::Status AddMxfp4(const std::string& stem, const std::vector<float>& values, int64_t e,
-                      int64_t rows, int64_t k, TensorList* out) {
-  std::vector<uint8_t> blocks, scales;
-  absl::Status st = EncodeMxfp4(values, k, &blocks, &scales);
-  if (!st.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor '", stem, "_blocks': ", st.message()));
-  }
-  out->AddBytes(stem + "_blocks", "U8", {e, rows, k / 32, 16}, std::move(blocks));
-  out->AddBytes(stem + "_scales", "U8", {e, rows, k / 32}, std::move(scales));
-  return absl::OkStatus();
-}
-
-// gpt-oss's packed experts (HfLayerLayout::packed_experts): gate and up
-// interleaved by row (gate even, up odd), MXFP4, decoded [E, 2 d_ff, d_model];
-// down decoded [E, d_model, d_ff]; the biases BF16 beside them.
+// gpt-oss's packed experts (HfLayerLayout::packed_experts), in MXFP4:
+// gate_up_proj decoded [E, 2 d_ff, d_model] (gate the even rows, up the
+// odd ones), down_proj decoded [E, d_model, d_ff]; the biases BF16 beside
+// them. Encoded one expert at a time (only its rows in f32 at once).
 absl::Status AddPackedExperts(const LayerWeights& w, const std::string& p, TensorList* out) {
   const int64_t e = static_cast<int64_t>(w.experts.size());
   const int64_t d = w.spec.d_model, ff = w.spec.expert.d_ff;
@@ -120,28 +107,43 @@ absl::Status AddPackedExperts(const LayerWeights& w, const std::string& p, Tenso
         "gpt_oss experts are written in MXFP4, in groups of 32: d_model (", d, ") and d_ff (",
         ff, ") must be multiples of 32"));
   }
-  std::vector<float> gate_up(static_cast<size_t>(e * 2 * ff * d)), down;
+  std::vector<uint8_t> gu_blocks, gu_scales, down_blocks, down_scales;
   std::vector<float> gate_up_bias(static_cast<size_t>(e * 2 * ff)), down_bias;
-  down.reserve(static_cast<size_t>(e * d * ff));
   down_bias.reserve(static_cast<size_t>(e * d));
+  // Appends `values` (rows of k) encoded to `blocks` and `scales`.
+  auto encode = [](const std::vector<float>& values, int64_t k, const std::string& name,
+                   std::vector<uint8_t>* blocks, std::vector<uint8_t>* scales) {
+    std::vector<uint8_t> b, s;
+    absl::Status st = EncodeMxfp4(values, k, &b, &s);
+    if (!st.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "': ", st.message()));
+    }
+    blocks->insert(blocks->end(), b.begin(), b.end());
+    scales->insert(scales->end(), s.begin(), s.end());
+    return absl::OkStatus();
+  };
+  std::vector<float> gate_up(static_cast<size_t>(2 * ff * d));
   for (int64_t x = 0; x < e; ++x) {
     const FfnWeights& f = w.experts[static_cast<size_t>(x)];
-    const std::vector<float> w1 = f.w1.ToFloats(), w3 = f.w3.ToFloats(), w2 = f.w2.ToFloats();
+    const std::vector<float> w1 = f.w1.ToFloats(), w3 = f.w3.ToFloats();
     const std::vector<float> b1 = f.b1.ToFloats(), b3 = f.b3.ToFloats(), b2 = f.b2.ToFloats();
     for (int64_t r = 0; r < ff; ++r) {
-      std::copy(w1.begin() + r * d, w1.begin() + (r + 1) * d,
-                gate_up.begin() + (x * 2 * ff + 2 * r) * d);
-      std::copy(w3.begin() + r * d, w3.begin() + (r + 1) * d,
-                gate_up.begin() + (x * 2 * ff + 2 * r + 1) * d);
+      std::copy(w1.begin() + r * d, w1.begin() + (r + 1) * d, gate_up.begin() + 2 * r * d);
+      std::copy(w3.begin() + r * d, w3.begin() + (r + 1) * d, gate_up.begin() + (2 * r + 1) * d);
       gate_up_bias[static_cast<size_t>(x * 2 * ff + 2 * r)] = b1[static_cast<size_t>(r)];
       gate_up_bias[static_cast<size_t>(x * 2 * ff + 2 * r + 1)] = b3[static_cast<size_t>(r)];
     }
-    down.insert(down.end(), w2.begin(), w2.end());
+    MOE_RETURN_IF_ERROR(
+        encode(gate_up, d, p + "gate_up_proj_blocks", &gu_blocks, &gu_scales));
+    MOE_RETURN_IF_ERROR(
+        encode(f.w2.ToFloats(), ff, p + "down_proj_blocks", &down_blocks, &down_scales));
     down_bias.insert(down_bias.end(), b2.begin(), b2.end());
   }
-  MOE_RETURN_IF_ERROR(AddMxfp4(p + "gate_up_proj", gate_up, e, 2 * ff, d, out));
+  out->AddBytes(p + "gate_up_proj_blocks", "U8", {e, 2 * ff, d / 32, 16}, std::move(gu_blocks));
+  out->AddBytes(p + "gate_up_proj_scales", "U8", {e, 2 * ff, d / 32}, std::move(gu_scales));
   out->Add(p + "gate_up_proj_bias", Tensor::FromFloats(DType::kBF16, {e, 2 * ff}, gate_up_bias));
-  MOE_RETURN_IF_ERROR(AddMxfp4(p + "down_proj", down, e, d, ff, out));
+  out->AddBytes(p + "down_proj_blocks", "U8", {e, d, ff / 32, 16}, std::move(down_blocks));
+  out->AddBytes(p + "down_proj_scales", "U8", {e, d, ff / 32}, std::move(down_scales));
   out->Add(p + "down_proj_bias", Tensor::FromFloats(DType::kBF16, {e, d}, down_bias));
   return absl::OkStatus();
 }
@@ -250,9 +252,11 @@ absl::Status WriteHfLayers(int num_layers, int layers_per_file,
   if (num_layers < 1 || layers_per_file < 1) {
     return absl::InvalidArgumentError("need at least one layer and one layer per file");
   }
-  const bool fp8 = options.fp8_block[0] > 0 || options.fp8_block[1] > 0;
+  const bool fp8 = options.fp8_block[0] != 0 || options.fp8_block[1] != 0;
   if (fp8 && (options.fp8_block[0] <= 0 || options.fp8_block[1] <= 0)) {
-    return absl::InvalidArgumentError("an FP8 block needs positive rows and columns");
+    return absl::InvalidArgumentError(absl::StrCat("an FP8 block needs positive rows and columns, got ",
+                                                   options.fp8_block[0], " x ",
+                                                   options.fp8_block[1]));
   }
   const std::filesystem::path root(dir);
   const std::string config_path = (root / "config.json").string();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -72,7 +73,11 @@ absl::StatusOr<Fp8Encoded> EncodeFp8Blocks(const Tensor& weight, int64_t bn, int
       s = std::max(s, std::fabs(v));
     }
   }
-  for (float& s : out.scale_inv) s = s > 0 ? s / 448.0f : 1.0f;
+  // A block whose largest value is below 448 · FLT_MIN gets FLT_MIN, so
+  // that no scale underflows to 0 (its codes then round to 0 or near).
+  for (float& s : out.scale_inv) {
+    s = s > 0 ? std::max(s / 448.0f, std::numeric_limits<float>::min()) : 1.0f;
+  }
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t j = 0; j < k; ++j) {
       const float s = out.scale_inv[static_cast<size_t>((i / bn) * sk + j / bk)];

@@ -27,7 +27,8 @@ float DecodeE4m3(uint8_t byte);
 uint8_t EncodeE4m3(float v);
 
 // A weight quantized as the FP8 releases are: per block, scale_inv =
-// max |w| / 448 (1 for a block of zeros) and W_q = e4m3(w / scale_inv).
+// max |w| / 448 (1 for a block of zeros, at least FLT_MIN) and W_q =
+// e4m3(w / scale_inv).
 struct Fp8Encoded {
   std::vector<uint8_t> codes;  // [N, K]
   std::vector<float> scale_inv;  // [ceil(N / bn), ceil(K / bk)]

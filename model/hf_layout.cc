@@ -644,9 +644,12 @@ absl::StatusOr<json> MakeHfConfig(const LayerSpec& s) {
   if (f == "gpt_oss") {
     if (s.dense || !s.expert.gated || !s.expert.has_bias || !(s.expert.swiglu_limit > 0) ||
         s.expert.activation != Activation::kSilu || s.router.scoring != ScoringFunc::kSoftmax ||
-        !s.router.renormalize || !s.gate_bias || s.correction_bias || s.has_shared()) {
+        !s.router.renormalize || !s.gate_bias || s.correction_bias || s.has_shared() ||
+        s.router.n_group != 1 || s.router.capacity_factor != 0 ||
+        s.router.routed_scaling_factor != 1.0f) {
       return unsupported("gpt_oss layers are clamped-SwiGLU experts with biases, a router with "
-                         "a bias, softmax over the top k and no shared expert");
+                         "a bias, softmax over the top k (ungrouped, unscaled, no capacity "
+                         "factor) and no shared expert");
     }
     c["architectures"] = {"GptOssForCausalLM"};
     c["num_hidden_layers"] = 1;

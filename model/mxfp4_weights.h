@@ -8,8 +8,10 @@
 // Encoding (for writing checkpoints) follows the OCP MX specification's
 // conversion: a group's scale is 2^(floor(log2(max |v|)) - 2) (e2m1's
 // largest exponent is 2), each value divided by it is rounded to the
-// nearest e2m1 value, ties to the even code, saturating at +-6. Encoding
-// values that an encoding decoded to gives the same bytes back.
+// nearest e2m1 value, ties to the even code, saturating at +-6; the
+// exponent is clamped to [-127, 127]. Encoding values that an encoding
+// decoded to gives the same bytes back, except for a group whose values
+// all rounded to zero (its scale byte comes back as 127).
 //
 // Thread-safety: pure functions.
 #ifndef MOE_MODEL_MXFP4_WEIGHTS_H_

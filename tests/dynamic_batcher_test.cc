@@ -283,46 +283,68 @@ std::shared_ptr<InferTask> ClockedTask(int64_t tokens, Result* r, const Clock* c
   return t;
 }
 
+// Durations no real wait reaches while a test runs: only the fake clock
+// can get there.
+constexpr absl::Duration kLong = absl::Hours(1);
+constexpr absl::Duration kTick = absl::Milliseconds(1);
+
+// Waits (up to 30 s) until `n` threads wait on `clock`, then lets any
+// thread just woken act (5 ms), so that a "not yet" check that follows
+// would see an early action. False if they never all wait.
+bool Settle(const ::moe::testing::FakeClock& clock, int n) {
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while (clock.waiters() < n) {
+    if (absl::Now() > give_up) return false;
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  absl::SleepFor(absl::Milliseconds(5));
+  return clock.waiters() >= n;
+}
+
 TEST(DynamicBatcherClockTest, APartialBatchRunsWhenTheClockReachesMaxQueueDelay) {
   ::moe::testing::FakeClock clock;
   ClockedModel model(&clock);
-  BatchQueueOptions options = Options(64, absl::Milliseconds(10));
+  Result r;
+  absl::Time answered;
+  BatchQueueOptions options = Options(64, kLong);
   options.adaptive_fill = false;  // wait for 64 tokens or the delay
   DynamicBatcher batcher(options, [&](const Batch& b) { return model.Run(b); }, nullptr, 1,
                          &clock);
   const absl::Time t0 = clock.Now();
-  Result r;
-  absl::Time answered;
   ASSERT_OK(batcher.Enqueue(ClockedTask(3, &r, &clock, &answered)));
-  // Whenever the compute thread looks, the clock is short of the delay
-  // until the second step: the batch can only start at t0 + 10 ms.
-  clock.AdvanceBy(absl::Milliseconds(9));
+  // The compute thread and the watcher wait on the clock; one tick short
+  // of the delay, the batch must not start.
+  ASSERT_TRUE(Settle(clock, 2));
+  clock.AdvanceBy(kLong - kTick);
+  ASSERT_TRUE(Settle(clock, 2));
   EXPECT_FALSE(r.done.HasBeenNotified());
-  clock.AdvanceBy(absl::Milliseconds(1));
+  EXPECT_TRUE(model.starts().empty());
+  clock.AdvanceBy(kTick);
   ASSERT_TRUE(r.done.WaitForNotificationWithTimeout(absl::Seconds(30)));
   EXPECT_OK(r.status);
-  EXPECT_EQ(model.starts(), std::vector<absl::Time>{t0 + absl::Milliseconds(10)});
-  EXPECT_EQ(answered, t0 + absl::Milliseconds(10));
+  EXPECT_EQ(model.starts(), std::vector<absl::Time>{t0 + kLong});
+  EXPECT_EQ(answered, t0 + kLong);
 }
 
 TEST(DynamicBatcherClockTest, AQueuedTaskIsAnsweredAtItsDeadlineOnTheClock) {
   ::moe::testing::FakeClock clock;
   ClockedModel model(&clock);
-  BatchQueueOptions options = Options(64, absl::Seconds(1));
+  Result r;
+  absl::Time answered;
+  BatchQueueOptions options = Options(64, 2 * kLong);
   options.adaptive_fill = false;  // nothing runs before the deadline
   DynamicBatcher batcher(options, [&](const Batch& b) { return model.Run(b); }, nullptr, 1,
                          &clock);
   const absl::Time t0 = clock.Now();
-  Result r;
-  absl::Time answered;
-  ASSERT_OK(batcher.Enqueue(
-      ClockedTask(2, &r, &clock, &answered, t0 + absl::Milliseconds(20))));
-  clock.AdvanceBy(absl::Milliseconds(19));
+  ASSERT_OK(batcher.Enqueue(ClockedTask(2, &r, &clock, &answered, t0 + kLong)));
+  ASSERT_TRUE(Settle(clock, 2));
+  clock.AdvanceBy(kLong - kTick);
+  ASSERT_TRUE(Settle(clock, 2));
   EXPECT_FALSE(r.done.HasBeenNotified());
-  clock.AdvanceBy(absl::Milliseconds(1));
+  clock.AdvanceBy(kTick);
   ASSERT_TRUE(r.done.WaitForNotificationWithTimeout(absl::Seconds(30)));
   EXPECT_EQ(r.status.code(), absl::StatusCode::kDeadlineExceeded);
-  EXPECT_EQ(answered, t0 + absl::Milliseconds(20));
+  EXPECT_EQ(answered, t0 + kLong);
   EXPECT_TRUE(model.starts().empty());  // never computed
 }
 
@@ -331,23 +353,28 @@ TEST(DynamicBatcherClockTest, DrainCutsWhatIsLeftWhenTheClockReachesItsTimeout) 
   FakeModel model;
   absl::Notification release;
   model.hold_ = &release;
+  Result running, queued;
   DynamicBatcher batcher(Options(1, absl::ZeroDuration()),
                          [&](const Batch& b) { return model.Run(b); }, nullptr, 1, &clock);
-  Result running, queued;
   ASSERT_OK(batcher.Enqueue(Task(1, &running)));
   ASSERT_TRUE(model.entered_.WaitForNotificationWithTimeout(absl::Seconds(30)));
   ASSERT_OK(batcher.Enqueue(Task(1, &queued)));
   DynamicBatcher::DrainResult result;
-  std::thread drainer([&] { result = batcher.Drain(absl::Milliseconds(50)); });
-  // The drain waits on the clock (with the watcher and the compute
-  // thread, which waits for the held model): step the clock once it does.
-  while (clock.waiters() < 2) absl::SleepFor(absl::Milliseconds(1));
-  clock.AdvanceBy(absl::Milliseconds(49));
-  EXPECT_EQ(batcher.queued_tasks(), 1u);  // not cut before the timeout
-  clock.AdvanceBy(absl::Milliseconds(1));
-  while (batcher.queued_tasks() > 0) absl::SleepFor(absl::Milliseconds(1));
+  std::thread drainer([&] { result = batcher.Drain(kLong); });
+  // The watcher and the drain wait on the clock (the compute thread is in
+  // the held model).
+  const bool settled = Settle(clock, 2);
+  if (settled) {
+    clock.AdvanceBy(kLong - kTick);
+    EXPECT_TRUE(Settle(clock, 2));
+    EXPECT_EQ(batcher.queued_tasks(), 1u);  // not cut before the timeout
+    clock.AdvanceBy(kTick);
+    const absl::Time give_up = absl::Now() + absl::Seconds(30);
+    while (batcher.queued_tasks() > 0 && absl::Now() < give_up) absl::SleepFor(kTick);
+  }
   release.Notify();
   drainer.join();
+  ASSERT_TRUE(settled) << "the drain never waited on the clock";
   EXPECT_EQ(result.cut, 1);
   EXPECT_OK(running.status);
   EXPECT_EQ(queued.status.code(), absl::StatusCode::kUnavailable);

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -147,6 +148,19 @@ TEST(Fp8WeightsTest, EncodeE4m3IsNearestTiesToEvenSaturating) {
     EXPECT_EQ(EncodeE4m3(a), NaiveE4m3(a)) << c;
     EXPECT_EQ(EncodeE4m3((a + b) / 2), NaiveE4m3((a + b) / 2)) << c;
   }
+}
+
+TEST(Fp8WeightsTest, ATinyBlockKeepsAPositiveScale) {
+  // max |w| / 448 underflows to 0 in f32: the scale stays FLT_MIN, and the
+  // block decodes (to zeros) instead of failing as 0 / 0.
+  const Tensor t = Tensor::FromFloats(DType::kF32, {1, 2}, {1e-44f, -1e-44f});
+  ASSERT_OK_AND_ASSIGN(Fp8Encoded enc, EncodeFp8Blocks(t, 128, 128));
+  EXPECT_EQ(enc.scale_inv[0], std::numeric_limits<float>::min());
+  EXPECT_EQ(enc.codes[0], 0);
+  EXPECT_EQ(enc.codes[1], 0);
+  Stored codes = Fp8({1, 2}, enc.codes);
+  Stored scales = F32({1, 1}, enc.scale_inv);
+  EXPECT_OK(DecodeFp8Blocks(codes.raw(), scales.raw(), 128, 128, "f", "w", "s").status());
 }
 
 TEST(Fp8WeightsTest, BlocksEncodeWithMaxOver448AndDecodeBack) {

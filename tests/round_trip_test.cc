@@ -132,6 +132,7 @@ TEST(RoundTripGptOssTest, ExpertsAreWrittenAsMxfp4AsGptOssShipsThem) {
     EXPECT_EQ(loaded.experts[e].w2.ToFloats(), w.experts[e].w2.ToFloats()) << e;
     EXPECT_EQ(loaded.experts[e].b1.ToFloats(), w.experts[e].b1.ToFloats()) << e;
     EXPECT_EQ(loaded.experts[e].b3.ToFloats(), w.experts[e].b3.ToFloats()) << e;
+    EXPECT_EQ(loaded.experts[e].b2.ToFloats(), w.experts[e].b2.ToFloats()) << e;
   }
 }
 
@@ -239,6 +240,17 @@ INSTANTIATE_TEST_SUITE_P(Families, RoundTripFp8Test,
                                            [](char c) { return !std::isalnum(c); }, '_');
                            return n;
                          });
+
+TEST(RoundTripFp8RefusalTest, ABlockThatIsNotPositiveIsRefused) {
+  LayerSpec spec = *PresetSpec("demo");
+  spec.d_model = spec.expert.d_model = 32;
+  spec.expert.d_ff = 32;
+  TempDir dir;
+  HfWriteOptions options;
+  options.fp8_block[0] = options.fp8_block[1] = -1;
+  EXPECT_THAT(WriteHfLayer(MakeSyntheticWeights(spec, 1), dir.path(), options),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("-1 x -1")));
+}
 
 TEST(RoundTripFp8RefusalTest, Gpt2AndGptOssRefuseFp8) {
   for (const char* preset : {"gpt2", "gpt-oss-20b"}) {
