@@ -31,6 +31,27 @@ using ::moe::testing::TempDir;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
+// The outputs of layers built from `a` and `b` with `options` for the
+// same t random tokens.
+std::pair<std::vector<float>, std::vector<float>> ForwardBoth(const LayerWeights& a,
+                                                              const LayerWeights& b,
+                                                              const MoeLayerOptions& options,
+                                                              int64_t t) {
+  const int64_t d = a.spec.d_model;
+  auto la = MoeLayer::Create(a, options);
+  auto lb = MoeLayer::Create(b, options);
+  EXPECT_TRUE(la.ok() && lb.ok());
+  if (!la.ok() || !lb.ok()) return {};
+  const auto x = RandomTokens(t * d, 3);
+  std::vector<float> ya(static_cast<size_t>(t * d)), yb(ya.size());
+  ForwardOutputs oa, ob;
+  oa.output = ya.data();
+  ob.output = yb.data();
+  EXPECT_OK((*la)->Forward(x.data(), t, oa));
+  EXPECT_OK((*lb)->Forward(x.data(), t, ob));
+  return {std::move(ya), std::move(yb)};
+}
+
 class RoundTripTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(RoundTripTest, WrittenFolderLoadsBackToTheSameLayer) {
@@ -54,16 +75,8 @@ TEST_P(RoundTripTest, WrittenFolderLoadsBackToTheSameLayer) {
   for (DType compute : {DType::kF32, DType::kBF16}) {
     MoeLayerOptions options;
     options.compute = compute;
-    ASSERT_OK_AND_ASSIGN(auto a, MoeLayer::Create(original, options));
-    ASSERT_OK_AND_ASSIGN(auto b, MoeLayer::Create(loaded, options));
-    const int64_t t = 50;
-    auto x = RandomTokens(t * 32, 3);
-    std::vector<float> ya(t * 32), yb(t * 32);
-    ForwardOutputs oa, ob;
-    oa.output = ya.data();
-    ob.output = yb.data();
-    ASSERT_OK(a->Forward(x.data(), t, oa));
-    ASSERT_OK(b->Forward(x.data(), t, ob));
+    const auto [ya, yb] = ForwardBoth(original, loaded, options, 50);
+    ASSERT_EQ(ya.size(), yb.size());
     EXPECT_EQ(0, std::memcmp(ya.data(), yb.data(), ya.size() * 4)) << DTypeName(compute);
   }
 }
@@ -213,16 +226,8 @@ TEST_P(RoundTripFp8Test, WrittenFolderLoadsBackWithinFp8Rounding) {
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_NEAR(b[i], a[i], std::fabs(a[i]) * 0.0665f + amax / 448 * 0.001f) << i;
   }
-  ASSERT_OK_AND_ASSIGN(auto la, MoeLayer::Create(original, {}));
-  ASSERT_OK_AND_ASSIGN(auto lb, MoeLayer::Create(loaded, {}));
-  const int64_t t = 20;
-  auto x = RandomTokens(t * 48, 3);
-  std::vector<float> ya(t * 48), yb(t * 48);
-  ForwardOutputs oa, ob;
-  oa.output = ya.data();
-  ob.output = yb.data();
-  ASSERT_OK(la->Forward(x.data(), t, oa));
-  ASSERT_OK(lb->Forward(x.data(), t, ob));
+  const auto [ya, yb] = ForwardBoth(original, loaded, {}, 20);
+  ASSERT_FALSE(ya.empty());
   float ymax = 0, err = 0;
   for (size_t i = 0; i < ya.size(); ++i) {
     ymax = std::max(ymax, std::fabs(ya[i]));
@@ -271,16 +276,8 @@ TEST(RoundTripFullSizeTest, DemoPreset) {
   TempDir dir;
   ASSERT_OK(WriteHfLayer(original, dir.path()));
   ASSERT_OK_AND_ASSIGN(LayerWeights loaded, LoadHfLayer(dir.path(), 0));
-  MoeLayerOptions options;
-  ASSERT_OK_AND_ASSIGN(auto a, MoeLayer::Create(original, options));
-  ASSERT_OK_AND_ASSIGN(auto b, MoeLayer::Create(loaded, options));
-  auto x = RandomTokens(16 * 1024, 9);
-  std::vector<float> ya(16 * 1024), yb(16 * 1024);
-  ForwardOutputs oa, ob;
-  oa.output = ya.data();
-  ob.output = yb.data();
-  ASSERT_OK(a->Forward(x.data(), 16, oa));
-  ASSERT_OK(b->Forward(x.data(), 16, ob));
+  const auto [ya, yb] = ForwardBoth(original, loaded, {}, 16);
+  ASSERT_EQ(ya.size(), 16u * 1024);
   EXPECT_EQ(0, std::memcmp(ya.data(), yb.data(), ya.size() * 4));
 }
 
