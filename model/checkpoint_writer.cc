@@ -34,14 +34,19 @@ const char* SafetensorsDType(DType t) {
   return "?";
 }
 
+// `t`'s bytes as stored (borrowed from t).
+StoredTensor ViewOf(const std::string& name, const Tensor& t) {
+  return {name, SafetensorsDType(t.dtype()), t.shape(), t.data(),
+          static_cast<size_t>(t.num_bytes())};
+}
+
 // The tensors of one file: owned, in write order.
 class TensorList {
  public:
   void Add(const std::string& name, const Tensor& t) {
     Item& it = items_.emplace_back();
     it.tensor = t;
-    it.view = {name, SafetensorsDType(t.dtype()), t.shape(), it.tensor.data(),
-               static_cast<size_t>(t.num_bytes())};
+    it.view = ViewOf(name, it.tensor);
   }
   void AddBytes(const std::string& name, const std::string& dtype, std::vector<int64_t> shape,
                 std::vector<uint8_t> bytes) {
@@ -73,13 +78,10 @@ absl::Status AddMatrix(const std::string& name, const Tensor& t, bool transposed
     return absl::OkStatus();
   }
   MOE_ASSIGN_OR_RETURN(Fp8Encoded enc, EncodeFp8Blocks(stored, o.fp8_block[0], o.fp8_block[1]));
-  const std::vector<int64_t> scale_shape = {
-      (stored.shape()[0] + o.fp8_block[0] - 1) / o.fp8_block[0],
-      (stored.shape()[1] + o.fp8_block[1] - 1) / o.fp8_block[1]};
   std::vector<uint8_t> scale_bytes(enc.scale_inv.size() * sizeof(float));
   std::memcpy(scale_bytes.data(), enc.scale_inv.data(), scale_bytes.size());
   out->AddBytes(name, "F8_E4M3", stored.shape(), std::move(enc.codes));
-  out->AddBytes(name + "_scale_inv", "F32", scale_shape, std::move(scale_bytes));
+  out->AddBytes(name + "_scale_inv", "F32", enc.scale_shape, std::move(scale_bytes));
   return absl::OkStatus();
 }
 
@@ -188,8 +190,7 @@ absl::Status WriteSafetensors(const std::string& path,
                               const std::vector<std::pair<std::string, Tensor>>& tensors) {
   std::vector<StoredTensor> views;
   for (const auto& [name, t] : tensors) {
-    views.push_back({name, SafetensorsDType(t.dtype()), t.shape(), t.data(),
-                     static_cast<size_t>(t.num_bytes())});
+    views.push_back(ViewOf(name, t));
   }
   return WriteSafetensors(path, views);
 }

@@ -62,6 +62,7 @@ absl::StatusOr<Fp8Encoded> EncodeFp8Blocks(const Tensor& weight, int64_t bn, int
   Fp8Encoded out;
   out.codes.resize(w.size());
   out.scale_inv.assign(static_cast<size_t>(sn * sk), 0.0f);
+  out.scale_shape = {sn, sk};
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t j = 0; j < k; ++j) {
       const float v = w[static_cast<size_t>(i * k + j)];

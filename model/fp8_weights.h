@@ -32,6 +32,7 @@ uint8_t EncodeE4m3(float v);
 struct Fp8Encoded {
   std::vector<uint8_t> codes;  // [N, K]
   std::vector<float> scale_inv;  // [ceil(N / bn), ceil(K / bk)]
+  std::vector<int64_t> scale_shape;  // {ceil(N / bn), ceil(K / bk)}
 };
 // Quantizes the 2-D `weight` ([N, K], any float dtype) in blocks of bn x bk.
 // A non-finite value is INVALID_ARGUMENT.

@@ -14,6 +14,19 @@ float DecodeE2m1(uint8_t code) {
   return (code & 8) ? -v : v;
 }
 
+namespace {
+
+// One group: 16 bytes (low nibble first) times 2^(scale - 127), 32 floats.
+void DecodeGroup(const uint8_t* block, uint8_t scale, float* dst) {
+  const float s = std::ldexp(1.0f, static_cast<int>(scale) - 127);
+  for (int b = 0; b < 16; ++b) {
+    dst[2 * b] = DecodeE2m1(block[b] & 15) * s;
+    dst[2 * b + 1] = DecodeE2m1(block[b] >> 4) * s;
+  }
+}
+
+}  // namespace
+
 uint8_t EncodeE2m1(float v) {
   static constexpr float kMagnitude[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
   if (std::isnan(v)) return 0;
@@ -71,11 +84,7 @@ absl::StatusOr<std::vector<float>> RoundToMxfp4(const std::vector<float>& values
   if (absl::Status st = EncodeMxfp4(values, k, &blocks, &scales); !st.ok()) return st;
   std::vector<float> out(values.size());
   for (size_t g = 0; g < scales.size(); ++g) {
-    const float scale = std::ldexp(1.0f, static_cast<int>(scales[g]) - 127);
-    for (int i = 0; i < 16; ++i) {
-      out[g * 32 + 2 * i] = DecodeE2m1(blocks[g * 16 + i] & 15) * scale;
-      out[g * 32 + 2 * i + 1] = DecodeE2m1(blocks[g * 16 + i] >> 4) * scale;
-    }
+    DecodeGroup(blocks.data() + g * 16, scales[g], out.data() + g * 32);
   }
   return out;
 }
@@ -110,13 +119,7 @@ absl::StatusOr<Mxfp4Decoded> DecodeMxfp4(const SafetensorsFile::Raw& blocks,
     if (e == 255) {
       return bad(scales_name, absl::StrCat("scale 255 (NaN in e8m0) at group ", g));
     }
-    const float scale = std::ldexp(1.0f, static_cast<int>(e) - 127);
-    const uint8_t* in = blocks.data + g * 16;
-    float* dst = out.values.data() + g * 32;
-    for (int b = 0; b < 16; ++b) {
-      dst[2 * b] = DecodeE2m1(in[b] & 15) * scale;
-      dst[2 * b + 1] = DecodeE2m1(in[b] >> 4) * scale;
-    }
+    DecodeGroup(blocks.data + g * 16, e, out.values.data() + g * 32);
   }
   return out;
 }
