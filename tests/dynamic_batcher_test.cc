@@ -288,17 +288,22 @@ std::shared_ptr<InferTask> ClockedTask(int64_t tokens, Result* r, const Clock* c
 constexpr absl::Duration kLong = absl::Hours(1);
 constexpr absl::Duration kTick = absl::Milliseconds(1);
 
-// Waits (up to 30 s) until `n` threads wait on `clock`, then lets any
-// thread just woken act (5 ms), so that a "not yet" check that follows
-// would see an early action. False if they never all wait.
+// Waits (up to 30 s) until `n` threads wait on `clock` and no wait has
+// started or ended for 5 ms: a thread woken by the last step (still counted
+// while it has not run) has had the time to act, so that a "not yet" check
+// that follows would see an early action. False if that never happens.
 bool Settle(const ::moe::testing::FakeClock& clock, int n) {
   const absl::Time give_up = absl::Now() + absl::Seconds(30);
-  while (clock.waiters() < n) {
-    if (absl::Now() > give_up) return false;
-    absl::SleepFor(absl::Milliseconds(1));
+  while (absl::Now() < give_up) {
+    const int64_t events = clock.wait_events();
+    if (clock.waiters() < n) {
+      absl::SleepFor(absl::Milliseconds(1));
+      continue;
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+    if (clock.wait_events() == events && clock.waiters() >= n) return true;
   }
-  absl::SleepFor(absl::Milliseconds(5));
-  return clock.waiters() >= n;
+  return false;
 }
 
 TEST(DynamicBatcherClockTest, APartialBatchRunsWhenTheClockReachesMaxQueueDelay) {

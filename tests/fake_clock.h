@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/tsan_annotations.h"
 
 namespace moe::testing {
 
@@ -29,12 +30,19 @@ class FakeClock : public Clock {
 
   bool AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& cond,
                          absl::Time deadline) override {
+    // Abseil may evaluate this on the thread that unlocks `mu`; the
+    // annotation orders those reads of this frame before the waiter's
+    // later writes to its stack (see common/tsan_annotations.h).
     struct Either {
+      const absl::Mutex* mu;
       const absl::Condition* cond;
       const FakeClock* clock;
       absl::Time deadline;
-      bool operator()() const { return cond->Eval() || clock->Now() >= deadline; }
-    } either{&cond, this, deadline};
+      bool operator()() const {
+        MOE_TSAN_CONDITION_HOLDS(mu);
+        return cond->Eval() || clock->Now() >= deadline;
+      }
+    } either{mu, &cond, this, deadline};
     Register(mu, +1);
     mu->Await(absl::Condition(&either));
     Register(mu, -1);
@@ -57,8 +65,15 @@ class FakeClock : public Clock {
     }
   }
 
+  // How many waits have started or ended since construction: unchanged
+  // over an interval means no waiting thread woke or began to wait.
+  int64_t wait_events() const {
+    absl::MutexLock lock(&mu_);
+    return wait_events_;
+  }
+
   // How many waits are in progress (for tests that step once a thread
-  // waits).
+  // waits). A thread already woken but not yet run still counts.
   int waiters() const {
     absl::MutexLock lock(&mu_);
     int n = 0;
@@ -69,12 +84,14 @@ class FakeClock : public Clock {
  private:
   void Register(absl::Mutex* m, int delta) {
     absl::MutexLock lock(&mu_);
+    ++wait_events_;
     if ((waiters_[m] += delta) == 0) waiters_.erase(m);
   }
 
   std::atomic<int64_t> now_ns_;
   mutable absl::Mutex mu_;
   std::map<absl::Mutex*, int> waiters_ ABSL_GUARDED_BY(mu_);
+  int64_t wait_events_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace moe::testing
