@@ -7,10 +7,6 @@
 //
 // It loads only its experts. SIGTERM / SIGINT: health NOT_SERVING, in-flight
 // calls finish (up to --drain_timeout_s), exit 0.
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
-
 #include <csignal>
 #include <memory>
 #include <optional>
@@ -24,8 +20,7 @@
 #include "model/expert_ranges.h"
 #include "model/moe_layer.h"
 #include "model/presets.h"
-#include "workers/expert_worker_service.h"
-#include "serving/metrics_http_server.h"
+#include "workers/expert_worker_server.h"
 #include "serving/model_source.h"
 #include "serving/process_setup.h"
 #include "spdlog/spdlog.h"
@@ -73,29 +68,41 @@ absl::StatusOr<std::optional<std::pair<moe::HostedLayer, std::string>>> BuildHos
     weights = moe::LoadLayerFromFlags(layer, hosted);
     if (!weights.ok()) return weights.status();
   }
-  moe::MatmulCacheRegistry registry;
   // Packing runs OpenMP work: not on main()'s thread (common/compute_thread.h).
-  auto backend = moe::RunOnTransientThread(
-      [&] { return moe::CreateLocalBackend(*weights, compute, &registry, hosted); });
-  if (!backend.ok()) {
-    return absl::InternalError(absl::StrCat("cannot pack the experts: ", backend.status().message()));
-  }
-  moe::HostedLayer h;
-  h.layer = layer;
-  moe::v1::InfoResponse& info = h.info;
-  for (int e : hosted) info.add_experts(e);
-  info.set_d_model(weights->spec.d_model);
-  info.set_d_ff(weights->spec.expert.d_ff);
-  info.set_dtype(moe::DTypeName(compute));
-  info.set_weights_checksum(moe::ExpertWeightsChecksum(*weights, hosted));
-  info.set_family(weights->spec.family);
-  info.set_kernel((*backend)->Describe());
-  info.set_cpu_tier(moe::CpuTierName(moe::ActiveCpuTier()));
+  auto h = moe::RunOnTransientThread(
+      [&] { return moe::MakeHostedLayer(*weights, compute, hosted, layer); });
+  if (!h.ok()) return h.status();
   std::string summary = absl::StrCat("layer ", layer, ": ", weights->spec.Summary(),
                                      "; hosting experts ", moe::FormatExpertList(hosted), "; ",
-                                     (*backend)->Describe());
-  h.backend = *std::move(backend);
-  return std::make_optional(std::make_pair(std::move(h), std::move(summary)));
+                                     h->info.kernel());
+  return std::make_optional(std::make_pair(*std::move(h), std::move(summary)));
+}
+
+// Builds every layer of --layer/--layers (a dense one skipped with
+// --layers: the front end runs it) and logs what each hosts.
+absl::StatusOr<std::vector<moe::HostedLayer>> BuildHostedLayers(moe::DType compute) {
+  auto wanted = moe::LayersFromFlags();
+  if (!wanted.ok()) return wanted.status();
+  std::vector<moe::HostedLayer> hosted_layers;
+  for (int l : *wanted) {
+    auto hosted = BuildHostedLayer(compute, l, moe::SeveralLayersRequested());
+    if (!hosted.ok()) {
+      if (wanted->size() == 1) return hosted.status();
+      return absl::Status(hosted.status().code(),
+                          absl::StrCat("layer ", l, ": ", hosted.status().message()));
+    }
+    if (!hosted->has_value()) {
+      spdlog::info("layer {}: a dense FFN, no experts to host; skipped", l);
+      continue;
+    }
+    spdlog::info("expert worker: {}", (*hosted)->second);
+    hosted_layers.push_back(std::move((*hosted)->first));
+  }
+  if (hosted_layers.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("--layers=", moe::FormatExpertList(*wanted),
+                                                   ": every layer is a dense FFN; no experts to host"));
+  }
+  return hosted_layers;
 }
 
 }  // namespace
@@ -111,77 +118,31 @@ int main(int argc, char** argv) {
 
   auto resolved = moe::ComputeDTypeFromFlags();
   if (!resolved.ok()) return Fail(std::string(resolved.status().message()));
-  const moe::DType compute = *resolved;
   if (absl::GetFlag(FLAGS_experts).empty()) return Fail("--experts is required (e.g. 0-3)");
+  auto hosted_layers = BuildHostedLayers(*resolved);
+  if (!hosted_layers.ok()) return Fail(std::string(hosted_layers.status().message()));
+  const int first_layer = hosted_layers->front().layer;
+  const uint64_t first_checksum = hosted_layers->front().info.weights_checksum();
+  const size_t num_layers = hosted_layers->size();
 
-  auto wanted = moe::LayersFromFlags();
-  if (!wanted.ok()) return Fail(std::string(wanted.status().message()));
-  const std::vector<int> layer_ids = *wanted;
-  std::vector<moe::HostedLayer> hosted_layers;
-  std::vector<std::string> summaries;
-  std::vector<int> served_ids;
-  for (int l : layer_ids) {
-    // With --layers a dense layer is skipped (the front end runs it), as
-    // the front end's shards without layers skip it.
-    auto hosted = BuildHostedLayer(compute, l, moe::SeveralLayersRequested());
-    if (hosted.ok() && !hosted->has_value()) {
-      spdlog::info("layer {}: a dense FFN, no experts to host; skipped", l);
-      continue;
-    }
-    if (!hosted.ok()) {
-      return Fail(layer_ids.size() > 1
-                      ? absl::StrCat("layer ", l, ": ", hosted.status().message())
-                      : std::string(hosted.status().message()));
-    }
-    summaries.push_back((*hosted)->second);
-    hosted_layers.push_back(std::move((*hosted)->first));
-    served_ids.push_back(l);
-  }
-  if (hosted_layers.empty()) {
-    return Fail(absl::StrCat("--layers=", moe::FormatExpertList(layer_ids),
-                             ": every layer is a dense FFN; no experts to host"));
-  }
-  const uint64_t first_checksum = hosted_layers.front().info.weights_checksum();
-  auto service = std::make_unique<moe::ExpertWorkerService>(std::move(hosted_layers));
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  int port = 0;
-  const std::string address =
-      absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(service.get());
-  builder.SetMaxReceiveMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
-  builder.SetMaxSendMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) return Fail(absl::StrCat("cannot listen on ", address));
-  server->GetHealthCheckService()->SetServingStatus(true);
-
-  std::unique_ptr<moe::MetricsHttpServer> metrics;
-  if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
-    moe::ExpertWorkerService* svc = service.get();
-    auto started =
-        moe::MetricsHttpServer::Start(absl::GetFlag(FLAGS_host), absl::GetFlag(FLAGS_metrics_port),
-                                      [svc] { return svc->RenderMetrics(); });
-    if (!started.ok()) return Fail(std::string(started.status().message()));
-    metrics = *std::move(started);
-  }
-  const int metrics_port = metrics != nullptr ? metrics->port() : -1;
-  for (const std::string& summary : summaries) spdlog::info("expert worker: {}", summary);
+  moe::ExpertWorkerOptions options;
+  options.listen_host = absl::GetFlag(FLAGS_host);
+  options.grpc_port = absl::GetFlag(FLAGS_port);
+  options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  auto server = moe::ExpertWorkerServer::Start(*std::move(hosted_layers), options);
+  if (!server.ok()) return Fail(std::string(server.status().message()));
+  const int metrics_port = (*server)->metrics_port();
   spdlog::info("CPU tier {}; {}", moe::CpuTierDescription(), moe::DnnlDescription());
-  spdlog::info("listening: gRPC {}:{}, metrics {}", absl::GetFlag(FLAGS_host), port,
+  spdlog::info("listening: gRPC {}:{}, metrics {}", options.listen_host, (*server)->grpc_port(),
                metrics_port > 0 ? absl::StrCat("port ", metrics_port) : std::string("disabled"));
-  spdlog::info("ready: {} layer(s), weights checksum {:016x} (layer {})", summaries.size(),
-               first_checksum, served_ids.front());
+  spdlog::info("ready: {} layer(s), weights checksum {:016x} (layer {})", num_layers,
+               first_checksum, first_layer);
 
   int sig = 0;
   sigwait(&signals, &sig);
   spdlog::info("received {}: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-  server->GetHealthCheckService()->SetServingStatus(false);
-  server->Shutdown(std::chrono::system_clock::now() +
-                   std::chrono::seconds(absl::GetFlag(FLAGS_drain_timeout_s)));
-  server->Wait();
-  if (metrics != nullptr) metrics->Stop();
+  (*server)->Shutdown(absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s)));
   spdlog::info("drained; exiting");
   return 0;
 }

@@ -22,16 +22,9 @@
 #include "experts/expert_backend.h"
 #include "proto/expert_service.grpc.pb.h"
 #include "serving/prometheus.h"
+#include "workers/hosted_layer.h"
 
 namespace moe {
-
-// One hosted layer: its experts' backend and what Info says about them
-// (experts, d_model, d_ff, dtype, checksum, ...).
-struct HostedLayer {
-  int layer = 0;
-  std::unique_ptr<ExpertBackend> backend;
-  moe::v1::InfoResponse info;
-};
 
 class ExpertWorkerService final : public moe::v1::ExpertService::Service {
  public:
