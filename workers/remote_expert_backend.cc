@@ -247,144 +247,163 @@ int RemoteExpertBackend::PickReplica(Shard& shard, int avoid) const {
   return -1;
 }
 
-absl::Status RemoteExpertBackend::Run(absl::Span<const ExpertJob> jobs) {
-  // Group the jobs: per shard, and the in-process ones.
-  std::vector<std::vector<const ExpertJob*>> per_shard(shards_.size());
-  std::vector<ExpertJob> local_jobs;
+struct RemoteExpertBackend::Call {
+  int shard = 0;
+  int replica = -1;  // of the last attempt
+  moe::v1::RunExpertsRequest request;
+  moe::v1::RunExpertsResponse response;
+  std::unique_ptr<grpc::ClientContext> ctx;
+  grpc::Status status;
+  absl::Time start;
+  bool done = false;    // answered, well formed
+  std::string failure;  // the last attempt's problem, naming the replica
+};
+
+RemoteExpertBackend::Grouped RemoteExpertBackend::Group(absl::Span<const ExpertJob> jobs) const {
+  Grouped g;
+  g.per_shard.resize(shards_.size());
   for (const ExpertJob& j : jobs) {
     const int s = j.expert >= 0 && j.expert < static_cast<int>(shard_of_.size())
                       ? shard_of_[static_cast<size_t>(j.expert)]
                       : -1;
     if (s < 0) {
-      local_jobs.push_back(j);
+      g.local.push_back(j);
     } else {
-      per_shard[static_cast<size_t>(s)].push_back(&j);
+      g.per_shard[static_cast<size_t>(s)].push_back(&j);
     }
   }
-  struct Call {
-    int shard = 0;
-    int replica = -1;
-    moe::v1::RunExpertsRequest request;
-    moe::v1::RunExpertsResponse response;
-    std::unique_ptr<grpc::ClientContext> ctx;
-    grpc::Status status;
-    absl::Time start;
-  };
+  return g;
+}
+
+moe::v1::RunExpertsRequest RemoteExpertBackend::EncodeRequest(
+    const std::vector<const ExpertJob*>& jobs) const {
+  moe::v1::RunExpertsRequest request;
+  request.set_d_model(d_model_);
+  request.set_layer(options_.layer);
+  const bool bf16 = compute_ == DType::kBF16;
+  request.set_dtype(bf16 ? moe::v1::ROW_DTYPE_BF16 : moe::v1::ROW_DTYPE_F32);
+  for (const ExpertJob* j : jobs) {
+    auto* block = request.add_blocks();
+    block->set_expert(j->expert);
+    block->set_rows(j->num_rows);
+    const size_t n = static_cast<size_t>(j->num_rows * d_model_);
+    if (bf16) {
+      // The expert rounds its input to bf16 first: sending bf16 is exact.
+      block->mutable_data()->resize(n * 2);
+      auto* dst = reinterpret_cast<uint16_t*>(block->mutable_data()->data());
+      FloatsToBf16(j->rows, static_cast<int64_t>(n), dst);
+    } else {
+      block->set_data(reinterpret_cast<const char*>(j->rows), n * 4);
+    }
+  }
+  return request;
+}
+
+std::vector<RemoteExpertBackend::Call*> RemoteExpertBackend::PickReplicas(std::vector<Call>& calls,
+                                                                          int attempt) {
+  std::vector<Call*> launch;
+  for (Call& c : calls) {
+    if (c.done) continue;
+    Shard& shard = *shards_[static_cast<size_t>(c.shard)];
+    const int r = PickReplica(shard, attempt == 0 ? -1 : c.replica);
+    if (r < 0) continue;  // no healthy replica left
+    if (attempt > 0) ++shard.retries;
+    c.replica = r;
+    launch.push_back(&c);
+  }
+  return launch;
+}
+
+void RemoteExpertBackend::StartCall(Call& c, absl::BlockingCounter* pending) {
+  Shard& shard = *shards_[static_cast<size_t>(c.shard)];
+  c.ctx = std::make_unique<grpc::ClientContext>();
+  c.ctx->set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+  c.response.Clear();
+  c.start = absl::Now();
+  shard.replicas[static_cast<size_t>(c.replica)]->stub->async()->RunExperts(
+      c.ctx.get(), &c.request, &c.response, [&c, pending](grpc::Status st) {
+        c.status = std::move(st);
+        pending->DecrementCount();
+      });
+}
+
+std::string RemoteExpertBackend::AnswerProblem(const Call& c, const Replica& replica) const {
+  if (!c.status.ok()) return absl::StrCat(replica.address, ": ", c.status.error_message());
+  if (c.response.blocks_size() != c.request.blocks_size()) {
+    return absl::StrCat(replica.address, ": answered ", c.response.blocks_size(), " blocks for ",
+                        c.request.blocks_size());
+  }
+  for (int b = 0; b < c.request.blocks_size(); ++b) {
+    const auto& out = c.response.blocks(b);
+    const auto& in = c.request.blocks(b);
+    if (out.expert() != in.expert() || out.rows() != in.rows() ||
+        static_cast<int64_t>(out.data().size()) != in.rows() * d_model_ * 4) {
+      return absl::StrCat(replica.address, ": malformed answer for expert ", in.expert());
+    }
+  }
+  return "";
+}
+
+void RemoteExpertBackend::FinishCall(Call& c) {
+  Shard& shard = *shards_[static_cast<size_t>(c.shard)];
+  Replica& replica = *shard.replicas[static_cast<size_t>(c.replica)];
+  shard.rpc_seconds->Observe(absl::ToDoubleSeconds(absl::Now() - c.start));
+  c.failure = AnswerProblem(c, replica);
+  if (c.failure.empty()) {
+    c.done = true;
+    return;
+  }
+  ++shard.errors;
+  if (replica.up->exchange(false)) {
+    spdlog::warn("{}expert shard {}: replica {} marked down: {}", LogPrefix(), shard.name,
+                 replica.address, c.failure);
+  }
+}
+
+absl::Status RemoteExpertBackend::ShardUnavailable(const Call& c) const {
+  const Shard& shard = *shards_[static_cast<size_t>(c.shard)];
+  std::vector<std::string> addresses;
+  for (const auto& r : shard.replicas) addresses.push_back(r->address);
+  return absl::UnavailableError(absl::StrCat(
+      LogPrefix(), "expert shard ", shard.name, " (", absl::StrJoin(addresses, ", "),
+      ") is unavailable", c.failure.empty() ? ": no healthy replica" : ": " + c.failure));
+}
+
+absl::Status RemoteExpertBackend::Run(absl::Span<const ExpertJob> jobs) {
+  const Grouped grouped = Group(jobs);
   std::vector<Call> calls;
   for (size_t s = 0; s < shards_.size(); ++s) {
-    if (per_shard[s].empty()) continue;
-    Call c;
-    c.shard = static_cast<int>(s);
-    c.request.set_d_model(d_model_);
-    c.request.set_layer(options_.layer);
-    const bool bf16 = compute_ == DType::kBF16;
-    c.request.set_dtype(bf16 ? moe::v1::ROW_DTYPE_BF16 : moe::v1::ROW_DTYPE_F32);
-    for (const ExpertJob* j : per_shard[s]) {
-      auto* block = c.request.add_blocks();
-      block->set_expert(j->expert);
-      block->set_rows(j->num_rows);
-      const size_t n = static_cast<size_t>(j->num_rows * d_model_);
-      if (bf16) {
-        // The expert rounds its input to bf16 first: sending bf16 is exact.
-        block->mutable_data()->resize(n * 2);
-        auto* dst = reinterpret_cast<uint16_t*>(block->mutable_data()->data());
-        FloatsToBf16(j->rows, static_cast<int64_t>(n), dst);
-      } else {
-        block->set_data(reinterpret_cast<const char*>(j->rows), n * 4);
-      }
-    }
-    calls.push_back(std::move(c));
+    if (grouped.per_shard[s].empty()) continue;
+    calls.emplace_back();
+    calls.back().shard = static_cast<int>(s);
+    calls.back().request = EncodeRequest(grouped.per_shard[s]);
   }
-
   // Attempt 1 on a healthy replica, attempt 2 on another one.
-  std::vector<std::string> failures(calls.size());
-  std::vector<bool> done(calls.size(), false);
   for (int attempt = 0; attempt < 2; ++attempt) {
-    std::vector<size_t> launch;
-    for (size_t i = 0; i < calls.size(); ++i) {
-      if (done[i]) continue;
-      Shard& shard = *shards_[static_cast<size_t>(calls[i].shard)];
-      const int r = PickReplica(shard, attempt == 0 ? -1 : calls[i].replica);
-      if (r < 0) continue;  // no healthy replica left
-      if (attempt == 1) ++shard.retries;
-      calls[i].replica = r;
-      launch.push_back(i);
-    }
+    const std::vector<Call*> launch = PickReplicas(calls, attempt);
     if (launch.empty()) break;
     absl::BlockingCounter pending(static_cast<int>(launch.size()));
-    for (size_t i : launch) {
-      Call& c = calls[i];
-      Shard& shard = *shards_[static_cast<size_t>(c.shard)];
-      c.ctx = std::make_unique<grpc::ClientContext>();
-      c.ctx->set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
-      c.response.Clear();
-      c.start = absl::Now();
-      shard.replicas[static_cast<size_t>(c.replica)]->stub->async()->RunExperts(
-          c.ctx.get(), &c.request, &c.response, [&c, &pending](grpc::Status st) {
-            c.status = std::move(st);
-            pending.DecrementCount();
-          });
-    }
+    for (Call* c : launch) StartCall(*c, &pending);
     // In-process experts run while the shards compute.
-    if (attempt == 0 && !local_jobs.empty()) {
-      absl::Status st = local_->Run(local_jobs);
+    if (attempt == 0 && !grouped.local.empty()) {
+      absl::Status st = local_->Run(grouped.local);
       if (!st.ok()) {
         pending.Wait();
         return st;
       }
     }
     pending.Wait();
-    for (size_t i : launch) {
-      Call& c = calls[i];
-      Shard& shard = *shards_[static_cast<size_t>(c.shard)];
-      Replica& replica = *shard.replicas[static_cast<size_t>(c.replica)];
-      shard.rpc_seconds->Observe(absl::ToDoubleSeconds(absl::Now() - c.start));
-      std::string problem;
-      if (!c.status.ok()) {
-        problem = absl::StrCat(replica.address, ": ", c.status.error_message());
-      } else if (c.response.blocks_size() != c.request.blocks_size()) {
-        problem = absl::StrCat(replica.address, ": answered ", c.response.blocks_size(),
-                               " blocks for ", c.request.blocks_size());
-      } else {
-        for (int b = 0; b < c.request.blocks_size() && problem.empty(); ++b) {
-          const auto& out = c.response.blocks(b);
-          const auto& in = c.request.blocks(b);
-          if (out.expert() != in.expert() || out.rows() != in.rows() ||
-              static_cast<int64_t>(out.data().size()) != in.rows() * d_model_ * 4) {
-            problem = absl::StrCat(replica.address, ": malformed answer for expert ", in.expert());
-          }
-        }
-      }
-      if (!problem.empty()) {
-        ++shard.errors;
-        if (replica.up->exchange(false)) {
-          spdlog::warn("{}expert shard {}: replica {} marked down: {}", LogPrefix(), shard.name,
-                       replica.address, problem);
-        }
-        failures[i] = problem;
-        continue;
-      }
-      done[i] = true;
-    }
+    for (Call* c : launch) FinishCall(*c);
   }
-  for (size_t i = 0; i < calls.size(); ++i) {
-    if (done[i]) continue;
-    const Shard& shard = *shards_[static_cast<size_t>(calls[i].shard)];
-    std::vector<std::string> addresses;
-    for (const auto& r : shard.replicas) addresses.push_back(r->address);
-    return absl::UnavailableError(absl::StrCat(
-        LogPrefix(), "expert shard ", shard.name, " (", absl::StrJoin(addresses, ", "),
-        ") is unavailable", failures[i].empty() ? ": no healthy replica" : ": " + failures[i]));
+  for (const Call& c : calls) {
+    if (!c.done) return ShardUnavailable(c);
   }
-  if (calls.empty() && !local_jobs.empty()) {
-    absl::Status st = local_->Run(local_jobs);
-    if (!st.ok()) return st;
-  }
+  if (calls.empty() && !grouped.local.empty()) MOE_RETURN_IF_ERROR(local_->Run(grouped.local));
   // Every shard answered: copy the outputs back.
-  for (size_t i = 0; i < calls.size(); ++i) {
-    const auto& jobs_of_shard = per_shard[static_cast<size_t>(calls[i].shard)];
+  for (const Call& c : calls) {
+    const auto& jobs_of_shard = grouped.per_shard[static_cast<size_t>(c.shard)];
     for (size_t b = 0; b < jobs_of_shard.size(); ++b) {
-      const std::string& data = calls[i].response.blocks(static_cast<int>(b)).data();
+      const std::string& data = c.response.blocks(static_cast<int>(b)).data();
       std::memcpy(jobs_of_shard[b]->out, data.data(), data.size());
     }
   }

@@ -27,6 +27,7 @@
 
 #include "common/cpu_tier.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "experts/expert_backend.h"
@@ -120,6 +121,30 @@ class RemoteExpertBackend : public ExpertBackend {
 
   RemoteExpertBackend(const RemoteBackendOptions& options, DType compute, int64_t d_model)
       : options_(options), compute_(compute), d_model_(d_model) {}
+
+  // One RPC of a Run: a shard's jobs, the replica it went to, its answer.
+  struct Call;
+  // A Run's jobs: per shard index, and those no shard covers.
+  struct Grouped {
+    std::vector<std::vector<const ExpertJob*>> per_shard;
+    std::vector<ExpertJob> local;
+  };
+  Grouped Group(absl::Span<const ExpertJob> jobs) const;
+  // One shard's request (rows as bf16 when compute_ is bf16: exact).
+  moe::v1::RunExpertsRequest EncodeRequest(const std::vector<const ExpertJob*>& jobs) const;
+  // Picks a live replica for each call not done (attempt > 0: another one
+  // than the last); returns the calls to send.
+  std::vector<Call*> PickReplicas(std::vector<Call>& calls, int attempt);
+  // Sends `c`; `pending` is decremented when it completes.
+  void StartCall(Call& c, absl::BlockingCounter* pending);
+  // Empty when `c`'s answer is well formed, else the problem, naming
+  // `replica`.
+  std::string AnswerProblem(const Call& c, const Replica& replica) const;
+  // After `c` completed: done, or its replica marked down and the failure
+  // kept.
+  void FinishCall(Call& c);
+  // UNAVAILABLE naming `c`'s shard, its replicas and the last failure.
+  absl::Status ShardUnavailable(const Call& c) const;
 
   // Info check of one replica against the front end's view of the shard.
   absl::Status CheckReplica(const Shard& shard, Replica& replica, uint64_t checksum,
