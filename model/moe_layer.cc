@@ -93,28 +93,15 @@ double SecondsSince(SteadyClock::time_point* mark) {
 
 }  // namespace
 
-absl::Status MoeLayer::Forward(const float* tokens, int64_t num_tokens,
-                               const ForwardOutputs& out, const TokenChoices& choices) {
-  if (num_tokens < 0) return absl::InvalidArgumentError("negative token count");
-  if (out.output == nullptr) return absl::InvalidArgumentError("no output buffer");
-  if (num_tokens == 0) return absl::OkStatus();
+const float* MoeLayer::GatherExpertRows(const float* tokens, int64_t num_tokens) {
   const int64_t h = spec_.d_model;
   const int e = spec_.num_experts();
   const int k = spec_.top_k();
-  absl::MutexLock lock(&mu_);
-  ForwardTimings timings;
-  SteadyClock::time_point mark = SteadyClock::now();
-
-  router_->Route(tokens, num_tokens, &plan_, choices.routing);
-  timings.route_s = SecondsSince(&mark);
-
-  // Gather each expert's rows into one block, experts in ascending order,
-  // and note for every token where its routed rows land (token-major, in
-  // ascending expert order: the combine's summation order).
   int64_t total_rows = 0;
   for (int i = 0; i < e; ++i) total_rows += plan_.tokens_for_expert(i);
-  float* gathered = gathered_.ReserveAs<float>(static_cast<size_t>(std::max<int64_t>(total_rows, 1) * h));
-  float* expert_out = expert_out_.ReserveAs<float>(static_cast<size_t>(std::max<int64_t>(total_rows, 1) * h));
+  const size_t block = static_cast<size_t>(std::max<int64_t>(total_rows, 1) * h);
+  float* gathered = gathered_.ReserveAs<float>(block);
+  float* expert_out = expert_out_.ReserveAs<float>(block);
   token_rows_.resize(static_cast<size_t>(num_tokens * k));
   token_weights_.resize(static_cast<size_t>(num_tokens * k));
   token_row_count_.assign(static_cast<size_t>(num_tokens), 0);
@@ -139,30 +126,29 @@ absl::Status MoeLayer::Forward(const float* tokens, int64_t num_tokens,
   // The copies themselves, spread over the OpenMP team in GCC builds.
 #pragma omp parallel for schedule(static) if (total_rows >= 128)
   for (int64_t r = 0; r < total_rows; ++r) {
-    std::memcpy(gathered + r * h, tokens + static_cast<int64_t>(gather_src_[static_cast<size_t>(r)]) * h,
+    std::memcpy(gathered + r * h,
+                tokens + static_cast<int64_t>(gather_src_[static_cast<size_t>(r)]) * h,
                 static_cast<size_t>(h) * sizeof(float));
   }
-  timings.gather_s = SecondsSince(&mark);
+  return expert_out;
+}
 
-  MOE_RETURN_IF_ERROR(backend_->Run(jobs_));
-  timings.experts_s = SecondsSince(&mark);
-
-  float* shared_out = nullptr;
-  bool any_shared = shared_ != nullptr;
-  if (any_shared && choices.skip_shared != nullptr) {
-    any_shared = !std::all_of(choices.skip_shared, choices.skip_shared + num_tokens,
-                              [](uint8_t skip) { return skip != 0; });
+absl::StatusOr<const float*> MoeLayer::RunShared(const float* tokens, int64_t num_tokens,
+                                                 const uint8_t* skip_shared) {
+  if (shared_ == nullptr) return nullptr;
+  if (skip_shared != nullptr && std::all_of(skip_shared, skip_shared + num_tokens,
+                                            [](uint8_t skip) { return skip != 0; })) {
+    return nullptr;
   }
-  if (any_shared) {
-    shared_out = shared_out_.ReserveAs<float>(static_cast<size_t>(num_tokens * h));
-    MOE_RETURN_IF_ERROR(shared_->Run(tokens, num_tokens, shared_out, &shared_ws_));
-  }
-  timings.shared_s = SecondsSince(&mark);
+  float* shared_out = shared_out_.ReserveAs<float>(static_cast<size_t>(num_tokens * spec_.d_model));
+  MOE_RETURN_IF_ERROR(shared_->Run(tokens, num_tokens, shared_out, &shared_ws_));
+  return shared_out;
+}
 
-  // Combine, token by token: y[t] = Σ w · out in ascending expert order,
-  // then + the (gated) shared output. Each output row is written once.
-  // Tokens are independent: spread over the OpenMP team in GCC builds.
-  float* y = out.output;
+void MoeLayer::Combine(const float* tokens, int64_t num_tokens, const float* expert_out,
+                       const float* shared_out, const uint8_t* skip_shared, float* y) {
+  const int64_t h = spec_.d_model;
+  const int k = spec_.top_k();
 #pragma omp parallel for schedule(static) if (num_tokens >= 64)
   for (int64_t t = 0; t < num_tokens; ++t) {
     float* dst = y + t * h;
@@ -173,8 +159,7 @@ absl::Status MoeLayer::Forward(const float* tokens, int64_t num_tokens,
       const float* src = expert_out + token_rows_[first + static_cast<size_t>(j)] * h;
       AddScaled(token_weights_[first + static_cast<size_t>(j)], src, h, dst);
     }
-    if (shared_out != nullptr &&
-        (choices.skip_shared == nullptr || choices.skip_shared[t] == 0)) {
+    if (shared_out != nullptr && (skip_shared == nullptr || skip_shared[t] == 0)) {
       const float* src = shared_out + t * h;
       if (!shared_gate_.empty()) {
         const float logit = FixedOrderDot(tokens + t * h, shared_gate_.data(), h);
@@ -184,19 +169,48 @@ absl::Status MoeLayer::Forward(const float* tokens, int64_t num_tokens,
       }
     }
   }
-  timings.combine_s = SecondsSince(&mark);
+}
 
+void MoeLayer::CopyRouting(int64_t num_tokens, const ForwardOutputs& out) const {
+  const int e = spec_.num_experts();
+  const int64_t n = num_tokens * spec_.top_k();
   if (out.expert_ids != nullptr) {
-    std::copy(plan_.expert_ids.begin(), plan_.expert_ids.begin() + num_tokens * k,
-              out.expert_ids);
+    std::copy(plan_.expert_ids.begin(), plan_.expert_ids.begin() + n, out.expert_ids);
   }
   if (out.expert_weights != nullptr) {
-    std::copy(plan_.weights.begin(), plan_.weights.begin() + num_tokens * k,
-              out.expert_weights);
+    std::copy(plan_.weights.begin(), plan_.weights.begin() + n, out.expert_weights);
   }
   if (out.tokens_per_expert != nullptr) {
     for (int i = 0; i < e; ++i) out.tokens_per_expert[i] += plan_.tokens_for_expert(i);
   }
+}
+
+absl::Status MoeLayer::Forward(const float* tokens, int64_t num_tokens,
+                               const ForwardOutputs& out, const TokenChoices& choices) {
+  if (num_tokens < 0) return absl::InvalidArgumentError("negative token count");
+  if (out.output == nullptr) return absl::InvalidArgumentError("no output buffer");
+  if (num_tokens == 0) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  ForwardTimings timings;
+  SteadyClock::time_point mark = SteadyClock::now();
+
+  router_->Route(tokens, num_tokens, &plan_, choices.routing);
+  timings.route_s = SecondsSince(&mark);
+
+  const float* expert_out = GatherExpertRows(tokens, num_tokens);
+  timings.gather_s = SecondsSince(&mark);
+
+  MOE_RETURN_IF_ERROR(backend_->Run(jobs_));
+  timings.experts_s = SecondsSince(&mark);
+
+  absl::StatusOr<const float*> shared_out = RunShared(tokens, num_tokens, choices.skip_shared);
+  if (!shared_out.ok()) return shared_out.status();
+  timings.shared_s = SecondsSince(&mark);
+
+  Combine(tokens, num_tokens, expert_out, *shared_out, choices.skip_shared, out.output);
+  timings.combine_s = SecondsSince(&mark);
+
+  CopyRouting(num_tokens, out);
   if (out.timings != nullptr) *out.timings = timings;
   return absl::OkStatus();
 }

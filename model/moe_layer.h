@@ -96,6 +96,27 @@ class MoeLayer {
  private:
   MoeLayer(const LayerSpec& spec, DType compute) : spec_(spec), compute_(compute) {}
 
+  // The steps of Forward, after routing into plan_.
+  // Gathers each expert's rows into one block, experts in ascending order,
+  // fills jobs_ and notes for every token where its routed rows land
+  // (token-major, ascending expert order: the combine's summation order).
+  // Returns the block the experts write their outputs to.
+  const float* GatherExpertRows(const float* tokens, int64_t num_tokens)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The shared experts' output for every token ([num_tokens, d_model]), or
+  // null when there are none or every token skips them.
+  absl::StatusOr<const float*> RunShared(const float* tokens, int64_t num_tokens,
+                                         const uint8_t* skip_shared)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // y[t] = sum of weight * expert output in ascending expert order, then
+  // plus the (gated) shared output unless skipped. Each row written once.
+  void Combine(const float* tokens, int64_t num_tokens, const float* expert_out,
+               const float* shared_out, const uint8_t* skip_shared, float* y)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The routing outputs `out` asks for.
+  void CopyRouting(int64_t num_tokens, const ForwardOutputs& out) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   const LayerSpec spec_;
   const DType compute_;
   std::unique_ptr<Router> router_;
