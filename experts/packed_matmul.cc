@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "experts/aligned_buffer.h"
 #include "experts/dnnl_engine.h"
 
@@ -184,6 +185,101 @@ void FillProbe(uint64_t seed, const std::vector<float>& scales, DType type, int6
 
 }  // namespace
 
+bool MatmulPrimitiveCache::FindKChunk(const PackedMatmul& matrix, const std::vector<char>& x,
+                                      StreamPlan* plan, std::string* note,
+                                      bool* undecided) const {
+  const dnnl::engine& engine = CpuEngine();
+  dnnl::stream stream(engine);
+  const StreamingMatmul& kernel = plan->kernel;
+  // oneDNN's K chunking: a bare one-row matmul on the same packed weights,
+  // against the kernel with each candidate chunk on the first 64 columns.
+  dnnl::memory::desc src({1, shape_.k}, ToDnnl(shape_.compute), tag::ab);
+  dnnl::memory::desc dst({1, shape_.n}, dt::f32, tag::ab);
+  dnnl::matmul bare(dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, packed_, dst), engine));
+  std::vector<float> ref(static_cast<size_t>(shape_.n));
+  dnnl::memory src_mem(src, engine, const_cast<char*>(x.data())), dst_mem(dst, engine, ref.data());
+  bare.execute(stream, {{DNNL_ARG_SRC, src_mem},
+                        {DNNL_ARG_WEIGHTS, matrix.weights_},
+                        {DNNL_ARG_DST, dst_mem}});
+  stream.wait();
+  const int64_t step = kernel.k_block();
+  std::vector<int64_t> candidates;
+  for (int64_t c = step; c < kernel.k_padded(); c *= 2) candidates.push_back(c);
+  for (int64_t c = step; c < kernel.k_padded(); c += step) candidates.push_back(c);
+  candidates.push_back(kernel.k_padded());
+  std::sort(candidates.begin(), candidates.end());
+  candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+  std::vector<char> pad(kernel.XPadBytes(1));
+  std::vector<float> acc(static_cast<size_t>(shape_.n));
+  const size_t cols = static_cast<size_t>(std::min<int64_t>(64, shape_.n));
+  const void* weights = matrix.weights_.get_data_handle();
+  int matches = 0;
+  for (int64_t c : candidates) {
+    kernel.RunBlocks(weights, x.data(), 1, c, 0, 1, {}, pad.data(), acc.data());
+    if (std::memcmp(acc.data(), ref.data(), cols * sizeof(float)) == 0) {
+      plan->k_chunk = c;
+      ++matches;
+    }
+  }
+  if (matches == 1) return true;
+  // Weights that cannot tell the orders apart (e.g. constant) cannot prove
+  // which one oneDNN uses: stay with the primitives, and leave the
+  // question open for the next matrix of this shape.
+  *undecided = matches > 1;
+  *note = matches == 0
+              ? " (small row counts: oneDNN; its K order is not one the streaming kernel has)"
+              : " (small row counts: oneDNN; the weights could not tell its K order)";
+  return false;
+}
+
+bool MatmulPrimitiveCache::AddActivationPrimitives(StreamPlan* plan, std::string* note) const {
+  if (shape_.post != MatmulPostOp::kActivation || PostOpAfterRounding()) return true;
+  const dnnl::engine& engine = CpuEngine();
+  for (int64_t rows = 1; rows <= StreamingMatmul::kMaxRows; ++rows) {
+    dnnl::memory::desc acc({rows, shape_.n}, dt::f32, tag::ab);
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    dnnl::eltwise_forward::primitive_desc pd(
+        dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference,
+                                    ToEltwise(shape_.activation), acc,
+                                    shape_.activation == Activation::kSilu ? 1.0f : 0.0f, 0.0f),
+        attr, engine);
+    // Only the JIT eltwise runs the same code as the matmul's post-op.
+    if (std::string(pd.impl_info_str()).rfind("jit", 0) != 0) {
+      *note = absl::StrCat(" (small row counts: oneDNN; eltwise is ", pd.impl_info_str(), ")");
+      return false;
+    }
+    plan->activation.push_back({dnnl::eltwise_forward(pd), pd.scratchpad_desc()});
+  }
+  return true;
+}
+
+absl::StatusOr<bool> MatmulPrimitiveCache::StreamingMatchesPrimitives(
+    const PackedMatmul& matrix, const StreamPlan& plan, const std::vector<char>& x,
+    std::string* note) const {
+  dnnl::stream stream(CpuEngine());
+  AlignedBuffer scratch;
+  std::vector<char> mul;
+  FillProbe(2, {2.0f, 0.5f, 64.0f, 1.0f / 256}, shape_.compute, StreamingMatmul::kMaxRows,
+            shape_.n, &mul);
+  const size_t out_bytes = static_cast<size_t>(StreamingMatmul::kMaxRows * shape_.n) *
+                           DTypeSize(shape_.dst);
+  std::vector<char> want(out_bytes), got(out_bytes);
+  const void* m = shape_.post == MatmulPostOp::kMultiply ? mul.data() : nullptr;
+  for (int64_t rows = 1; rows <= StreamingMatmul::kMaxRows; ++rows) {
+    MOE_RETURN_IF_ERROR(matrix.ExecutePrimitives(x.data(), rows, want.data(), m, &scratch, &stream));
+    MOE_RETURN_IF_ERROR(
+        matrix.ExecuteStreaming(plan, x.data(), rows, got.data(), m, &scratch, &stream));
+    const size_t bytes = static_cast<size_t>(rows * shape_.n) * DTypeSize(shape_.dst);
+    if (std::memcmp(want.data(), got.data(), bytes) != 0) {
+      *note = absl::StrCat(" (small row counts: oneDNN; the streaming result differed at ", rows,
+                           " rows)");
+      return false;
+    }
+  }
+  return true;
+}
+
 absl::StatusOr<std::unique_ptr<MatmulPrimitiveCache::StreamPlan>>
 MatmulPrimitiveCache::TryStreaming(const PackedMatmul& matrix, std::string* note,
                                    bool* undecided) {
@@ -202,97 +298,15 @@ MatmulPrimitiveCache::TryStreaming(const PackedMatmul& matrix, std::string* note
     return nullptr;
   }
   auto plan = std::make_unique<StreamPlan>(*kernel);
-  const dnnl::engine& engine = CpuEngine();
-  dnnl::stream stream(engine);
-  const void* weights = matrix.weights_.get_data_handle();
   std::vector<char> x;
   FillProbe(1, {1.0f, 16.0f, 1.0f / 1024, 200.0f}, shape_.compute, StreamingMatmul::kMaxRows,
             shape_.k, &x);
-
-  // oneDNN's K chunking: a bare one-row matmul on the same packed weights,
-  // against the kernel with each candidate chunk on the first 64 columns.
-  {
-    dnnl::memory::desc src({1, shape_.k}, ToDnnl(shape_.compute), tag::ab);
-    dnnl::memory::desc dst({1, shape_.n}, dt::f32, tag::ab);
-    dnnl::matmul bare(dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, packed_, dst),
-                                                   engine));
-    std::vector<float> ref(static_cast<size_t>(shape_.n));
-    dnnl::memory src_mem(src, engine, x.data()), dst_mem(dst, engine, ref.data());
-    bare.execute(stream, {{DNNL_ARG_SRC, src_mem},
-                          {DNNL_ARG_WEIGHTS, matrix.weights_},
-                          {DNNL_ARG_DST, dst_mem}});
-    stream.wait();
-    const int64_t step = kernel->k_block();
-    std::vector<int64_t> candidates;
-    for (int64_t c = step; c < kernel->k_padded(); c *= 2) candidates.push_back(c);
-    for (int64_t c = step; c < kernel->k_padded(); c += step) candidates.push_back(c);
-    candidates.push_back(kernel->k_padded());
-    std::vector<char> pad(kernel->XPadBytes(1));
-    std::vector<float> acc(static_cast<size_t>(shape_.n));
-    const size_t cols = static_cast<size_t>(std::min<int64_t>(64, shape_.n));
-    std::sort(candidates.begin(), candidates.end());
-    candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
-    int matches = 0;
-    for (int64_t c : candidates) {
-      kernel->RunBlocks(weights, x.data(), 1, c, 0, 1, {}, pad.data(), acc.data());
-      if (std::memcmp(acc.data(), ref.data(), cols * sizeof(float)) == 0) {
-        plan->k_chunk = c;
-        ++matches;
-      }
-    }
-    // Weights that cannot tell the orders apart (e.g. constant) cannot
-    // prove which one oneDNN uses: stay with the primitives.
-    if (matches != 1) {
-      // Weights that cannot tell the orders apart leave the question open
-      // for the next matrix of this shape.
-      *undecided = matches > 1;
-      *note = matches == 0
-                  ? " (small row counts: oneDNN; its K order is not one the streaming kernel has)"
-                  : " (small row counts: oneDNN; the weights could not tell its K order)";
-      return nullptr;
-    }
-  }
-
-  if (shape_.post == MatmulPostOp::kActivation && !PostOpAfterRounding()) {
-    for (int64_t rows = 1; rows <= StreamingMatmul::kMaxRows; ++rows) {
-      dnnl::memory::desc acc({rows, shape_.n}, dt::f32, tag::ab);
-      dnnl::primitive_attr attr;
-      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-      dnnl::eltwise_forward::primitive_desc pd(
-          dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference,
-                                      ToEltwise(shape_.activation), acc,
-                                      shape_.activation == Activation::kSilu ? 1.0f : 0.0f, 0.0f),
-          attr, engine);
-      // Only the JIT eltwise runs the same code as the matmul's post-op.
-      if (std::string(pd.impl_info_str()).rfind("jit", 0) != 0) {
-        *note = absl::StrCat(" (small row counts: oneDNN; eltwise is ", pd.impl_info_str(), ")");
-        return nullptr;
-      }
-      plan->activation.push_back({dnnl::eltwise_forward(pd), pd.scratchpad_desc()});
-    }
-  }
-
+  if (!FindKChunk(matrix, x, plan.get(), note, undecided)) return nullptr;
+  if (!AddActivationPrimitives(plan.get(), note)) return nullptr;
   // The whole result, bitwise, for every row count the path serves.
-  AlignedBuffer scratch;
-  std::vector<char> mul;
-  FillProbe(2, {2.0f, 0.5f, 64.0f, 1.0f / 256}, shape_.compute, StreamingMatmul::kMaxRows,
-            shape_.n, &mul);
-  const size_t out_bytes = static_cast<size_t>(StreamingMatmul::kMaxRows * shape_.n) *
-                           DTypeSize(shape_.dst);
-  std::vector<char> want(out_bytes), got(out_bytes);
-  for (int64_t rows = 1; rows <= StreamingMatmul::kMaxRows; ++rows) {
-    const void* m = shape_.post == MatmulPostOp::kMultiply ? mul.data() : nullptr;
-    absl::Status st = matrix.ExecutePrimitives(x.data(), rows, want.data(), m, &scratch, &stream);
-    if (!st.ok()) return st;
-    st = matrix.ExecuteStreaming(*plan, x.data(), rows, got.data(), m, &scratch, &stream);
-    if (!st.ok()) return st;
-    const size_t bytes = static_cast<size_t>(rows * shape_.n) * DTypeSize(shape_.dst);
-    if (std::memcmp(want.data(), got.data(), bytes) != 0) {
-      *note = absl::StrCat(" (small row counts: oneDNN; the streaming result differed at ", rows,
-                           " rows)");
-      return nullptr;
-    }
-  }
+  absl::StatusOr<bool> same = StreamingMatchesPrimitives(matrix, *plan, x, note);
+  if (!same.ok()) return same.status();
+  if (!*same) return nullptr;
   *note = absl::StrCat(" + streaming kernel for <= ", StreamingMatmul::kMaxRows,
                        " rows (K chunk ", plan->k_chunk, ")");
   return plan;

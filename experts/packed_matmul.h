@@ -128,6 +128,17 @@ class MatmulPrimitiveCache {
   // matrix of the shape may try again.
   absl::StatusOr<std::unique_ptr<StreamPlan>> TryStreaming(const PackedMatmul& matrix,
                                                            std::string* note, bool* undecided);
+  // TryStreaming's steps, each false (with `note`) when streaming is off.
+  // Finds oneDNN's K chunk from one probe row `x` into plan->k_chunk.
+  bool FindKChunk(const PackedMatmul& matrix, const std::vector<char>& x, StreamPlan* plan,
+                  std::string* note, bool* undecided) const;
+  // The eltwise primitives an activation post-op needs, one per row count.
+  bool AddActivationPrimitives(StreamPlan* plan, std::string* note) const;
+  // Whether `plan` gives the primitives' bytes for every row count.
+  absl::StatusOr<bool> StreamingMatchesPrimitives(const PackedMatmul& matrix,
+                                                  const StreamPlan& plan,
+                                                  const std::vector<char>& x,
+                                                  std::string* note) const;
   dnnl::post_ops PostOps(int64_t rows) const;
 
   const MatmulShape shape_;
