@@ -1,0 +1,59 @@
+#include "model/hf_config_reader.h"
+
+#include <utility>
+
+namespace moe {
+
+absl::Status CheckLayer(const ConfigReader& r, int layer, const char* key) {
+  MOE_ASSIGN_OR_RETURN(int64_t n, r.PositiveInt(key));
+  if (layer < 0 || layer >= n) {
+    return absl::OutOfRangeError(absl::StrCat("layer ", layer, " out of range: ", r.path(),
+                                              " says ", key, " = ", n, " (valid: 0..", n - 1, ")"));
+  }
+  return absl::OkStatus();
+}
+
+FfnTensorNames ProjNames(const std::string& prefix, bool bias) {
+  FfnTensorNames n;
+  n.w1 = prefix + "gate_proj.weight";
+  n.w3 = prefix + "up_proj.weight";
+  n.w2 = prefix + "down_proj.weight";
+  if (bias) {
+    n.b1 = prefix + "gate_proj.bias";
+    n.b3 = prefix + "up_proj.bias";
+    n.b2 = prefix + "down_proj.bias";
+  }
+  return n;
+}
+
+void MakeDense(HfLayerLayout* l, const std::string& family, int64_t d_model, FfnSpec ffn,
+               FfnTensorNames names) {
+  l->spec.family = family;
+  l->spec.d_model = d_model;
+  l->spec.dense = true;
+  l->spec.expert = ffn;
+  l->spec.router = RouterOptions();
+  l->experts = {std::move(names)};
+}
+
+absl::StatusOr<Activation> ReadActivation(const ConfigReader& r, const std::string& key,
+                                          const std::string& def) {
+  MOE_ASSIGN_OR_RETURN(std::string name, r.String(key, def));
+  auto act = ParseActivation(name);
+  if (!act.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(r.path(), ": config key '", key, "': ", act.status().message()));
+  }
+  return *act;
+}
+
+std::string HfActivationName(Activation a) {
+  return a == Activation::kGeluTanh ? "gelu_new" : ActivationName(a);
+}
+
+absl::Status UnsupportedSpec(const LayerSpec& spec, const std::string& why) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("cannot write a ", spec.family, " checkpoint for this layer: ", why));
+}
+
+}  // namespace moe
