@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "absl/strings/str_join.h"
 #include "common/dtype.h"
 #include "frontend/proto_json.h"
@@ -80,6 +81,193 @@ absl::Status Flatten(const json& data, const std::string& where, size_t depth, s
   return absl::OkStatus();
 }
 
+// How many leading bytes of `body` are the JSON header.
+absl::StatusOr<size_t> JsonHeaderBytes(absl::string_view body,
+                                       std::optional<int64_t> header_length) {
+  if (!header_length.has_value()) return body.size();
+  if (*header_length == 0) {
+    return Invalid(absl::StrCat(kHeaderLengthHeader, ": 0 (a request without a JSON header) "
+                                "is not supported; send the JSON header first"));
+  }
+  if (*header_length < 0 || static_cast<size_t>(*header_length) > body.size()) {
+    return Invalid(absl::StrCat(kHeaderLengthHeader, ": ", *header_length,
+                                " is outside the body's ", body.size(), " bytes"));
+  }
+  return static_cast<size_t>(*header_length);
+}
+
+// The request's "id" and "parameters" (binary_data_output taken out).
+absl::Status ParseRequestFields(json& doc, RestInferRequest* out) {
+  inference::ModelInferRequest& req = out->request;
+  if (doc.contains("id")) {
+    if (!doc["id"].is_string()) return Invalid("id: expected a string");
+    req.set_id(doc["id"].get<std::string>());
+  }
+  if (!doc.contains("parameters")) return absl::OkStatus();
+  MOE_RETURN_IF_ERROR(CopyParameters(doc["parameters"], "parameters", req.mutable_parameters()));
+  const auto& params = req.parameters();
+  if (auto it = params.find("binary_data_output"); it != params.end()) {
+    if (!it->second.has_bool_param()) {
+      return Invalid("parameters.binary_data_output: expected a bool");
+    }
+    out->all_outputs_binary = it->second.bool_param();
+    req.mutable_parameters()->erase("binary_data_output");
+  }
+  return absl::OkStatus();
+}
+
+// An input's name, datatype and shape into `t`; returns its element count
+// (saturated at INT64_MAX instead of overflowing; the codec bounds it).
+absl::StatusOr<int64_t> ParseInputHeader(const json& in, const std::string& where,
+                                         inference::ModelInferRequest::InferInputTensor* t) {
+  if (!in.is_object()) return Invalid(absl::StrCat(where, ": expected an object"));
+  if (!in.contains("name") || !in["name"].is_string()) {
+    return Invalid(absl::StrCat(where, ".name: expected a string"));
+  }
+  t->set_name(in["name"].get<std::string>());
+  if (!in.contains("datatype") || !in["datatype"].is_string()) {
+    return Invalid(absl::StrCat(where, ".datatype: expected a string"));
+  }
+  t->set_datatype(in["datatype"].get<std::string>());
+  if (!in.contains("shape") || !in["shape"].is_array()) {
+    return Invalid(absl::StrCat(where, ".shape: expected an array of integers"));
+  }
+  int64_t elements = 1;
+  for (const json& d : in["shape"]) {
+    if (!d.is_number_integer() || d.get<int64_t>() < 0) {
+      return Invalid(absl::StrCat(where, ".shape: expected integers >= 0, got ", d.dump()));
+    }
+    const int64_t n = d.get<int64_t>();
+    t->add_shape(n);
+    elements = n > 0 && elements > INT64_MAX / n ? INT64_MAX : elements * n;
+  }
+  return elements;
+}
+
+// The input's parameters into `t`; returns binary_data_size (taken out)
+// when given.
+absl::StatusOr<std::optional<uint64_t>> ParseInputParameters(
+    const json& in, const std::string& where,
+    inference::ModelInferRequest::InferInputTensor* t) {
+  if (!in.contains("parameters")) return std::nullopt;
+  MOE_RETURN_IF_ERROR(
+      CopyParameters(in["parameters"], where + ".parameters", t->mutable_parameters()));
+  auto it = t->parameters().find("binary_data_size");
+  if (it == t->parameters().end()) return std::nullopt;
+  if (!it->second.has_int64_param() || it->second.int64_param() < 0) {
+    return Invalid(absl::StrCat(where, ".parameters.binary_data_size: expected bytes, ",
+                                "an integer >= 0"));
+  }
+  const auto size = static_cast<uint64_t>(it->second.int64_param());
+  t->mutable_parameters()->erase("binary_data_size");
+  return size;
+}
+
+// The JSON "data" of an FP32, BF16 or INT32 input, as the raw bytes the
+// binary extension would carry.
+absl::Status EncodeJsonData(const json& data, const std::string& where, int64_t elements,
+                            const inference::ModelInferRequest::InferInputTensor& t,
+                            std::string* raw) {
+  const bool bf16 = t.datatype() == "BF16";
+  const bool int32 = t.datatype() == "INT32";  // expert_ids
+  std::vector<double> values;
+  // A flat array is depth 1; nested by the shape, up to the rank.
+  MOE_RETURN_IF_ERROR(Flatten(data, where + ".data", 0,
+                              std::max<size_t>(1, static_cast<size_t>(t.shape_size())), &values));
+  if (static_cast<int64_t>(values.size()) != elements) {
+    return Invalid(absl::StrCat(where, ".data: expected ", elements, " values for shape [",
+                                absl::StrJoin(t.shape(), ", "), "], got ", values.size()));
+  }
+  raw->resize(values.size() * (bf16 ? 2 : 4));
+  for (size_t j = 0; j < values.size(); ++j) {
+    if (int32) {
+      const double v = values[j];
+      if (!(v >= INT32_MIN && v <= INT32_MAX) || v != std::floor(v)) {
+        return Invalid(absl::StrCat(where, ".data[", j, "]: expected an INT32, got ", v));
+      }
+      const int32_t n = static_cast<int32_t>(v);
+      std::memcpy(raw->data() + 4 * j, &n, 4);
+      continue;
+    }
+    const float f = static_cast<float>(values[j]);
+    if (bf16) {
+      const uint16_t b = FloatToBf16(f);
+      std::memcpy(raw->data() + 2 * j, &b, 2);
+    } else {
+      std::memcpy(raw->data() + 4 * j, &f, 4);
+    }
+  }
+  return absl::OkStatus();
+}
+
+// inputs[i] into `req`: its raw contents come from its JSON "data" or from
+// `binary` at *binary_used (advanced past them).
+absl::Status ParseInput(const json& in, size_t i, absl::string_view binary, size_t* binary_used,
+                        inference::ModelInferRequest* req) {
+  const std::string where = absl::StrCat("inputs[", i, "]");
+  auto* t = req->add_inputs();
+  MOE_ASSIGN_OR_RETURN(const int64_t elements, ParseInputHeader(in, where, t));
+  MOE_ASSIGN_OR_RETURN(const std::optional<uint64_t> binary_size,
+                       ParseInputParameters(in, where, t));
+  const bool has_data = in.contains("data");
+  if (!binary_size.has_value() && !has_data) {
+    return Invalid(absl::StrCat(where, ": no data (give \"data\", or binary_data_size with ",
+                                kHeaderLengthHeader, ")"));
+  }
+  if (binary_size.has_value() && has_data) {
+    return Invalid(absl::StrCat(where, ": both \"data\" and binary_data_size given; use one"));
+  }
+  const std::string& type = t->datatype();
+  if (!binary_size.has_value() && type != "FP32" && type != "BF16" && type != "INT32") {
+    return absl::OkStatus();  // the codec rejects the datatype
+  }
+  if (binary_size.has_value() && *binary_size > binary.size() - *binary_used) {
+    return Invalid(absl::StrCat(where, ".parameters.binary_data_size: ", *binary_size,
+                                " bytes, but only ", binary.size() - *binary_used,
+                                " binary bytes remain after the JSON header"));
+  }
+  // Placed at this input's index; inputs without raw contents get an
+  // empty entry, which the codec rejects as the wrong size.
+  while (req->raw_input_contents_size() < static_cast<int>(i)) req->add_raw_input_contents();
+  std::string* raw = req->add_raw_input_contents();
+  if (!binary_size.has_value()) return EncodeJsonData(in["data"], where, elements, *t, raw);
+  raw->assign(binary.data() + *binary_used, *binary_size);
+  *binary_used += *binary_size;
+  return absl::OkStatus();
+}
+
+// The requested outputs, their binary_data choices into out->output_binary.
+absl::Status ParseOutputs(const json& outputs, RestInferRequest* out) {
+  if (!outputs.is_array()) return Invalid("outputs: expected an array");
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const std::string where = absl::StrCat("outputs[", i, "]");
+    const json& o = outputs[i];
+    if (!o.is_object() || !o.contains("name") || !o["name"].is_string()) {
+      return Invalid(absl::StrCat(where, ": expected an object with a string \"name\""));
+    }
+    auto* t = out->request.add_outputs();
+    t->set_name(o["name"].get<std::string>());
+    if (!o.contains("parameters")) continue;
+    MOE_RETURN_IF_ERROR(
+        CopyParameters(o["parameters"], where + ".parameters", t->mutable_parameters()));
+    auto it = t->parameters().find("binary_data");
+    if (it != t->parameters().end()) {
+      if (!it->second.has_bool_param()) {
+        return Invalid(absl::StrCat(where, ".parameters.binary_data: expected a bool"));
+      }
+      out->output_binary[t->name()] = it->second.bool_param();
+      t->mutable_parameters()->erase("binary_data");
+    }
+    for (const char* unsupported : {"classification", "shared_memory_region"}) {
+      if (t->parameters().count(unsupported) > 0) {
+        return Invalid(absl::StrCat(where, ".parameters.", unsupported,
+                                    ": not supported by this server"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<RestInferRequest> ParseRestInferRequest(absl::string_view body,
@@ -90,140 +278,19 @@ absl::StatusOr<RestInferRequest> ParseRestInferRequest(absl::string_view body,
   inference::ModelInferRequest& req = out.request;
   req.set_model_name(model);
   req.set_model_version(version);
-  size_t json_bytes = body.size();
-  if (header_length.has_value()) {
-    if (*header_length == 0) {
-      return Invalid(absl::StrCat(kHeaderLengthHeader, ": 0 (a request without a JSON header) "
-                                  "is not supported; send the JSON header first"));
-    }
-    if (*header_length < 0 || static_cast<size_t>(*header_length) > body.size()) {
-      return Invalid(absl::StrCat(kHeaderLengthHeader, ": ", *header_length,
-                                  " is outside the body's ", body.size(), " bytes"));
-    }
-    json_bytes = static_cast<size_t>(*header_length);
-  }
-  const absl::string_view binary = body.substr(json_bytes);
-  size_t binary_used = 0;
+  MOE_ASSIGN_OR_RETURN(const size_t json_bytes, JsonHeaderBytes(body, header_length));
   json doc = json::parse(body.substr(0, json_bytes), nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return Invalid("request body: not valid JSON");
   if (!doc.is_object()) return Invalid("request body: expected a JSON object");
-  if (doc.contains("id")) {
-    if (!doc["id"].is_string()) return Invalid("id: expected a string");
-    req.set_id(doc["id"].get<std::string>());
-  }
-  if (doc.contains("parameters")) {
-    absl::Status st = CopyParameters(doc["parameters"], "parameters", req.mutable_parameters());
-    if (!st.ok()) return st;
-    const auto& params = req.parameters();
-    if (auto it = params.find("binary_data_output"); it != params.end()) {
-      if (!it->second.has_bool_param()) {
-        return Invalid("parameters.binary_data_output: expected a bool");
-      }
-      out.all_outputs_binary = it->second.bool_param();
-      req.mutable_parameters()->erase("binary_data_output");
-    }
-  }
+  MOE_RETURN_IF_ERROR(ParseRequestFields(doc, &out));
   if (!doc.contains("inputs") || !doc["inputs"].is_array()) {
     return Invalid("inputs: expected an array of input tensors");
   }
+  const absl::string_view binary = body.substr(json_bytes);
+  size_t binary_used = 0;
   const json& inputs = doc["inputs"];
   for (size_t i = 0; i < inputs.size(); ++i) {
-    const std::string where = absl::StrCat("inputs[", i, "]");
-    const json& in = inputs[i];
-    if (!in.is_object()) return Invalid(absl::StrCat(where, ": expected an object"));
-    auto* t = req.add_inputs();
-    if (!in.contains("name") || !in["name"].is_string()) {
-      return Invalid(absl::StrCat(where, ".name: expected a string"));
-    }
-    t->set_name(in["name"].get<std::string>());
-    if (!in.contains("datatype") || !in["datatype"].is_string()) {
-      return Invalid(absl::StrCat(where, ".datatype: expected a string"));
-    }
-    t->set_datatype(in["datatype"].get<std::string>());
-    if (!in.contains("shape") || !in["shape"].is_array()) {
-      return Invalid(absl::StrCat(where, ".shape: expected an array of integers"));
-    }
-    int64_t elements = 1;
-    for (const json& d : in["shape"]) {
-      if (!d.is_number_integer() || d.get<int64_t>() < 0) {
-        return Invalid(absl::StrCat(where, ".shape: expected integers >= 0, got ", d.dump()));
-      }
-      t->add_shape(d.get<int64_t>());
-      // Saturates instead of overflowing; the codec bounds the shape.
-      elements = d.get<int64_t>() > 0 && elements > INT64_MAX / d.get<int64_t>()
-                     ? INT64_MAX
-                     : elements * d.get<int64_t>();
-    }
-    std::optional<uint64_t> binary_size;
-    if (in.contains("parameters")) {
-      absl::Status st =
-          CopyParameters(in["parameters"], where + ".parameters", t->mutable_parameters());
-      if (!st.ok()) return st;
-      auto it = t->parameters().find("binary_data_size");
-      if (it != t->parameters().end()) {
-        if (!it->second.has_int64_param() || it->second.int64_param() < 0) {
-          return Invalid(absl::StrCat(where, ".parameters.binary_data_size: expected bytes, ",
-                                      "an integer >= 0"));
-        }
-        binary_size = static_cast<uint64_t>(it->second.int64_param());
-        t->mutable_parameters()->erase("binary_data_size");
-      }
-    }
-    const bool has_data = in.contains("data");
-    if (binary_size.has_value()) {
-      if (has_data) {
-        return Invalid(absl::StrCat(where, ": both \"data\" and binary_data_size given; use one"));
-      }
-      if (*binary_size > binary.size() - binary_used) {
-        return Invalid(absl::StrCat(where, ".parameters.binary_data_size: ", *binary_size,
-                                    " bytes, but only ", binary.size() - binary_used,
-                                    " binary bytes remain after the JSON header"));
-      }
-      // Placed at this input's index; inputs without binary data get an
-      // empty entry, which the codec rejects as the wrong size.
-      while (req.raw_input_contents_size() < static_cast<int>(i)) req.add_raw_input_contents();
-      req.add_raw_input_contents()->assign(binary.data() + binary_used, *binary_size);
-      binary_used += *binary_size;
-      continue;
-    }
-    if (!has_data) {
-      return Invalid(absl::StrCat(where, ": no data (give \"data\", or binary_data_size with ",
-                                  kHeaderLengthHeader, ")"));
-    }
-    const bool fp32 = t->datatype() == "FP32";
-    const bool bf16 = t->datatype() == "BF16";
-    const bool int32 = t->datatype() == "INT32";  // expert_ids
-    if (!fp32 && !bf16 && !int32) continue;  // the codec rejects the datatype
-    std::vector<double> values;
-    // A flat array is depth 1; nested by the shape, up to the rank.
-    absl::Status st = Flatten(in["data"], where + ".data", 0,
-                              std::max<size_t>(1, static_cast<size_t>(t->shape_size())), &values);
-    if (!st.ok()) return st;
-    if (static_cast<int64_t>(values.size()) != elements) {
-      return Invalid(absl::StrCat(where, ".data: expected ", elements, " values for shape [",
-                                  absl::StrJoin(t->shape(), ", "), "], got ", values.size()));
-    }
-    while (req.raw_input_contents_size() < static_cast<int>(i)) req.add_raw_input_contents();
-    std::string* raw = req.add_raw_input_contents();
-    raw->resize(values.size() * (bf16 ? 2 : 4));
-    for (size_t j = 0; j < values.size(); ++j) {
-      if (int32) {
-        const double v = values[j];
-        if (!(v >= INT32_MIN && v <= INT32_MAX) || v != std::floor(v)) {
-          return Invalid(absl::StrCat(where, ".data[", j, "]: expected an INT32, got ", v));
-        }
-        const int32_t n = static_cast<int32_t>(v);
-        std::memcpy(raw->data() + 4 * j, &n, 4);
-        continue;
-      }
-      const float f = static_cast<float>(values[j]);
-      if (fp32) {
-        std::memcpy(raw->data() + 4 * j, &f, 4);
-      } else {
-        const uint16_t b = FloatToBf16(f);
-        std::memcpy(raw->data() + 2 * j, &b, 2);
-      }
-    }
+    MOE_RETURN_IF_ERROR(ParseInput(inputs[i], i, binary, &binary_used, &req));
   }
   // One raw entry per input once any input has one, so that the codec
   // reports an input's own problem (say, an unsupported datatype) rather
@@ -235,37 +302,7 @@ absl::StatusOr<RestInferRequest> ParseRestInferRequest(absl::string_view body,
     return Invalid(absl::StrCat("request body: ", binary.size() - binary_used,
                                 " binary bytes after the JSON header that no input claims"));
   }
-  if (doc.contains("outputs")) {
-    if (!doc["outputs"].is_array()) return Invalid("outputs: expected an array");
-    for (size_t i = 0; i < doc["outputs"].size(); ++i) {
-      const std::string where = absl::StrCat("outputs[", i, "]");
-      const json& o = doc["outputs"][i];
-      if (!o.is_object() || !o.contains("name") || !o["name"].is_string()) {
-        return Invalid(absl::StrCat(where, ": expected an object with a string \"name\""));
-      }
-      auto* t = req.add_outputs();
-      t->set_name(o["name"].get<std::string>());
-      if (o.contains("parameters")) {
-        absl::Status st =
-            CopyParameters(o["parameters"], where + ".parameters", t->mutable_parameters());
-        if (!st.ok()) return st;
-        auto it = t->parameters().find("binary_data");
-        if (it != t->parameters().end()) {
-          if (!it->second.has_bool_param()) {
-            return Invalid(absl::StrCat(where, ".parameters.binary_data: expected a bool"));
-          }
-          out.output_binary[t->name()] = it->second.bool_param();
-          t->mutable_parameters()->erase("binary_data");
-        }
-        for (const char* unsupported : {"classification", "shared_memory_region"}) {
-          if (t->parameters().count(unsupported) > 0) {
-            return Invalid(absl::StrCat(where, ".parameters.", unsupported,
-                                        ": not supported by this server"));
-          }
-        }
-      }
-    }
-  }
+  if (doc.contains("outputs")) MOE_RETURN_IF_ERROR(ParseOutputs(doc["outputs"], &out));
   return out;
 }
 
