@@ -5,10 +5,12 @@
 #include <atomic>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "client/kserve_rest_client.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
@@ -458,9 +460,7 @@ void RunOpenLoop(const std::vector<std::unique_ptr<Stub>>& stubs,
   while (outstanding.load() > 0) absl::SleepFor(absl::Milliseconds(2));
 }
 
-}  // namespace
-
-absl::StatusOr<LoadReport> RunLoad(const LoadOptions& o) {
+absl::Status CheckOptions(const LoadOptions& o) {
   if ((o.concurrency > 0) == (o.rate > 0)) {
     return absl::InvalidArgumentError("set exactly one of --concurrency (closed loop) or --rate "
                                       "(open loop)");
@@ -473,29 +473,39 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& o) {
     return absl::InvalidArgumentError(
         "--protocol=http runs the closed loop (--concurrency) without --stream");
   }
+  return absl::OkStatus();
+}
+
+// The gRPC stubs (one per connection) or the REST clients (one per
+// closed-loop worker) a run sends on.
+struct Connections {
   std::vector<std::unique_ptr<Stub>> stubs;
-  std::vector<std::unique_ptr<RestInferClient>> http_clients;
+  std::vector<std::unique_ptr<RestInferClient>> http;
+};
+
+absl::StatusOr<Connections> Connect(const LoadOptions& o) {
+  Connections c;
   if (o.http) {
     for (int w = 0; w < o.concurrency; ++w) {
-      auto c = RestInferClient::Create(o.connection);
-      if (!c.ok()) return c.status();
-      http_clients.push_back(*std::move(c));
+      MOE_ASSIGN_OR_RETURN(auto client, RestInferClient::Create(o.connection));
+      c.http.push_back(std::move(client));
     }
-  } else {
-    for (int c = 0; c < o.connections; ++c) {
-      auto channel = MakeChannel(o.connection, c);
-      if (!channel.ok()) return channel.status();
-      stubs.push_back(inference::GRPCInferenceService::NewStub(*channel));
-    }
+    return c;
   }
-  const std::vector<std::string> models = ModelsOf(o);
-  if (models.size() > 1 && !o.verify_preset.empty()) {
-    return absl::InvalidArgumentError("--verify checks one model against a preset, not several");
+  for (int i = 0; i < o.connections; ++i) {
+    MOE_ASSIGN_OR_RETURN(auto channel, MakeChannel(o.connection, i));
+    c.stubs.push_back(inference::GRPCInferenceService::NewStub(channel));
   }
-  absl::StatusOr<int64_t> d_model;
+  return c;
+}
+
+// The d_model every model in `models` shares (from their metadata).
+absl::StatusOr<int64_t> CommonDModel(const LoadOptions& o, const Connections& c,
+                                     const std::vector<std::string>& models) {
+  std::optional<int64_t> d_model;
   for (const std::string& model : models) {
-    auto d = o.http ? http_clients[0]->FetchDModel(model)
-                    : FetchDModel(stubs[0].get(), model, absl::ToInt64Milliseconds(o.deadline));
+    auto d = o.http ? c.http[0]->FetchDModel(model)
+                    : FetchDModel(c.stubs[0].get(), model, absl::ToInt64Milliseconds(o.deadline));
     if (!d.ok()) {
       return absl::UnavailableError(absl::StrCat(
           "cannot read model metadata: ",
@@ -503,74 +513,142 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& o) {
                                          std::string(d.status().message())),
                             o.connection.address)));
     }
-    if (d_model.ok() && *d != *d_model) {
+    if (d_model.has_value() && *d != *d_model) {
       return absl::InvalidArgumentError(absl::StrCat("model '", model, "' has d_model ", *d,
                                                      " but '", models[0], "' has ", *d_model,
                                                      ": a pipeline needs one width"));
     }
     d_model = *d;
   }
-  auto pool = BuildPool(o, *d_model);
-  if (!pool.ok()) return pool.status();
-  const ServerCounters before =
-      o.http ? ServerCounters() : ReadServerCounters(stubs[0].get(), models);
+  return *d_model;
+}
 
-  const bool verify = !o.verify_preset.empty();
-  Recorder rec(&*pool, verify);
+// Prints progress to o.progress (when set) every second, or every 250 ms
+// rewriting one line on a terminal, from construction to destruction.
+class ProgressReporter {
+ public:
+  ProgressReporter(const LoadOptions& o, Recorder* rec, absl::Time start) {
+    if (o.progress == nullptr) return;
+    thread_ = std::thread([this, out = o.progress, rec, start] { Loop(out, rec, start); });
+  }
+  ~ProgressReporter() {
+    running_.store(false);
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void Loop(FILE* out, Recorder* rec, absl::Time start) {
+    const bool tty = isatty(fileno(out));
+    int64_t last_done = 0;
+    absl::Time last = absl::Now();
+    while (running_.load()) {
+      absl::SleepFor(tty ? absl::Milliseconds(250) : absl::Seconds(1));
+      const auto snap = rec->Progress();
+      const absl::Time now = absl::Now();
+      const double rate = static_cast<double>(snap.done - last_done) /
+                          std::max(1e-9, absl::ToDoubleSeconds(now - last));
+      last_done = snap.done;
+      last = now;
+      const std::string line = absl::StrFormat(
+          "[%6.1fs] %lld done, %.1f req/s now, %lld errors", absl::ToDoubleSeconds(now - start),
+          static_cast<long long>(snap.done), rate, static_cast<long long>(snap.errors));
+      std::fprintf(out, tty ? "\r%-70s" : "%s\n", line.c_str());
+      std::fflush(out);
+    }
+    if (tty) std::fprintf(out, "\n");
+  }
+
+  std::atomic<bool> running_{true};
+  std::thread thread_;
+};
+
+// The closed loop (o.concurrency workers) or the open loop, until
+// `admission` stops admitting.
+void SendLoad(const LoadOptions& o, const Connections& c, const std::vector<PoolEntry>& pool,
+              absl::Time start, Admission* admission, Recorder* rec) {
+  SleepUntil(start);
+  if (o.concurrency <= 0) {
+    RunOpenLoop(c.stubs, pool, o, start, admission, rec);
+    return;
+  }
+  std::vector<std::thread> workers;
+  for (int w = 0; w < o.concurrency; ++w) {
+    if (o.http) {
+      RestInferClient* http = c.http[static_cast<size_t>(w)].get();
+      workers.emplace_back([&, http, w] { ClosedHttpWorker(http, pool, o, w, admission, rec); });
+      continue;
+    }
+    Stub* stub = c.stubs[static_cast<size_t>(w % o.connections)].get();
+    workers.emplace_back([&, stub, w] {
+      if (o.stream) {
+        ClosedStreamWorker(stub, pool, o, w, admission, rec);
+      } else {
+        ClosedUnaryWorker(stub, pool, o, w, admission, rec);
+      }
+    });
+  }
+  for (auto& t : workers) t.join();
+}
+
+// Compares every OK answer: the first per pool entry against a local
+// layer of o.verify_preset, the others bitwise against that first one.
+absl::Status Verify(const LoadOptions& o, const std::vector<PoolEntry>& pool, int64_t d_model,
+                    const Recorder& rec, LoadReport* r) {
+  r->verified = true;
+  MOE_ASSIGN_OR_RETURN(LayerWeights weights, MakePreset(o.verify_preset, o.verify_seed));
+  MoeLayerOptions lo;
+  lo.compute = o.verify_dtype;
+  MOE_ASSIGN_OR_RETURN(std::unique_ptr<MoeLayer> layer, MoeLayer::Create(weights, lo));
+  if (layer->d_model() != d_model) {
+    return absl::FailedPreconditionError(absl::StrCat("--verify preset '", o.verify_preset,
+                                                      "' has d_model ", layer->d_model(),
+                                                      " but the server's model has ", d_model));
+  }
+  r->verify_mismatches = rec.repeat_mismatches();
+  const auto& firsts = rec.first_outputs();
+  for (size_t i = 0; i < pool.size(); ++i) {
+    if (firsts[i].empty()) continue;
+    std::vector<float> x = pool[i].tokens;
+    if (o.bf16) {
+      for (float& v : x) v = RoundToBf16(v);
+    }
+    std::vector<float> y(x.size());
+    ForwardOutputs fo;
+    fo.output = y.data();
+    if (!layer->Forward(x.data(), pool[i].num_tokens, fo).ok()) {
+      return absl::InternalError("local verification layer failed");
+    }
+    if (o.bf16) {
+      for (float& v : y) v = RoundToBf16(v);
+    }
+    if (y != firsts[i]) ++r->verify_mismatches;
+  }
+  r->verify_checked = r->total_ok;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<LoadReport> RunLoad(const LoadOptions& o) {
+  MOE_RETURN_IF_ERROR(CheckOptions(o));
+  MOE_ASSIGN_OR_RETURN(const Connections conns, Connect(o));
+  const std::vector<std::string> models = ModelsOf(o);
+  if (models.size() > 1 && !o.verify_preset.empty()) {
+    return absl::InvalidArgumentError("--verify checks one model against a preset, not several");
+  }
+  MOE_ASSIGN_OR_RETURN(const int64_t d_model, CommonDModel(o, conns, models));
+  MOE_ASSIGN_OR_RETURN(const std::vector<PoolEntry> pool, BuildPool(o, d_model));
+  const ServerCounters before =
+      o.http ? ServerCounters() : ReadServerCounters(conns.stubs[0].get(), models);
+
+  Recorder rec(&pool, !o.verify_preset.empty());
   const absl::Time start = absl::Now() + absl::Milliseconds(20);
   const absl::Time measure_start = start + o.warmup;
   Admission admission(measure_start, measure_start + o.duration, o.requests);
-
-  // Progress reporter.
-  std::atomic<bool> running{true};
-  std::thread progress;
-  if (o.progress != nullptr) {
-    const bool tty = isatty(fileno(o.progress));
-    progress = std::thread([&, tty] {
-      int64_t last_done = 0;
-      absl::Time last = absl::Now();
-      while (running.load()) {
-        absl::SleepFor(tty ? absl::Milliseconds(250) : absl::Seconds(1));
-        const auto snap = rec.Progress();
-        const absl::Time now = absl::Now();
-        const double rate = static_cast<double>(snap.done - last_done) /
-                            std::max(1e-9, absl::ToDoubleSeconds(now - last));
-        last_done = snap.done;
-        last = now;
-        const std::string line = absl::StrFormat(
-            "[%6.1fs] %lld done, %.1f req/s now, %lld errors", absl::ToDoubleSeconds(now - start),
-            static_cast<long long>(snap.done), rate, static_cast<long long>(snap.errors));
-        std::fprintf(o.progress, tty ? "\r%-70s" : "%s\n", line.c_str());
-        std::fflush(o.progress);
-      }
-      if (tty) std::fprintf(o.progress, "\n");
-    });
+  {
+    ProgressReporter progress(o, &rec, start);
+    SendLoad(o, conns, pool, start, &admission, &rec);
   }
-
-  SleepUntil(start);
-  if (o.concurrency > 0) {
-    std::vector<std::thread> workers;
-    for (int w = 0; w < o.concurrency; ++w) {
-      if (o.http) {
-        RestInferClient* http = http_clients[static_cast<size_t>(w)].get();
-        workers.emplace_back([&, http, w] { ClosedHttpWorker(http, *pool, o, w, &admission, &rec); });
-        continue;
-      }
-      Stub* stub = stubs[static_cast<size_t>(w % o.connections)].get();
-      workers.emplace_back([&, stub, w] {
-        if (o.stream) {
-          ClosedStreamWorker(stub, *pool, o, w, &admission, &rec);
-        } else {
-          ClosedUnaryWorker(stub, *pool, o, w, &admission, &rec);
-        }
-      });
-    }
-    for (auto& t : workers) t.join();
-  } else {
-    RunOpenLoop(stubs, *pool, o, start, &admission, &rec);
-  }
-  running.store(false);
-  if (progress.joinable()) progress.join();
 
   LoadReport r;
   r.mode = o.concurrency > 0 ? "closed" : "open";
@@ -590,7 +668,7 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& o) {
   r.tokens_per_s = static_cast<double>(r.tokens_ok) / r.window_s;
 
   const ServerCounters after =
-      o.http ? ServerCounters() : ReadServerCounters(stubs[0].get(), models);
+      o.http ? ServerCounters() : ReadServerCounters(conns.stubs[0].get(), models);
   if (before.ok && after.ok) {
     r.server_stats = true;
     r.server_ok = after.success - before.success;
@@ -599,43 +677,7 @@ absl::StatusOr<LoadReport> RunLoad(const LoadOptions& o) {
     r.server_avg_batch_tokens =
         r.server_batches > 0 ? static_cast<double>(r.server_tokens) / r.server_batches : 0;
   }
-
-  if (verify) {
-    r.verified = true;
-    auto weights = MakePreset(o.verify_preset, o.verify_seed);
-    if (!weights.ok()) return weights.status();
-    MoeLayerOptions lo;
-    lo.compute = o.verify_dtype;
-    auto layer = MoeLayer::Create(*weights, lo);
-    if (!layer.ok()) return layer.status();
-    if ((*layer)->d_model() != *d_model) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "--verify preset '", o.verify_preset, "' has d_model ", (*layer)->d_model(),
-          " but the server's model has ", *d_model));
-    }
-    r.verify_mismatches = rec.repeat_mismatches();
-    const auto& firsts = rec.first_outputs();
-    for (size_t i = 0; i < pool->size(); ++i) {
-      if (firsts[i].empty()) continue;
-      std::vector<float> x = (*pool)[i].tokens;
-      if (o.bf16) {
-        for (float& v : x) v = RoundToBf16(v);
-      }
-      std::vector<float> y(x.size());
-      ForwardOutputs fo;
-      fo.output = y.data();
-      if (!(*layer)->Forward(x.data(), (*pool)[i].num_tokens, fo).ok()) {
-        return absl::InternalError("local verification layer failed");
-      }
-      if (o.bf16) {
-        for (float& v : y) v = RoundToBf16(v);
-      }
-      if (y != firsts[i]) ++r.verify_mismatches;
-    }
-    // Every OK answer was compared: the first per pool entry against the
-    // local layer, the others bitwise against that first one.
-    r.verify_checked = r.total_ok;
-  }
+  if (!o.verify_preset.empty()) MOE_RETURN_IF_ERROR(Verify(o, pool, d_model, rec, &r));
   return r;
 }
 
