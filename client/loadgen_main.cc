@@ -21,6 +21,7 @@
 #include "client/load_report.h"
 #include "client/sweep_points.h"
 #include "common/memory_tuning.h"
+#include "common/status_macros.h"
 #include "experts/dnnl_engine.h"
 
 ABSL_FLAG(std::string, address, "localhost:8001", "Server address host:port.");
@@ -95,45 +96,38 @@ bool WriteText(const std::string& path, const std::string& text) {
   return static_cast<bool>(out);
 }
 
-}  // namespace
+absl::Status Usage(const std::string& message) { return absl::InvalidArgumentError(message); }
 
-int main(int argc, char** argv) {
-  moe::ParseCommandLineOrExit(
-      argc, argv,
-      "Load generator for a KServe v2 gRPC server (closed or open loop, sweeps, answer checks).\n"
-      "  moe_loadgen (--concurrency=N | --rate=R) [--duration_s=S] [--tokens=N|MIN-MAX] ...");
-  // Response buffers are allocated and freed per call; without this glibc
-  // hands them back to the OS and every call faults its pages in again
-  // (measured: 11 % of the machine's CPU at 64 clients × 16 tokens).
-  moe::KeepFreedMemoryInProcess();
-  moe::SkipMutexDeadlockDetection();
+// The models to walk: --models, or --layers as <model>.layer<L>.
+absl::Status ModelsFromFlags(moe::LoadOptions* o) {
+  if (!absl::GetFlag(FLAGS_models).empty() && !absl::GetFlag(FLAGS_layers).empty()) {
+    return Usage("set --models or --layers, not both");
+  }
+  if (!absl::GetFlag(FLAGS_models).empty()) {
+    o->models = absl::StrSplit(absl::GetFlag(FLAGS_models), ',', absl::SkipWhitespace());
+  }
+  if (!absl::GetFlag(FLAGS_layers).empty()) {
+    auto layers = moe::ParseIdList(absl::GetFlag(FLAGS_layers), 1 << 20, "layer");
+    if (!layers.ok()) return Usage(absl::StrCat("--layers: ", layers.status().message()));
+    for (int l : *layers) o->models.push_back(absl::StrCat(o->model, ".layer", l));
+  }
+  return absl::OkStatus();
+}
+
+// Everything but the sweep; INVALID_ARGUMENT with the usage message.
+absl::StatusOr<moe::LoadOptions> OptionsFromFlags() {
   moe::LoadOptions o;
   o.connection.address = absl::GetFlag(FLAGS_address);
   o.connection.tls_ca = absl::GetFlag(FLAGS_tls_ca);
   o.connection.tls_cert = absl::GetFlag(FLAGS_tls_cert);
   o.connection.tls_key = absl::GetFlag(FLAGS_tls_key);
   o.model = absl::GetFlag(FLAGS_model);
-  if (!absl::GetFlag(FLAGS_models).empty() && !absl::GetFlag(FLAGS_layers).empty()) {
-    std::fprintf(stderr, "set --models or --layers, not both\n");
-    return 2;
-  }
-  if (!absl::GetFlag(FLAGS_models).empty()) {
-    o.models = absl::StrSplit(absl::GetFlag(FLAGS_models), ',', absl::SkipWhitespace());
-  }
-  if (!absl::GetFlag(FLAGS_layers).empty()) {
-    auto layers = moe::ParseIdList(absl::GetFlag(FLAGS_layers), 1 << 20, "layer");
-    if (!layers.ok()) {
-      std::fprintf(stderr, "--layers: %s\n", std::string(layers.status().message()).c_str());
-      return 2;
-    }
-    for (int l : *layers) o.models.push_back(absl::StrCat(o.model, ".layer", l));
-  }
+  MOE_RETURN_IF_ERROR(ModelsFromFlags(&o));
   o.concurrency = absl::GetFlag(FLAGS_concurrency);
   o.rate = absl::GetFlag(FLAGS_rate);
   const std::string arrival = absl::GetFlag(FLAGS_arrival);
   if (arrival != "constant" && arrival != "poisson") {
-    std::fprintf(stderr, "--arrival must be constant or poisson\n");
-    return 2;
+    return Usage("--arrival must be constant or poisson");
   }
   o.poisson = arrival == "poisson";
   o.duration = absl::Seconds(absl::GetFlag(FLAGS_duration_s));
@@ -143,15 +137,13 @@ int main(int argc, char** argv) {
   std::vector<std::string> range = absl::StrSplit(tokens, '-');
   if (range.size() > 2 || !absl::SimpleAtoi(range[0], &o.tokens_min) ||
       !absl::SimpleAtoi(range.back(), &o.tokens_max)) {
-    std::fprintf(stderr, "--tokens must be N or MIN-MAX, got '%s'\n", tokens.c_str());
-    return 2;
+    return Usage(absl::StrCat("--tokens must be N or MIN-MAX, got '", tokens, "'"));
   }
   o.connections = absl::GetFlag(FLAGS_connections);
   o.stream = absl::GetFlag(FLAGS_stream);
   const std::string protocol = absl::GetFlag(FLAGS_protocol);
   if (protocol != "grpc" && protocol != "http") {
-    std::fprintf(stderr, "--protocol must be grpc or http, got '%s'\n", protocol.c_str());
-    return 2;
+    return Usage(absl::StrCat("--protocol must be grpc or http, got '", protocol, "'"));
   }
   o.http = protocol == "http";
   o.deadline = absl::Milliseconds(absl::GetFlag(FLAGS_deadline_ms));
@@ -163,23 +155,22 @@ int main(int argc, char** argv) {
   o.verify_dtype = moe::DType::kBF16;  // the server's default on every tier
   if (!absl::GetFlag(FLAGS_verify_dtype).empty()) {
     auto d = moe::ParseComputeDType(absl::GetFlag(FLAGS_verify_dtype));
-    if (!d.ok()) {
-      std::fprintf(stderr, "--verify_dtype: %s\n", std::string(d.status().message()).c_str());
-      return 2;
-    }
+    if (!d.ok()) return Usage(absl::StrCat("--verify_dtype: ", d.status().message()));
     o.verify_dtype = *d;
   }
   if (absl::GetFlag(FLAGS_progress)) o.progress = stderr;
+  return o;
+}
 
-  std::vector<double> points;
+// The sweep's points (concurrencies or rates; one point without a sweep).
+// A range form picks the loop in `o`.
+absl::StatusOr<std::vector<double>> SweepPointsFromFlags(moe::LoadOptions* o) {
   const std::string concurrency_range = absl::GetFlag(FLAGS_concurrency_range);
   const std::string rate_range = absl::GetFlag(FLAGS_request_rate_range);
   const int sweep_forms = (absl::GetFlag(FLAGS_sweep).empty() ? 0 : 1) +
                           (concurrency_range.empty() ? 0 : 1) + (rate_range.empty() ? 0 : 1);
   if (sweep_forms > 1) {
-    std::fprintf(stderr,
-                 "give at most one of --sweep, --concurrency_range and --request_rate_range\n");
-    return 2;
+    return Usage("give at most one of --sweep, --concurrency_range and --request_rate_range");
   }
   absl::StatusOr<std::vector<double>> parsed = std::vector<double>();
   const char* form = "--sweep";
@@ -188,70 +179,51 @@ int main(int argc, char** argv) {
   } else if (!concurrency_range.empty()) {
     form = "--concurrency_range";
     parsed = moe::ParseSweepRange(concurrency_range);
-    o.concurrency = 1;  // closed loop; the points set it
-    o.rate = 0;
+    o->concurrency = 1;  // closed loop; the points set it
+    o->rate = 0;
   } else if (!rate_range.empty()) {
     form = "--request_rate_range";
     parsed = moe::ParseSweepRange(rate_range);
-    o.rate = 1;  // open loop; the points set it
-    o.concurrency = 0;
+    o->rate = 1;  // open loop; the points set it
+    o->concurrency = 0;
   }
-  if (!parsed.ok()) {
-    std::fprintf(stderr, "%s: %s\n", form, std::string(parsed.status().message()).c_str());
-    return 2;
-  }
-  points = *std::move(parsed);
-  if (o.concurrency > 0) {
+  if (!parsed.ok()) return Usage(absl::StrCat(form, ": ", parsed.status().message()));
+  std::vector<double> points = *std::move(parsed);
+  if (o->concurrency > 0) {
     for (double p : points) {
       if (p != static_cast<double>(static_cast<int>(p))) {
-        std::fprintf(stderr, "%s: concurrency %g is not a whole number\n", form, p);
-        return 2;
+        return Usage(absl::StrCat(form, ": concurrency ", p, " is not a whole number"));
       }
     }
   }
-  if (points.empty()) points.push_back(o.concurrency > 0 ? o.concurrency : o.rate);
+  if (points.empty()) points.push_back(o->concurrency > 0 ? o->concurrency : o->rate);
+  return points;
+}
 
-  std::vector<moe::LoadReport> reports;
-  for (double p : points) {
-    moe::LoadOptions run = o;
-    if (o.concurrency > 0) {
-      run.concurrency = static_cast<int>(p);
-    } else {
-      run.rate = p;
-    }
-    auto report = moe::RunLoad(run);
-    if (!report.ok()) {
-      std::fprintf(stderr, "moe_loadgen: %s\n", std::string(report.status().message()).c_str());
-      return 1;
-    }
-    if (absl::GetFlag(FLAGS_json) != "-" && absl::GetFlag(FLAGS_csv) != "-") {
-      std::printf("%s\n", moe::ReportText(*report).c_str());
-    }
-    reports.push_back(*std::move(report));
-  }
-  if (reports.size() > 1 && absl::GetFlag(FLAGS_json) != "-" && absl::GetFlag(FLAGS_csv) != "-") {
-    std::printf("%s", moe::SweepTable(reports).c_str());
-  }
+// The --json, --csv and --html files; false when one cannot be written.
+bool WriteReports(const std::vector<moe::LoadReport>& reports, const moe::LoadOptions& o) {
   if (!absl::GetFlag(FLAGS_json).empty()) {
     const moe::LoadTarget target{o.connection.address,
                                  o.models.empty() ? o.model : absl::StrJoin(o.models, ","),
-                                 protocol};
+                                 absl::GetFlag(FLAGS_protocol)};
     const std::string text = moe::ReportsJson(reports, target).dump(2) + "\n";
-    if (!WriteText(absl::GetFlag(FLAGS_json), text)) return 1;
+    if (!WriteText(absl::GetFlag(FLAGS_json), text)) return false;
   }
   if (!absl::GetFlag(FLAGS_csv).empty()) {
-    if (!WriteText(absl::GetFlag(FLAGS_csv), moe::ReportsCsv(reports))) return 1;
+    if (!WriteText(absl::GetFlag(FLAGS_csv), moe::ReportsCsv(reports))) return false;
   }
   if (!absl::GetFlag(FLAGS_html).empty()) {
     if (!WriteText(absl::GetFlag(FLAGS_html),
                    moe::SweepHtml(reports, "moe_loadgen: " + o.connection.address))) {
-      return 1;
+      return false;
     }
   }
-  int64_t mismatches = 0;
-  for (const auto& r : reports) mismatches += r.verify_mismatches;
-  if (mismatches > 0) return 3;
-  // Service-level checks, for CI jobs: say which run broke which bound.
+  return true;
+}
+
+// The service-level checks, for CI jobs: says which run broke which bound;
+// true when one did.
+bool ExceedsBounds(const std::vector<moe::LoadReport>& reports) {
   bool exceeded = false;
   const double max_error_rate = absl::GetFlag(FLAGS_max_error_rate);
   const double max_p99_ms = absl::GetFlag(FLAGS_max_p99_ms);
@@ -272,5 +244,48 @@ int main(int argc, char** argv) {
       exceeded = true;
     }
   }
-  return exceeded ? 4 : 0;
+  return exceeded;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  moe::ParseCommandLineOrExit(
+      argc, argv,
+      "Load generator for a KServe v2 gRPC server (closed or open loop, sweeps, answer checks).\n"
+      "  moe_loadgen (--concurrency=N | --rate=R) [--duration_s=S] [--tokens=N|MIN-MAX] ...");
+  // Response buffers are allocated and freed per call; without this glibc
+  // hands them back to the OS and every call faults its pages in again.
+  moe::KeepFreedMemoryInProcess();
+  moe::SkipMutexDeadlockDetection();
+  absl::StatusOr<moe::LoadOptions> o = OptionsFromFlags();
+  absl::StatusOr<std::vector<double>> points =
+      o.ok() ? SweepPointsFromFlags(&*o) : absl::StatusOr<std::vector<double>>(o.status());
+  if (!points.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(points.status().message()).c_str());
+    return 2;
+  }
+  const bool print_text = absl::GetFlag(FLAGS_json) != "-" && absl::GetFlag(FLAGS_csv) != "-";
+  std::vector<moe::LoadReport> reports;
+  for (double p : *points) {
+    moe::LoadOptions run = *o;
+    if (o->concurrency > 0) {
+      run.concurrency = static_cast<int>(p);
+    } else {
+      run.rate = p;
+    }
+    auto report = moe::RunLoad(run);
+    if (!report.ok()) {
+      std::fprintf(stderr, "moe_loadgen: %s\n", std::string(report.status().message()).c_str());
+      return 1;
+    }
+    if (print_text) std::printf("%s\n", moe::ReportText(*report).c_str());
+    reports.push_back(*std::move(report));
+  }
+  if (reports.size() > 1 && print_text) std::printf("%s", moe::SweepTable(reports).c_str());
+  if (!WriteReports(reports, *o)) return 1;
+  int64_t mismatches = 0;
+  for (const auto& r : reports) mismatches += r.verify_mismatches;
+  if (mismatches > 0) return 3;
+  return ExceedsBounds(reports) ? 4 : 0;
 }
