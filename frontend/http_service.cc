@@ -99,10 +99,140 @@ absl::StatusOr<std::unique_ptr<HttpService>> HttpService::Start(const std::strin
   return s;
 }
 
+namespace {
+
+void HandleModelConfig(ServingCore* core, const httplib::Request& req, httplib::Response& res) {
+  const auto [model, version] = ModelOf(req);
+  auto served = core->FindModel(model, version);
+  if (!served.ok()) return SendError(res, served.status());
+  inference::ModelConfig config;
+  FillModelConfig(*core, **served, &config);
+  SendJson(res, 200, ProtoToJson(config));
+}
+
+// Every model's statistics (/v2/models/stats) or one model's.
+void HandleStatistics(ServingCore* core, const httplib::Request& req, httplib::Response& res) {
+  std::string model, version;
+  if (req.matches.size() > 1 && req.matches[1].matched) std::tie(model, version) = ModelOf(req);
+  inference::ModelStatisticsResponse out;
+  absl::Status st = FillModelStatistics(*core, model, version, &out);
+  if (!st.ok()) return SendError(res, st);
+  SendJson(res, 200, ProtoToJson(out));
+}
+
+void HandleModelMetadata(ServingCore* core, const httplib::Request& req, httplib::Response& res) {
+  const auto [model, version] = ModelOf(req);
+  auto served = core->FindModel(model, version);
+  if (!served.ok()) return SendError(res, served.status());
+  inference::ModelMetadataResponse m;
+  FillModelMetadata(**served, &m);
+  SendJson(res, 200, ProtoToJson(m));
+}
+
+void HandleRepositoryIndex(ServingCore* core, const httplib::Request& req,
+                           httplib::Response& res) {
+  bool ready_only = false;
+  if (!req.body.empty()) {
+    json doc = json::parse(req.body, nullptr, false);
+    if (doc.is_discarded() || !doc.is_object()) {
+      return SendError(res, absl::InvalidArgumentError("request body: expected a JSON object"));
+    }
+    if (doc.contains("ready")) {
+      if (!doc["ready"].is_boolean()) {
+        return SendError(res, absl::InvalidArgumentError("ready: expected a bool"));
+      }
+      ready_only = doc["ready"].get<bool>();
+    }
+  }
+  inference::RepositoryIndexResponse index;
+  FillRepositoryIndex(*core, ready_only, &index);
+  SendJson(res, 200, ProtoToJson(index)["models"]);
+}
+
+// The Inference-Header-Content-Length header, when sent.
+absl::StatusOr<std::optional<int64_t>> HeaderLength(const httplib::Request& req) {
+  if (!req.has_header(kHeaderLengthHeader)) return std::nullopt;
+  int64_t n = 0;
+  if (!absl::SimpleAtoi(req.get_header_value(kHeaderLengthHeader), &n)) {
+    return absl::InvalidArgumentError(absl::StrCat(kHeaderLengthHeader,
+                                                   ": expected a byte count, got '",
+                                                   req.get_header_value(kHeaderLengthHeader), "'"));
+  }
+  return n;
+}
+
+void HandleInfer(ServingCore* core, const httplib::Request& req, httplib::Response& res) {
+  const absl::Time start = absl::Now();
+  core->NoteArrival();
+  const auto [model, version] = ModelOf(req);
+  auto found = core->FindModel(model, version);
+  const ServedModel* served = found.ok() ? *found : nullptr;
+  // Counted on the model named, or as unrouted when none is served.
+  auto fail = [&](const absl::Status& st) {
+    if (served == nullptr) {
+      core->RecordUnrouted(st);
+    } else {
+      served->metrics().RecordRequest(st, 0, 0, absl::Now() - start, absl::ZeroDuration());
+    }
+    SendError(res, st);
+  };
+  if (served == nullptr) return fail(found.status());
+  auto header_length = HeaderLength(req);
+  if (!header_length.ok()) return fail(header_length.status());
+  auto rest = ParseRestInferRequest(req.body, *header_length, model, version);
+  if (!rest.ok()) return fail(rest.status());
+  auto decoded = DecodeInferRequest(rest->request, served->io());
+  if (!decoded.ok()) return fail(decoded.status());
+  auto task = MakeInferTask(*decoded, RequestDeadline(*decoded, start, absl::InfiniteFuture()));
+  // Shared with the batcher's `done`, which may still be returning from
+  // set_value when this thread wakes.
+  auto finished = std::make_shared<std::promise<absl::Status>>();
+  std::future<absl::Status> answer = finished->get_future();
+  task->done = [finished](const absl::Status& st, InferTask&) { finished->set_value(st); };
+  core->AnswersPending(1);
+  absl::Status st = core->Submit(*served, task);
+  const bool submitted = st.ok();
+  if (submitted) st = answer.get();
+  const int64_t tokens = task->num_tokens;
+  if (st.ok()) {
+    inference::ModelInferResponse response;
+    EncodeInferResponse(*decoded, *task, served->io(), &response);
+    RestBody body = EncodeRestInferResponse(response, *rest);
+    if (body.header_length.has_value()) {
+      res.set_header(kHeaderLengthHeader, absl::StrCat(*body.header_length));
+    }
+    res.status = 200;
+    res.set_content(std::move(body.body), body.content_type.c_str());
+  } else {
+    SendError(res, st);
+  }
+  served->metrics().RecordRequest(st, submitted ? tokens : 0, st.ok() ? tokens : 0,
+                                  absl::Now() - start, task->queue_time);
+  core->AnswersSent(1);
+}
+
+// Unmatched paths and methods: the spec's error body.
+void HandleError(const httplib::Request& req, httplib::Response& res) {
+  if (!res.body.empty()) return;
+  const std::string what = res.status == 404   ? absl::StrCat("no endpoint ", req.method, " ", req.path)
+                           : res.status == 413 ? "request body too large"
+                                               : absl::StrCat("HTTP ", res.status);
+  res.set_content(json{{"error", what}}.dump(-1, ' ', false, json::error_handler_t::replace),
+                  "application/json");
+}
+
+}  // namespace
+
 void HttpService::Route() {
   httplib::Server& http = *server_;
   ServingCore* core = core_;
-
+  // A handler of `core`.
+  auto with_core = [core](void (*handler)(ServingCore*, const httplib::Request&,
+                                          httplib::Response&)) {
+    return [core, handler](const httplib::Request& req, httplib::Response& res) {
+      handler(core, req, res);
+    };
+  };
   http.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) {
     SendJson(res, 200, json{{"live", true}});
   });
@@ -121,109 +251,12 @@ void HttpService::Route() {
              const bool ready = ModelIsReady(*core, model, version);
              SendJson(res, ready ? 200 : 400, json{{"name", model}, {"ready", ready}});
            });
-  http.Get(absl::StrCat(kModelPath, "/config"),
-           [core](const httplib::Request& req, httplib::Response& res) {
-             const auto [model, version] = ModelOf(req);
-             auto served = core->FindModel(model, version);
-             if (!served.ok()) return SendError(res, served.status());
-             inference::ModelConfig config;
-             FillModelConfig(*core, **served, &config);
-             SendJson(res, 200, ProtoToJson(config));
-           });
-  auto stats = [core](const httplib::Request& req, httplib::Response& res) {
-    std::string model, version;
-    if (req.matches.size() > 1 && req.matches[1].matched) std::tie(model, version) = ModelOf(req);
-    inference::ModelStatisticsResponse out;
-    absl::Status st = FillModelStatistics(*core, model, version, &out);
-    if (!st.ok()) return SendError(res, st);
-    SendJson(res, 200, ProtoToJson(out));
-  };
-  http.Get("/v2/models/stats", stats);
-  http.Get(absl::StrCat(kModelPath, "/stats"), stats);
-  http.Get(kModelPath, [core](const httplib::Request& req, httplib::Response& res) {
-    const auto [model, version] = ModelOf(req);
-    auto served = core->FindModel(model, version);
-    if (!served.ok()) return SendError(res, served.status());
-    inference::ModelMetadataResponse m;
-    FillModelMetadata(**served, &m);
-    SendJson(res, 200, ProtoToJson(m));
-  });
-  http.Post("/v2/repository/index", [core](const httplib::Request& req, httplib::Response& res) {
-    bool ready_only = false;
-    if (!req.body.empty()) {
-      json doc = json::parse(req.body, nullptr, false);
-      if (doc.is_discarded() || !doc.is_object()) {
-        return SendError(res, absl::InvalidArgumentError("request body: expected a JSON object"));
-      }
-      if (doc.contains("ready")) {
-        if (!doc["ready"].is_boolean()) {
-          return SendError(res, absl::InvalidArgumentError("ready: expected a bool"));
-        }
-        ready_only = doc["ready"].get<bool>();
-      }
-    }
-    inference::RepositoryIndexResponse index;
-    FillRepositoryIndex(*core, ready_only, &index);
-    SendJson(res, 200, ProtoToJson(index)["models"]);
-  });
-  http.Post(absl::StrCat(kModelPath, "/infer"), [core](const httplib::Request& req,
-                                                      httplib::Response& res) {
-    const absl::Time start = absl::Now();
-    core->NoteArrival();
-    const auto [model, version] = ModelOf(req);
-    auto found = core->FindModel(model, version);
-    const ServedModel* served = found.ok() ? *found : nullptr;
-    // Counted on the model named, or as unrouted when none is served.
-    auto fail = [&](const absl::Status& st) {
-      if (served == nullptr) {
-        core->RecordUnrouted(st);
-      } else {
-        served->metrics().RecordRequest(st, 0, 0, absl::Now() - start, absl::ZeroDuration());
-      }
-      SendError(res, st);
-    };
-    if (served == nullptr) return fail(found.status());
-    std::optional<int64_t> header_length;
-    if (req.has_header(kHeaderLengthHeader)) {
-      int64_t n = 0;
-      if (!absl::SimpleAtoi(req.get_header_value(kHeaderLengthHeader), &n)) {
-        return fail(absl::InvalidArgumentError(
-            absl::StrCat(kHeaderLengthHeader, ": expected a byte count, got '",
-                         req.get_header_value(kHeaderLengthHeader), "'")));
-      }
-      header_length = n;
-    }
-    auto rest = ParseRestInferRequest(req.body, header_length, model, version);
-    if (!rest.ok()) return fail(rest.status());
-    auto decoded = DecodeInferRequest(rest->request, served->io());
-    if (!decoded.ok()) return fail(decoded.status());
-    auto task = MakeInferTask(*decoded, RequestDeadline(*decoded, start, absl::InfiniteFuture()));
-    // Shared with the batcher's `done`, which may still be returning from
-    // set_value when this thread wakes.
-    auto finished = std::make_shared<std::promise<absl::Status>>();
-    std::future<absl::Status> answer = finished->get_future();
-    task->done = [finished](const absl::Status& st, InferTask&) { finished->set_value(st); };
-    core->AnswersPending(1);
-    absl::Status st = core->Submit(*served, task);
-    const bool submitted = st.ok();
-    if (submitted) st = answer.get();
-    const int64_t tokens = task->num_tokens;
-    if (st.ok()) {
-      inference::ModelInferResponse response;
-      EncodeInferResponse(*decoded, *task, served->io(), &response);
-      RestBody body = EncodeRestInferResponse(response, *rest);
-      if (body.header_length.has_value()) {
-        res.set_header(kHeaderLengthHeader, absl::StrCat(*body.header_length));
-      }
-      res.status = 200;
-      res.set_content(std::move(body.body), body.content_type.c_str());
-    } else {
-      SendError(res, st);
-    }
-    served->metrics().RecordRequest(st, submitted ? tokens : 0, st.ok() ? tokens : 0,
-                                    absl::Now() - start, task->queue_time);
-    core->AnswersSent(1);
-  });
+  http.Get(absl::StrCat(kModelPath, "/config"), with_core(HandleModelConfig));
+  http.Get("/v2/models/stats", with_core(HandleStatistics));
+  http.Get(absl::StrCat(kModelPath, "/stats"), with_core(HandleStatistics));
+  http.Get(kModelPath, with_core(HandleModelMetadata));
+  http.Post("/v2/repository/index", with_core(HandleRepositoryIndex));
+  http.Post(absl::StrCat(kModelPath, "/infer"), with_core(HandleInfer));
   // The model repository extension's load and unload: this server's model
   // is fixed at start-up (as Triton without explicit model control).
   http.Post(R"(/v2/repository/models/([^/]+)/(load|unload))",
@@ -233,16 +266,7 @@ void HttpService::Route() {
                                                    " is not allowed: the model is fixed at "
                                                    "start-up")}});
             });
-  // Unmatched paths and methods: the spec's error body.
-  http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    const std::string what =
-        res.status == 404 ? absl::StrCat("no endpoint ", req.method, " ", req.path)
-        : res.status == 413 ? "request body too large"
-                            : absl::StrCat("HTTP ", res.status);
-    res.set_content(json{{"error", what}}.dump(-1, ' ', false, json::error_handler_t::replace),
-                    "application/json");
-  });
+  http.set_error_handler(HandleError);
 }
 
 void HttpService::Stop() {
