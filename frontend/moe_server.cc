@@ -17,6 +17,7 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "frontend/inference_service.h"
 #include "frontend/http_service.h"
 #include "serving/metrics_http_server.h"
@@ -118,16 +119,9 @@ absl::StatusOr<std::unique_ptr<MoeServer>> MoeServer::Start(std::unique_ptr<MoeL
   return Start(std::move(layers), {options.io.model_name}, options);
 }
 
-absl::StatusOr<std::unique_ptr<MoeServer>> MoeServer::Start(
-    std::vector<std::unique_ptr<MoeLayer>> layers, const std::vector<std::string>& names,
-    const ServerOptions& options) {
-  if (layers.empty() || layers.size() != names.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("a server needs one name per layer (",
-                                                   layers.size(), " layers, ", names.size(),
-                                                   " names)"));
-  }
-  std::unique_ptr<MoeServer> s(new MoeServer());
-  s->options_ = options;
+namespace {
+
+absl::Status CheckLimits(const ServerOptions& options) {
   if (options.batching.max_batch_tokens < 1 || options.batching.max_queue_tokens < 1 ||
       options.io.max_request_tokens < 1) {
     return absl::InvalidArgumentError(
@@ -137,6 +131,19 @@ absl::StatusOr<std::unique_ptr<MoeServer>> MoeServer::Start(
     return absl::InvalidArgumentError(absl::StrCat(
         "max_request_tokens (", options.io.max_request_tokens, ") exceeds max_queue_tokens (",
         options.batching.max_queue_tokens, "): such requests could never be queued"));
+  }
+  return absl::OkStatus();
+}
+
+// layers[i] as model names[i] (distinct, not empty), with options.io's
+// limits and the layer's own sizes.
+absl::StatusOr<std::vector<ModelToServe>> ModelsToServe(
+    std::vector<std::unique_ptr<MoeLayer>> layers, const std::vector<std::string>& names,
+    const ServerOptions& options) {
+  if (layers.empty() || layers.size() != names.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("a server needs one name per layer (",
+                                                   layers.size(), " layers, ", names.size(),
+                                                   " names)"));
   }
   std::vector<ModelToServe> models;
   std::set<std::string> seen;
@@ -154,58 +161,78 @@ absl::StatusOr<std::unique_ptr<MoeServer>> MoeServer::Start(
     m.layer = std::move(layers[i]);
     models.push_back(std::move(m));
   }
+  return models;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<MoeServer>> MoeServer::Start(
+    std::vector<std::unique_ptr<MoeLayer>> layers, const std::vector<std::string>& names,
+    const ServerOptions& options) {
+  MOE_ASSIGN_OR_RETURN(std::vector<ModelToServe> models,
+                       ModelsToServe(std::move(layers), names, options));
+  MOE_RETURN_IF_ERROR(CheckLimits(options));
   auto creds = MakeCredentials(options.tls);
   if (!creds.ok()) return creds.status();
 
+  std::unique_ptr<MoeServer> s(new MoeServer());
+  s->options_ = options;
   s->core_ = std::make_unique<ServingCore>(std::move(models), options.batching);
   s->service_ = std::make_unique<InferenceService>(s->core_.get());
+  absl::Status st = s->StartGrpc(*creds);
+  if (!st.ok()) {
+    s->core_->Drain(absl::ZeroDuration());
+    return st;
+  }
+  st = s->StartRestAndMetrics();
+  if (!st.ok()) {
+    s->Shutdown(absl::ZeroDuration());
+    return st;
+  }
+  return s;
+}
 
+absl::Status MoeServer::StartGrpc(const std::shared_ptr<grpc::ServerCredentials>& creds) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  const std::string address = absl::StrCat(options.listen_host, ":", options.grpc_port);
-  builder.AddListeningPort(address, *creds, &s->grpc_port_);
-  builder.RegisterService(s->service_.get());
-  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
-  builder.SetMaxSendMessageSize(options.max_message_bytes);
-  s->grpc_server_ = builder.BuildAndStart();
-  if (s->grpc_server_ == nullptr || s->grpc_port_ == 0) {
-    s->core_->Drain(absl::ZeroDuration());
+  const std::string address = absl::StrCat(options_.listen_host, ":", options_.grpc_port);
+  builder.AddListeningPort(address, creds, &grpc_port_);
+  builder.RegisterService(service_.get());
+  builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  builder.SetMaxSendMessageSize(options_.max_message_bytes);
+  grpc_server_ = builder.BuildAndStart();
+  if (grpc_server_ == nullptr || grpc_port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen for gRPC on ", address,
                                                " (port in use or address not available?)"));
   }
-  auto* health = s->grpc_server_->GetHealthCheckService();
+  auto* health = grpc_server_->GetHealthCheckService();
   health->SetServingStatus(true);
   health->SetServingStatus("inference.GRPCInferenceService", true);
+  return absl::OkStatus();
+}
 
-  if (options.http_port >= 0) {
-    auto http = HttpService::Start(options.listen_host, options.http_port, options.tls,
-                                   static_cast<size_t>(options.max_message_bytes),
-                                   s->core_.get());
-    if (!http.ok()) {
-      s->Shutdown(absl::ZeroDuration());
-      return http.status();
-    }
-    s->http_service_ = *std::move(http);
-    s->http_port_ = s->http_service_->port();
+absl::Status MoeServer::StartRestAndMetrics() {
+  if (options_.http_port >= 0) {
+    MOE_ASSIGN_OR_RETURN(http_service_,
+                         HttpService::Start(options_.listen_host, options_.http_port, options_.tls,
+                                            static_cast<size_t>(options_.max_message_bytes),
+                                            core_.get()));
+    http_port_ = http_service_->port();
   }
-  if (options.metrics_port >= 0) {
-    ServingCore* core = s->core_.get();
-    auto extra = options.extra_metrics;
-    auto metrics = MetricsHttpServer::Start(options.listen_host, options.metrics_port,
-                                            [core, extra] {
-                                              std::string text = core->RenderMetrics();
-                                              if (extra) text += extra();
-                                              return text;
-                                            });
-    if (!metrics.ok()) {
-      s->Shutdown(absl::ZeroDuration());
-      return metrics.status();
-    }
-    s->metrics_server_ = *std::move(metrics);
-    s->metrics_port_ = s->metrics_server_->port();
+  if (options_.metrics_port >= 0) {
+    ServingCore* core = core_.get();
+    auto extra = options_.extra_metrics;
+    MOE_ASSIGN_OR_RETURN(metrics_server_,
+                         MetricsHttpServer::Start(options_.listen_host, options_.metrics_port,
+                                                  [core, extra] {
+                                                    std::string text = core->RenderMetrics();
+                                                    if (extra) text += extra();
+                                                    return text;
+                                                  }));
+    metrics_port_ = metrics_server_->port();
   }
-  return s;
+  return absl::OkStatus();
 }
 
 std::string MoeServer::local_grpc_address() const {

@@ -23,6 +23,7 @@
 
 namespace grpc {
 class Server;
+class ServerCredentials;
 }
 
 namespace moe {
@@ -84,6 +85,10 @@ class MoeServer {
 
  private:
   MoeServer() = default;
+  // Start()'s steps: the gRPC listener (health SERVING once it listens),
+  // then REST and /metrics where enabled.
+  absl::Status StartGrpc(const std::shared_ptr<grpc::ServerCredentials>& creds);
+  absl::Status StartRestAndMetrics();
 
   ServerOptions options_;
   std::unique_ptr<ServingCore> core_;
