@@ -83,7 +83,8 @@ absl::Status FailedToStart(const std::string& what) { return absl::FailedPrecond
 // `layer_index` is the checkpoint's layer (0 for a preset); `model_name`
 // labels the expert workers' metrics.
 absl::StatusOr<BuiltLayer> BuildLayer(moe::DType compute, int layer_index,
-                                      const std::string& model_name) {
+                                      const std::string& model_name,
+                                      const std::vector<int>& worker_layers) {
   absl::StatusOr<moe::LayerWeights> weights = moe::LoadLayerFromFlags(layer_index);
   if (!weights.ok()) return FailedToStart(std::string(weights.status().message()));
   moe::MoeLayerOptions layer_options;
@@ -93,9 +94,8 @@ absl::StatusOr<BuiltLayer> BuildLayer(moe::DType compute, int layer_index,
   const std::string workers = absl::GetFlag(FLAGS_expert_workers);
   absl::StatusOr<std::vector<moe::ShardSpec>> shards;
   if (!workers.empty()) {
-    auto named = moe::ExpertWorkerSpecLayers(workers);
-    if (!named.ok()) return FailedToStart(std::string(named.status().message()));
-    const bool named_here = std::find(named->begin(), named->end(), layer_index) != named->end();
+    const bool named_here = std::find(worker_layers.begin(), worker_layers.end(),
+                                      layer_index) != worker_layers.end();
     if (weights->spec.dense) {
       // A shard for every layer skips a dense one; one naming it is wrong.
       if (named_here || !moe::SeveralLayersRequested()) {
@@ -166,10 +166,12 @@ absl::StatusOr<BuiltModels> BuildModels(moe::DType compute) {
   auto wanted = moe::LayersFromFlags();
   if (!wanted.ok()) return FailedToStart(std::string(wanted.status().message()));
   const bool several = moe::SeveralLayersRequested();
+  std::vector<int> worker_layers;  // the layers --expert_workers names
   if (!absl::GetFlag(FLAGS_expert_workers).empty()) {
     auto named = moe::ExpertWorkerSpecLayers(absl::GetFlag(FLAGS_expert_workers));
     if (!named.ok()) return FailedToStart(std::string(named.status().message()));
-    for (int l : *named) {
+    worker_layers = *std::move(named);
+    for (int l : worker_layers) {
       if (std::find(wanted->begin(), wanted->end(), l) == wanted->end()) {
         return FailedToStart(absl::StrCat("--expert_workers names layer ", l,
                                           ", which is not served (",
@@ -183,7 +185,7 @@ absl::StatusOr<BuiltModels> BuildModels(moe::DType compute) {
   for (int l : *wanted) {
     const absl::Time layer_start = absl::Now();
     const std::string name = several ? absl::StrCat(model_name, ".layer", l) : model_name;
-    auto built = BuildLayer(compute, l, name);
+    auto built = BuildLayer(compute, l, name, worker_layers);
     if (!built.ok()) {
       if (!several) return built.status();
       return absl::Status(built.status().code(),
@@ -213,26 +215,8 @@ int Fail(const std::string& what) {
   return 1;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  // Re-executes first if it sets the OpenMP spin count; blocks the
-  // shutdown signals before any thread starts; main() sigwait()s for them.
-  sigset_t signals = moe::StartServingProcess(
-      argc, argv,
-      "Serves mixture-of-experts FFN layers over the KServe v2 gRPC and REST protocols.\n"
-      "  moe_server [--preset=demo | --model_dir=DIR [--layer=N | --layers=all|A-B,C]] "
-      "[--grpc_port=8001]");
-
-  auto resolved = moe::ComputeDTypeFromFlags();
-  if (!resolved.ok()) return Fail(std::string(resolved.status().message()));
-  const moe::DType compute = *resolved;
-
-  const absl::Time load_start = absl::Now();
-  auto built = moe::RunOnTransientThread([compute] { return BuildModels(compute); });
-  if (!built.ok()) return Fail(std::string(built.status().message()));
-  const std::vector<const moe::RemoteExpertBackend*> remotes = built->remotes;
-
+moe::ServerOptions ServerOptionsFromFlags(
+    const std::vector<const moe::RemoteExpertBackend*>& remotes) {
   moe::ServerOptions options;
   options.listen_host = absl::GetFlag(FLAGS_host);
   options.grpc_port = absl::GetFlag(FLAGS_grpc_port);
@@ -252,22 +236,21 @@ int main(int argc, char** argv) {
   if (!remotes.empty()) {
     options.extra_metrics = [remotes] { return moe::RemoteExpertBackend::RenderMetrics(remotes); };
   }
+  return options;
+}
 
-  const std::vector<std::string> names = built->names;
-  auto server = moe::MoeServer::Start(std::move(built->layers), names, options);
-  if (!server.ok()) return Fail(absl::StrCat("cannot start: ", server.status().message()));
-  spdlog::info("serving {} from {} (loaded in {:.1f} s)", (*server)->core().ServedModelsDescription(),
-               built->source, absl::ToDoubleSeconds(absl::Now() - load_start));
+// The "listening" and "ready" lines operators and the tests read.
+void LogReady(const moe::MoeServer& server, const moe::ServerOptions& options) {
   const std::string scheme = options.tls.cert_file.empty() ? "http" : "https";
   spdlog::info("listening: gRPC {}:{}{}, REST {}, metrics {}", options.listen_host,
-               (*server)->grpc_port(), options.tls.cert_file.empty() ? "" : " (TLS)",
-               (*server)->http_port() > 0
-                   ? absl::StrCat(scheme, "://", options.listen_host, ":", (*server)->http_port(),
+               server.grpc_port(), options.tls.cert_file.empty() ? "" : " (TLS)",
+               server.http_port() > 0
+                   ? absl::StrCat(scheme, "://", options.listen_host, ":", server.http_port(),
                                   "/v2")
                    : std::string("disabled"),
-               (*server)->metrics_port() > 0 ? absl::StrCat("http://", options.listen_host, ":",
-                                                            (*server)->metrics_port(), "/metrics")
-                                             : std::string("disabled"));
+               server.metrics_port() > 0 ? absl::StrCat("http://", options.listen_host, ":",
+                                                        server.metrics_port(), "/metrics")
+                                         : std::string("disabled"));
   spdlog::info(
       "ready: batching up to {} tokens per call, {} us queue delay ({}), {} tokens "
       "queued; CPU tier {}; {}; {}",
@@ -275,16 +258,17 @@ int main(int argc, char** argv) {
       options.batching.adaptive_fill ? "adaptive fill" : "waits for a full batch",
       options.batching.max_queue_tokens, moe::CpuTierDescription(), moe::DnnlDescription(),
       moe::OpenMpWaitDescription());
+}
 
-  int sig = 0;
-  sigwait(&signals, &sig);
+// Drains after signal `sig` and logs the totals, which let an operator
+// (and the container test) match the server's answers against its
+// clients' counts.
+void DrainAndReport(moe::MoeServer& server, int sig) {
   const int drain_s = absl::GetFlag(FLAGS_drain_timeout_s);
   spdlog::info("received {}: draining (up to {} s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                drain_s);
-  const int64_t cut = (*server)->Shutdown(absl::Seconds(drain_s));
-  // The totals let an operator (and the container test) match the server's
-  // answers against its clients' counts.
-  const moe::ServingCore& core = (*server)->core();
+  const int64_t cut = server.Shutdown(absl::Seconds(drain_s));
+  const moe::ServingCore& core = server.core();
   const auto total = [&core](const char* outcome) {
     return static_cast<int64_t>(core.RequestsTotal(outcome));
   };
@@ -298,6 +282,36 @@ int main(int argc, char** argv) {
       "not_found {}, deadline_exceeded {}, cancelled {}, internal {}",
       total("ok"), total("unavailable"), total("invalid_argument"), total("not_found"),
       total("deadline_exceeded"), total("cancelled"), total("internal"));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Re-executes first if it sets the OpenMP spin count; blocks the
+  // shutdown signals before any thread starts; main() sigwait()s for them.
+  sigset_t signals = moe::StartServingProcess(
+      argc, argv,
+      "Serves mixture-of-experts FFN layers over the KServe v2 gRPC and REST protocols.\n"
+      "  moe_server [--preset=demo | --model_dir=DIR [--layer=N | --layers=all|A-B,C]] "
+      "[--grpc_port=8001]");
+
+  auto resolved = moe::ComputeDTypeFromFlags();
+  if (!resolved.ok()) return Fail(std::string(resolved.status().message()));
+  const moe::DType compute = *resolved;
+
+  const absl::Time load_start = absl::Now();
+  auto built = moe::RunOnTransientThread([compute] { return BuildModels(compute); });
+  if (!built.ok()) return Fail(std::string(built.status().message()));
+  const moe::ServerOptions options = ServerOptionsFromFlags(built->remotes);
+  auto server = moe::MoeServer::Start(std::move(built->layers), built->names, options);
+  if (!server.ok()) return Fail(absl::StrCat("cannot start: ", server.status().message()));
+  spdlog::info("serving {} from {} (loaded in {:.1f} s)", (*server)->core().ServedModelsDescription(),
+               built->source, absl::ToDoubleSeconds(absl::Now() - load_start));
+  LogReady(**server, options);
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  DrainAndReport(**server, sig);
   server->reset();
   return 0;
 }
