@@ -105,106 +105,132 @@ absl::StatusOr<std::unique_ptr<PanelMatmul>> PanelMatmul::Create(const MatmulSha
   return m;
 }
 
+PanelMatmul::PassLayout PanelMatmul::LayoutPass(int64_t m) const {
+  PassLayout l;
+  l.m = m;
+  // Row blocks of at most 6 rows, as even as possible (8 rows: 4 + 4, not
+  // 6 + 2, so that every tile keeps enough independent sums).
+  l.blocks = (m + kMaxTileRows - 1) / kMaxTileRows;
+  int64_t widest = 0;
+  for (int64_t b = 0; b < l.blocks; ++b) widest = std::max(widest, l.begin(b + 1) - l.begin(b));
+  l.panels_per_tile = PanelsPerTile(widest);
+  l.groups = (panels_ + l.panels_per_tile - 1) / l.panels_per_tile;
+  return l;
+}
+
+void PanelMatmul::PackPass(const char* src_pass, const PassLayout& l, float* xpack) const {
+  // Each block's rows interleaved by k (widened to f32): block b holds
+  // rows [begin, end) at xpack + begin * k, input i of its row j at
+  // [i * (end - begin) + j].
+  const int64_t k = shape_.k;
+  const bool bf16 = shape_.compute == DType::kBF16;
+#pragma omp parallel for schedule(static) if (l.m * k >= 65536)
+  for (int64_t b = 0; b < l.blocks; ++b) {
+    const int64_t begin = l.begin(b), count = l.begin(b + 1) - begin;
+    float* out = xpack + begin * k;
+    for (int64_t j = 0; j < count; ++j) {
+      if (bf16) {
+        const auto* in = reinterpret_cast<const uint16_t*>(src_pass) + (begin + j) * k;
+        for (int64_t i = 0; i < k; ++i) out[i * count + j] = Bf16ToFloat(in[i]);
+      } else {
+        const auto* in = reinterpret_cast<const float*>(src_pass) + (begin + j) * k;
+        for (int64_t i = 0; i < k; ++i) out[i * count + j] = in[i];
+      }
+    }
+  }
+}
+
+void PanelMatmul::RunTiles(const PassLayout& l, int64_t group, int64_t b0, int64_t b1,
+                           const float* xpack, float* acc) const {
+  const int64_t k = shape_.k;
+  const int64_t padded_n = panels_ * kPanelCols;
+  const int64_t chunk = ChunkSteps(shape_.compute);
+  const size_t elem = static_cast<size_t>(DTypeSize(shape_.compute));
+  const int64_t p0 = group * l.panels_per_tile;
+  const int panels = static_cast<int>(std::min<int64_t>(l.panels_per_tile, panels_ - p0));
+  const char* w0 =
+      static_cast<const char*>(weights_.data()) + static_cast<size_t>(p0 * k * kPanelCols) * elem;
+  for (int64_t k0 = 0; k0 < k; k0 += chunk) {
+    const int64_t steps = std::min(chunk, k - k0);
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t begin = l.begin(b), count = l.begin(b + 1) - begin;
+      panel::TileArgs t;
+      t.x = xpack + begin * k + k0 * count;
+      t.x_step = count;
+      t.w = w0 + static_cast<size_t>(k0 * kPanelCols) * elem;
+      t.panel_stride = k * kPanelCols;
+      t.k_count = steps;
+      t.acc = acc + begin * padded_n + p0 * kPanelCols;
+      t.acc_stride = padded_n;
+      t.first = k0 == 0;
+      t.prefetch_bytes = l.m <= kPrefetchMaxRows ? kPrefetchBytes : 0;
+      panel::TileAvx2(static_cast<int>(count), panels, ToPanelType(shape_.compute), t);
+    }
+  }
+}
+
+void PanelMatmul::RunEpilogue(const PassLayout& l, int64_t group, int64_t b0, int64_t b1,
+                              int64_t r0, const float* acc, const void* multiplier,
+                              void* dst) const {
+  const int64_t n = shape_.n;
+  const int64_t padded_n = panels_ * kPanelCols;
+  const size_t elem = static_cast<size_t>(DTypeSize(shape_.compute));
+  const size_t dst_elem = static_cast<size_t>(DTypeSize(shape_.dst));
+  const int64_t p0 = group * l.panels_per_tile;
+  const int64_t panels = std::min<int64_t>(l.panels_per_tile, panels_ - p0);
+  const int64_t rs = l.begin(b0), re = l.begin(b1);
+  panel::EpilogueArgs e;
+  e.acc = acc + rs * padded_n;
+  e.acc_stride = padded_n;
+  e.bias = shape_.bias ? bias_.data() : nullptr;
+  e.act = PanelActivation(shape_);
+  e.round_bf16_first = shape_.dst == DType::kBF16 && shape_.post != MatmulPostOp::kNone;
+  if (shape_.post == MatmulPostOp::kMultiply) {
+    e.multiplier = static_cast<const char*>(multiplier) + (r0 + rs) * n * elem;
+    e.multiplier_type = ToPanelType(shape_.compute);
+  }
+  e.dst = static_cast<char*>(dst) + (r0 + rs) * n * dst_elem;
+  e.dst_type = ToPanelType(shape_.dst);
+  e.row_stride = n;
+  e.rows = re - rs;
+  e.c0 = p0 * kPanelCols;
+  e.c1 = std::min(n, (p0 + panels) * kPanelCols);
+  panel::EpilogueAvx2(e);
+}
+
 void PanelMatmul::Execute(const void* src, int64_t rows, void* dst, const void* multiplier,
                           AlignedBuffer* scratch) const {
   if (rows <= 0) return;
-  const int64_t k = shape_.k, n = shape_.n;
+  const int64_t k = shape_.k;
   const int64_t padded_n = panels_ * kPanelCols;
   const int64_t pass_rows = std::min(rows, kPassRows);
-  const bool bf16 = shape_.compute == DType::kBF16;
   const size_t x_bytes = (static_cast<size_t>(pass_rows * k) * sizeof(float) + 63) & ~size_t{63};
   const size_t acc_bytes = static_cast<size_t>(pass_rows * padded_n) * sizeof(float);
   char* base = static_cast<char*>(scratch->Reserve(x_bytes + acc_bytes));
   float* xpack = reinterpret_cast<float*>(base);
   float* acc = reinterpret_cast<float*>(base + x_bytes);
-  const int64_t chunk = ChunkSteps(shape_.compute);
   const size_t elem = static_cast<size_t>(DTypeSize(shape_.compute));
-  const size_t dst_elem = static_cast<size_t>(DTypeSize(shape_.dst));
   const int threads = OpenMpMaxThreads();
 
   for (int64_t r0 = 0; r0 < rows; r0 += kPassRows) {
-    const int64_t m = std::min(kPassRows, rows - r0);
-    // Row blocks of at most 6 rows, as even as possible (8 rows: 4 + 4,
-    // not 6 + 2, so that every tile keeps enough independent sums).
-    const int64_t blocks = (m + kMaxTileRows - 1) / kMaxTileRows;
-    auto block_begin = [&](int64_t b) { return b * m / blocks; };
-    int64_t widest = 0;
-    for (int64_t b = 0; b < blocks; ++b) widest = std::max(widest, block_begin(b + 1) - block_begin(b));
-    const int np = PanelsPerTile(widest);
-    const int64_t groups = (panels_ + np - 1) / np;
-
-    // Each block's rows interleaved by k (widened to f32): block b holds
-    // rows [begin, end) at xpack + begin * k, input i of its row j at
-    // [i * (end - begin) + j].
-    const char* src_pass = static_cast<const char*>(src) + r0 * k * elem;
-#pragma omp parallel for schedule(static) if (m * k >= 65536)
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t begin = block_begin(b), count = block_begin(b + 1) - begin;
-      float* out = xpack + begin * k;
-      for (int64_t j = 0; j < count; ++j) {
-        if (bf16) {
-          const auto* in = reinterpret_cast<const uint16_t*>(src_pass) + (begin + j) * k;
-          for (int64_t i = 0; i < k; ++i) out[i * count + j] = Bf16ToFloat(in[i]);
-        } else {
-          const auto* in = reinterpret_cast<const float*>(src_pass) + (begin + j) * k;
-          for (int64_t i = 0; i < k; ++i) out[i * count + j] = in[i];
-        }
-      }
-    }
-
+    const PassLayout l = LayoutPass(std::min(kPassRows, rows - r0));
+    PackPass(static_cast<const char*>(src) + r0 * k * elem, l, xpack);
     // Work items: panel groups × ranges of blocks (block ranges only when
     // there are too few groups to keep every thread busy).
     int64_t splits = 1;
-    if (groups < 2 * threads && blocks >= 4) {
-      splits = std::min<int64_t>((2 * threads + groups - 1) / groups, blocks);
+    if (l.groups < 2 * threads && l.blocks >= 4) {
+      splits = std::min<int64_t>((2 * threads + l.groups - 1) / l.groups, l.blocks);
     }
-    const int64_t blocks_per_split = (blocks + splits - 1) / splits;
-    const int64_t items = groups * splits;
+    const int64_t blocks_per_split = (l.blocks + splits - 1) / splits;
+    const int64_t items = l.groups * splits;
 #pragma omp parallel for schedule(static) if (items > 1)
     for (int64_t item = 0; item < items; ++item) {
       const int64_t g = item / splits;
       const int64_t b0 = (item % splits) * blocks_per_split;
-      const int64_t b1 = std::min(blocks, b0 + blocks_per_split);
+      const int64_t b1 = std::min(l.blocks, b0 + blocks_per_split);
       if (b0 >= b1) continue;
-      const int64_t p0 = g * np;
-      const int panels = static_cast<int>(std::min<int64_t>(np, panels_ - p0));
-      const char* w0 = static_cast<const char*>(weights_.data()) +
-                       static_cast<size_t>(p0 * k * kPanelCols) * elem;
-      for (int64_t k0 = 0; k0 < k; k0 += chunk) {
-        const int64_t steps = std::min(chunk, k - k0);
-        for (int64_t b = b0; b < b1; ++b) {
-          const int64_t begin = block_begin(b), count = block_begin(b + 1) - begin;
-          panel::TileArgs t;
-          t.x = xpack + begin * k + k0 * count;
-          t.x_step = count;
-          t.w = w0 + static_cast<size_t>(k0 * kPanelCols) * elem;
-          t.panel_stride = k * kPanelCols;
-          t.k_count = steps;
-          t.acc = acc + begin * padded_n + p0 * kPanelCols;
-          t.acc_stride = padded_n;
-          t.first = k0 == 0;
-          t.prefetch_bytes = m <= kPrefetchMaxRows ? kPrefetchBytes : 0;
-          panel::TileAvx2(static_cast<int>(count), panels, ToPanelType(shape_.compute), t);
-        }
-      }
-      const int64_t rs = block_begin(b0), re = block_begin(b1);
-      panel::EpilogueArgs e;
-      e.acc = acc + rs * padded_n;
-      e.acc_stride = padded_n;
-      e.bias = shape_.bias ? bias_.data() : nullptr;
-      e.act = PanelActivation(shape_);
-      e.round_bf16_first = shape_.dst == DType::kBF16 && shape_.post != MatmulPostOp::kNone;
-      if (shape_.post == MatmulPostOp::kMultiply) {
-        e.multiplier = static_cast<const char*>(multiplier) + (r0 + rs) * n * elem;
-        e.multiplier_type = ToPanelType(shape_.compute);
-      }
-      e.dst = static_cast<char*>(dst) + (r0 + rs) * n * dst_elem;
-      e.dst_type = ToPanelType(shape_.dst);
-      e.row_stride = n;
-      e.rows = re - rs;
-      e.c0 = p0 * kPanelCols;
-      e.c1 = std::min(n, (p0 + panels) * kPanelCols);
-      panel::EpilogueAvx2(e);
+      RunTiles(l, g, b0, b1, xpack, acc);
+      RunEpilogue(l, g, b0, b1, r0, acc, multiplier, dst);
     }
   }
 }

@@ -63,6 +63,26 @@ class PanelMatmul {
  private:
   explicit PanelMatmul(const MatmulShape& shape);
 
+  // How one pass of m (<= kPassRows) rows is cut: row blocks of at most
+  // kMaxTileRows rows, block b being rows [begin(b), begin(b + 1)), and
+  // groups of panels_per_tile panels.
+  struct PassLayout {
+    int64_t m = 0, blocks = 0, groups = 0;
+    int panels_per_tile = 0;
+    int64_t begin(int64_t b) const { return b * m / blocks; }
+  };
+  PassLayout LayoutPass(int64_t m) const;
+  // The pass's rows (at src_pass) widened to f32 and interleaved by k per
+  // block into xpack.
+  void PackPass(const char* src_pass, const PassLayout& l, float* xpack) const;
+  // The accumulators of blocks [b0, b1) for panel group `group`.
+  void RunTiles(const PassLayout& l, int64_t group, int64_t b0, int64_t b1, const float* xpack,
+                float* acc) const;
+  // Bias, post-op and conversion of those accumulators into dst (the
+  // pass starts at row r0).
+  void RunEpilogue(const PassLayout& l, int64_t group, int64_t b0, int64_t b1, int64_t r0,
+                   const float* acc, const void* multiplier, void* dst) const;
+
   MatmulShape shape_;
   int64_t panels_ = 0;      // ceil(N / 16)
   size_t weight_bytes_ = 0;
