@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace moe {
@@ -39,68 +40,64 @@ int SafetensorsDTypeSize(absl::string_view d) {
   return 0;
 }
 
-absl::StatusOr<std::map<std::string, SafetensorsFile::Entry>> SafetensorsFile::ParseHeader(
-    absl::string_view json_text, uint64_t data_bytes, const std::string& path) {
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(json_text.begin(), json_text.end());
-  } catch (const nlohmann::json::exception& e) {
-    return FileError(path, absl::StrCat("header is not valid JSON: ", e.what()));
+namespace {
+
+using Entry = SafetensorsFile::Entry;
+
+// One tensor's header entry: dtype, shape and data_offsets, checked
+// against each other and the data section's `data_bytes`.
+absl::StatusOr<Entry> ParseEntry(const nlohmann::json& v, uint64_t data_bytes,
+                                 const std::string& path, const std::string& name) {
+  if (!v.is_object()) return TensorError(path, name, "entry is not an object");
+  Entry e;
+  auto dtype = v.find("dtype");
+  if (dtype == v.end() || !dtype->is_string()) {
+    return TensorError(path, name, "missing or non-string 'dtype'");
   }
-  if (!header.is_object()) return FileError(path, "header is not a JSON object");
-  std::map<std::string, Entry> entries;
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    const std::string& name = it.key();
-    if (name == "__metadata__") continue;
-    const nlohmann::json& v = it.value();
-    if (!v.is_object()) return TensorError(path, name, "entry is not an object");
-    Entry e;
-    auto dtype = v.find("dtype");
-    if (dtype == v.end() || !dtype->is_string()) {
-      return TensorError(path, name, "missing or non-string 'dtype'");
-    }
-    e.dtype = dtype->get<std::string>();
-    const int elem = SafetensorsDTypeSize(e.dtype);
-    if (elem == 0) return TensorError(path, name, absl::StrCat("unknown dtype '", e.dtype, "'"));
-    auto shape = v.find("shape");
-    if (shape == v.end() || !shape->is_array()) {
-      return TensorError(path, name, "missing or non-array 'shape'");
-    }
-    // Element count with overflow checks: the product must fit the data.
-    uint64_t count = 1;
-    for (const auto& d : *shape) {
-      if (!d.is_number_integer() || d.get<int64_t>() < 0) {
-        return TensorError(path, name, absl::StrCat("bad shape entry ", d.dump()));
-      }
-      const uint64_t dim = d.get<uint64_t>();
-      if (dim != 0 && count > std::numeric_limits<uint64_t>::max() / 8 / dim) {
-        return TensorError(path, name, "shape too large");
-      }
-      count *= dim;
-      e.shape.push_back(static_cast<int64_t>(dim));
-    }
-    auto offsets = v.find("data_offsets");
-    if (offsets == v.end() || !offsets->is_array() || offsets->size() != 2 ||
-        !(*offsets)[0].is_number_unsigned() || !(*offsets)[1].is_number_unsigned()) {
-      return TensorError(path, name, "'data_offsets' must be two non-negative integers");
-    }
-    e.begin = (*offsets)[0].get<uint64_t>();
-    e.end = (*offsets)[1].get<uint64_t>();
-    if (e.begin > e.end || e.end > data_bytes) {
-      return TensorError(path, name,
-                         absl::StrCat("data_offsets [", e.begin, ", ", e.end,
-                                      "] outside the data section of ", data_bytes,
-                                      " bytes (file truncated?)"));
-    }
-    if (e.end - e.begin != count * static_cast<uint64_t>(elem)) {
-      return TensorError(path, name,
-                         absl::StrCat("data_offsets span ", e.end - e.begin,
-                                      " bytes but shape ", ShapeToString(e.shape), " of ",
-                                      e.dtype, " needs ", count * static_cast<uint64_t>(elem)));
-    }
-    entries.emplace(name, std::move(e));
+  e.dtype = dtype->get<std::string>();
+  const int elem = SafetensorsDTypeSize(e.dtype);
+  if (elem == 0) return TensorError(path, name, absl::StrCat("unknown dtype '", e.dtype, "'"));
+  auto shape = v.find("shape");
+  if (shape == v.end() || !shape->is_array()) {
+    return TensorError(path, name, "missing or non-array 'shape'");
   }
-  // No two tensors may share bytes.
+  // Element count with overflow checks: the product must fit the data.
+  uint64_t count = 1;
+  for (const auto& d : *shape) {
+    if (!d.is_number_integer() || d.get<int64_t>() < 0) {
+      return TensorError(path, name, absl::StrCat("bad shape entry ", d.dump()));
+    }
+    const uint64_t dim = d.get<uint64_t>();
+    if (dim != 0 && count > std::numeric_limits<uint64_t>::max() / 8 / dim) {
+      return TensorError(path, name, "shape too large");
+    }
+    count *= dim;
+    e.shape.push_back(static_cast<int64_t>(dim));
+  }
+  auto offsets = v.find("data_offsets");
+  if (offsets == v.end() || !offsets->is_array() || offsets->size() != 2 ||
+      !(*offsets)[0].is_number_unsigned() || !(*offsets)[1].is_number_unsigned()) {
+    return TensorError(path, name, "'data_offsets' must be two non-negative integers");
+  }
+  e.begin = (*offsets)[0].get<uint64_t>();
+  e.end = (*offsets)[1].get<uint64_t>();
+  if (e.begin > e.end || e.end > data_bytes) {
+    return TensorError(path, name,
+                       absl::StrCat("data_offsets [", e.begin, ", ", e.end,
+                                    "] outside the data section of ", data_bytes,
+                                    " bytes (file truncated?)"));
+  }
+  if (e.end - e.begin != count * static_cast<uint64_t>(elem)) {
+    return TensorError(path, name,
+                       absl::StrCat("data_offsets span ", e.end - e.begin, " bytes but shape ",
+                                    ShapeToString(e.shape), " of ", e.dtype, " needs ",
+                                    count * static_cast<uint64_t>(elem)));
+  }
+  return e;
+}
+
+absl::Status CheckNoOverlap(const std::map<std::string, Entry>& entries,
+                            const std::string& path) {
   std::vector<std::pair<const std::string*, const Entry*>> sorted;
   for (const auto& [name, e] : entries) sorted.emplace_back(&name, &e);
   std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
@@ -124,6 +121,27 @@ absl::StatusOr<std::map<std::string, SafetensorsFile::Entry>> SafetensorsFile::P
       max_end_entry = e;
     }
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::map<std::string, SafetensorsFile::Entry>> SafetensorsFile::ParseHeader(
+    absl::string_view json_text, uint64_t data_bytes, const std::string& path) {
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(json_text.begin(), json_text.end());
+  } catch (const nlohmann::json::exception& e) {
+    return FileError(path, absl::StrCat("header is not valid JSON: ", e.what()));
+  }
+  if (!header.is_object()) return FileError(path, "header is not a JSON object");
+  std::map<std::string, Entry> entries;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    if (it.key() == "__metadata__") continue;
+    MOE_ASSIGN_OR_RETURN(Entry e, ParseEntry(it.value(), data_bytes, path, it.key()));
+    entries.emplace(it.key(), std::move(e));
+  }
+  MOE_RETURN_IF_ERROR(CheckNoOverlap(entries, path));  // no two tensors may share bytes
   return entries;
 }
 
