@@ -256,44 +256,9 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
     auto task = MakeInferTask(*shared, RequestDeadline(*shared, start, deadline_));
     const int64_t tokens = task->num_tokens;
     task->done = [this, model, shared, start, tokens](const absl::Status& st, InferTask& t) {
-      ModelStreamInferResponse resp;
-      if (st.ok()) {
-        EncodeInferResponse(*shared, t, model->io(), resp.mutable_infer_response());
-      } else {
-        resp.set_error_message(std::string(st.message()));
-        resp.mutable_infer_response()->set_id(shared->id);
-        resp.mutable_infer_response()->set_model_name(model->name());
-      }
-      model->metrics().RecordRequest(st, tokens, st.ok() ? tokens : 0, absl::Now() - start,
-                                     t.queue_time);
-      std::optional<grpc::Status> fin;
-      {
-        absl::MutexLock lock(&mu_);
-        tasks_.erase(std::find(tasks_.begin(), tasks_.end(), &t));
-        fin = QueueWriteLocked(std::move(resp));
-      }
-      // This runs on a batcher thread, outside any gRPC reaction: Finish
-      // may delete the reactor, so it is the last thing that touches it.
-      if (fin) Finish(*fin);
+      OnTaskDone(*model, *shared, start, tokens, st, t);
     };
-    std::optional<grpc::Status> fin;
-    bool listed = false;
-    {
-      absl::MutexLock lock(&mu_);
-      // A read can complete after the stream was cancelled and even after
-      // Finish(): submitting then would let the task answer a deleted
-      // reactor. Listing it under the same lock holds Finish back.
-      if (finished_ || cancelled_) {
-        fin = MaybeFinishLocked();
-      } else {
-        tasks_.push_back(task.get());
-        listed = true;
-      }
-    }
-    if (!listed) {
-      if (fin) Finish(*fin);
-      return;
-    }
+    if (!ListTask(task.get())) return;
     absl::Status st = core_->Submit(*model, task);
     if (!st.ok()) {
       model->metrics().RecordRequest(st, 0, 0, absl::Now() - start, absl::ZeroDuration());
@@ -301,6 +266,49 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
       return;
     }
     ReadNextUnlessFinished();
+  }
+
+  // A task's answer, queued for writing (on a batcher thread, outside any
+  // gRPC reaction: Finish may delete the reactor, so it is the last thing
+  // that touches it).
+  void OnTaskDone(const ServedModel& model, const DecodedRequest& request, absl::Time start,
+                  int64_t tokens, const absl::Status& st, InferTask& t) {
+    ModelStreamInferResponse resp;
+    if (st.ok()) {
+      EncodeInferResponse(request, t, model.io(), resp.mutable_infer_response());
+    } else {
+      resp.set_error_message(std::string(st.message()));
+      resp.mutable_infer_response()->set_id(request.id);
+      resp.mutable_infer_response()->set_model_name(model.name());
+    }
+    model.metrics().RecordRequest(st, tokens, st.ok() ? tokens : 0, absl::Now() - start,
+                                  t.queue_time);
+    std::optional<grpc::Status> fin;
+    {
+      absl::MutexLock lock(&mu_);
+      tasks_.erase(std::find(tasks_.begin(), tasks_.end(), &t));
+      fin = QueueWriteLocked(std::move(resp));
+    }
+    if (fin) Finish(*fin);
+  }
+
+  // Lists `task` as in flight, unless the stream is finished or cancelled
+  // (then false, and the stream finished if it is time).
+  bool ListTask(InferTask* task) {
+    std::optional<grpc::Status> fin;
+    {
+      absl::MutexLock lock(&mu_);
+      // A read can complete after the stream was cancelled and even after
+      // Finish(): submitting then would let the task answer a deleted
+      // reactor. Listing it under the same lock holds Finish back.
+      if (!finished_ && !cancelled_) {
+        tasks_.push_back(task);
+        return true;
+      }
+      fin = MaybeFinishLocked();
+    }
+    if (fin) Finish(*fin);
+    return false;
   }
 
   void OnWriteDone(bool ok) override {
