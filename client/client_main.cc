@@ -129,50 +129,89 @@ int Metadata(inference::GRPCInferenceService::Stub* stub) {
   return 0;
 }
 
-int Infer(inference::GRPCInferenceService::Stub* stub) {
-  const std::string address = absl::GetFlag(FLAGS_address);
-  const std::string model = absl::GetFlag(FLAGS_model);
-  std::vector<float> tokens;
+// The tokens to send, [T, d_model] row-major.
+struct InputTokens {
+  std::vector<float> values;
   int64_t d_model = 0;
+};
+
+// From --input (a float32 [T, d_model] .npy) or --random=T tokens of the
+// model's width; on failure, the exit code (2: usage, 1: server) after
+// saying why.
+absl::StatusOr<InputTokens> ReadInputTokens(inference::GRPCInferenceService::Stub* stub,
+                                            int* exit_code) {
+  InputTokens in;
+  *exit_code = 2;
   if (!absl::GetFlag(FLAGS_input).empty()) {
     auto npy = moe::ReadNpy(absl::GetFlag(FLAGS_input));
-    if (!npy.ok()) {
-      std::fprintf(stderr, "%s\n", npy.status().ToString().c_str());
-      return 2;
-    }
+    if (!npy.ok()) return npy.status();
     if (npy->descr != "<f4" || npy->shape.size() != 2) {
-      std::fprintf(stderr, "%s: need float32 [T, d_model], got %s of rank %zu\n",
-                   absl::GetFlag(FLAGS_input).c_str(), npy->descr.c_str(), npy->shape.size());
-      return 2;
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s: need float32 [T, d_model], got %s of rank %zu",
+                          absl::GetFlag(FLAGS_input), npy->descr, npy->shape.size()));
     }
-    d_model = npy->shape[1];
-    tokens = std::move(npy->f32);
-  } else if (absl::GetFlag(FLAGS_random) > 0) {
-    auto d = moe::FetchDModel(stub, model, absl::GetFlag(FLAGS_deadline_ms));
-    if (!d.ok()) {
-      std::fprintf(stderr, "cannot read the model's d_model: %s\n",
-                   DescribeGrpcError(grpc::Status(static_cast<grpc::StatusCode>(d.status().code()),
-                                                  std::string(d.status().message())),
-                                     address)
-                       .c_str());
-      return 1;
+    in.d_model = npy->shape[1];
+    in.values = std::move(npy->f32);
+    return in;
+  }
+  if (absl::GetFlag(FLAGS_random) <= 0) {
+    return absl::InvalidArgumentError("infer needs --input=FILE.npy or --random=T");
+  }
+  auto d = moe::FetchDModel(stub, absl::GetFlag(FLAGS_model), absl::GetFlag(FLAGS_deadline_ms));
+  if (!d.ok()) {
+    *exit_code = 1;
+    return absl::UnavailableError(absl::StrCat(
+        "cannot read the model's d_model: ",
+        DescribeGrpcError(grpc::Status(static_cast<grpc::StatusCode>(d.status().code()),
+                                       std::string(d.status().message())),
+                          absl::GetFlag(FLAGS_address))));
+  }
+  in.d_model = *d;
+  moe::SeededRandom rng(absl::GetFlag(FLAGS_seed));
+  in.values = rng.UniformVector(absl::GetFlag(FLAGS_random) * in.d_model, 1.0f);
+  return in;
+}
+
+// The output's summary line and, with `routing`, each token's experts.
+void PrintResult(const moe::InferResult& result, const std::string& datatype, bool routing) {
+  double sum = 0, max_abs = 0;
+  for (float v : result.output) {
+    sum += v;
+    max_abs = std::max(max_abs, static_cast<double>(std::fabs(v)));
+  }
+  std::printf("output [%lld, %lld] %s  mean %.6g  max|y| %.6g\n",
+              static_cast<long long>(result.num_tokens), static_cast<long long>(result.d_model),
+              datatype.c_str(),
+              sum / static_cast<double>(std::max<size_t>(result.output.size(), 1)), max_abs);
+  if (!routing) return;
+  const int k = result.top_k;
+  for (int64_t t = 0; t < result.num_tokens; ++t) {
+    std::string line = absl::StrCat("token ", t, ":");
+    for (int j = 0; j < k; ++j) {
+      const size_t i = static_cast<size_t>(t * k + j);
+      absl::StrAppend(&line, " expert ", result.expert_ids[i], " (",
+                      absl::StrFormat("%.4f", result.expert_weights[i]), ")");
     }
-    d_model = *d;
-    moe::SeededRandom rng(absl::GetFlag(FLAGS_seed));
-    tokens = rng.UniformVector(absl::GetFlag(FLAGS_random) * d_model, 1.0f);
-  } else {
-    std::fprintf(stderr, "infer needs --input=FILE.npy or --random=T\n");
-    return 2;
+    std::printf("%s\n", line.c_str());
+  }
+}
+
+int Infer(inference::GRPCInferenceService::Stub* stub) {
+  int exit_code = 0;
+  absl::StatusOr<InputTokens> in = ReadInputTokens(stub, &exit_code);
+  if (!in.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(in.status().message()).c_str());
+    return exit_code;
   }
   const bool routing = absl::GetFlag(FLAGS_show_routing);
-  auto req = moe::BuildInferRequest(model, tokens, d_model, absl::GetFlag(FLAGS_bf16), "moe_client",
-                                    routing);
+  auto req = moe::BuildInferRequest(absl::GetFlag(FLAGS_model), in->values, in->d_model,
+                                    absl::GetFlag(FLAGS_bf16), "moe_client", routing);
   grpc::ClientContext ctx;
   SetDeadline(&ctx);
   inference::ModelInferResponse resp;
   grpc::Status st = stub->ModelInfer(&ctx, req, &resp);
   if (!st.ok()) {
-    std::fprintf(stderr, "%s\n", DescribeGrpcError(st, address).c_str());
+    std::fprintf(stderr, "%s\n", DescribeGrpcError(st, absl::GetFlag(FLAGS_address)).c_str());
     return 1;
   }
   auto result = moe::ParseInferResponse(resp);
@@ -180,27 +219,7 @@ int Infer(inference::GRPCInferenceService::Stub* stub) {
     std::fprintf(stderr, "bad response: %s\n", result.status().ToString().c_str());
     return 1;
   }
-  double sum = 0, max_abs = 0;
-  for (float v : result->output) {
-    sum += v;
-    max_abs = std::max(max_abs, static_cast<double>(std::fabs(v)));
-  }
-  std::printf("output [%lld, %lld] %s  mean %.6g  max|y| %.6g\n",
-              static_cast<long long>(result->num_tokens), static_cast<long long>(result->d_model),
-              resp.outputs(0).datatype().c_str(),
-              sum / static_cast<double>(std::max<size_t>(result->output.size(), 1)), max_abs);
-  if (routing) {
-    const int k = result->top_k;
-    for (int64_t t = 0; t < result->num_tokens; ++t) {
-      std::string line = absl::StrCat("token ", t, ":");
-      for (int j = 0; j < k; ++j) {
-        const size_t i = static_cast<size_t>(t * k + j);
-        absl::StrAppend(&line, " expert ", result->expert_ids[i], " (",
-                        absl::StrFormat("%.4f", result->expert_weights[i]), ")");
-      }
-      std::printf("%s\n", line.c_str());
-    }
-  }
+  PrintResult(*result, resp.outputs(0).datatype(), routing);
   if (!absl::GetFlag(FLAGS_output).empty()) {
     absl::Status w = moe::WriteNpyF32(absl::GetFlag(FLAGS_output),
                                       {result->num_tokens, result->d_model}, result->output);
