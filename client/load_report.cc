@@ -161,13 +161,26 @@ std::string SweepTable(const std::vector<LoadReport>& reports) {
   return s;
 }
 
-std::string SweepHtml(const std::vector<LoadReport>& reports, const std::string& title) {
-  // Chart: x = throughput (req/s), y = latency (ms, log scale), one line
-  // per percentile.
-  const double w = 720, h = 420, left = 70, right = 20, top = 30, bottom = 50;
-  double max_x = 1, min_y = 1e9, max_y = 1e-3;
+namespace {
+
+// The latency chart's frame: x = throughput (req/s), y = latency (ms, log
+// scale), in SVG pixels.
+struct Chart {
+  double w = 720, h = 420, left = 70, right = 20, top = 30, bottom = 50;
+  double max_x = 1;    // req/s
+  double ly0 = 0, ly1 = 0;  // log10 ms at the bottom and the top
+  double X(double v) const { return left + (w - left - right) * v / (max_x * 1.05); }
+  double Y(double v) const {
+    const double lv = std::log10(std::max(v, 1e-6));
+    return top + (h - top - bottom) * (1 - (lv - ly0) / std::max(1e-9, ly1 - ly0));
+  }
+};
+
+Chart ChartFor(const std::vector<LoadReport>& reports) {
+  Chart c;
+  double min_y = 1e9, max_y = 1e-3;
   for (const auto& r : reports) {
-    max_x = std::max(max_x, r.throughput_rps);
+    c.max_x = std::max(c.max_x, r.throughput_rps);
     for (double v : {r.p50_ms, r.p90_ms, r.p99_ms, r.p999_ms}) {
       if (v > 0) {
         min_y = std::min(min_y, v);
@@ -176,37 +189,44 @@ std::string SweepHtml(const std::vector<LoadReport>& reports, const std::string&
     }
   }
   if (min_y > max_y) min_y = max_y / 10;
-  const double ly0 = std::floor(std::log10(min_y)), ly1 = std::ceil(std::log10(max_y)) + 1e-9;
-  auto X = [&](double v) { return left + (w - left - right) * v / (max_x * 1.05); };
-  auto Y = [&](double v) {
-    const double lv = std::log10(std::max(v, 1e-6));
-    return top + (h - top - bottom) * (1 - (lv - ly0) / std::max(1e-9, ly1 - ly0));
-  };
+  c.ly0 = std::floor(std::log10(min_y));
+  c.ly1 = std::ceil(std::log10(max_y)) + 1e-9;
+  return c;
+}
+
+// The background, the axes, their ticks and the x label.
+std::string ChartAxes(const Chart& c) {
   std::string svg = absl::StrFormat(
       "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' "
       "font-family='sans-serif' font-size='12'>\n<rect width='100%%' height='100%%' "
       "fill='white'/>\n",
-      w, h);
+      c.w, c.h);
   absl::StrAppendFormat(&svg,
                         "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='black'/>\n"
                         "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='black'/>\n",
-                        left, h - bottom, w - right, h - bottom, left, top, left, h - bottom);
-  for (int e = static_cast<int>(ly0); e <= static_cast<int>(std::floor(ly1)); ++e) {
+                        c.left, c.h - c.bottom, c.w - c.right, c.h - c.bottom, c.left, c.top,
+                        c.left, c.h - c.bottom);
+  for (int e = static_cast<int>(c.ly0); e <= static_cast<int>(std::floor(c.ly1)); ++e) {
     const double v = std::pow(10.0, e);
     absl::StrAppendFormat(&svg,
                           "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#ddd'/>"
                           "<text x='%.1f' y='%.1f' text-anchor='end'>%g ms</text>\n",
-                          left, Y(v), w - right, Y(v), left - 5, Y(v) + 4, v);
+                          c.left, c.Y(v), c.w - c.right, c.Y(v), c.left - 5, c.Y(v) + 4, v);
   }
   for (int i = 0; i <= 5; ++i) {
-    const double v = max_x * 1.05 * i / 5;
-    absl::StrAppendFormat(&svg, "<text x='%.1f' y='%.1f' text-anchor='middle'>%.0f</text>\n", X(v),
-                          h - bottom + 18, v);
+    const double v = c.max_x * 1.05 * i / 5;
+    absl::StrAppendFormat(&svg, "<text x='%.1f' y='%.1f' text-anchor='middle'>%.0f</text>\n",
+                          c.X(v), c.h - c.bottom + 18, v);
   }
   absl::StrAppendFormat(&svg,
                         "<text x='%.1f' y='%.1f' text-anchor='middle'>throughput (requests/s)"
                         "</text>\n",
-                        (left + w - right) / 2, h - 10);
+                        (c.left + c.w - c.right) / 2, c.h - 10);
+  return svg;
+}
+
+// One line, its points and its legend entry per percentile.
+std::string ChartSeries(const Chart& c, const std::vector<LoadReport>& reports) {
   struct Series {
     const char* name;
     const char* color;
@@ -216,34 +236,35 @@ std::string SweepHtml(const std::vector<LoadReport>& reports, const std::string&
                            {"p90", "#2ca02c", &LoadReport::p90_ms},
                            {"p99", "#ff7f0e", &LoadReport::p99_ms},
                            {"p99.9", "#d62728", &LoadReport::p999_ms}};
+  std::string svg;
   int legend = 0;
   for (const Series& s : series) {
     std::string points;
     for (const auto& r : reports) {
-      absl::StrAppendFormat(&points, "%.1f,%.1f ", X(r.throughput_rps), Y(r.*(s.field)));
+      absl::StrAppendFormat(&points, "%.1f,%.1f ", c.X(r.throughput_rps), c.Y(r.*(s.field)));
     }
     absl::StrAppendFormat(&svg,
                           "<polyline fill='none' stroke='%s' stroke-width='2' points='%s'/>\n",
                           s.color, points);
     for (const auto& r : reports) {
       absl::StrAppendFormat(&svg, "<circle cx='%.1f' cy='%.1f' r='3' fill='%s'/>\n",
-                            X(r.throughput_rps), Y(r.*(s.field)), s.color);
+                            c.X(r.throughput_rps), c.Y(r.*(s.field)), s.color);
     }
     absl::StrAppendFormat(&svg,
                           "<rect x='%.1f' y='%.1f' width='12' height='3' fill='%s'/>"
                           "<text x='%.1f' y='%.1f'>%s</text>\n",
-                          left + 10 + legend * 70, top - 16, s.color, left + 26 + legend * 70,
-                          top - 11, s.name);
+                          c.left + 10 + legend * 70, c.top - 16, s.color,
+                          c.left + 26 + legend * 70, c.top - 11, s.name);
     ++legend;
   }
-  svg += "</svg>\n";
-  std::string html = absl::StrCat(
-      "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>", HtmlEscape(title),
-      "</title>\n<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-      "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head><body>\n<h1>",
-      HtmlEscape(title), "</h1>\n", svg, "<table>\n<tr><th>load</th><th>req/s</th>"
+  return svg;
+}
+
+std::string LatencyTable(const std::vector<LoadReport>& reports) {
+  std::string html =
+      "<table>\n<tr><th>load</th><th>req/s</th>"
       "<th>tokens/s</th><th>tokens/batch</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th>"
-      "<th>p99.9 ms</th><th>max ms</th><th>errors</th></tr>\n");
+      "<th>p99.9 ms</th><th>max ms</th><th>errors</th></tr>\n";
   for (const auto& r : reports) {
     const std::string load = r.mode == "closed" ? absl::StrCat("concurrency ", r.concurrency)
                                                 : absl::StrFormat("rate %.1f", r.target_rate);
@@ -254,8 +275,19 @@ std::string SweepHtml(const std::vector<LoadReport>& reports, const std::string&
                           r.p50_ms, r.p90_ms, r.p99_ms, r.p999_ms, r.max_ms,
                           static_cast<long long>(r.failed));
   }
-  html += "</table>\n</body></html>\n";
-  return html;
+  return html + "</table>\n";
+}
+
+}  // namespace
+
+std::string SweepHtml(const std::vector<LoadReport>& reports, const std::string& title) {
+  const Chart chart = ChartFor(reports);
+  const std::string svg = ChartAxes(chart) + ChartSeries(chart, reports) + "</svg>\n";
+  return absl::StrCat(
+      "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>", HtmlEscape(title),
+      "</title>\n<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+      "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head><body>\n<h1>",
+      HtmlEscape(title), "</h1>\n", svg, LatencyTable(reports), "</body></html>\n");
 }
 
 }  // namespace moe
