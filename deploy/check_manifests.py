@@ -6,12 +6,13 @@
     python3 deploy/check_manifests.py --deploy-dir /tmp/copy/deploy
 
 Reads deploy/compose.yaml, deploy/prometheus/prometheus.yml and every YAML in
-deploy/k8s/, and the ABSL_FLAG definitions of the binaries (frontend/main.cc,
-workers/expert_worker_main.cc, client/client_main.cc, client/loadgen_main.cc,
-tools/export_preset_main.cc) from the repository this script sits in. It
-checks that every container's flags (on the command line and as FLAGS_<flag>
-environment, which deploy/entrypoint.sh passes on with --fromenv) exist and
-parse, that ports, probes and health checks hit the ports the processes
+deploy/k8s/, and asks the built binaries (--bin-dir, default ../build) what
+they accept: each program's flags and defaults from its --helpfull, every
+container's command line and FLAGS_<flag> environment (which
+deploy/entrypoint.sh passes on with --fromenv) through the program's own
+parser (--only_check_args), and the presets from `moe_export_preset --list
+--list_format=json`. It checks that every container's flags exist and parse,
+that ports, probes and health checks hit the ports the processes
 listen on, that grace periods outlast the drain, that --expert_workers names
 workers that exist and host exactly the experts it assigns them, that the
 model flags agree between the front end and its workers, the security
@@ -49,20 +50,17 @@ except ImportError:
     sys.exit(1)
 
 ENTRYPOINT = "/usr/local/bin/moe-entrypoint"
-PROGRAM_SOURCES = {
-    "moe_server": ["frontend/main.cc", "serving/model_source.cc"],
-    "moe_expert_worker": ["workers/expert_worker_main.cc", "serving/model_source.cc"],
-    "moe_client": ["client/client_main.cc"],
-    "moe_loadgen": ["client/loadgen_main.cc"],
-    "moe_export_preset": ["tools/export_preset_main.cc"],
+# Where each program lands under the build folder.
+PROGRAM_DIRS = {
+    "moe_server": "server",
+    "moe_expert_worker": "server",
+    "moe_client": "client",
+    "moe_loadgen": "client",
+    "moe_export_preset": "tools",
 }
-# Flags every absl program has (absl/flags/parse.cc, absl/flags/usage_config).
-ABSL_BUILTIN_FLAGS = {
-    "help": "bool", "helpfull": "bool", "helpshort": "bool", "helppackage": "bool",
-    "version": "bool", "only_check_args": "bool", "helpon": "string",
-    "helpmatch": "string", "fromenv": "string", "tryfromenv": "string",
-    "flagfile": "string", "undefok": "string",
-}
+# absl's usage flags, which --helpfull does not list (absl/flags/usage_config).
+ABSL_USAGE_FLAGS = ("help", "helpfull", "helpshort", "helppackage", "version",
+                    "only_check_args", "helpon", "helpmatch")
 CLIENT_COMMANDS = {"health", "metadata", "infer", "stats"}
 MODEL_FLAGS = ("preset", "seed", "model_dir", "layer", "dtype")
 RUN_AS_USER = 10001
@@ -95,135 +93,93 @@ class Checker:
 
 
 # --------------------------------------------------------------------------
-# The binaries' flags, from their ABSL_FLAG definitions
+# What the binaries accept, asked of them
 
 
-def split_macro_args(text, start):
-    """Splits the arguments of a macro call whose '(' ends before `start`."""
-    args, cur, depth, i = [], [], 0, start
-    while i < len(text):
-        c = text[i]
-        if c in "\"'":
-            j = i + 1
-            while j < len(text) and text[j] != c:
-                j += 2 if text[j] == "\\" else 1
-            cur.append(text[i:j + 1])
-            i = j + 1
-            continue
-        if text.startswith("//", i):
-            i = text.find("\n", i)
-            continue
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            if depth == 0:
-                args.append("".join(cur).strip())
-                return args
-            depth -= 1
-        elif c == "," and depth == 0:
-            args.append("".join(cur).strip())
-            cur = []
-            i += 1
-            continue
-        cur.append(c)
-        i += 1
-    raise ValueError("unterminated macro call")
-
-
-def flag_kind(cpp_type):
-    t = cpp_type.replace("std::", "").strip()
-    if t == "bool":
-        return "bool"
-    if t in ("int", "int32_t", "int64_t", "uint32_t", "uint64_t", "long", "size_t"):
-        return "int"
-    if t in ("double", "float"):
-        return "double"
-    return "string"
+def run_binary(argv, env=None, timeout=60):
+    """Runs a moe-serve binary; returns (exit code, stdout + stderr)."""
+    try:
+        out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout,
+                             check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return -1, str(e)
+    return out.returncode, out.stdout + out.stderr
 
 
 class Flags:
-    """The flags one program defines: name -> (kind, default)."""
+    """The flags one program defines, as its --helpfull lists them: name -> default."""
 
-    def __init__(self, program, paths, repo):
+    HELP_LINE = re.compile(r"^\s+--([A-Za-z0-9_]+) \(.*\); default: (.*);$", re.M)
+
+    def __init__(self, program, binary):
         self.program = program
-        self.path = paths[0]
+        self.binary = binary
         self.defs = {}
-        text = ""
-        for path in paths:
-            with open(path, encoding="utf-8") as f:
-                text += f.read() + "\n"
-        for m in re.finditer(r"\bABSL_FLAG\s*\(", text):
-            args = split_macro_args(text, m.end())
-            if len(args) < 3:
-                continue
-            kind = flag_kind(args[0])
-            self.defs[args[1]] = (kind, self._default(kind, args[2], repo))
+        code, text = run_binary([binary, "--helpfull"])
+        self.error = None if code == 0 else f"{binary} --helpfull exited {code}: {text[-300:]}"
+        for m in self.HELP_LINE.finditer(text):
+            self.defs[m.group(1)] = m.group(2)
 
-    @staticmethod
-    def _default(kind, expr, repo):
-        expr = expr.strip()
-        if kind == "string":
-            parts = re.findall(r'"((?:[^"\\]|\\.)*)"', expr)
-            return "".join(parts)
-        if kind == "bool":
-            return expr == "true"
-        m = re.fullmatch(r"(-?\d+)\s*(?:<<\s*(\d+))?", expr)
-        if m:
-            return int(m.group(1)) << int(m.group(2) or 0)
-        ident = expr.split("::")[-1]
-        for sub in ("model", "common", "serving", "batching", "frontend", "workers", "client"):
-            d = os.path.join(repo, sub)
-            if not os.path.isdir(d):
-                continue
-            for name in sorted(os.listdir(d)):
-                if name.endswith(".h"):
-                    with open(os.path.join(d, name), encoding="utf-8") as f:
-                        m = re.search(r"\b%s\s*=\s*(\d+)" % re.escape(ident), f.read())
-                    if m:
-                        return int(m.group(1))
-        return None
+    def known(self, name):
+        return name in self.defs or name in ABSL_USAGE_FLAGS
 
-    def kind(self, name):
-        if name in self.defs:
-            return self.defs[name][0]
-        return ABSL_BUILTIN_FLAGS.get(name)
+    def is_bool(self, name):
+        return self.defs.get(name) in ("true", "false")
 
     def default(self, name):
-        return self.defs.get(name, (None, None))[1]
+        """The default as --helpfull prints it (a string); None for an unknown flag."""
+        return self.defs.get(name)
 
     def suggest(self, name):
         close = difflib.get_close_matches(name, list(self.defs), n=1)
         return f" (did you mean --{close[0]}?)" if close else ""
 
+    def check_args(self, argv, env):
+        """The program's own verdict on argv and FLAGS_ env: None, or its error text."""
+        names = sorted(k[len("FLAGS_"):] for k in env)
+        full = [self.binary] + argv + ["--only_check_args"]
+        if names:
+            full.append("--fromenv=" + ",".join(names))
+        code, text = run_binary(full, env={**os.environ, **env})
+        if code == 0:
+            return None
+        lines = [l for l in text.splitlines() if l.strip()]
+        return "; ".join(lines[-3:]) or f"exit {code}"
 
-def load_program_flags(repo):
+
+def binary_path(bin_dir, program):
+    return os.path.join(bin_dir, PROGRAM_DIRS[program], program)
+
+
+def load_program_flags(ck, bin_dir):
     flags = {}
-    for program, rels in PROGRAM_SOURCES.items():
-        paths = [os.path.join(repo, rel) for rel in rels]
-        if all(os.path.exists(p) for p in paths):
-            flags[program] = Flags(program, paths, repo)
+    for program in PROGRAM_DIRS:
+        path = binary_path(bin_dir, program)
+        if not ck.check(os.access(path, os.X_OK), "binaries",
+                        f"{path} is missing: build first (cmake --build build), or pass "
+                        "--bin-dir"):
+            continue
+        f = Flags(program, path)
+        if ck.check(f.error is None and f.defs, "binaries",
+                    f.error or f"{path} --helpfull lists no flags"):
+            flags[program] = f
     return flags
 
 
-def preset_expert_counts(repo):
-    """Preset name -> number of routed experts (0: a dense FFN), from model/presets.cc."""
-    path = os.path.join(repo, "model", "presets.cc")
-    counts = {}
-    if not os.path.exists(path):
-        return counts
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    blocks = re.split(r'if\s*\(\s*name\s*==\s*"', text)
-    for block in blocks[1:]:
-        name = block.split('"', 1)[0]
-        body = block.split("if (name", 1)[0]
-        m = re.search(r"Mixtral\(\s*\d+\s*,\s*\d+\s*,\s*(\d+)", body) or \
-            re.search(r"num_experts\s*=\s*(\d+)", body)
-        if m:
-            counts[name] = int(m.group(1))
-        elif "Dense(" in body:
-            counts[name] = 0
-    return counts
+def preset_expert_counts(ck, bin_dir):
+    """Preset name -> number of routed experts (0: a dense FFN), from moe_export_preset."""
+    path = binary_path(bin_dir, "moe_export_preset")
+    if not os.access(path, os.X_OK):
+        return {}
+    code, text = run_binary([path, "--list", "--list_format=json"])
+    try:
+        presets = json.loads(text) if code == 0 else None
+    except json.JSONDecodeError:
+        presets = None
+    if not ck.check(isinstance(presets, list), "binaries",
+                    f"{path} --list --list_format=json did not print a JSON list: {text[-300:]}"):
+        return {}
+    return {p["name"]: int(p["experts"]) for p in presets}
 
 
 # --------------------------------------------------------------------------
@@ -269,22 +225,6 @@ class Invocation:
         return {k: v for k, v in ports.items() if v is not None and v > 0}
 
 
-def value_ok(kind, value):
-    if value is DYNAMIC:
-        return True
-    if kind == "bool":
-        return value.lower() in ("true", "false", "1", "0", "t", "f", "yes", "no", "y", "n")
-    if kind == "int":
-        return re.fullmatch(r"[+-]?\d+", value) is not None
-    if kind == "double":
-        try:
-            float(value)
-            return True
-        except ValueError:
-            return False
-    return True
-
-
 def parse_invocation(ck, where, program, argv, env, all_flags):
     """Checks a program's argv and FLAGS_ environment; returns an Invocation."""
     flags = all_flags.get(program)
@@ -292,39 +232,42 @@ def parse_invocation(ck, where, program, argv, env, all_flags):
         ck.fail(where, f"unknown program '{program}' (known: {', '.join(sorted(all_flags))})")
         return None
     values, positionals = {}, []
+    static_env, static_argv = {}, []  # what the program itself is asked to parse
     # FLAGS_<flag> environment: deploy/entrypoint.sh passes --fromenv=<names>,
     # which fails on a name the program does not define.
     for key, val in sorted(env.items()):
         if not key.startswith("FLAGS_"):
             continue
         name = key[len("FLAGS_"):]
-        kind = flags.kind(name)
-        if ck.check(name in flags.defs, where,
-                    f"environment {key}: {program} has no flag --{name}{flags.suggest(name)}"):
-            ck.check(val is None or value_ok(kind, val), where,
-                     f"environment {key}={val!r} is not a valid {kind}")
-            if val is not None:
-                values[name] = val
+        if not ck.check(name in flags.defs, where,
+                        f"environment {key}: {program} has no flag --{name}{flags.suggest(name)}"):
+            continue
+        if val is None:
+            continue
+        values[name] = DYNAMIC if "$" in val else val
+        if "$" not in val:
+            static_env[key] = val
     i = 0
     while i < len(argv):
         arg = argv[i]
         i += 1
         if arg == "--":
             positionals.extend(argv[i:])
+            static_argv.extend(argv[i - 1:])
             break
         if not arg.startswith("-") or arg == "-":
             positionals.append(arg)
+            static_argv.append(arg)
             continue
         body = arg.lstrip("-")
         name, eq, val = body.partition("=")
-        kind = flags.kind(name)
-        if kind is None and not eq and name.startswith("no") and flags.kind(name[2:]) == "bool":
-            name, kind, val, eq = name[2:], "bool", "false", "="
-        if not ck.check(kind is not None, where,
+        if not flags.known(name) and not eq and name.startswith("no") and flags.is_bool(name[2:]):
+            name, val, eq = name[2:], "false", "="
+        if not ck.check(flags.known(name), where,
                         f"{program} has no flag --{name}{flags.suggest(name)}"):
             continue
         if not eq:
-            if kind == "bool":
+            if flags.is_bool(name):
                 val = "true"
             elif i < len(argv):
                 val = argv[i]
@@ -333,9 +276,13 @@ def parse_invocation(ck, where, program, argv, env, all_flags):
                 ck.fail(where, f"--{name} needs a value")
                 continue
         if "$" in val:
-            val = DYNAMIC
-        ck.check(value_ok(kind, val), where, f"--{name}={val!r} is not a valid {kind}")
+            values[name] = DYNAMIC
+            continue
         values[name] = val
+        static_argv.append(f"--{name}={val}")
+    # The known flags with static values, through the program's own parser.
+    verdict = flags.check_args(static_argv, static_env)
+    ck.check(verdict is None, where, f"{program} refuses this command line: {verdict}")
     if program == "moe_client":
         ck.check(len(positionals) == 1 and positionals[0] in CLIENT_COMMANDS, where,
                  f"moe_client needs exactly one command of {sorted(CLIENT_COMMANDS)}, "
@@ -349,7 +296,7 @@ def parse_invocation(ck, where, program, argv, env, all_flags):
 
 def entrypoint_split(args):
     """deploy/entrypoint.sh: an optional PROGRAM first, else moe_server."""
-    if args and args[0] in PROGRAM_SOURCES:
+    if args and args[0] in PROGRAM_DIRS:
         return args[0], list(args[1:])
     return "moe_server", list(args)
 
@@ -1429,7 +1376,10 @@ def main():
     ap.add_argument("--deploy-dir", default=here,
                     help="folder with compose.yaml, prometheus/ and k8s/ (default: this script's)")
     ap.add_argument("--repo-root", default=os.path.dirname(here),
-                    help="repository whose sources define the flags (default: ..)")
+                    help="repository the deployment files refer to (default: ..)")
+    ap.add_argument("--bin-dir", default=None,
+                    help="build folder holding server/, client/ and tools/ "
+                         "(default: <repo-root>/build)")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--schema", action="store_true",
                    help="require the Kubernetes schema check (node + kubernetes-models)")
@@ -1441,13 +1391,10 @@ def main():
 
     _DEPLOY_PARENT[0] = os.path.dirname(os.path.abspath(args.deploy_dir))
     ck = Checker()
-    all_flags = load_program_flags(args.repo_root)
-    for program, rels in PROGRAM_SOURCES.items():
-        ck.check(program in all_flags and all_flags[program].defs, "sources",
-                 f"no ABSL_FLAG definitions found in "
-                 f"{', '.join(os.path.join(args.repo_root, rel) for rel in rels)}")
-    presets = preset_expert_counts(args.repo_root)
-    ck.check("demo" in presets, "sources", "cannot read the presets from model/presets.cc")
+    bin_dir = args.bin_dir or os.path.join(args.repo_root, "build")
+    all_flags = load_program_flags(ck, bin_dir)
+    presets = preset_expert_counts(ck, bin_dir)
+    ck.check("demo" in presets, "binaries", "moe_export_preset lists no preset 'demo'")
 
     compose = os.path.join(args.deploy_dir, "compose.yaml")
     if ck.check(os.path.isfile(compose), "deploy", "compose.yaml is missing"):

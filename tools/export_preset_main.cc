@@ -7,6 +7,7 @@
 //   moe_export_preset --preset=qwen3-30b-a3b --fp8_block=128,128 --out=/tmp/q3fp8
 //                                            # experts as FP8 with 128x128 block scales
 //   moe_export_preset --list
+//   moe_export_preset --list --list_format=json   # for scripts (deploy/check_manifests.py)
 //
 // gpt-oss-20b's experts are written in MXFP4, as gpt-oss ships them.
 #include <cstdio>
@@ -19,11 +20,15 @@
 #include "absl/strings/str_split.h"
 #include "model/checkpoint_writer.h"
 #include "model/presets.h"
+#include "nlohmann/json.hpp"
 
 ABSL_FLAG(std::string, preset, "demo", "Preset to write (see --list).");
 ABSL_FLAG(std::string, out, "", "Folder to write config.json and model.safetensors into.");
 ABSL_FLAG(uint64_t, seed, moe::kDefaultPresetSeed, "Weight seed (the server's default too).");
 ABSL_FLAG(bool, list, false, "List the presets and exit.");
+ABSL_FLAG(std::string, list_format, "text",
+          "--list's format: text, or json (one object per preset: name, family, d_model, "
+          "experts (0: a dense FFN), top_k, d_ff, description).");
 ABSL_FLAG(int, layers, 1,
           "Layers to write, each the preset's shape with its own weights (layer L: seed + L).");
 ABSL_FLAG(int, layers_per_file, 4, "Layers per safetensors shard when --layers > 1.");
@@ -32,16 +37,47 @@ ABSL_FLAG(std::string, fp8_block, "",
           "ROWS x COLS block (DeepSeek-V3 and Qwen3 -FP8 use 128,128); empty: as generated "
           "(bf16).");
 
-int main(int argc, char** argv) {
-  moe::ParseCommandLineOrExit(argc, argv,
-                              "Writes a synthetic preset layer as a Hugging Face model folder.\n"
-                              "  moe_export_preset --preset=demo --out=DIR");
-  if (absl::GetFlag(FLAGS_list)) {
+namespace {
+
+// Prints the presets as text or JSON; 2 for an unknown format.
+int ListPresets(const std::string& format) {
+  if (format == "text") {
     for (const auto& p : moe::Presets()) {
       std::printf("%-18s %s\n", p.name.c_str(), p.description.c_str());
     }
     return 0;
   }
+  if (format != "json") {
+    std::fprintf(stderr, "moe_export_preset: --list_format must be text or json, got '%s'\n",
+                 format.c_str());
+    return 2;
+  }
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& p : moe::Presets()) {
+    auto spec = moe::PresetSpec(p.name);
+    if (!spec.ok()) {
+      std::fprintf(stderr, "moe_export_preset: %s\n", spec.status().ToString().c_str());
+      return 1;
+    }
+    list.push_back({{"name", p.name},
+                    {"family", spec->family},
+                    {"d_model", spec->d_model},
+                    {"experts", spec->dense ? 0 : spec->num_experts()},
+                    {"top_k", spec->dense ? 0 : spec->top_k()},
+                    {"d_ff", spec->expert.d_ff},
+                    {"description", p.description}});
+  }
+  std::printf("%s\n", list.dump(2).c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  moe::ParseCommandLineOrExit(argc, argv,
+                              "Writes a synthetic preset layer as a Hugging Face model folder.\n"
+                              "  moe_export_preset --preset=demo --out=DIR");
+  if (absl::GetFlag(FLAGS_list)) return ListPresets(absl::GetFlag(FLAGS_list_format));
   const std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty()) {
     std::fprintf(stderr, "moe_export_preset: --out is required\n");
