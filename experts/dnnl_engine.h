@@ -1,5 +1,6 @@
 // The process-wide oneDNN CPU engine and what it can do on this machine.
-// oneDNN types appear only inside experts/.
+// Only experts/ headers include oneDNN (tests/header_dependencies_test.sh
+// checks the other folders).
 #ifndef MOE_EXPERTS_DNNL_ENGINE_H_
 #define MOE_EXPERTS_DNNL_ENGINE_H_
 

@@ -9,8 +9,10 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "common/vector_kernels.h"
+#include "experts/dense_ffn.h"
 #include "experts/dnnl_engine.h"
 #include "experts/local_expert_backend.h"
+#include "experts/packed_matmul.h"
 #include "spdlog/spdlog.h"
 
 namespace moe {
@@ -38,6 +40,14 @@ absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateLocalBackend(
   return std::unique_ptr<ExpertBackend>(new LocalExpertBackend(std::move(experts)));
 }
 
+MoeLayer::MoeLayer(const LayerSpec& spec, DType compute)
+    : spec_(spec),
+      compute_(compute),
+      registry_(std::make_unique<MatmulCacheRegistry>()),
+      shared_ws_(std::make_unique<FfnWorkspace>()) {}
+
+MoeLayer::~MoeLayer() = default;
+
 absl::StatusOr<std::unique_ptr<MoeLayer>> MoeLayer::Create(
     const LayerWeights& weights, const MoeLayerOptions& options,
     std::unique_ptr<ExpertBackend> backend) {
@@ -59,13 +69,13 @@ absl::StatusOr<std::unique_ptr<MoeLayer>> MoeLayer::Create(
   }
   if (backend == nullptr) {
     MOE_ASSIGN_OR_RETURN(backend, CreateLocalBackend(weights, layer->compute_,
-                                                     &layer->registry_));
+                                                     layer->registry_.get()));
   }
   layer->backend_ = std::move(backend);
   if (spec.has_shared()) {
     MOE_ASSIGN_OR_RETURN(layer->shared_,
                          DenseFfn::Create(spec.shared, weights.shared, layer->compute_,
-                                          &layer->registry_, "shared expert"));
+                                          layer->registry_.get(), "shared expert"));
     if (spec.shared_gate) layer->shared_gate_ = weights.shared_gate.ToFloats();
   }
   return layer;
@@ -141,7 +151,7 @@ absl::StatusOr<const float*> MoeLayer::RunShared(const float* tokens, int64_t nu
     return nullptr;
   }
   float* shared_out = shared_out_.ReserveAs<float>(static_cast<size_t>(num_tokens * spec_.d_model));
-  MOE_RETURN_IF_ERROR(shared_->Run(tokens, num_tokens, shared_out, &shared_ws_));
+  MOE_RETURN_IF_ERROR(shared_->Run(tokens, num_tokens, shared_out, shared_ws_.get()));
   return shared_out;
 }
 

@@ -25,12 +25,17 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/dtype.h"
-#include "experts/dense_ffn.h"
+#include "experts/aligned_buffer.h"
 #include "experts/expert_backend.h"
 #include "model/layer_spec.h"
 #include "router/router.h"
 
 namespace moe {
+
+// From experts/ (whose headers include oneDNN; this one does not).
+class DenseFfn;
+struct FfnWorkspace;
+class MatmulCacheRegistry;
 
 struct MoeLayerOptions {
   // Matmul dtype. kBF16 uses bf16 operands with f32 accumulation and falls
@@ -74,6 +79,7 @@ class MoeLayer {
   static absl::StatusOr<std::unique_ptr<MoeLayer>> Create(
       const LayerWeights& weights, const MoeLayerOptions& options,
       std::unique_ptr<ExpertBackend> backend = nullptr);
+  ~MoeLayer();
 
   // Computes `num_tokens` (>= 0) rows of `tokens` [T, d_model]. A token's
   // output depends only on its own row and choices (except under a router
@@ -94,7 +100,7 @@ class MoeLayer {
   std::string Summary() const;
 
  private:
-  MoeLayer(const LayerSpec& spec, DType compute) : spec_(spec), compute_(compute) {}
+  MoeLayer(const LayerSpec& spec, DType compute);
 
   // The steps of Forward, after routing into plan_.
   // Gathers each expert's rows into one block, experts in ascending order,
@@ -123,7 +129,7 @@ class MoeLayer {
   std::unique_ptr<ExpertBackend> backend_;
   std::unique_ptr<DenseFfn> shared_;
   std::vector<float> shared_gate_;  // [d_model] when spec_.shared_gate
-  MatmulCacheRegistry registry_;
+  std::unique_ptr<MatmulCacheRegistry> registry_;
 
   absl::Mutex mu_;
   // Per-batch memory, grown to the largest batch and reused.
@@ -139,7 +145,7 @@ class MoeLayer {
   AlignedBuffer gathered_ ABSL_GUARDED_BY(mu_);
   AlignedBuffer expert_out_ ABSL_GUARDED_BY(mu_);
   AlignedBuffer shared_out_ ABSL_GUARDED_BY(mu_);
-  FfnWorkspace shared_ws_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<FfnWorkspace> shared_ws_ ABSL_GUARDED_BY(mu_);
 };
 
 // Packs one DenseFfn per expert in `hosted` (all when empty) into a

@@ -15,6 +15,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "common/compute_thread.h"
+#include "common/cpu_tier.h"
 #include "experts/dnnl_engine.h"
 #include "model/checkpoint_loader.h"
 #include "model/expert_ranges.h"
