@@ -4,12 +4,17 @@
 // Debian's libabsl is not built with -fsanitize=thread, so TSan cannot see
 // that absl::Mutex::Lock/Unlock or Notification::Notify/Wait synchronise:
 // every access guarded by an absl::Mutex would be reported as a race. The
-// test binaries are linked with -Wl,--wrap=<symbol> for the functions below
-// (tests/CMakeLists.txt), so our code's calls land here; each wrapper calls
-// the real function and tells TSan what it did through TSan's public
-// annotation interface (sanitizer/tsan_interface.h). Calls made inside
-// other uninstrumented libraries (gRPC) are not wrapped: that is why only
-// the batcher tests run under TSan (README, "Reliability").
+// test binaries are linked with -Wl,--wrap=<symbol> for the functions below,
+// so our code's calls land here; each wrapper calls the real function and
+// tells TSan what it did through TSan's public annotation interface
+// (sanitizer/tsan_interface.h). Calls made inside other uninstrumented
+// libraries (gRPC) are not wrapped: that is why only the batcher tests run
+// under TSan (README, "Reliability").
+//
+// The symbols' mangled names come from tests/CMakeLists.txt, which finds
+// them in the installed library by their demangled signatures, as
+// MOE_TSAN_SYM_<KEY> string literals; the wrappers take them as assembler
+// names ("__wrap_" and "__real_" prefixed, as --wrap expects).
 #include <sanitizer/tsan_interface.h>
 
 #include "absl/synchronization/mutex.h"
@@ -22,76 +27,81 @@ using absl::Mutex;
 using absl::Notification;
 using absl::Time;
 
+#define MOE_REAL(key) __asm__("__real_" MOE_TSAN_SYM_##key)
+#define MOE_WRAP(key) __asm__("__wrap_" MOE_TSAN_SYM_##key)
+
 extern "C" {
 // The real functions (resolved by the linker's --wrap).
-void __real__ZN4absl7debian35Mutex4LockEv(Mutex* mu);
-void __real__ZN4absl7debian35Mutex6UnlockEv(Mutex* mu);
-void __real__ZN4absl7debian35MutexD1Ev(Mutex* mu);
-void __real__ZN4absl7debian35Mutex5AwaitERKNS0_9ConditionE(Mutex* mu, const Condition& c);
-bool __real__ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE(
-    Mutex* mu, const Condition& c, Duration d);
-bool __real__ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE(
-    Mutex* mu, const Condition& c, Time t);
-void __real__ZN4absl7debian312Notification6NotifyEv(Notification* n);
-void __real__ZNK4absl7debian312Notification19WaitForNotificationEv(const Notification* n);
-bool __real__ZNK4absl7debian312Notification30WaitForNotificationWithTimeoutENS0_8DurationE(
-    const Notification* n, Duration d);
+void RealLock(Mutex* mu) MOE_REAL(MUTEX_LOCK);
+void RealUnlock(Mutex* mu) MOE_REAL(MUTEX_UNLOCK);
+void RealMutexDtor(Mutex* mu) MOE_REAL(MUTEX_DTOR);
+void RealAwait(Mutex* mu, const Condition& c) MOE_REAL(MUTEX_AWAIT);
+bool RealAwaitWithTimeout(Mutex* mu, const Condition& c, Duration d) MOE_REAL(MUTEX_AWAIT_TIMEOUT);
+bool RealAwaitWithDeadline(Mutex* mu, const Condition& c, Time t) MOE_REAL(MUTEX_AWAIT_DEADLINE);
+void RealNotify(Notification* n) MOE_REAL(NOTIFY);
+void RealWait(const Notification* n) MOE_REAL(WAIT);
+bool RealWaitWithTimeout(const Notification* n, Duration d) MOE_REAL(WAIT_TIMEOUT);
+
+// The wrappers our calls reach.
+void WrapLock(Mutex* mu) MOE_WRAP(MUTEX_LOCK);
+void WrapUnlock(Mutex* mu) MOE_WRAP(MUTEX_UNLOCK);
+void WrapMutexDtor(Mutex* mu) MOE_WRAP(MUTEX_DTOR);
+void WrapAwait(Mutex* mu, const Condition& c) MOE_WRAP(MUTEX_AWAIT);
+bool WrapAwaitWithTimeout(Mutex* mu, const Condition& c, Duration d) MOE_WRAP(MUTEX_AWAIT_TIMEOUT);
+bool WrapAwaitWithDeadline(Mutex* mu, const Condition& c, Time t) MOE_WRAP(MUTEX_AWAIT_DEADLINE);
+void WrapNotify(Notification* n) MOE_WRAP(NOTIFY);
+void WrapWait(const Notification* n) MOE_WRAP(WAIT);
+bool WrapWaitWithTimeout(const Notification* n, Duration d) MOE_WRAP(WAIT_TIMEOUT);
 
 // A mutex is modelled as a happens-before edge on its address: every
 // Unlock (and Await, which unlocks while it waits) releases, every Lock
 // (and the return from Await) acquires. Conditions that abseil evaluates
 // inside Await/Unlock acquire themselves (common/tsan_annotations.h).
-void __wrap__ZN4absl7debian35Mutex4LockEv(Mutex* mu) {
-  __real__ZN4absl7debian35Mutex4LockEv(mu);
+void WrapLock(Mutex* mu) {
+  RealLock(mu);
   __tsan_acquire(mu);
 }
 
-void __wrap__ZN4absl7debian35Mutex6UnlockEv(Mutex* mu) {
+void WrapUnlock(Mutex* mu) {
   __tsan_release(mu);
-  __real__ZN4absl7debian35Mutex6UnlockEv(mu);
+  RealUnlock(mu);
 }
 
-void __wrap__ZN4absl7debian35MutexD1Ev(Mutex* mu) { __real__ZN4absl7debian35MutexD1Ev(mu); }
+void WrapMutexDtor(Mutex* mu) { RealMutexDtor(mu); }
 
-void __wrap__ZN4absl7debian35Mutex5AwaitERKNS0_9ConditionE(Mutex* mu, const Condition& c) {
+void WrapAwait(Mutex* mu, const Condition& c) {
   __tsan_release(mu);
-  __real__ZN4absl7debian35Mutex5AwaitERKNS0_9ConditionE(mu, c);
+  RealAwait(mu, c);
   __tsan_acquire(mu);
 }
 
-bool __wrap__ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE(
-    Mutex* mu, const Condition& c, Duration d) {
+bool WrapAwaitWithTimeout(Mutex* mu, const Condition& c, Duration d) {
   __tsan_release(mu);
-  const bool r = __real__ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE(
-      mu, c, d);
+  const bool r = RealAwaitWithTimeout(mu, c, d);
   __tsan_acquire(mu);
   return r;
 }
 
-bool __wrap__ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE(
-    Mutex* mu, const Condition& c, Time t) {
+bool WrapAwaitWithDeadline(Mutex* mu, const Condition& c, Time t) {
   __tsan_release(mu);
-  const bool r =
-      __real__ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE(mu, c, t);
+  const bool r = RealAwaitWithDeadline(mu, c, t);
   __tsan_acquire(mu);
   return r;
 }
 
 // Notify happens before every wait that sees it.
-void __wrap__ZN4absl7debian312Notification6NotifyEv(Notification* n) {
+void WrapNotify(Notification* n) {
   __tsan_release(n);
-  __real__ZN4absl7debian312Notification6NotifyEv(n);
+  RealNotify(n);
 }
 
-void __wrap__ZNK4absl7debian312Notification19WaitForNotificationEv(const Notification* n) {
-  __real__ZNK4absl7debian312Notification19WaitForNotificationEv(n);
+void WrapWait(const Notification* n) {
+  RealWait(n);
   __tsan_acquire(const_cast<Notification*>(n));
 }
 
-bool __wrap__ZNK4absl7debian312Notification30WaitForNotificationWithTimeoutENS0_8DurationE(
-    const Notification* n, Duration d) {
-  const bool r =
-      __real__ZNK4absl7debian312Notification30WaitForNotificationWithTimeoutENS0_8DurationE(n, d);
+bool WrapWaitWithTimeout(const Notification* n, Duration d) {
+  const bool r = RealWaitWithTimeout(n, d);
   if (r) __tsan_acquire(const_cast<Notification*>(n));
   return r;
 }
