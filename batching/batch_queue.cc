@@ -12,9 +12,9 @@ absl::Status BatchQueue::Enqueue(std::shared_ptr<InferTask> task, absl::Time now
     return absl::InvalidArgumentError("a task needs at least one token");
   }
   if (queued_tokens_ + task->num_tokens > options_.max_queue_tokens) {
-    return absl::UnavailableError(absl::StrCat(
-        "queue full: ", queued_tokens_, " tokens waiting + ", task->num_tokens,
-        " requested > max_queue_tokens ", options_.max_queue_tokens, "; retry later"));
+    return absl::UnavailableError(absl::StrCat("queue full: ", queued_tokens_, " tokens waiting + ",
+                                               task->num_tokens, " requested > max_queue_tokens ",
+                                               options_.max_queue_tokens, "; retry later"));
   }
   task->enqueue_time = now;
   task->next_row = 0;

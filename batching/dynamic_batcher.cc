@@ -1,11 +1,10 @@
 #include "batching/dynamic_batcher.h"
 
-#include "common/tsan_annotations.h"
-
 #include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/tsan_annotations.h"
 
 namespace moe {
 
@@ -47,9 +46,9 @@ absl::Status DynamicBatcher::Enqueue(std::shared_ptr<InferTask> task) {
   int64_t queued = 0;
   for (const BatchQueue& q : queues_) queued += q.queued_tokens();
   if (queued + task->num_tokens > options_.max_queue_tokens) {
-    return absl::UnavailableError(absl::StrCat(
-        "queue full: ", queued, " tokens waiting + ", task->num_tokens,
-        " requested > max_queue_tokens ", options_.max_queue_tokens, "; retry later"));
+    return absl::UnavailableError(absl::StrCat("queue full: ", queued, " tokens waiting + ",
+                                               task->num_tokens, " requested > max_queue_tokens ",
+                                               options_.max_queue_tokens, "; retry later"));
   }
   BatchQueue& q = queues_[static_cast<size_t>(task->queue)];
   absl::Status st = q.Enqueue(std::move(task), clock_->Now());

@@ -121,7 +121,7 @@ class DynamicBatcher {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool batch_running_ ABSL_GUARDED_BY(mu_) = false;  // a batch or its answers in progress
   bool watcher_busy_ ABSL_GUARDED_BY(mu_) = false;   // expiry/cancel answers in progress
-  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;  // bumped on every change
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;     // bumped on every change
 
   std::thread compute_thread_;
   std::thread watch_thread_;

@@ -23,7 +23,7 @@ struct InferTask {
   std::vector<float> tokens;  // [num_tokens, d_model]
   int64_t num_tokens = 0;
   absl::Time deadline = absl::InfiniteFuture();
-  int queue = 0;  // the DynamicBatcher queue (served model) it goes to
+  int queue = 0;              // the DynamicBatcher queue (served model) it goes to
   bool want_routing = false;  // fill expert_ids / expert_weights
   // Caller-supplied routing, [num_tokens, k] each; empty: the router's.
   std::vector<int32_t> given_ids;
@@ -31,9 +31,9 @@ struct InferTask {
   bool skip_shared = false;  // leave the shared experts out
 
   // Outputs, written by the batcher before `done` is called with OK.
-  std::vector<float> output;           // [num_tokens, d_model]
-  std::vector<int32_t> expert_ids;     // [num_tokens, k] if want_routing
-  std::vector<float> expert_weights;   // [num_tokens, k] if want_routing
+  std::vector<float> output;          // [num_tokens, d_model]
+  std::vector<int32_t> expert_ids;    // [num_tokens, k] if want_routing
+  std::vector<float> expert_weights;  // [num_tokens, k] if want_routing
 
   // Timing, filled by the batcher.
   absl::Time enqueue_time;

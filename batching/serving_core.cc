@@ -43,8 +43,8 @@ ServedModel::ServedModel(int index, std::unique_ptr<MoeLayer> layer, const Model
     : index_(index),
       layer_(std::move(layer)),
       io_(io),
-      metrics_(std::make_unique<ServingMetrics>(InfoOf(*layer_, io),
-                                                layer_->spec().num_experts())) {}
+      metrics_(
+          std::make_unique<ServingMetrics>(InfoOf(*layer_, io), layer_->spec().num_experts())) {}
 
 ServingCore::ServingCore(std::unique_ptr<MoeLayer> layer, const ModelIo& io,
                          const BatchQueueOptions& batching)
@@ -104,8 +104,8 @@ absl::StatusOr<const ServedModel*> ServingCore::FindModel(const std::string& nam
                                                           const std::string& version) const {
   auto it = by_name_.find(name);
   if (it == by_name_.end()) {
-    return absl::NotFoundError(absl::StrCat("unknown model '", name, "': this server serves ",
-                                            ServedModelsDescription()));
+    return absl::NotFoundError(
+        absl::StrCat("unknown model '", name, "': this server serves ", ServedModelsDescription()));
   }
   if (!version.empty() && version != kModelVersion) {
     return absl::NotFoundError(absl::StrCat("model '", name, "' has no version '", version,

@@ -17,11 +17,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "model/moe_layer.h"
 #include "batching/dynamic_batcher.h"
 #include "batching/held_answers.h"
 #include "batching/model_io.h"
 #include "batching/serving_metrics.h"
+#include "model/moe_layer.h"
 
 namespace moe {
 

@@ -119,7 +119,8 @@ std::string ServingMetrics::RenderPrometheus(const std::vector<const ServingMetr
   // One family: its header, then `series(metrics, model label)` per model.
   auto family = [&](const char* name, const char* help, const char* type, auto&& series) {
     AppendHeader(&out, name, help, type);
-    for (size_t i = 0; i < models.size(); ++i) series(i, *models[i], ModelLabel(models[i]->info_.model));
+    for (size_t i = 0; i < models.size(); ++i)
+      series(i, *models[i], ModelLabel(models[i]->info_.model));
   };
   family("moe_requests_total", "Finished inference requests by outcome.", "counter",
          [&](size_t, const ServingMetrics& m, const std::string& model) {
@@ -178,17 +179,16 @@ std::string ServingMetrics::RenderPrometheus(const std::vector<const ServingMetr
   family("moe_model_info", "The served model (value is always 1).", "gauge",
          [&](size_t, const ServingMetrics& m, const std::string& model) {
            const ModelInfoLabels& info = m.info_;
-           absl::StrAppend(&out, "moe_model_info{", model, ",family=\"",
-                           EscapeLabelValue(info.family), "\",d_model=\"", info.d_model,
-                           "\",d_ff=\"", info.d_ff, "\",experts=\"", info.experts, "\",top_k=\"",
-                           info.top_k, "\",dtype=\"", EscapeLabelValue(info.dtype),
-                           "\",kernel=\"", EscapeLabelValue(info.kernel), "\",cpu_tier=\"",
-                           EscapeLabelValue(info.cpu_tier), "\",weight_bytes=\"",
-                           info.weight_bytes, "\"} 1\n");
+           absl::StrAppend(
+               &out, "moe_model_info{", model, ",family=\"", EscapeLabelValue(info.family),
+               "\",d_model=\"", info.d_model, "\",d_ff=\"", info.d_ff, "\",experts=\"",
+               info.experts, "\",top_k=\"", info.top_k, "\",dtype=\"", EscapeLabelValue(info.dtype),
+               "\",kernel=\"", EscapeLabelValue(info.kernel), "\",cpu_tier=\"",
+               EscapeLabelValue(info.cpu_tier), "\",weight_bytes=\"", info.weight_bytes, "\"} 1\n");
          });
   AppendHeader(&out, "moe_build_info", "The server's build (value is always 1).", "gauge");
-  absl::StrAppend(&out, "moe_build_info{version=\"", EscapeLabelValue(MoeVersion()),
-                  "\",commit=\"", EscapeLabelValue(MoeGitCommit()), "\"} 1\n");
+  absl::StrAppend(&out, "moe_build_info{version=\"", EscapeLabelValue(MoeVersion()), "\",commit=\"",
+                  EscapeLabelValue(MoeGitCommit()), "\"} 1\n");
   return out;
 }
 

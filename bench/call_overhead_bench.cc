@@ -15,18 +15,18 @@
 //
 //   build/bench/call_overhead_bench --benchmark_repetitions=5
 //       --benchmark_report_aggregates_only=true   (one line)
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/strings/str_cat.h"
+#include "batching/serving_core.h"
 #include "benchmark/benchmark.h"
 #include "client/kserve_client.h"
 #include "common/seeded_random.h"
 #include "frontend/model_descriptors.h"
-#include "batching/serving_core.h"
 #include "frontend/moe_server.h"
 #include "model/presets.h"
 #include "proto/grpc_service.grpc.pb.h"
@@ -67,8 +67,8 @@ Served Serve(int layers) {
   auto server = MoeServer::Start(std::move(built), s.names, options);
   if (!server.ok()) return s;
   s.server = *std::move(server);
-  s.stub = inference::GRPCInferenceService::NewStub(grpc::CreateChannel(
-      s.server->local_grpc_address(), grpc::InsecureChannelCredentials()));
+  s.stub = inference::GRPCInferenceService::NewStub(
+      grpc::CreateChannel(s.server->local_grpc_address(), grpc::InsecureChannelCredentials()));
   return s;
 }
 

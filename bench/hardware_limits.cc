@@ -1,7 +1,4 @@
-#include "common/cpu_tier.h"
 #include "bench/hardware_limits.h"
-
-#include "common/x86_intrinsics.h"
 
 #include <algorithm>
 #include <atomic>
@@ -13,6 +10,9 @@
 #include <new>
 #include <thread>
 #include <vector>
+
+#include "common/cpu_tier.h"
+#include "common/x86_intrinsics.h"
 
 namespace moe {
 namespace {
@@ -205,8 +205,7 @@ double ReadBandwidthProbe::MeasureGBps(int passes) {
 double MeasurePeakF32Gflops(int threads, int passes) {
   constexpr int64_t kIters = 20'000'000;
   if (HasAvx512()) {
-    return BestRate(threads, passes, kIters * 12.0 * 16 * 2,
-                    [] { return FmaLoopAvx512(kIters); });
+    return BestRate(threads, passes, kIters * 12.0 * 16 * 2, [] { return FmaLoopAvx512(kIters); });
   }
   return BestRate(threads, passes, kIters * 12.0 * 8 * 2, [] { return FmaLoopAvx2(kIters); });
 }

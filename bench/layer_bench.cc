@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "absl/flags/parse.h"
-#include "common/max_isa_flag.h"
 #include "benchmark/benchmark.h"
+#include "common/max_isa_flag.h"
 #include "common/memory_tuning.h"
 #include "common/seeded_random.h"
 #include "experts/dnnl_engine.h"
@@ -63,9 +63,19 @@ void BM_LayerForward(benchmark::State& state, DType compute) {
 }
 
 BENCHMARK_CAPTURE(BM_LayerForward, f32, DType::kF32)
-    ->Arg(1)->Arg(16)->Arg(128)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
+    ->Arg(1)
+    ->Arg(16)
+    ->Arg(128)
+    ->Arg(1024)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK_CAPTURE(BM_LayerForward, bf16, DType::kBF16)
-    ->Arg(1)->Arg(16)->Arg(128)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime();
+    ->Arg(1)
+    ->Arg(16)
+    ->Arg(128)
+    ->Arg(1024)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace moe

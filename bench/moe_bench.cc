@@ -29,7 +29,6 @@
 #include <utility>
 #include <vector>
 
-#include "common/max_isa_flag.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
@@ -38,6 +37,7 @@
 #include "bench/hardware_limits.h"
 #include "bench/standalone_matmuls.h"
 #include "benchmark/benchmark.h"
+#include "common/max_isa_flag.h"
 #include "common/memory_tuning.h"
 #include "common/seeded_random.h"
 #include "experts/dnnl_engine.h"
@@ -227,8 +227,8 @@ void RunCase(benchmark::State& state, const std::string& model, DType dtype, int
   }
   if (repeat) {
     const auto limit_start = std::chrono::steady_clock::now();
-    while (kernel_runs < 5 || std::chrono::steady_clock::now() - limit_start <
-                                  std::chrono::milliseconds(300)) {
+    while (kernel_runs < 5 ||
+           std::chrono::steady_clock::now() - limit_start < std::chrono::milliseconds(300)) {
       kernel_sum += *limit->Run(block_rows[0]);
       ++kernel_runs;
     }
@@ -277,11 +277,10 @@ void RunCase(benchmark::State& state, const std::string& model, DType dtype, int
   const double layer_s = layer_sum / static_cast<double>(std::max<int64_t>(iterations, 1));
   const double kernel_s = kernel_sum / static_cast<double>(std::max<int64_t>(kernel_runs, 1));
   const double n = static_cast<double>(std::max<int64_t>(iterations, 1));
-  const double peak = layer->compute() == DType::kI8 || layer->compute() == DType::kI4
-                          ? g_hw.peak_int8_gops
-                      : dtype == DType::kBF16 && layer->compute() == DType::kBF16
-                          ? g_hw.peak_bf16_gflops
-                          : g_hw.peak_f32_gflops;
+  const double peak =
+      layer->compute() == DType::kI8 || layer->compute() == DType::kI4 ? g_hw.peak_int8_gops
+      : dtype == DType::kBF16 && layer->compute() == DType::kBF16      ? g_hw.peak_bf16_gflops
+                                                                       : g_hw.peak_f32_gflops;
   const double mem_s = read_gbps > 0 ? weight_bytes / (read_gbps * 1e9) : 0;
   const double flop_s = peak > 0 ? flops / (peak * 1e9) : 0;
 

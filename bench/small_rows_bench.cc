@@ -27,8 +27,8 @@
 #include <vector>
 
 #include "absl/flags/parse.h"
-#include "common/max_isa_flag.h"
 #include "benchmark/benchmark.h"
+#include "common/max_isa_flag.h"
 #include "common/memory_tuning.h"
 #include "common/seeded_random.h"
 #include "experts/aligned_buffer.h"
@@ -103,8 +103,7 @@ Set* GetSet(DType compute, bool w1, bool onednn, std::string* error) {
     }
     set->matrices.push_back(*std::move(mm));
   }
-  set->x = Tensor::FromFloats(io, {kRowsMax, set->k},
-                              rng.UniformVector(kRowsMax * set->k, 1.0f));
+  set->x = Tensor::FromFloats(io, {kRowsMax, set->k}, rng.UniformVector(kRowsMax * set->k, 1.0f));
   return set.get();
 }
 

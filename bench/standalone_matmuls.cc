@@ -3,9 +3,9 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <string>
 #include <chrono>
 #include <cstring>
+#include <string>
 #include <unordered_map>
 #include <utility>
 
@@ -83,8 +83,8 @@ absl::Status StandaloneMatmuls::AddMatrix(Block* block, int64_t k, int64_t n, bo
     dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, any, dst), engine_);
     m.packed_desc = pd.weights_desc();
     dnnl::memory plain({{k, n}, WeightType(compute_), tag::ba}, engine_);
-    FillPseudoRandom(&plain, compute_, k * n, static_cast<uint32_t>(blocks_.size() * 3 +
-                                                                    block->matrices.size()));
+    FillPseudoRandom(&plain, compute_, k * n,
+                     static_cast<uint32_t>(blocks_.size() * 3 + block->matrices.size()));
     m.weights = dnnl::memory(m.packed_desc, engine_);
     dnnl::reorder(plain, m.weights).execute(stream_, plain, m.weights);
     stream_.wait();
@@ -114,8 +114,8 @@ absl::StatusOr<dnnl::matmul*> StandaloneMatmuls::Primitive(Matrix* m, int64_t ro
   try {
     return &m->by_rows.emplace(rows, Plan(*m, rows)).first->second;
   } catch (const dnnl::error& e) {
-    return absl::InternalError(absl::StrCat("standalone matmul ", m->k, "x", m->n, " for ",
-                                            rows, " rows: ", e.what()));
+    return absl::InternalError(
+        absl::StrCat("standalone matmul ", m->k, "x", m->n, " for ", rows, " rows: ", e.what()));
   }
 }
 
@@ -146,9 +146,8 @@ absl::StatusOr<double> StandaloneMatmuls::Run(const std::vector<int64_t>& rows) 
       const int64_t r = call_rows[i];
       dnnl::memory src(SrcDesc(m, r), engine_, src_.data());
       dnnl::memory dst(DstDesc(m, r), engine_, dst_.data());
-      calls[i].first->execute(stream_, {{DNNL_ARG_SRC, src},
-                                        {DNNL_ARG_WEIGHTS, m.weights},
-                                        {DNNL_ARG_DST, dst}});
+      calls[i].first->execute(
+          stream_, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, m.weights}, {DNNL_ARG_DST, dst}});
       stream_.wait();
     }
   } catch (const dnnl::error& e) {
@@ -158,7 +157,7 @@ absl::StatusOr<double> StandaloneMatmuls::Run(const std::vector<int64_t>& rows) 
 }
 
 absl::StatusOr<double> StandaloneMatmuls::RunBlocksInParallel(const std::vector<int64_t>& rows,
-                                                             int lanes) {
+                                                              int lanes) {
   if (rows.size() != blocks_.size() || lanes < 1) {
     return absl::InvalidArgumentError("rows per block / lanes");
   }
@@ -173,8 +172,8 @@ absl::StatusOr<double> StandaloneMatmuls::RunBlocksInParallel(const std::vector<
   std::vector<int64_t> load(static_cast<size_t>(lanes), 0);
   size_t most = 0;
   for (size_t b : order) {
-    const size_t lane = static_cast<size_t>(
-        std::min_element(load.begin(), load.end()) - load.begin());
+    const size_t lane =
+        static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
     assigned[lane].push_back(b);
     load[lane] += rows[b];
     for (Matrix& m : blocks_[b].matrices) {
@@ -215,9 +214,9 @@ absl::StatusOr<double> StandaloneMatmuls::RunBlocksInParallel(const std::vector<
           }
           dnnl::memory src_mem(SrcDesc(m, r), engine_, lane.src.data());
           dnnl::memory dst_mem(DstDesc(m, r), engine_, lane.dst.data());
-          it->second.execute(*lane.stream, {{DNNL_ARG_SRC, src_mem},
-                                            {DNNL_ARG_WEIGHTS, m.weights},
-                                            {DNNL_ARG_DST, dst_mem}});
+          it->second.execute(
+              *lane.stream,
+              {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, m.weights}, {DNNL_ARG_DST, dst_mem}});
           lane.stream->wait();
         }
       }
@@ -238,7 +237,8 @@ int64_t StandaloneMatmuls::WeightBytes(const std::vector<int64_t>& rows) const {
   for (size_t b = 0; b < blocks_.size() && b < rows.size(); ++b) {
     if (rows[b] <= 0) continue;
     for (const Matrix& m : blocks_[b].matrices) {
-      bytes += static_cast<int64_t>(static_cast<double>(m.k * m.n) * PackedBytesPerWeight(bytes_dtype_));
+      bytes +=
+          static_cast<int64_t>(static_cast<double>(m.k * m.n) * PackedBytesPerWeight(bytes_dtype_));
     }
   }
   return bytes;

@@ -18,9 +18,8 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <vector>
-
 #include <oneapi/dnnl/dnnl.hpp>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/dtype.h"

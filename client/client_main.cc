@@ -13,11 +13,11 @@
 #include <map>
 #include <string>
 
-#include "common/command_line.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/kserve_client.h"
+#include "common/command_line.h"
 #include "common/npy.h"
 #include "common/seeded_random.h"
 #include "google/protobuf/util/json_util.h"
@@ -300,12 +300,12 @@ int Config(inference::GRPCInferenceService::Stub* stub) {
                 inference::DataType_Name(t.data_type()).c_str(), dims(t).c_str());
   }
   if (c.has_dynamic_batching()) {
-    std::printf("  dynamic batching: preferred %d tokens, max queue delay %llu us\n",
-                c.dynamic_batching().preferred_batch_size_size() > 0
-                    ? c.dynamic_batching().preferred_batch_size(0)
-                    : 0,
-                static_cast<unsigned long long>(
-                    c.dynamic_batching().max_queue_delay_microseconds()));
+    std::printf(
+        "  dynamic batching: preferred %d tokens, max queue delay %llu us\n",
+        c.dynamic_batching().preferred_batch_size_size() > 0
+            ? c.dynamic_batching().preferred_batch_size(0)
+            : 0,
+        static_cast<unsigned long long>(c.dynamic_batching().max_queue_delay_microseconds()));
   }
   std::map<std::string, std::string> params;
   for (const auto& [k, v] : c.parameters()) params[k] = v.string_value();

@@ -21,8 +21,8 @@ HdrHistogram::HdrHistogram() : counts_(kBuckets, 0) {}
 
 int HdrHistogram::BucketIndex(int64_t v) {
   if (v < kSub) return static_cast<int>(std::max<int64_t>(v, 0));
-  const int e = Msb(static_cast<uint64_t>(v));        // >= kSubBits
-  const int shift = e - HdrHistogram::kSubBits + 1;     // bucket width 2^shift
+  const int e = Msb(static_cast<uint64_t>(v));           // >= kSubBits
+  const int shift = e - HdrHistogram::kSubBits + 1;      // bucket width 2^shift
   const int sub = static_cast<int>(v >> shift) - kHalf;  // in [0, kHalf)
   return kSub + (e - HdrHistogram::kSubBits) * kHalf + sub;
 }

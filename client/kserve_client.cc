@@ -18,8 +18,7 @@ absl::StatusOr<std::string> ReadFileText(const std::string& path, const char* wh
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ConnectionOptions& o,
-                                                           int index) {
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ConnectionOptions& o, int index) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(256 << 20);
   args.SetMaxSendMessageSize(256 << 20);
@@ -80,8 +79,8 @@ std::string DescribeGrpcError(const grpc::Status& s, const std::string& address)
 }
 
 inference::ModelInferRequest BuildInferRequest(const std::string& model,
-                                               const std::vector<float>& tokens,
-                                               int64_t d_model, bool bf16, const std::string& id,
+                                               const std::vector<float>& tokens, int64_t d_model,
+                                               bool bf16, const std::string& id,
                                                bool want_routing) {
   inference::ModelInferRequest r;
   r.set_model_name(model);

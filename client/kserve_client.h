@@ -38,17 +38,16 @@ std::string DescribeGrpcError(const grpc::Status& status, const std::string& add
 // A ModelInferRequest for `tokens` ([T, d_model] row-major), FP32 or BF16
 // raw contents; requests expert_ids/expert_weights when `want_routing`.
 inference::ModelInferRequest BuildInferRequest(const std::string& model,
-                                               const std::vector<float>& tokens,
-                                               int64_t d_model, bool bf16, const std::string& id,
-                                               bool want_routing);
+                                               const std::vector<float>& tokens, int64_t d_model,
+                                               bool bf16, const std::string& id, bool want_routing);
 
 struct InferResult {
   int64_t num_tokens = 0;
   int64_t d_model = 0;
   int top_k = 0;
-  std::vector<float> output;         // [T, d_model], widened to f32 if BF16
-  std::vector<int32_t> expert_ids;   // [T, k] when returned
-  std::vector<float> expert_weights; // [T, k] when returned
+  std::vector<float> output;          // [T, d_model], widened to f32 if BF16
+  std::vector<int32_t> expert_ids;    // [T, k] when returned
+  std::vector<float> expert_weights;  // [T, k] when returned
 };
 
 // Checks and decodes a response (raw_output_contents).

@@ -45,8 +45,8 @@ absl::StatusOr<std::unique_ptr<RestInferClient>> RestInferClient::Create(
     const ConnectionOptions& options) {
   std::unique_ptr<RestInferClient> c(new RestInferClient());
   std::string scheme = options.tls_ca.empty() ? "http://" : "https://";
-  c->http_ = std::make_unique<httplib::Client>(scheme + options.address,
-                                               options.tls_cert, options.tls_key);
+  c->http_ = std::make_unique<httplib::Client>(scheme + options.address, options.tls_cert,
+                                               options.tls_key);
   if (!c->http_->is_valid()) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot make an HTTP client for ", options.address,
@@ -66,8 +66,8 @@ RestInferClient::~RestInferClient() = default;
 absl::StatusOr<int64_t> RestInferClient::FetchDModel(const std::string& model) {
   auto res = http_->Get(absl::StrCat("/v2/models/", model).c_str());
   if (!res) {
-    return absl::UnavailableError(
-        absl::StrCat("no answer from GET /v2/models/", model, ": ", httplib::to_string(res.error())));
+    return absl::UnavailableError(absl::StrCat("no answer from GET /v2/models/", model, ": ",
+                                               httplib::to_string(res.error())));
   }
   if (res->status != 200) {
     return absl::Status(static_cast<absl::StatusCode>(CodeOfHttp(res->status)), ErrorText(res));
@@ -93,8 +93,8 @@ grpc::Status RestInferClient::Infer(const inference::ModelInferRequest& request,
   std::string binary;
   for (int i = 0; i < request.inputs_size(); ++i) {
     const auto& in = request.inputs(i);
-    const std::string& raw = i < request.raw_input_contents_size() ? request.raw_input_contents(i)
-                                                                    : std::string();
+    const std::string& raw =
+        i < request.raw_input_contents_size() ? request.raw_input_contents(i) : std::string();
     inputs.push_back({{"name", in.name()},
                       {"datatype", in.datatype()},
                       {"shape", std::vector<int64_t>(in.shape().begin(), in.shape().end())},
@@ -108,11 +108,10 @@ grpc::Status RestInferClient::Infer(const inference::ModelInferRequest& request,
     header["outputs"] = std::move(outputs);
   }
   const std::string head = header.dump();
-  const std::string path =
-      request.model_version().empty()
-          ? absl::StrCat("/v2/models/", request.model_name(), "/infer")
-          : absl::StrCat("/v2/models/", request.model_name(), "/versions/",
-                         request.model_version(), "/infer");
+  const std::string path = request.model_version().empty()
+                               ? absl::StrCat("/v2/models/", request.model_name(), "/infer")
+                               : absl::StrCat("/v2/models/", request.model_name(), "/versions/",
+                                              request.model_version(), "/infer");
   if (deadline < absl::InfiniteDuration()) {
     const int64_t us = absl::ToInt64Microseconds(deadline) + 1000000;  // + transfer slack
     http_->set_read_timeout(us / 1000000, us % 1000000);

@@ -10,13 +10,13 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/status_macros.h"
-#include "client/kserve_rest_client.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "client/arrival_schedule.h"
 #include "client/hdr_histogram.h"
+#include "client/kserve_rest_client.h"
 #include "common/seeded_random.h"
+#include "common/status_macros.h"
 #include "model/moe_layer.h"
 #include "model/presets.h"
 
@@ -30,24 +30,42 @@ using Stub = inference::GRPCInferenceService::Stub;
 
 std::string CodeName(grpc::StatusCode code) {
   switch (code) {
-    case grpc::StatusCode::OK: return "OK";
-    case grpc::StatusCode::CANCELLED: return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED: return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL: return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
-    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    default: return absl::StrCat("CODE_", static_cast<int>(code));
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED:
+      return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    default:
+      return absl::StrCat("CODE_", static_cast<int>(code));
   }
 }
 
@@ -188,7 +206,7 @@ class Recorder {
   mutable absl::Mutex mu_;
   HdrHistogram hist_ ABSL_GUARDED_BY(mu_);
   int64_t sent_ ABSL_GUARDED_BY(mu_) = 0, ok_ ABSL_GUARDED_BY(mu_) = 0,
-          failed_ ABSL_GUARDED_BY(mu_) = 0, tokens_ok_ ABSL_GUARDED_BY(mu_) = 0;
+                failed_ ABSL_GUARDED_BY(mu_) = 0, tokens_ok_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t total_sent_ ABSL_GUARDED_BY(mu_) = 0, total_ok_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t done_ ABSL_GUARDED_BY(mu_) = 0, errors_total_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t repeat_mismatches_ ABSL_GUARDED_BY(mu_) = 0;
@@ -447,10 +465,10 @@ void RunOpenLoop(const std::vector<std::unique_ptr<Stub>>& stubs,
     call->measured = measured;
     SetDeadline(&call->ctx, o.deadline);
     ++outstanding;
-    stubs[conn]->async()->ModelInfer(&call->ctx, &pool[static_cast<size_t>(p)].request,
-                                     &call->resp, [call, rec, &outstanding](grpc::Status st) {
-                                       rec->Record(call->pool_index, call->intended,
-                                                   call->measured, st.error_code(), &call->resp);
+    stubs[conn]->async()->ModelInfer(&call->ctx, &pool[static_cast<size_t>(p)].request, &call->resp,
+                                     [call, rec, &outstanding](grpc::Status st) {
+                                       rec->Record(call->pool_index, call->intended, call->measured,
+                                                   st.error_code(), &call->resp);
                                        delete call;
                                        --outstanding;
                                      });
@@ -462,8 +480,9 @@ void RunOpenLoop(const std::vector<std::unique_ptr<Stub>>& stubs,
 
 absl::Status CheckOptions(const LoadOptions& o) {
   if ((o.concurrency > 0) == (o.rate > 0)) {
-    return absl::InvalidArgumentError("set exactly one of --concurrency (closed loop) or --rate "
-                                      "(open loop)");
+    return absl::InvalidArgumentError(
+        "set exactly one of --concurrency (closed loop) or --rate "
+        "(open loop)");
   }
   if (o.tokens_min < 1 || o.tokens_max < o.tokens_min) {
     return absl::InvalidArgumentError("tokens per request must satisfy 1 <= min <= max");

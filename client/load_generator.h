@@ -40,15 +40,15 @@ struct LoadOptions {
   std::vector<std::string> models;
   // Exactly one of concurrency (closed loop) or rate (open loop) is > 0.
   int concurrency = 0;
-  double rate = 0;             // requests per second
-  bool poisson = false;        // open loop: Poisson instead of constant arrivals
+  double rate = 0;                              // requests per second
+  bool poisson = false;                         // open loop: Poisson instead of constant arrivals
   absl::Duration duration = absl::Seconds(10);  // measured window
-  int64_t requests = 0;        // > 0: measure this many requests instead of a duration
+  int64_t requests = 0;  // > 0: measure this many requests instead of a duration
   absl::Duration warmup = absl::ZeroDuration();  // sent first, not measured
-  int64_t tokens_min = 1;      // tokens per request, uniform in [min, max]
+  int64_t tokens_min = 1;                        // tokens per request, uniform in [min, max]
   int64_t tokens_max = 1;
-  int connections = 1;         // gRPC channels (TCP connections)
-  bool stream = false;         // ModelStreamInfer instead of ModelInfer
+  int connections = 1;  // gRPC channels (TCP connections)
+  bool stream = false;  // ModelStreamInfer instead of ModelInfer
   // KServe v2 REST (binary tensor extension) on connection.address instead
   // of gRPC: the closed loop only, one connection per worker, no server
   // statistics in the report.
@@ -58,9 +58,9 @@ struct LoadOptions {
   // before its next request, as a client honouring the server's "go away"
   // does (gRPC retry policies back off the same way). Zero: resend at once.
   absl::Duration unavailable_backoff = absl::ZeroDuration();
-  bool bf16 = false;           // send BF16 tokens
+  bool bf16 = false;  // send BF16 tokens
   uint64_t seed = 1;
-  int pool_size = 64;          // distinct pre-built requests
+  int pool_size = 64;               // distinct pre-built requests
   int64_t max_outstanding = 50000;  // open loop: beyond this, requests count as client_overload
   // Verification against a local preset layer (empty: off).
   std::string verify_preset;
@@ -83,8 +83,8 @@ struct LoadReport {
   int64_t sent = 0, ok = 0, failed = 0;
   std::map<std::string, int64_t> errors;  // by gRPC status code name
   int64_t tokens_ok = 0;
-  double achieved_rate = 0;     // requests sent per second
-  double throughput_rps = 0;    // OK answers per second
+  double achieved_rate = 0;   // requests sent per second
+  double throughput_rps = 0;  // OK answers per second
   double tokens_per_s = 0;
   // Latency, milliseconds.
   double p50_ms = 0, p90_ms = 0, p95_ms = 0, p99_ms = 0, p999_ms = 0, max_ms = 0, mean_ms = 0;

@@ -23,10 +23,14 @@ std::string Tokens(const LoadReport& r) {
 std::string HtmlEscape(const std::string& s) {
   std::string o;
   for (char c : s) {
-    if (c == '<') o += "&lt;";
-    else if (c == '>') o += "&gt;";
-    else if (c == '&') o += "&amp;";
-    else o += c;
+    if (c == '<')
+      o += "&lt;";
+    else if (c == '>')
+      o += "&gt;";
+    else if (c == '&')
+      o += "&amp;";
+    else
+      o += c;
   }
   return o;
 }
@@ -47,22 +51,22 @@ std::string ReportText(const LoadReport& r) {
   }
   absl::StrAppendFormat(&s, "throughput %.1f req/s, %.1f tokens/s\n", r.throughput_rps,
                         r.tokens_per_s);
-  absl::StrAppendFormat(&s,
-                        "latency   p50 %.3f ms  p90 %.3f ms  p95 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  "
-                        "max %.3f ms  (mean %.3f ms%s)\n",
-                        r.p50_ms, r.p90_ms, r.p95_ms, r.p99_ms, r.p999_ms, r.max_ms, r.mean_ms,
-                        r.mode == "open" ? ", from intended send times" : "");
+  absl::StrAppendFormat(
+      &s,
+      "latency   p50 %.3f ms  p90 %.3f ms  p95 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  "
+      "max %.3f ms  (mean %.3f ms%s)\n",
+      r.p50_ms, r.p90_ms, r.p95_ms, r.p99_ms, r.p999_ms, r.max_ms, r.mean_ms,
+      r.mode == "open" ? ", from intended send times" : "");
   if (!r.errors.empty()) {
     std::string e;
     for (const auto& [code, n] : r.errors) absl::StrAppend(&e, e.empty() ? "" : ", ", code, " ", n);
     absl::StrAppendFormat(&s, "errors    %s (slowest failure %.3f ms)\n", e, r.failed_max_ms);
   }
   if (r.server_stats) {
-    absl::StrAppendFormat(&s,
-                          "server    %lld ok, %lld tokens in %lld batches (%.1f tokens/batch)\n",
-                          static_cast<long long>(r.server_ok),
-                          static_cast<long long>(r.server_tokens),
-                          static_cast<long long>(r.server_batches), r.server_avg_batch_tokens);
+    absl::StrAppendFormat(
+        &s, "server    %lld ok, %lld tokens in %lld batches (%.1f tokens/batch)\n",
+        static_cast<long long>(r.server_ok), static_cast<long long>(r.server_tokens),
+        static_cast<long long>(r.server_batches), r.server_avg_batch_tokens);
   }
   if (r.verified) {
     absl::StrAppendFormat(&s, "verify    %lld answers checked, %lld mismatches\n",
@@ -92,7 +96,7 @@ nlohmann::json ReportJson(const LoadReport& r) {
   j["achieved_rate"] = r.achieved_rate;
   j["throughput_rps"] = r.throughput_rps;
   j["tokens_per_s"] = r.tokens_per_s;
-  j["latency_ms"] = {{"p50", r.p50_ms}, {"p90", r.p90_ms}, {"p95", r.p95_ms}, {"p99", r.p99_ms},
+  j["latency_ms"] = {{"p50", r.p50_ms},    {"p90", r.p90_ms}, {"p95", r.p95_ms},  {"p99", r.p99_ms},
                      {"p99.9", r.p999_ms}, {"max", r.max_ms}, {"mean", r.mean_ms}};
   j["total_sent"] = r.total_sent;
   j["total_ok"] = r.total_ok;
@@ -129,27 +133,26 @@ std::string ReportsCsv(const std::vector<LoadReport>& reports) {
       "verify_mismatches\n");
   const auto us = [](double ms) { return absl::StrFormat("%.1f", ms * 1000.0); };
   for (const auto& r : reports) {
-    absl::StrAppend(
-        &s, closed ? absl::StrCat(r.concurrency) : absl::StrFormat("%.3f", r.target_rate), ",",
-        absl::StrFormat("%.3f", r.throughput_rps), ",", us(r.p50_ms), ",", us(r.p90_ms), ",",
-        us(r.p95_ms), ",", us(r.p99_ms), ",", us(r.mean_ms), ",", us(r.p999_ms), ",",
-        us(r.max_ms), ",");
-    absl::StrAppendFormat(&s, "%s,%d,%d,%lld,%lld,%.3f,%lld,%lld,%lld,%.3f,%.3f,%lld,%.2f,%lld\n",
-                          r.mode, r.stream ? 1 : 0, r.connections,
-                          static_cast<long long>(r.tokens_min),
-                          static_cast<long long>(r.tokens_max), r.window_s,
-                          static_cast<long long>(r.sent), static_cast<long long>(r.ok),
-                          static_cast<long long>(r.failed), r.achieved_rate, r.tokens_per_s,
-                          static_cast<long long>(r.server_batches), r.server_avg_batch_tokens,
-                          static_cast<long long>(r.verify_mismatches));
+    absl::StrAppend(&s,
+                    closed ? absl::StrCat(r.concurrency) : absl::StrFormat("%.3f", r.target_rate),
+                    ",", absl::StrFormat("%.3f", r.throughput_rps), ",", us(r.p50_ms), ",",
+                    us(r.p90_ms), ",", us(r.p95_ms), ",", us(r.p99_ms), ",", us(r.mean_ms), ",",
+                    us(r.p999_ms), ",", us(r.max_ms), ",");
+    absl::StrAppendFormat(
+        &s, "%s,%d,%d,%lld,%lld,%.3f,%lld,%lld,%lld,%.3f,%.3f,%lld,%.2f,%lld\n", r.mode,
+        r.stream ? 1 : 0, r.connections, static_cast<long long>(r.tokens_min),
+        static_cast<long long>(r.tokens_max), r.window_s, static_cast<long long>(r.sent),
+        static_cast<long long>(r.ok), static_cast<long long>(r.failed), r.achieved_rate,
+        r.tokens_per_s, static_cast<long long>(r.server_batches), r.server_avg_batch_tokens,
+        static_cast<long long>(r.verify_mismatches));
   }
   return s;
 }
 
 std::string SweepTable(const std::vector<LoadReport>& reports) {
-  std::string s = absl::StrFormat("%-12s %10s %12s %12s %10s %10s %10s %10s %8s\n", "load",
-                                  "req/s", "tokens/s", "batch tok", "p50 ms", "p90 ms", "p99 ms",
-                                  "p99.9 ms", "errors");
+  std::string s =
+      absl::StrFormat("%-12s %10s %12s %12s %10s %10s %10s %10s %8s\n", "load", "req/s", "tokens/s",
+                      "batch tok", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "errors");
   for (const auto& r : reports) {
     const std::string load = r.mode == "closed" ? absl::StrCat("c=", r.concurrency)
                                                 : absl::StrFormat("r=%.0f", r.target_rate);
@@ -167,7 +170,7 @@ namespace {
 // scale), in SVG pixels.
 struct Chart {
   double w = 720, h = 420, left = 70, right = 20, top = 30, bottom = 50;
-  double max_x = 1;    // req/s
+  double max_x = 1;         // req/s
   double ly0 = 0, ly1 = 0;  // log10 ms at the bottom and the top
   double X(double v) const { return left + (w - left - right) * v / (max_x * 1.05); }
   double Y(double v) const {
@@ -253,8 +256,8 @@ std::string ChartSeries(const Chart& c, const std::vector<LoadReport>& reports) 
     absl::StrAppendFormat(&svg,
                           "<rect x='%.1f' y='%.1f' width='12' height='3' fill='%s'/>"
                           "<text x='%.1f' y='%.1f'>%s</text>\n",
-                          c.left + 10 + legend * 70, c.top - 16, s.color,
-                          c.left + 26 + legend * 70, c.top - 11, s.name);
+                          c.left + 10 + legend * 70, c.top - 16, s.color, c.left + 26 + legend * 70,
+                          c.top - 11, s.name);
     ++legend;
   }
   return svg;
@@ -268,12 +271,12 @@ std::string LatencyTable(const std::vector<LoadReport>& reports) {
   for (const auto& r : reports) {
     const std::string load = r.mode == "closed" ? absl::StrCat("concurrency ", r.concurrency)
                                                 : absl::StrFormat("rate %.1f", r.target_rate);
-    absl::StrAppendFormat(&html,
-                          "<tr><td>%s</td><td>%.1f</td><td>%.1f</td><td>%.1f</td><td>%.3f</td>"
-                          "<td>%.3f</td><td>%.3f</td><td>%.3f</td><td>%.3f</td><td>%lld</td></tr>\n",
-                          load, r.throughput_rps, r.tokens_per_s, r.server_avg_batch_tokens,
-                          r.p50_ms, r.p90_ms, r.p99_ms, r.p999_ms, r.max_ms,
-                          static_cast<long long>(r.failed));
+    absl::StrAppendFormat(
+        &html,
+        "<tr><td>%s</td><td>%.1f</td><td>%.1f</td><td>%.1f</td><td>%.3f</td>"
+        "<td>%.3f</td><td>%.3f</td><td>%.3f</td><td>%.3f</td><td>%lld</td></tr>\n",
+        load, r.throughput_rps, r.tokens_per_s, r.server_avg_batch_tokens, r.p50_ms, r.p90_ms,
+        r.p99_ms, r.p999_ms, r.max_ms, static_cast<long long>(r.failed));
   }
   return html + "</table>\n";
 }

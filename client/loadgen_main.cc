@@ -10,19 +10,19 @@
 #include <string>
 #include <vector>
 
-#include "common/command_line.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/load_generator.h"
-#include "model/expert_ranges.h"
 #include "client/load_report.h"
 #include "client/sweep_points.h"
+#include "common/command_line.h"
 #include "common/memory_tuning.h"
 #include "common/status_macros.h"
 #include "experts/dnnl_engine.h"
+#include "model/expert_ranges.h"
 
 ABSL_FLAG(std::string, address, "localhost:8001", "Server address host:port.");
 ABSL_FLAG(std::string, model, "moe", "Model name.");
@@ -239,8 +239,8 @@ bool ExceedsBounds(const std::vector<moe::LoadReport>& reports) {
       exceeded = true;
     }
     if (max_p99_ms > 0 && r.p99_ms > max_p99_ms) {
-      std::fprintf(stderr, "moe_loadgen: %s: p99 %.3f ms exceeds --max_p99_ms=%g\n",
-                   load.c_str(), r.p99_ms, max_p99_ms);
+      std::fprintf(stderr, "moe_loadgen: %s: p99 %.3f ms exceeds --max_p99_ms=%g\n", load.c_str(),
+                   r.p99_ms, max_p99_ms);
       exceeded = true;
     }
   }

@@ -30,8 +30,8 @@ absl::StatusOr<std::vector<double>> ParseSweepRange(absl::string_view range) {
   double v[3] = {0, 0, 1};
   for (size_t i = 0; i < parts.size(); ++i) {
     if (!absl::SimpleAtod(parts[i], &v[i]) || !(v[i] > 0)) {
-      return absl::InvalidArgumentError(absl::StrCat(kNames[i], " '", parts[i], "' of '", range,
-                                                     "' is not a number > 0"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(kNames[i], " '", parts[i], "' of '", range, "' is not a number > 0"));
     }
   }
   if (parts.size() < 2) v[1] = v[0];

@@ -25,9 +25,8 @@ const char* MoeGitCommit() { return MOE_GIT_COMMIT; }
 
 std::string VersionLine(const std::string& program) {
   const dnnl_version_t* v = dnnl_version();
-  return absl::StrCat(program, " ", MoeVersion(), " (git ", MoeGitCommit(), "), oneDNN ",
-                      v->major, ".", v->minor, ".", v->patch, ", CPU tier ",
-                      CpuTierDescription());
+  return absl::StrCat(program, " ", MoeVersion(), " (git ", MoeGitCommit(), "), oneDNN ", v->major,
+                      ".", v->minor, ".", v->patch, ", CPU tier ", CpuTierDescription());
 }
 
 namespace {
@@ -60,7 +59,8 @@ void PrintHelp(const std::string& program, const char* usage) {
 }
 
 bool IsHelpFlag(const char* arg) {
-  for (const char* h : {"--help", "-help", "--helpfull", "-helpfull", "--helpshort", "-helpshort"}) {
+  for (const char* h :
+       {"--help", "-help", "--helpfull", "-helpfull", "--helpshort", "-helpshort"}) {
     if (std::strcmp(arg, h) == 0) return true;
   }
   return false;

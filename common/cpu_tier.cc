@@ -19,7 +19,7 @@ struct CpuFeatures {
   bool avx512 = false;    // F, DQ, BW, VL with the OS saving ZMM state
   bool avx512_bf16 = false;
   bool avx512_vnni = false;
-  bool amx = false;       // TILE, BF16, INT8 with the OS saving tile state
+  bool amx = false;  // TILE, BF16, INT8 with the OS saving tile state
 };
 
 uint64_t Xcr0() {
@@ -128,10 +128,9 @@ CpuTier DetectedCpuTier() {
 absl::Status SetMaxCpuTier(CpuTier cap) {
   absl::MutexLock lock(&cap_mu);
   if (active_tier.load() >= 0 && !(cap_set && cap_value == cap)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("the CPU tier is already fixed at ",
-                     CpuTierName(static_cast<CpuTier>(active_tier.load())), "; --max_isa=",
-                     CpuTierName(cap), " must be applied before any kernel is created"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the CPU tier is already fixed at ", CpuTierName(static_cast<CpuTier>(active_tier.load())),
+        "; --max_isa=", CpuTierName(cap), " must be applied before any kernel is created"));
   }
   cap_set = true;
   cap_value = cap;
@@ -167,7 +166,8 @@ CpuTier ActiveCpuTier() {
 absl::StatusOr<CpuTier> ApplyMaxIsa(const std::string& flag) {
   if (!flag.empty()) {
     auto cap = ParseCpuTier(flag);
-    if (!cap.ok()) return absl::InvalidArgumentError(absl::StrCat("--max_isa: ", cap.status().message()));
+    if (!cap.ok())
+      return absl::InvalidArgumentError(absl::StrCat("--max_isa: ", cap.status().message()));
     auto st = SetMaxCpuTier(*cap);
     if (!st.ok()) return st;
   } else {

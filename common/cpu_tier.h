@@ -26,8 +26,8 @@ namespace moe {
 
 enum class CpuTier { kAvx2 = 0, kAvx512 = 1, kAvx512Bf16 = 2, kAmx = 3 };
 
-inline constexpr CpuTier kAllCpuTiers[] = {CpuTier::kAvx2, CpuTier::kAvx512,
-                                          CpuTier::kAvx512Bf16, CpuTier::kAmx};
+inline constexpr CpuTier kAllCpuTiers[] = {CpuTier::kAvx2, CpuTier::kAvx512, CpuTier::kAvx512Bf16,
+                                           CpuTier::kAmx};
 
 // "avx2", "avx512", "avx512_bf16", "amx".
 const char* CpuTierName(CpuTier tier);

@@ -18,8 +18,7 @@ absl::Status NpyError(const std::string& path, absl::string_view what) {
 }
 
 // Extracts the value text of `key` from the header dict, e.g. 'descr'.
-bool FindValue(absl::string_view header, absl::string_view key,
-               absl::string_view* value) {
+bool FindValue(absl::string_view header, absl::string_view key, absl::string_view* value) {
   const std::string quoted = absl::StrCat("'", key, "'");
   size_t pos = header.find(quoted);
   if (pos == absl::string_view::npos) return false;
@@ -42,8 +41,7 @@ bool FindValue(absl::string_view header, absl::string_view key,
 absl::StatusOr<NpyArray> ReadNpy(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::string bytes((std::istreambuf_iterator<char>(in)),
-                    std::istreambuf_iterator<char>());
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (bytes.size() < 10 || std::memcmp(bytes.data(), "\x93NUMPY", 6) != 0) {
     return NpyError(path, "not a .npy file (bad magic)");
   }
@@ -57,8 +55,7 @@ absl::StatusOr<NpyArray> ReadNpy(const std::string& path) {
   } else if (major == 2 || major == 3) {
     if (bytes.size() < 12) return NpyError(path, "truncated header");
     for (int i = 0; i < 4; ++i) {
-      header_len |= static_cast<size_t>(static_cast<unsigned char>(bytes[8 + i]))
-                    << (8 * i);
+      header_len |= static_cast<size_t>(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
     }
     header_start = 12;
   } else {
@@ -70,16 +67,14 @@ absl::StatusOr<NpyArray> ReadNpy(const std::string& path) {
   absl::string_view header(bytes.data() + header_start, header_len);
   NpyArray out;
   absl::string_view descr, fortran, shape;
-  if (!FindValue(header, "descr", &descr) ||
-      !FindValue(header, "fortran_order", &fortran) ||
+  if (!FindValue(header, "descr", &descr) || !FindValue(header, "fortran_order", &fortran) ||
       !FindValue(header, "shape", &shape)) {
     return NpyError(path, "header lacks descr, fortran_order or shape");
   }
   out.descr = std::string(absl::StripPrefix(absl::StripSuffix(descr, "'"), "'"));
   if (fortran != "False") return NpyError(path, "Fortran order not supported");
   if (out.descr != "<f4" && out.descr != "<i4") {
-    return NpyError(path, absl::StrCat("dtype ", out.descr,
-                                       " not supported (need <f4 or <i4)"));
+    return NpyError(path, absl::StrCat("dtype ", out.descr, " not supported (need <f4 or <i4)"));
   }
   int64_t count = 1;
   for (absl::string_view d : absl::StrSplit(shape, ',', absl::SkipWhitespace())) {
@@ -93,8 +88,8 @@ absl::StatusOr<NpyArray> ReadNpy(const std::string& path) {
   const size_t data_start = header_start + header_len;
   const size_t need = static_cast<size_t>(count) * 4;
   if (bytes.size() - data_start != need) {
-    return NpyError(path, absl::StrCat("data is ", bytes.size() - data_start,
-                                       " bytes, shape (", shape, ") needs ", need));
+    return NpyError(path, absl::StrCat("data is ", bytes.size() - data_start, " bytes, shape (",
+                                       shape, ") needs ", need));
   }
   if (out.descr == "<f4") {
     out.f32.resize(static_cast<size_t>(count));
@@ -106,8 +101,7 @@ absl::StatusOr<NpyArray> ReadNpy(const std::string& path) {
   return out;
 }
 
-absl::Status WriteNpyF32(const std::string& path,
-                         const std::vector<int64_t>& shape,
+absl::Status WriteNpyF32(const std::string& path, const std::vector<int64_t>& shape,
                          const std::vector<float>& values) {
   int64_t count = 1;
   std::string dims;
@@ -119,8 +113,8 @@ absl::Status WriteNpyF32(const std::string& path,
     return absl::InvalidArgumentError("WriteNpyF32: shape does not match data");
   }
   if (shape.size() > 1) dims.pop_back();
-  std::string header = absl::StrCat("{'descr': '<f4', 'fortran_order': False, 'shape': (",
-                                    dims, "), }");
+  std::string header =
+      absl::StrCat("{'descr': '<f4', 'fortran_order': False, 'shape': (", dims, "), }");
   // Pad so that the data starts on a 64-byte boundary; header ends in '\n'.
   while ((10 + header.size() + 1) % 64 != 0) header.push_back(' ');
   header.push_back('\n');

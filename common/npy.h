@@ -24,8 +24,7 @@ struct NpyArray {
 absl::StatusOr<NpyArray> ReadNpy(const std::string& path);
 
 // Writes a float32 array of `shape` (product must equal values.size()).
-absl::Status WriteNpyF32(const std::string& path,
-                         const std::vector<int64_t>& shape,
+absl::Status WriteNpyF32(const std::string& path, const std::vector<int64_t>& shape,
                          const std::vector<float>& values);
 
 }  // namespace moe

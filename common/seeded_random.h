@@ -24,9 +24,7 @@ class SeededRandom {
   }
 
   // Uniform in [0, 1), 24 random bits.
-  float Uniform01() {
-    return static_cast<float>(NextU64() >> 40) * (1.0f / 16777216.0f);
-  }
+  float Uniform01() { return static_cast<float>(NextU64() >> 40) * (1.0f / 16777216.0f); }
 
   // Uniform in [-limit, limit).
   float Uniform(float limit) { return (2.0f * Uniform01() - 1.0f) * limit; }

@@ -13,20 +13,19 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-#define MOE_RETURN_IF_ERROR(expr)                   \
-  do {                                              \
-    ::absl::Status moe_status_internal_ = (expr);   \
-    if (!moe_status_internal_.ok()) {               \
-      return moe_status_internal_;                  \
-    }                                               \
+#define MOE_RETURN_IF_ERROR(expr)                 \
+  do {                                            \
+    ::absl::Status moe_status_internal_ = (expr); \
+    if (!moe_status_internal_.ok()) {             \
+      return moe_status_internal_;                \
+    }                                             \
   } while (false)
 
 #define MOE_STATUS_MACROS_CONCAT_INNER_(x, y) x##y
 #define MOE_STATUS_MACROS_CONCAT_(x, y) MOE_STATUS_MACROS_CONCAT_INNER_(x, y)
 
 #define MOE_ASSIGN_OR_RETURN(lhs, expr) \
-  MOE_ASSIGN_OR_RETURN_IMPL_(           \
-      MOE_STATUS_MACROS_CONCAT_(moe_statusor_, __LINE__), lhs, expr)
+  MOE_ASSIGN_OR_RETURN_IMPL_(MOE_STATUS_MACROS_CONCAT_(moe_statusor_, __LINE__), lhs, expr)
 
 #define MOE_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
   auto statusor = (expr);                               \

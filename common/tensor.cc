@@ -8,12 +8,9 @@
 
 namespace moe {
 
-Tensor::Tensor(DType dtype, std::vector<int64_t> shape,
-               std::shared_ptr<const void> owner, const void* data)
-    : dtype_(dtype),
-      shape_(std::move(shape)),
-      owner_(std::move(owner)),
-      data_(data) {}
+Tensor::Tensor(DType dtype, std::vector<int64_t> shape, std::shared_ptr<const void> owner,
+               const void* data)
+    : dtype_(dtype), shape_(std::move(shape)), owner_(std::move(owner)), data_(data) {}
 
 Tensor Tensor::FromFloats(DType dtype, std::vector<int64_t> shape,
                           const std::vector<float>& values) {

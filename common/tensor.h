@@ -20,8 +20,8 @@ class Tensor {
  public:
   Tensor() = default;
   // Views `data` (of dtype/shape) kept alive by `owner`.
-  Tensor(DType dtype, std::vector<int64_t> shape,
-         std::shared_ptr<const void> owner, const void* data);
+  Tensor(DType dtype, std::vector<int64_t> shape, std::shared_ptr<const void> owner,
+         const void* data);
 
   // Makes a tensor that owns a copy of `values` converted to `dtype`
   // (f32 stored as is, bf16 rounded to nearest even).

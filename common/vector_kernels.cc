@@ -1,14 +1,12 @@
 #include "common/vector_kernels.h"
 
-#include "common/cpu_tier.h"
-
-#include "common/x86_intrinsics.h"
-
 #include <cmath>
 #include <cstring>
 #include <limits>
 
+#include "common/cpu_tier.h"
 #include "common/dtype.h"
+#include "common/x86_intrinsics.h"
 
 namespace moe {
 namespace {
@@ -64,8 +62,8 @@ constexpr float kExpMin = -87.0f;
 constexpr float kLog2E = 1.44269504089f;
 constexpr float kLn2Hi = 0.693359375f;
 constexpr float kLn2Lo = -2.12194440e-4f;
-constexpr float kExpPoly[8] = {1.0f,         1.0f,          1.0f / 2,    1.0f / 6,
-                               1.0f / 24,    1.0f / 120,    1.0f / 720,  1.0f / 5040};
+constexpr float kExpPoly[8] = {1.0f,      1.0f,       1.0f / 2,   1.0f / 6,
+                               1.0f / 24, 1.0f / 120, 1.0f / 720, 1.0f / 5040};
 
 float ExpPortable(float arg) {
   // The comparisons are written as the AVX-512 min/max instructions
@@ -79,8 +77,7 @@ float ExpPortable(float arg) {
   for (int i = 6; i >= 0; --i) p = p * r + kExpPoly[i];
   // cvtps2dq's answer for NaN is INT32_MIN; unsigned arithmetic wraps as
   // the vector lanes do.
-  const uint32_t ni = std::isnan(n) ? 0x80000000u
-                                    : static_cast<uint32_t>(static_cast<int32_t>(n));
+  const uint32_t ni = std::isnan(n) ? 0x80000000u : static_cast<uint32_t>(static_cast<int32_t>(n));
   const uint32_t bits = (ni + 127u) << 23;
   float scale;
   std::memcpy(&scale, &bits, 4);
@@ -96,8 +93,7 @@ void SiluProductPortable(const float* gate, const float* up, int64_t n, float* o
   for (int64_t i = 0; i < n; ++i) out[i] = SiluPortable(gate[i]) * up[i];
 }
 
-void SiluProductBf16Portable(const uint16_t* gate, const uint16_t* up, int64_t n,
-                             uint16_t* out) {
+void SiluProductBf16Portable(const uint16_t* gate, const uint16_t* up, int64_t n, uint16_t* out) {
   for (int64_t i = 0; i < n; ++i) {
     const float s = RoundToBf16(SiluPortable(Bf16ToFloat(gate[i])));
     out[i] = FloatToBf16(s * Bf16ToFloat(up[i]));
@@ -215,7 +211,8 @@ MOE_AVX512 float FixedOrderDotAvx512(const float* a, const float* b, int64_t n) 
   if (i < n) {
     // The tail goes to lanes 0..n-i-1; the other lanes are left untouched.
     const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1u);
-    const __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i));
+    const __m512 p =
+        _mm512_mul_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i));
     acc = _mm512_mask_add_ps(acc, m, acc, p);
   }
   alignas(64) float lanes[kLanes];
@@ -237,8 +234,8 @@ MOE_AVX2 inline __m256i ToBf16Lanes8(__m256 v) {
                                               _mm256_and_si256(hi, _mm256_set1_epi32(1)))),
       16);
   // |bits| > 0x7f800000 as a signed compare: both sides are below 2^31.
-  const __m256i nan = _mm256_cmpgt_epi32(
-      _mm256_and_si256(bits, _mm256_set1_epi32(0x7fffffff)), _mm256_set1_epi32(0x7f800000));
+  const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(bits, _mm256_set1_epi32(0x7fffffff)),
+                                         _mm256_set1_epi32(0x7f800000));
   return _mm256_blendv_epi8(rounded, _mm256_or_si256(hi, _mm256_set1_epi32(0x0040)), nan);
 }
 
@@ -295,8 +292,8 @@ MOE_AVX2 void SiluProductBf16Avx2(const uint16_t* gate, const uint16_t* up, int6
                                   uint16_t* out) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const __m256 s = _mm256_castsi256_ps(
-        _mm256_slli_epi32(ToBf16Lanes8(SiluAvx2(LoadBf16x8(gate + i))), 16));
+    const __m256 s =
+        _mm256_castsi256_ps(_mm256_slli_epi32(ToBf16Lanes8(SiluAvx2(LoadBf16x8(gate + i))), 16));
     StoreBf16Lanes8(ToBf16Lanes8(_mm256_mul_ps(s, LoadBf16x8(up + i))), out + i);
   }
   SiluProductBf16Portable(gate + i, up + i, n - i, out + i);
@@ -352,8 +349,7 @@ void SiluProduct(const float* gate, const float* up, int64_t n, float* out) {
   SiluProductPortable(gate, up, n, out);
 }
 
-void ClampedSwigluProduct(const float* gate, const float* up, int64_t n, float limit,
-                          float* out) {
+void ClampedSwigluProduct(const float* gate, const float* up, int64_t n, float limit, float* out) {
   for (int64_t i = 0; i < n; ++i) {
     const float g = ClampBelow(gate[i], limit);
     const float u = ClampBoth(up[i], limit);

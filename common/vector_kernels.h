@@ -1,9 +1,9 @@
 // Elementwise and reduction loops of the layer's hot path, with AVX-512 and
 // AVX2 versions picked at run time by the active CPU tier (the build targets
-// plain x86-64; FixedOrderDot has no AVX2 version). Every function returns bitwise the same result on either path:
-// the vector code does the same operations in the same order as the
-// portable loop (no fused multiply-add, fixed lane assignment), so outputs
-// do not depend on the machine's vector width.
+// plain x86-64; FixedOrderDot has no AVX2 version). Every function returns bitwise the same result
+// on either path: the vector code does the same operations in the same order as the portable loop
+// (no fused multiply-add, fixed lane assignment), so outputs do not depend on the machine's vector
+// width.
 //
 // Thread-safety: pure functions.
 #ifndef MOE_COMMON_VECTOR_KERNELS_H_
@@ -45,8 +45,7 @@ void SiluProductBf16(const uint16_t* gate, const uint16_t* up, int64_t n, uint16
 // with this file's exp; NaN inputs stay NaN. One portable loop on every
 // tier (no vector version), so the bits never depend on the CPU. out may
 // alias neither input.
-void ClampedSwigluProduct(const float* gate, const float* up, int64_t n, float limit,
-                          float* out);
+void ClampedSwigluProduct(const float* gate, const float* up, int64_t n, float limit, float* out);
 
 // The same on bf16 values, rounding to bf16 after each of PyTorch's bf16
 // operations: 1.702 g, its sigmoid, g times it, u + 1, and the product.

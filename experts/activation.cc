@@ -21,14 +21,14 @@ const char* ActivationName(Activation a) {
 absl::StatusOr<Activation> ParseActivation(absl::string_view name) {
   if (name == "relu") return Activation::kRelu;
   if (name == "gelu") return Activation::kGelu;
-  if (name == "gelu_new" || name == "gelu_pytorch_tanh" ||
-      name == "gelu_fast" || name == "gelu_tanh") {
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast" ||
+      name == "gelu_tanh") {
     return Activation::kGeluTanh;
   }
   if (name == "silu" || name == "swish") return Activation::kSilu;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unsupported activation '", name,
-      "' (supported: relu, gelu, gelu_new/gelu_pytorch_tanh, silu/swish)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unsupported activation '", name,
+                   "' (supported: relu, gelu, gelu_new/gelu_pytorch_tanh, silu/swish)"));
 }
 
 }  // namespace moe

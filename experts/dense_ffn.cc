@@ -56,9 +56,10 @@ void GatedProductRows(const void* h, int64_t rows, int64_t d_ff, DType dtype, fl
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<DenseFfn>> DenseFfn::Create(
-    const FfnSpec& spec, const FfnWeights& w, DType compute,
-    MatmulCacheRegistry* registry, const std::string& what) {
+absl::StatusOr<std::unique_ptr<DenseFfn>> DenseFfn::Create(const FfnSpec& spec, const FfnWeights& w,
+                                                           DType compute,
+                                                           MatmulCacheRegistry* registry,
+                                                           const std::string& what) {
   MOE_RETURN_IF_ERROR(ValidateFfnWeights(spec, w, what));
   if (compute != DType::kF32 && compute != DType::kBF16 && compute != DType::kI8 &&
       compute != DType::kI4) {
@@ -84,21 +85,18 @@ absl::StatusOr<std::unique_ptr<DenseFfn>> DenseFfn::Create(
     MatmulShape gate_up = up;
     gate_up.n = 2 * spec.d_ff;
     gate_up.post = MatmulPostOp::kNone;
-    MOE_ASSIGN_OR_RETURN(
-        ffn->gate_up_,
-        PackedMatmul::CreateStacked(w.w1, w.w3,
-                                    spec.has_bias ? Tensor::StackRows(w.b1, w.b3) : Tensor(),
-                                    gate_up, registry, absl::StrCat(what, " w1|w3")));
+    MOE_ASSIGN_OR_RETURN(ffn->gate_up_,
+                         PackedMatmul::CreateStacked(
+                             w.w1, w.w3, spec.has_bias ? Tensor::StackRows(w.b1, w.b3) : Tensor(),
+                             gate_up, registry, absl::StrCat(what, " w1|w3")));
   } else {
     MOE_ASSIGN_OR_RETURN(ffn->up_act_,
-                         PackedMatmul::Create(w.w1, w.b1, up, registry,
-                                              absl::StrCat(what, " w1")));
+                         PackedMatmul::Create(w.w1, w.b1, up, registry, absl::StrCat(what, " w1")));
     if (spec.gated) {
       MatmulShape mul = up;
       mul.post = MatmulPostOp::kMultiply;
-      MOE_ASSIGN_OR_RETURN(ffn->up_mul_,
-                           PackedMatmul::Create(w.w3, w.b3, mul, registry,
-                                                absl::StrCat(what, " w3")));
+      MOE_ASSIGN_OR_RETURN(
+          ffn->up_mul_, PackedMatmul::Create(w.w3, w.b3, mul, registry, absl::StrCat(what, " w3")));
     }
   }
   MatmulShape down;
@@ -109,8 +107,7 @@ absl::StatusOr<std::unique_ptr<DenseFfn>> DenseFfn::Create(
   down.post = MatmulPostOp::kNone;
   down.bias = spec.has_bias;
   MOE_ASSIGN_OR_RETURN(ffn->down_,
-                       PackedMatmul::Create(w.w2, w.b2, down, registry,
-                                            absl::StrCat(what, " w2")));
+                       PackedMatmul::Create(w.w2, w.b2, down, registry, absl::StrCat(what, " w2")));
   return ffn;
 }
 
@@ -122,8 +119,7 @@ size_t DenseFfn::weight_bytes() const {
   return bytes;
 }
 
-absl::Status DenseFfn::Run(const float* x, int64_t rows, float* y,
-                           FfnWorkspace* ws) const {
+absl::Status DenseFfn::Run(const float* x, int64_t rows, float* y, FfnWorkspace* ws) const {
   if (rows == 0) return absl::OkStatus();
   const int64_t d_model = spec_.d_model;
   const int64_t d_ff = spec_.d_ff;
@@ -138,20 +134,17 @@ absl::Status DenseFfn::Run(const float* x, int64_t rows, float* y,
   const size_t hidden_bytes = static_cast<size_t>(rows * d_ff) * elem;
   if (gate_up_ != nullptr) {
     void* both = ws->hidden1.Reserve(2 * hidden_bytes);
-    MOE_RETURN_IF_ERROR(
-        gate_up_->Execute(src, rows, both, nullptr, &ws->scratchpad, &ws->stream));
+    MOE_RETURN_IF_ERROR(gate_up_->Execute(src, rows, both, nullptr, &ws->scratchpad, &ws->stream));
     void* hidden = ws->hidden.Reserve(hidden_bytes);
     GatedProductRows(both, rows, d_ff, hidden_dtype, spec_.swiglu_limit, hidden);
     return down_->Execute(hidden, rows, y, nullptr, &ws->scratchpad, &ws->stream);
   }
   void* hidden1 = ws->hidden1.Reserve(hidden_bytes);
-  MOE_RETURN_IF_ERROR(up_act_->Execute(src, rows, hidden1, nullptr,
-                                       &ws->scratchpad, &ws->stream));
+  MOE_RETURN_IF_ERROR(up_act_->Execute(src, rows, hidden1, nullptr, &ws->scratchpad, &ws->stream));
   const void* down_src = hidden1;
   if (spec_.gated) {
     void* hidden = ws->hidden.Reserve(hidden_bytes);
-    MOE_RETURN_IF_ERROR(up_mul_->Execute(src, rows, hidden, hidden1,
-                                         &ws->scratchpad, &ws->stream));
+    MOE_RETURN_IF_ERROR(up_mul_->Execute(src, rows, hidden, hidden1, &ws->scratchpad, &ws->stream));
     down_src = hidden;
   }
   return down_->Execute(down_src, rows, y, nullptr, &ws->scratchpad, &ws->stream);

@@ -25,9 +25,8 @@
 
 #include <cstdint>
 #include <memory>
-#include <string>
-
 #include <oneapi/dnnl/dnnl.hpp>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "common/dtype.h"
@@ -53,9 +52,10 @@ class DenseFfn {
   // Packs `weights` (validated against `spec`) for `compute` (f32, bf16 or
   // int8).
   // `what` names the block in messages. The weights may be freed afterwards.
-  static absl::StatusOr<std::unique_ptr<DenseFfn>> Create(
-      const FfnSpec& spec, const FfnWeights& weights, DType compute,
-      MatmulCacheRegistry* registry, const std::string& what);
+  static absl::StatusOr<std::unique_ptr<DenseFfn>> Create(const FfnSpec& spec,
+                                                          const FfnWeights& weights, DType compute,
+                                                          MatmulCacheRegistry* registry,
+                                                          const std::string& what);
 
   // y[rows, d_model] = FFN(x[rows, d_model]); rows >= 0. x and y must not
   // overlap.

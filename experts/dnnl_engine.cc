@@ -65,10 +65,10 @@ bool CpuHasNativeBf16() {
 
 std::string DnnlDescription() {
   const dnnl_version_t* v = dnnl_version();
-  const char* runtime = v->cpu_runtime == DNNL_RUNTIME_OMP    ? "OpenMP"
-                        : v->cpu_runtime == DNNL_RUNTIME_TBB  ? "TBB"
-                        : v->cpu_runtime == DNNL_RUNTIME_SEQ  ? "sequential"
-                                                              : "threadpool";
+  const char* runtime = v->cpu_runtime == DNNL_RUNTIME_OMP   ? "OpenMP"
+                        : v->cpu_runtime == DNNL_RUNTIME_TBB ? "TBB"
+                        : v->cpu_runtime == DNNL_RUNTIME_SEQ ? "sequential"
+                                                             : "threadpool";
   CpuEngine();
   const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
   const char* isa_name = isa == dnnl::cpu_isa::avx2               ? "avx2"
@@ -77,8 +77,8 @@ std::string DnnlDescription() {
                          : isa == dnnl::cpu_isa::avx512_core_bf16 ? "avx512_core_bf16"
                          : isa == dnnl::cpu_isa::avx512_core_amx  ? "avx512_core_amx"
                                                                   : "other";
-  std::string s = absl::StrCat("oneDNN ", v->major, ".", v->minor, ".", v->patch,
-                               " (cpu runtime ", runtime, ", isa ", isa_name, ")");
+  std::string s = absl::StrCat("oneDNN ", v->major, ".", v->minor, ".", v->patch, " (cpu runtime ",
+                               runtime, ", isa ", isa_name, ")");
   if (!IsaCapError().empty()) absl::StrAppend(&s, " [ISA cap failed: ", IsaCapError(), "]");
   return s;
 }

@@ -4,9 +4,8 @@
 #ifndef MOE_EXPERTS_DNNL_ENGINE_H_
 #define MOE_EXPERTS_DNNL_ENGINE_H_
 
-#include <string>
-
 #include <oneapi/dnnl/dnnl.hpp>
+#include <string>
 
 namespace moe {
 

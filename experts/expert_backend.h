@@ -20,7 +20,7 @@ struct ExpertJob {
   int expert = 0;               // routed expert id, 0..E-1
   const float* rows = nullptr;  // [num_rows, d_model], f32
   int64_t num_rows = 0;
-  float* out = nullptr;         // [num_rows, d_model]: FFN_e(rows), unweighted
+  float* out = nullptr;  // [num_rows, d_model]: FFN_e(rows), unweighted
 };
 
 class ExpertBackend {

@@ -7,13 +7,11 @@
 namespace moe {
 namespace {
 
-absl::Status Check(const Tensor& t, bool wanted,
-                   const std::vector<int64_t>& shape, const std::string& what,
-                   const char* name) {
+absl::Status Check(const Tensor& t, bool wanted, const std::vector<int64_t>& shape,
+                   const std::string& what, const char* name) {
   if (!wanted) {
     if (!t.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, ": unexpected tensor ", name));
+      return absl::InvalidArgumentError(absl::StrCat(what, ": unexpected tensor ", name));
     }
     return absl::OkStatus();
   }
@@ -21,20 +19,18 @@ absl::Status Check(const Tensor& t, bool wanted,
     return absl::InvalidArgumentError(absl::StrCat(what, ": missing ", name));
   }
   if (t.shape() != shape) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, ": ", name, " has shape ", t.ShapeString(), ", expected ",
-        ShapeToString(shape)));
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", name, " has shape ", t.ShapeString(),
+                                                   ", expected ", ShapeToString(shape)));
   }
   return absl::OkStatus();
 }
 
 }  // namespace
 
-absl::Status ValidateFfnWeights(const FfnSpec& s, const FfnWeights& w,
-                                const std::string& what) {
+absl::Status ValidateFfnWeights(const FfnSpec& s, const FfnWeights& w, const std::string& what) {
   if (s.d_model < 1 || s.d_ff < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, ": d_model and d_ff must be >= 1 (got ", s.d_model, ", ", s.d_ff, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": d_model and d_ff must be >= 1 (got ", s.d_model, ", ", s.d_ff, ")"));
   }
   absl::Status st = Check(w.w1, true, {s.d_ff, s.d_model}, what, "w1");
   if (st.ok()) st = Check(w.w3, s.gated, {s.d_ff, s.d_model}, what, "w3");

@@ -22,8 +22,8 @@ struct FfnSpec {
   int64_t d_model = 0;
   int64_t d_ff = 0;
   Activation activation = Activation::kSilu;
-  bool gated = true;     // SwiGLU / GeGLU when true.
-  bool has_bias = false; // b1 (and b3 when gated) and b2 present.
+  bool gated = true;      // SwiGLU / GeGLU when true.
+  bool has_bias = false;  // b1 (and b3 when gated) and b2 present.
   // gpt-oss's clamped SwiGLU when > 0 (gated SiLU only): gate = min(gate,
   // limit), up = clamp(up, -limit, limit), (up + 1) * gate *
   // sigmoid(1.702 gate). 0: the plain silu(gate) * up.
@@ -52,8 +52,7 @@ struct FfnWeights {
 
 // Checks that `w` holds exactly the tensors `spec` asks for, with the right
 // shapes. `what` names the block in messages ("expert 3").
-absl::Status ValidateFfnWeights(const FfnSpec& spec, const FfnWeights& w,
-                                const std::string& what);
+absl::Status ValidateFfnWeights(const FfnSpec& spec, const FfnWeights& w, const std::string& what);
 
 }  // namespace moe
 

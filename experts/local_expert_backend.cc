@@ -55,7 +55,8 @@ absl::Status LocalExpertBackend::Run(absl::Span<const ExpertJob> jobs) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(lanes)
   for (int64_t j = 0; j < count; ++j) {
     const int lane = OpenMpThreadNum();
-    FfnWorkspace* ws = lane == 0 ? &workspace_ : lane_workspaces_[static_cast<size_t>(lane - 1)].get();
+    FfnWorkspace* ws =
+        lane == 0 ? &workspace_ : lane_workspaces_[static_cast<size_t>(lane - 1)].get();
     // No exception may leave an OpenMP region (it would terminate).
     try {
       status[static_cast<size_t>(j)] = RunOne(jobs[static_cast<size_t>(j)], ws);
@@ -86,9 +87,9 @@ std::string LocalExpertBackend::Describe() const {
     }
   }
   return absl::StrCat("local, ", hosted, " experts",
-                      any != nullptr ? absl::StrCat(", ", DTypeName(any->compute()),
-                                                    ", kernel ", any->impl())
-                                     : std::string());
+                      any != nullptr
+                          ? absl::StrCat(", ", DTypeName(any->compute()), ", kernel ", any->impl())
+                          : std::string());
 }
 
 }  // namespace moe

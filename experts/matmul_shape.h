@@ -21,10 +21,10 @@ enum class MatmulPostOp {
 // y[M, N] = post(x[M, K] · Wᵀ + b), W given as [N, K] (Hugging Face's
 // [out, in]).
 struct MatmulShape {
-  int64_t k = 0;               // input features
-  int64_t n = 0;               // output features
-  DType compute = DType::kF32; // weights: f32, bf16, int8 or int4 (int8/int4: src f32)
-  DType dst = DType::kF32;     // output dtype (f32 or bf16)
+  int64_t k = 0;                // input features
+  int64_t n = 0;                // output features
+  DType compute = DType::kF32;  // weights: f32, bf16, int8 or int4 (int8/int4: src f32)
+  DType dst = DType::kF32;      // output dtype (f32 or bf16)
   MatmulPostOp post = MatmulPostOp::kNone;
   Activation activation = Activation::kRelu;  // kActivation only
   bool bias = false;

@@ -57,13 +57,12 @@ constexpr int64_t kLayoutRows = 64;
 }  // namespace
 
 std::string MatmulShape::Key() const {
-  return absl::StrCat(k, "x", n, ":", DTypeName(compute), "->", DTypeName(dst),
-                      ":post", static_cast<int>(post), ":act",
-                      static_cast<int>(activation), ":bias", bias ? 1 : 0);
+  return absl::StrCat(k, "x", n, ":", DTypeName(compute), "->", DTypeName(dst), ":post",
+                      static_cast<int>(post), ":act", static_cast<int>(activation), ":bias",
+                      bias ? 1 : 0);
 }
 
-MatmulPrimitiveCache::MatmulPrimitiveCache(const MatmulShape& shape,
-                                           dnnl::memory::desc packed,
+MatmulPrimitiveCache::MatmulPrimitiveCache(const MatmulShape& shape, dnnl::memory::desc packed,
                                            std::string impl)
     : shape_(shape), packed_(std::move(packed)), impl_(std::move(impl)) {
   absl::MutexLock lock(&mu_);
@@ -83,8 +82,8 @@ dnnl::post_ops MatmulPrimitiveCache::PostOps(int64_t rows) const {
   return po;
 }
 
-dnnl::matmul::primitive_desc MatmulPrimitiveCache::MakePd(
-    int64_t rows, const dnnl::memory::desc& weights) const {
+dnnl::matmul::primitive_desc MatmulPrimitiveCache::MakePd(int64_t rows,
+                                                          const dnnl::memory::desc& weights) const {
   const dt compute = ToDnnl(shape_.compute);
   dnnl::memory::desc src({rows, shape_.k}, compute, tag::ab);
   dnnl::memory::desc dst({rows, shape_.n}, ToDnnl(shape_.dst), tag::ab);
@@ -93,11 +92,10 @@ dnnl::matmul::primitive_desc MatmulPrimitiveCache::MakePd(
   attr.set_post_ops(PostOps(rows));
   if (shape_.bias) {
     dnnl::memory::desc bias({1, shape_.n}, dt::f32, tag::ab);
-    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weights, bias, dst),
-                                        attr, CpuEngine());
+    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weights, bias, dst), attr,
+                                        CpuEngine());
   }
-  return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weights, dst), attr,
-                                      CpuEngine());
+  return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weights, dst), attr, CpuEngine());
 }
 
 absl::StatusOr<std::shared_ptr<MatmulPrimitiveCache>> MatmulPrimitiveCache::Create(
@@ -119,15 +117,13 @@ absl::StatusOr<std::shared_ptr<MatmulPrimitiveCache>> MatmulPrimitiveCache::Crea
     // Confirm the packed layout is usable at one row too.
     auto pd1 = probe.MakePd(1, packed);
     std::string impl = pd1.impl_info_str();
-    return std::shared_ptr<MatmulPrimitiveCache>(
-        new MatmulPrimitiveCache(shape, packed, impl));
+    return std::shared_ptr<MatmulPrimitiveCache>(new MatmulPrimitiveCache(shape, packed, impl));
   } catch (const dnnl::error& e) {
     return DnnlError(absl::StrCat("creating matmul ", shape.Key()), e);
   }
 }
 
-absl::StatusOr<const MatmulPrimitiveCache::Entry*> MatmulPrimitiveCache::Get(
-    int64_t rows) {
+absl::StatusOr<const MatmulPrimitiveCache::Entry*> MatmulPrimitiveCache::Get(int64_t rows) {
   if (rows < 1 || rows > kMaxRows) {
     return absl::InvalidArgumentError(
         absl::StrCat("matmul row count ", rows, " outside [1, ", kMaxRows, "]"));
@@ -142,9 +138,7 @@ absl::StatusOr<const MatmulPrimitiveCache::Entry*> MatmulPrimitiveCache::Get(
       entry->scratchpad_desc = pd.scratchpad_desc();
       slot = std::move(entry);
     } catch (const dnnl::error& e) {
-      return DnnlError(absl::StrCat("creating matmul ", shape_.Key(), " for ",
-                                    rows, " rows"),
-                       e);
+      return DnnlError(absl::StrCat("creating matmul ", shape_.Key(), " for ", rows, " rows"), e);
     }
   }
   return slot.get();
@@ -186,8 +180,7 @@ void FillProbe(uint64_t seed, const std::vector<float>& scales, DType type, int6
 }  // namespace
 
 bool MatmulPrimitiveCache::FindKChunk(const PackedMatmul& matrix, const std::vector<char>& x,
-                                      StreamPlan* plan, std::string* note,
-                                      bool* undecided) const {
+                                      StreamPlan* plan, std::string* note, bool* undecided) const {
   const dnnl::engine& engine = CpuEngine();
   dnnl::stream stream(engine);
   const StreamingMatmul& kernel = plan->kernel;
@@ -198,9 +191,9 @@ bool MatmulPrimitiveCache::FindKChunk(const PackedMatmul& matrix, const std::vec
   dnnl::matmul bare(dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, packed_, dst), engine));
   std::vector<float> ref(static_cast<size_t>(shape_.n));
   dnnl::memory src_mem(src, engine, const_cast<char*>(x.data())), dst_mem(dst, engine, ref.data());
-  bare.execute(stream, {{DNNL_ARG_SRC, src_mem},
-                        {DNNL_ARG_WEIGHTS, matrix.weights_},
-                        {DNNL_ARG_DST, dst_mem}});
+  bare.execute(
+      stream,
+      {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, matrix.weights_}, {DNNL_ARG_DST, dst_mem}});
   stream.wait();
   const int64_t step = kernel.k_block();
   std::vector<int64_t> candidates;
@@ -254,20 +247,22 @@ bool MatmulPrimitiveCache::AddActivationPrimitives(StreamPlan* plan, std::string
   return true;
 }
 
-absl::StatusOr<bool> MatmulPrimitiveCache::StreamingMatchesPrimitives(
-    const PackedMatmul& matrix, const StreamPlan& plan, const std::vector<char>& x,
-    std::string* note) const {
+absl::StatusOr<bool> MatmulPrimitiveCache::StreamingMatchesPrimitives(const PackedMatmul& matrix,
+                                                                      const StreamPlan& plan,
+                                                                      const std::vector<char>& x,
+                                                                      std::string* note) const {
   dnnl::stream stream(CpuEngine());
   AlignedBuffer scratch;
   std::vector<char> mul;
-  FillProbe(2, {2.0f, 0.5f, 64.0f, 1.0f / 256}, shape_.compute, StreamingMatmul::kMaxRows,
-            shape_.n, &mul);
-  const size_t out_bytes = static_cast<size_t>(StreamingMatmul::kMaxRows * shape_.n) *
-                           DTypeSize(shape_.dst);
+  FillProbe(2, {2.0f, 0.5f, 64.0f, 1.0f / 256}, shape_.compute, StreamingMatmul::kMaxRows, shape_.n,
+            &mul);
+  const size_t out_bytes =
+      static_cast<size_t>(StreamingMatmul::kMaxRows * shape_.n) * DTypeSize(shape_.dst);
   std::vector<char> want(out_bytes), got(out_bytes);
   const void* m = shape_.post == MatmulPostOp::kMultiply ? mul.data() : nullptr;
   for (int64_t rows = 1; rows <= StreamingMatmul::kMaxRows; ++rows) {
-    MOE_RETURN_IF_ERROR(matrix.ExecutePrimitives(x.data(), rows, want.data(), m, &scratch, &stream));
+    MOE_RETURN_IF_ERROR(
+        matrix.ExecutePrimitives(x.data(), rows, want.data(), m, &scratch, &stream));
     MOE_RETURN_IF_ERROR(
         matrix.ExecuteStreaming(plan, x.data(), rows, got.data(), m, &scratch, &stream));
     const size_t bytes = static_cast<size_t>(rows * shape_.n) * DTypeSize(shape_.dst);
@@ -281,8 +276,7 @@ absl::StatusOr<bool> MatmulPrimitiveCache::StreamingMatchesPrimitives(
 }
 
 absl::StatusOr<std::unique_ptr<MatmulPrimitiveCache::StreamPlan>>
-MatmulPrimitiveCache::TryStreaming(const PackedMatmul& matrix, std::string* note,
-                                   bool* undecided) {
+MatmulPrimitiveCache::TryStreaming(const PackedMatmul& matrix, std::string* note, bool* undecided) {
   *undecided = false;
   const char* env = std::getenv("MOE_STREAMING_KERNEL");
   if (env != nullptr && std::string(env) == "0") {
@@ -290,8 +284,8 @@ MatmulPrimitiveCache::TryStreaming(const PackedMatmul& matrix, std::string* note
     return nullptr;
   }
   // The kernel writes f32, or bf16 with the bf16 instruction set it needs.
-  const bool dst_ok = shape_.dst == DType::kF32 ||
-                      (shape_.dst == DType::kBF16 && shape_.compute == DType::kBF16);
+  const bool dst_ok =
+      shape_.dst == DType::kF32 || (shape_.dst == DType::kBF16 && shape_.compute == DType::kBF16);
   auto kernel = StreamingMatmul::ForLayout(packed_, shape_.compute, shape_.k, shape_.n);
   if (!kernel.has_value() || !dst_ok) {
     *note = " (small row counts: oneDNN; no streaming kernel for this layout or CPU)";
@@ -307,8 +301,8 @@ MatmulPrimitiveCache::TryStreaming(const PackedMatmul& matrix, std::string* note
   absl::StatusOr<bool> same = StreamingMatchesPrimitives(matrix, *plan, x, note);
   if (!same.ok()) return same.status();
   if (!*same) return nullptr;
-  *note = absl::StrCat(" + streaming kernel for <= ", StreamingMatmul::kMaxRows,
-                       " rows (K chunk ", plan->k_chunk, ")");
+  *note = absl::StrCat(" + streaming kernel for <= ", StreamingMatmul::kMaxRows, " rows (K chunk ",
+                       plan->k_chunk, ")");
   return plan;
 }
 
@@ -355,8 +349,7 @@ namespace {
 // bf16 are read straight from the source (mapped file or buffer). Throws
 // dnnl::error, e.g. when n0 is not on a column block boundary of the
 // packed layout.
-void PackColumns(const Tensor& part, int64_t n0, const dnnl::memory& packed,
-                 dnnl::stream* stream) {
+void PackColumns(const Tensor& part, int64_t n0, const dnnl::memory& packed, dnnl::stream* stream) {
   const dnnl::engine& engine = CpuEngine();
   const int64_t n = part.dim(0), k = part.dim(1);
   std::vector<float> widened;
@@ -379,9 +372,11 @@ void PackColumns(const Tensor& part, int64_t n0, const dnnl::memory& packed,
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::Create(
-    const Tensor& weight, const Tensor& bias, const MatmulShape& shape,
-    MatmulCacheRegistry* registry, const std::string& what) {
+absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::Create(const Tensor& weight,
+                                                                   const Tensor& bias,
+                                                                   const MatmulShape& shape,
+                                                                   MatmulCacheRegistry* registry,
+                                                                   const std::string& what) {
   return CreateFromParts(weight, nullptr, bias, shape, registry, what);
 }
 
@@ -397,15 +392,14 @@ absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::CreateFromParts(
   auto part_ok = [&](const Tensor& t) { return t.rank() == 2 && t.dim(1) == shape.k; };
   if (!part_ok(top) || (bottom != nullptr && !part_ok(*bottom)) ||
       top.dim(0) + (bottom != nullptr ? bottom->dim(0) : 0) != shape.n) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, ": weight shape ", top.ShapeString(),
-        bottom != nullptr ? absl::StrCat(" + ", bottom->ShapeString()) : "", ", expected [",
-        shape.n, ", ", shape.k, "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": weight shape ", top.ShapeString(),
+                     bottom != nullptr ? absl::StrCat(" + ", bottom->ShapeString()) : "",
+                     ", expected [", shape.n, ", ", shape.k, "]"));
   }
-  if (shape.bias != !bias.empty() ||
-      (shape.bias && (bias.rank() != 1 || bias.dim(0) != shape.n))) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, ": bias shape ", bias.ShapeString(), ", expected [", shape.n, "]"));
+  if (shape.bias != !bias.empty() || (shape.bias && (bias.rank() != 1 || bias.dim(0) != shape.n))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": bias shape ", bias.ShapeString(), ", expected [", shape.n, "]"));
   }
   if (shape.compute == DType::kI8 || shape.compute == DType::kI4) {
     auto int8 = QuantizedMatmul::Create(shape, top, bottom, bias, registry->tier());
@@ -417,7 +411,8 @@ absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::CreateFromParts(
   if (registry->UsesPanels(shape.compute)) {
     auto panels = PanelMatmul::Create(shape, top, bottom, bias);
     if (!panels.ok()) {
-      return absl::Status(panels.status().code(), absl::StrCat(what, ": ", panels.status().message()));
+      return absl::Status(panels.status().code(),
+                          absl::StrCat(what, ": ", panels.status().message()));
     }
     return std::unique_ptr<PackedMatmul>(new PackedMatmul(*std::move(panels)));
   }
@@ -468,16 +463,15 @@ size_t PackedMatmul::weight_bytes() const {
   return weights_.get_desc().get_size();
 }
 
-absl::Status PackedMatmul::Execute(const void* src, int64_t rows, void* dst,
-                                   const void* multiplier, AlignedBuffer* scratch,
-                                   dnnl::stream* stream) const {
+absl::Status PackedMatmul::Execute(const void* src, int64_t rows, void* dst, const void* multiplier,
+                                   AlignedBuffer* scratch, dnnl::stream* stream) const {
   if (panels_ != nullptr) {
     panels_->Execute(src, rows, dst, multiplier, scratch);
     return absl::OkStatus();
   }
   if (quantized_ != nullptr) {
     quantized_->Execute(static_cast<const float*>(src), rows, static_cast<float*>(dst),
-                   static_cast<const float*>(multiplier), scratch);
+                        static_cast<const float*>(multiplier), scratch);
     return absl::OkStatus();
   }
   if (rows >= 1 && rows <= StreamingMatmul::kMaxRows) {
@@ -523,9 +517,9 @@ absl::Status PackedMatmul::ExecuteStreaming(const MatmulPrimitiveCache::StreamPl
       const dnnl::engine& engine = CpuEngine();
       dnnl::memory acc_mem({{rows, s.n}, dt::f32, tag::ab}, engine, acc);
       dnnl::memory scratch_mem(act->scratchpad_desc, engine, base + pad_bytes + acc_bytes);
-      act->primitive.execute(*stream, {{DNNL_ARG_SRC, acc_mem},
-                                       {DNNL_ARG_DST, acc_mem},
-                                       {DNNL_ARG_SCRATCHPAD, scratch_mem}});
+      act->primitive.execute(
+          *stream,
+          {{DNNL_ARG_SRC, acc_mem}, {DNNL_ARG_DST, acc_mem}, {DNNL_ARG_SCRATCHPAD, scratch_mem}});
       stream->wait();
     } catch (const dnnl::error& e) {
       return DnnlError(absl::StrCat("activation ", s.Key(), " on ", rows, " rows"), e);
@@ -554,18 +548,16 @@ absl::Status PackedMatmul::ExecutePrimitives(const void* src, int64_t rows, void
     try {
       const dt compute = ToDnnl(s.compute);
       dnnl::memory src_mem({{m, s.k}, compute, tag::ab}, engine,
-                           const_cast<char*>(static_cast<const char*>(src) +
-                                             r0 * src_row_bytes));
+                           const_cast<char*>(static_cast<const char*>(src) + r0 * src_row_bytes));
       dnnl::memory dst_mem({{m, s.n}, ToDnnl(s.dst), tag::ab}, engine,
                            static_cast<char*>(dst) + r0 * dst_row_bytes);
       const dnnl::memory::desc& scratch_desc = (*entry)->scratchpad_desc;
       void* scratch_ptr = scratch->Reserve(std::max<size_t>(scratch_desc.get_size(), 64));
       dnnl::memory scratch_mem(scratch_desc, engine, scratch_ptr);
-      std::unordered_map<int, dnnl::memory> args = {
-          {DNNL_ARG_SRC, src_mem},
-          {DNNL_ARG_WEIGHTS, weights_},
-          {DNNL_ARG_DST, dst_mem},
-          {DNNL_ARG_SCRATCHPAD, scratch_mem}};
+      std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, src_mem},
+                                                    {DNNL_ARG_WEIGHTS, weights_},
+                                                    {DNNL_ARG_DST, dst_mem},
+                                                    {DNNL_ARG_SCRATCHPAD, scratch_mem}};
       if (s.bias) args.emplace(DNNL_ARG_BIAS, bias_);
       if (s.post == MatmulPostOp::kMultiply && !cache_->PostOpAfterRounding()) {
         args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,

@@ -40,10 +40,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <oneapi/dnnl/dnnl.hpp>
 #include <string>
 #include <vector>
-
-#include <oneapi/dnnl/dnnl.hpp>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -52,9 +51,9 @@
 #include "common/dtype.h"
 #include "common/tensor.h"
 #include "experts/activation.h"
-#include "experts/quantized_matmul.h"
 #include "experts/matmul_shape.h"
 #include "experts/panel_matmul.h"
+#include "experts/quantized_matmul.h"
 #include "experts/streaming_matmul.h"
 
 namespace moe {
@@ -66,8 +65,7 @@ class MatmulPrimitiveCache {
  public:
   static constexpr int64_t kMaxRows = 512;
 
-  static absl::StatusOr<std::shared_ptr<MatmulPrimitiveCache>> Create(
-      const MatmulShape& shape);
+  static absl::StatusOr<std::shared_ptr<MatmulPrimitiveCache>> Create(const MatmulShape& shape);
 
   struct Entry {
     dnnl::matmul primitive;
@@ -96,8 +94,8 @@ class MatmulPrimitiveCache {
   // The streaming path of this shape class, checked bitwise against the
   // primitives (see above). The first call does the work, on `matrix`'s
   // weights; later calls return at once (unless that matrix could not
-  // show oneDNN's K order, e.g. constant weights: then the next one tries). Failing oneDNN calls are an error; a
-  // mismatch just leaves the path off.
+  // show oneDNN's K order, e.g. constant weights: then the next one tries). Failing oneDNN calls
+  // are an error; a mismatch just leaves the path off.
   absl::Status PlanStreaming(const PackedMatmul& matrix);
 
   struct StreamPlan {
@@ -117,10 +115,8 @@ class MatmulPrimitiveCache {
   const StreamPlan* stream_plan() const;
 
  private:
-  MatmulPrimitiveCache(const MatmulShape& shape, dnnl::memory::desc packed,
-                       std::string impl);
-  dnnl::matmul::primitive_desc MakePd(int64_t rows,
-                                      const dnnl::memory::desc& weights) const;
+  MatmulPrimitiveCache(const MatmulShape& shape, dnnl::memory::desc packed, std::string impl);
+  dnnl::matmul::primitive_desc MakePd(int64_t rows, const dnnl::memory::desc& weights) const;
 
   // Builds the streaming plan and checks it; null (with `note` saying
   // why) when it does not reproduce the primitives bitwise.
@@ -180,8 +176,7 @@ class MatmulCacheRegistry {
   const CpuTier tier_;
   const bool onednn_only_;
   absl::Mutex mu_;
-  std::map<std::string, std::shared_ptr<MatmulPrimitiveCache>> caches_
-      ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<MatmulPrimitiveCache>> caches_ ABSL_GUARDED_BY(mu_);
 };
 
 class PackedMatmul {
@@ -189,9 +184,11 @@ class PackedMatmul {
   // weight: [N, K]; bias: [N] or empty (as shape.bias says). `what` names
   // the matrix in error messages. Copies the data; `weight` may be freed
   // afterwards.
-  static absl::StatusOr<std::unique_ptr<PackedMatmul>> Create(
-      const Tensor& weight, const Tensor& bias, const MatmulShape& shape,
-      MatmulCacheRegistry* registry, const std::string& what);
+  static absl::StatusOr<std::unique_ptr<PackedMatmul>> Create(const Tensor& weight,
+                                                              const Tensor& bias,
+                                                              const MatmulShape& shape,
+                                                              MatmulCacheRegistry* registry,
+                                                              const std::string& what);
 
   // The matrix [top; bottom] (top [n_top, K], bottom [N - n_top, K]; bias
   // [N] or empty). Each part is reordered straight into its columns of the
@@ -208,16 +205,14 @@ class PackedMatmul {
   // kMultiply, else null; dst must not overlap src or
   // multiplier. `scratch` provides scratchpad memory; `stream` must belong
   // to CpuEngine().
-  absl::Status Execute(const void* src, int64_t rows, void* dst,
-                       const void* multiplier, class AlignedBuffer* scratch,
-                       dnnl::stream* stream) const;
+  absl::Status Execute(const void* src, int64_t rows, void* dst, const void* multiplier,
+                       class AlignedBuffer* scratch, dnnl::stream* stream) const;
 
   // The same through the matmul primitives only (never streaming), for
   // the streaming path's check and its tests. FAILED_PRECONDITION for a
   // matrix on the panel kernels (uses_panels()).
-  absl::Status ExecutePrimitives(const void* src, int64_t rows, void* dst,
-                                 const void* multiplier, class AlignedBuffer* scratch,
-                                 dnnl::stream* stream) const;
+  absl::Status ExecutePrimitives(const void* src, int64_t rows, void* dst, const void* multiplier,
+                                 class AlignedBuffer* scratch, dnnl::stream* stream) const;
 
   const MatmulShape& shape() const { return shape_; }
   // CreateStacked: true when the parts went straight into their columns
@@ -226,9 +221,9 @@ class PackedMatmul {
   // The kernel that runs, e.g. "brg:avx512_core_bf16 + streaming kernel
   // for <= 12 rows (K chunk 512)" or "own:avx2 panels (...)".
   std::string impl() const {
-    return panels_ != nullptr ? panels_->impl()
+    return panels_ != nullptr      ? panels_->impl()
            : quantized_ != nullptr ? quantized_->impl()
-                              : cache_->impl();
+                                   : cache_->impl();
   }
   // Bytes of packed weights (and scales) held.
   size_t weight_bytes() const;
@@ -241,8 +236,7 @@ class PackedMatmul {
       const Tensor& top, const Tensor* bottom, const Tensor& bias, const MatmulShape& shape,
       MatmulCacheRegistry* registry, const std::string& what);
 
-  PackedMatmul(std::shared_ptr<MatmulPrimitiveCache> cache, dnnl::memory weights,
-               dnnl::memory bias)
+  PackedMatmul(std::shared_ptr<MatmulPrimitiveCache> cache, dnnl::memory weights, dnnl::memory bias)
       : shape_(cache->shape()),
         cache_(std::move(cache)),
         weights_(std::move(weights)),
@@ -258,8 +252,8 @@ class PackedMatmul {
                                 AlignedBuffer* scratch, dnnl::stream* stream) const;
 
   MatmulShape shape_;
-  std::unique_ptr<PanelMatmul> panels_;  // set: the panel kernels run it
-  std::unique_ptr<QuantizedMatmul> quantized_;  // set: kI8 or kI4, on the quantized kernels
+  std::unique_ptr<PanelMatmul> panels_;          // set: the panel kernels run it
+  std::unique_ptr<QuantizedMatmul> quantized_;   // set: kI8 or kI4, on the quantized kernels
   std::shared_ptr<MatmulPrimitiveCache> cache_;  // set: oneDNN runs it
   dnnl::memory weights_;
   dnnl::memory bias_;

@@ -2,10 +2,10 @@
 // -mavx2 -mfma -mf16c and only called after the CPU was checked; it uses
 // no standard-library templates, so no AVX2 code can leak into functions
 // other files share.
+#include <cstring>
+
 #include "common/x86_intrinsics.h"
 #include "experts/panel_kernels.h"
-
-#include <cstring>
 
 namespace moe {
 namespace panel {
@@ -19,7 +19,8 @@ inline void LoadWeights(const void* w, int64_t at, __m256* lo, __m256* hi) {
     const __m256i v =
         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + at));
     *lo = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
-    *hi = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
+    *hi =
+        _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
   } else {
     const float* f = static_cast<const float*>(w) + at;
     *lo = _mm256_loadu_ps(f);
@@ -35,8 +36,8 @@ inline void Prefetch(const void* p, int64_t ahead) {
 // One k step of an MR × NP tile: every sum of the tile takes one fma.
 template <int MR, int NP, bool kBf16>
 __attribute__((always_inline)) inline void Step(const char* wbase, int64_t panel_bytes,
-                                                 const float* x, int64_t x_step, int64_t k,
-                                                 __m256 (&acc)[MR][NP][2]) {
+                                                const float* x, int64_t x_step, int64_t k,
+                                                __m256 (&acc)[MR][NP][2]) {
   constexpr int64_t kElem = kBf16 ? 2 : 4;
   __m256 w[NP][2];
 #pragma GCC unroll 4
@@ -106,19 +107,32 @@ void Tile(const TileArgs& a) {
 template <bool kBf16>
 void TileFor(int rows, int panels, const TileArgs& a) {
   switch (rows * 8 + panels) {
-    case 1 * 8 + 1: return Tile<1, 1, kBf16>(a);
-    case 1 * 8 + 2: return Tile<1, 2, kBf16>(a);
-    case 1 * 8 + 3: return Tile<1, 3, kBf16>(a);
-    case 1 * 8 + 4: return Tile<1, 4, kBf16>(a);
-    case 2 * 8 + 1: return Tile<2, 1, kBf16>(a);
-    case 2 * 8 + 2: return Tile<2, 2, kBf16>(a);
-    case 2 * 8 + 3: return Tile<2, 3, kBf16>(a);
-    case 3 * 8 + 1: return Tile<3, 1, kBf16>(a);
-    case 3 * 8 + 2: return Tile<3, 2, kBf16>(a);
-    case 4 * 8 + 1: return Tile<4, 1, kBf16>(a);
-    case 5 * 8 + 1: return Tile<5, 1, kBf16>(a);
-    case 6 * 8 + 1: return Tile<6, 1, kBf16>(a);
-    default: break;
+    case 1 * 8 + 1:
+      return Tile<1, 1, kBf16>(a);
+    case 1 * 8 + 2:
+      return Tile<1, 2, kBf16>(a);
+    case 1 * 8 + 3:
+      return Tile<1, 3, kBf16>(a);
+    case 1 * 8 + 4:
+      return Tile<1, 4, kBf16>(a);
+    case 2 * 8 + 1:
+      return Tile<2, 1, kBf16>(a);
+    case 2 * 8 + 2:
+      return Tile<2, 2, kBf16>(a);
+    case 2 * 8 + 3:
+      return Tile<2, 3, kBf16>(a);
+    case 3 * 8 + 1:
+      return Tile<3, 1, kBf16>(a);
+    case 3 * 8 + 2:
+      return Tile<3, 2, kBf16>(a);
+    case 4 * 8 + 1:
+      return Tile<4, 1, kBf16>(a);
+    case 5 * 8 + 1:
+      return Tile<5, 1, kBf16>(a);
+    case 6 * 8 + 1:
+      return Tile<6, 1, kBf16>(a);
+    default:
+      break;
   }
   // Unreachable for valid arguments (panel_matmul.cc never asks for more):
   // fall back to one panel at a time, which gives the same bits.
@@ -147,9 +161,8 @@ inline __m256 Exp(__m256 x) {
   const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
   __m256 c = _mm256_min_ps(x, _mm256_set1_ps(88.3f));
   c = _mm256_max_ps(c, _mm256_set1_ps(-87.3f));
-  const __m256 n =
-      _mm256_round_ps(_mm256_mul_ps(c, _mm256_set1_ps(1.44269504088896341f)),
-                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(c, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), c);
   r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
   __m256 p = _mm256_set1_ps(1.9875691500e-4f);
@@ -161,8 +174,8 @@ inline __m256 Exp(__m256 x) {
   const __m256 r2 = _mm256_mul_ps(r, r);
   p = _mm256_fmadd_ps(p, r2, r);
   p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
-  const __m256i e = _mm256_slli_epi32(
-      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  const __m256i e =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
   y = _mm256_blendv_ps(y, _mm256_set1_ps(__builtin_inff()), over);
   return _mm256_blendv_ps(y, x, nan);
@@ -182,9 +195,8 @@ inline __m256 Gelu(__m256 x) {
   const __m256 z = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), u);
   const __m256 one = _mm256_set1_ps(1.0f);
   const __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(0.5f), z, one));
-  static const float kP[] = {0.17087277f,  -0.82215223f, 1.48851587f, -1.13520398f,
-                             0.27886807f,  -0.18628806f, 0.09678418f, 0.37409196f,
-                             1.00002368f,  -1.26551223f};
+  static const float kP[] = {0.17087277f,  -0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f,
+                             -0.18628806f, 0.09678418f,  0.37409196f, 1.00002368f,  -1.26551223f};
   __m256 p = _mm256_set1_ps(kP[0]);
   for (int i = 1; i < 10; ++i) p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(kP[i]));
   const __m256 arg = _mm256_sub_ps(p, _mm256_mul_ps(z, z));

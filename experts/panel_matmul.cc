@@ -36,7 +36,9 @@ int PanelsPerTile(int64_t rows) {
   return static_cast<int>(std::min<int64_t>(kMaxTilePanels, kMaxTileRows / rows));
 }
 
-panel::Type ToPanelType(DType t) { return t == DType::kBF16 ? panel::Type::kBF16 : panel::Type::kF32; }
+panel::Type ToPanelType(DType t) {
+  return t == DType::kBF16 ? panel::Type::kBF16 : panel::Type::kF32;
+}
 
 }  // namespace
 
@@ -255,12 +257,10 @@ panel::Act PanelActivation(const MatmulShape& s) {
   return panel::Act::kNone;
 }
 
-void ApplyBf16PostOp(const MatmulShape& shape, int64_t rows, const void* multiplier,
-                     void* values) {
+void ApplyBf16PostOp(const MatmulShape& shape, int64_t rows, const void* multiplier, void* values) {
   const panel::Act act = PanelActivation(shape);
-  const auto* mul = shape.post == MatmulPostOp::kMultiply
-                        ? static_cast<const uint16_t*>(multiplier)
-                        : nullptr;
+  const auto* mul =
+      shape.post == MatmulPostOp::kMultiply ? static_cast<const uint16_t*>(multiplier) : nullptr;
   if (act == panel::Act::kNone && mul == nullptr) return;
   auto* out = static_cast<uint16_t*>(values);
   // Chunks of 8-value groups: every element is computed on its own, so the

@@ -84,10 +84,10 @@ class PanelMatmul {
                    const float* acc, const void* multiplier, void* dst) const;
 
   MatmulShape shape_;
-  int64_t panels_ = 0;      // ceil(N / 16)
+  int64_t panels_ = 0;  // ceil(N / 16)
   size_t weight_bytes_ = 0;
-  AlignedBuffer weights_;   // panels_ × K × 16 elements of the compute dtype
-  std::vector<float> bias_; // panels_ × 16, zero past N; empty without bias
+  AlignedBuffer weights_;    // panels_ × K × 16 elements of the compute dtype
+  std::vector<float> bias_;  // panels_ × 16, zero past N; empty without bias
 };
 
 // The epilogue activation of `shape` (kNone unless its post-op is
@@ -103,8 +103,7 @@ panel::Act PanelActivation(const MatmulShape& shape);
 // rounding (oneDNN). The same per-element code as the panel epilogue, so
 // the bits do not depend on the rows or the thread split. Requires AVX2
 // (CpuMeetsBaseline()); spread over the OpenMP team for large results.
-void ApplyBf16PostOp(const MatmulShape& shape, int64_t rows, const void* multiplier,
-                     void* values);
+void ApplyBf16PostOp(const MatmulShape& shape, int64_t rows, const void* multiplier, void* values);
 
 }  // namespace moe
 

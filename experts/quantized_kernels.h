@@ -54,8 +54,8 @@ inline constexpr int64_t kQuad = 4;
 // Inputs per activation scale (llama.cpp's Q8_0 block) and per int4
 // weight scale (its Q4_0 block).
 inline constexpr int64_t kGroup = 32;
-inline constexpr int64_t kInt8GroupBytes = kGroup * kPanelCols;            // 512
-inline constexpr int64_t kInt4GroupBytes = kGroup * kPanelCols / 2 + 32;   // 288
+inline constexpr int64_t kInt8GroupBytes = kGroup * kPanelCols;           // 512
+inline constexpr int64_t kInt4GroupBytes = kGroup * kPanelCols / 2 + 32;  // 288
 inline constexpr int64_t GroupBytes(WeightFormat f) {
   return f == WeightFormat::kInt8 ? kInt8GroupBytes : kInt4GroupBytes;
 }

@@ -2,10 +2,10 @@
 // -mfma -mf16c and only called after the CPU was checked; it uses no
 // standard-library templates, so no AVX2 code can leak into functions other
 // files share.
+#include <cstring>
+
 #include "common/x86_intrinsics.h"
 #include "experts/quantized_kernels.h"
-
-#include <cstring>
 
 namespace moe {
 namespace qk {
@@ -72,8 +72,8 @@ void TileInt8(const TileArgs& a) {
 #pragma GCC unroll 8
       for (int i = 0; i < 2 * P; ++i) {
         float* at = a.acc + r * a.acc_stride + i * 8;
-        _mm256_storeu_ps(at, _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r][i]), scale,
-                                             _mm256_loadu_ps(at)));
+        _mm256_storeu_ps(
+            at, _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r][i]), scale, _mm256_loadu_ps(at)));
       }
     }
   }
@@ -125,8 +125,8 @@ void TileInt4(const TileArgs& a) {
 #pragma GCC unroll 8
         for (int i = 0; i < 2 * P; ++i) {
           dot[r][i] = _mm256_add_epi16(
-              dot[r][i], _mm256_add_epi16(_mm256_maddubs_epi16(lo[i], x0),
-                                          _mm256_maddubs_epi16(hi[i], x1)));
+              dot[r][i],
+              _mm256_add_epi16(_mm256_maddubs_epi16(lo[i], x0), _mm256_maddubs_epi16(hi[i], x1)));
         }
       }
     }
@@ -149,9 +149,9 @@ void TileInt4(const TileArgs& a) {
       for (int i = 0; i < 2 * P; ++i) {
         const __m256i d = _mm256_sub_epi32(_mm256_madd_epi16(dot[r][i], ones), corr);
         float* at = a.acc + r * a.acc_stride + i * 8;
-        _mm256_storeu_ps(at, _mm256_fmadd_ps(_mm256_cvtepi32_ps(d),
-                                             _mm256_mul_ps(x_scale, w_scale[i]),
-                                             _mm256_loadu_ps(at)));
+        _mm256_storeu_ps(at,
+                         _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(x_scale, w_scale[i]),
+                                         _mm256_loadu_ps(at)));
       }
     }
   }
@@ -268,7 +268,8 @@ void ScaleColumnsAvx2(float* acc, int64_t acc_stride, int64_t rows, int64_t c0, 
   for (int64_t r = 0; r < rows; ++r) {
     float* row = acc + r * acc_stride;
     for (int64_t c = c0; c < c1; c += 8) {
-      _mm256_storeu_ps(row + c, _mm256_mul_ps(_mm256_loadu_ps(row + c), _mm256_loadu_ps(col_scale + c)));
+      _mm256_storeu_ps(row + c,
+                       _mm256_mul_ps(_mm256_loadu_ps(row + c), _mm256_loadu_ps(col_scale + c)));
     }
   }
 }

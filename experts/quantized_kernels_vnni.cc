@@ -2,10 +2,10 @@
 // the AVX-512 F/BW/VL/VNNI flags and only called after the CPU was checked
 // (the avx512_bf16 tier, which includes VNNI); it uses no standard-library
 // templates.
+#include <cstring>
+
 #include "common/x86_intrinsics.h"
 #include "experts/quantized_kernels.h"
-
-#include <cstring>
 
 namespace moe {
 namespace qk {
@@ -24,7 +24,8 @@ void TileInt8(const TileArgs& a) {
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 4
     for (int j = 0; j < P; ++j) {
-      acc[r][j] = a.first ? _mm512_setzero_ps() : _mm512_loadu_ps(a.acc + r * a.acc_stride + j * 16);
+      acc[r][j] =
+          a.first ? _mm512_setzero_ps() : _mm512_loadu_ps(a.acc + r * a.acc_stride + j * 16);
     }
   }
   const uint8_t* w = a.w;
@@ -85,7 +86,8 @@ void TileInt4(const TileArgs& a) {
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 4
     for (int j = 0; j < P; ++j) {
-      acc[r][j] = a.first ? _mm512_setzero_ps() : _mm512_loadu_ps(a.acc + r * a.acc_stride + j * 16);
+      acc[r][j] =
+          a.first ? _mm512_setzero_ps() : _mm512_loadu_ps(a.acc + r * a.acc_stride + j * 16);
     }
   }
   const __m512i low4 = _mm512_set1_epi8(0x0f);

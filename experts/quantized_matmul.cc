@@ -45,15 +45,16 @@ int QuantizeValue(float v, float inv, int lo, int hi) {
 QuantizedMatmul::QuantizedMatmul(const MatmulShape& shape, bool vnni)
     : shape_(shape), vnni_(vnni), int4_(shape.compute == DType::kI4) {}
 
-absl::StatusOr<std::unique_ptr<QuantizedMatmul>> QuantizedMatmul::Create(
-    const MatmulShape& shape, const Tensor& top, const Tensor* bottom, const Tensor& bias,
-    CpuTier tier) {
+absl::StatusOr<std::unique_ptr<QuantizedMatmul>> QuantizedMatmul::Create(const MatmulShape& shape,
+                                                                         const Tensor& top,
+                                                                         const Tensor* bottom,
+                                                                         const Tensor& bias,
+                                                                         CpuTier tier) {
   if (!CpuMeetsBaseline()) {
     return absl::FailedPreconditionError(
         "this CPU lacks AVX2, FMA or F16C (x86-64-v3), which moe-serve's kernels need");
   }
-  if ((shape.compute != DType::kI8 && shape.compute != DType::kI4) ||
-      shape.dst != DType::kF32) {
+  if ((shape.compute != DType::kI8 && shape.compute != DType::kI4) || shape.dst != DType::kF32) {
     return absl::InvalidArgumentError("quantized matmul: compute must be int8 or int4, dst f32");
   }
   if (shape.k < 1 || shape.n < 1) {
@@ -61,16 +62,18 @@ absl::StatusOr<std::unique_ptr<QuantizedMatmul>> QuantizedMatmul::Create(
         absl::StrCat("matmul shape ", shape.Key(), " has an empty dimension"));
   }
   if (shape.k > kMaxK) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "quantized matmul: K = ", shape.k, " exceeds the kernels' limit of ", kMaxK));
+    return absl::InvalidArgumentError(
+        absl::StrCat("quantized matmul: K = ", shape.k, " exceeds the kernels' limit of ", kMaxK));
   }
   const bool vnni = tier >= CpuTier::kAvx512Bf16 && CpuSupportsTier(CpuTier::kAvx512Bf16);
   std::unique_ptr<QuantizedMatmul> m(new QuantizedMatmul(shape, vnni));
   m->padded_k_ = (shape.k + kGroup - 1) / kGroup * kGroup;
   m->groups_ = m->padded_k_ / kGroup;
   m->panels_ = (shape.n + kPanelCols - 1) / kPanelCols;
-  m->panel_bytes_ = m->groups_ * qk::GroupBytes(m->int4_ ? WeightFormat::kInt4 : WeightFormat::kInt8);
-  m->packed_ = static_cast<uint8_t*>(m->weights_.Reserve(static_cast<size_t>(m->panels_ * m->panel_bytes_)));
+  m->panel_bytes_ =
+      m->groups_ * qk::GroupBytes(m->int4_ ? WeightFormat::kInt4 : WeightFormat::kInt8);
+  m->packed_ =
+      static_cast<uint8_t*>(m->weights_.Reserve(static_cast<size_t>(m->panels_ * m->panel_bytes_)));
   if (!m->int4_) m->col_scale_.assign(static_cast<size_t>(m->panels_ * kPanelCols), 0.0f);
   std::vector<int64_t> bad_column(static_cast<size_t>(m->panels_), -1);
 #pragma omp parallel for schedule(dynamic, 1)
@@ -146,9 +149,7 @@ int64_t QuantizedMatmul::PackPanel(int64_t p, const Tensor& top, const Tensor* b
   return -1;
 }
 
-const uint8_t* QuantizedMatmul::PanelData(int64_t p) const {
-  return packed_ + p * panel_bytes_;
-}
+const uint8_t* QuantizedMatmul::PanelData(int64_t p) const { return packed_ + p * panel_bytes_; }
 
 int8_t QuantizedMatmul::quantized_weight(int64_t n, int64_t k) const {
   const uint8_t* base = PanelData(n / kPanelCols);
@@ -165,10 +166,10 @@ int8_t QuantizedMatmul::quantized_weight(int64_t n, int64_t k) const {
 float QuantizedMatmul::weight_scale(int64_t n, int64_t k) const {
   if (!int4_) return col_scale_[static_cast<size_t>(n)];
   uint16_t d16;
-  std::memcpy(&d16,
-              PanelData(n / kPanelCols) + (k / kGroup) * qk::kInt4GroupBytes + 256 +
-                  2 * (n % kPanelCols),
-              2);
+  std::memcpy(
+      &d16,
+      PanelData(n / kPanelCols) + (k / kGroup) * qk::kInt4GroupBytes + 256 + 2 * (n % kPanelCols),
+      2);
   return Bf16ToFloat(d16);
 }
 
@@ -177,10 +178,10 @@ size_t QuantizedMatmul::weight_bytes() const {
 }
 
 std::string QuantizedMatmul::impl() const {
-  return absl::StrCat("own:", int4_ ? "int4 " : "int8 ", vnni_ ? "avx512 vnni" : "avx2",
-                      int4_ ? " (weights per 32-input group with bf16 scales"
-                            : " (per-channel weights",
-                      ", activations per ", kGroup, "-input group)");
+  return absl::StrCat(
+      "own:", int4_ ? "int4 " : "int8 ", vnni_ ? "avx512 vnni" : "avx2",
+      int4_ ? " (weights per 32-input group with bf16 scales" : " (per-channel weights",
+      ", activations per ", kGroup, "-input group)");
 }
 
 void QuantizedMatmul::RunTiles(const Pass& pass, int64_t p0, int panels, int64_t b0,
@@ -224,8 +225,7 @@ void QuantizedMatmul::Finish(const Pass& pass, int64_t r0, int64_t p0, int panel
   const int64_t padded_n = panels_ * kPanelCols;
   const int64_t c0 = p0 * kPanelCols, c_end = (p0 + panels) * kPanelCols;
   if (!int4_) {
-    qk::ScaleColumnsAvx2(pass.acc + rs * padded_n, padded_n, re - rs, c0, c_end,
-                         col_scale_.data());
+    qk::ScaleColumnsAvx2(pass.acc + rs * padded_n, padded_n, re - rs, c0, c_end, col_scale_.data());
   }
   panel::EpilogueArgs e;
   e.acc = pass.acc + rs * padded_n;

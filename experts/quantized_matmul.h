@@ -70,8 +70,7 @@ class QuantizedMatmul {
   static absl::StatusOr<std::unique_ptr<QuantizedMatmul>> Create(const MatmulShape& shape,
                                                                  const Tensor& top,
                                                                  const Tensor* bottom,
-                                                                 const Tensor& bias,
-                                                                 CpuTier tier);
+                                                                 const Tensor& bias, CpuTier tier);
 
   // src: [rows, K] f32; dst: [rows, N] f32; multiplier: [rows, N] f32 for
   // kMultiply, else null. dst must not overlap src or multiplier. rows >= 0.
@@ -125,8 +124,8 @@ class QuantizedMatmul {
   int64_t groups_ = 0;    // padded_k_ / 32
   int64_t panels_ = 0;    // ceil(N / 16)
   int64_t panel_bytes_ = 0;
-  AlignedBuffer weights_;  // panels_ × panel_bytes_ (quantized_kernels.h)
-  uint8_t* packed_ = nullptr;  // weights_'s bytes
+  AlignedBuffer weights_;         // panels_ × panel_bytes_ (quantized_kernels.h)
+  uint8_t* packed_ = nullptr;     // weights_'s bytes
   std::vector<float> col_scale_;  // int8: panels_ × 16, zero past N
   std::vector<float> bias_;       // panels_ × 16, zero past N; empty without bias
 };

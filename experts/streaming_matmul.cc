@@ -1,10 +1,10 @@
 #include "experts/streaming_matmul.h"
 
-#include "common/x86_intrinsics.h"
-#include "common/cpu_tier.h"
-
 #include <algorithm>
 #include <cstring>
+
+#include "common/cpu_tier.h"
+#include "common/x86_intrinsics.h"
 
 namespace moe {
 namespace {
@@ -241,8 +241,8 @@ MOE_AVX512_F32 void F32Chunk(const float* blk, int64_t kblock_stride, const floa
     for (int64_t k0 = c0; k0 < c1; k0 += 16) {
       const float* kb = blk + (k0 / 16) * kblock_stride;
       PrefetchLine(kb, kPageAheadBlocks * bytes);
-      F32Block<M>(kb, std::min<int64_t>(16, c1 - k0), x, k_padded, k0,
-                  M >= kRowPrefetchMinRows, kRowAheadBlocks * bytes, acc);
+      F32Block<M>(kb, std::min<int64_t>(16, c1 - k0), x, k_padded, k0, M >= kRowPrefetchMinRows,
+                  kRowAheadBlocks * bytes, acc);
     }
     StoreAcc<M>(acc, c0 == 0, total);
   } else {
@@ -291,16 +291,15 @@ MOE_AVX512_F32 void FinishBlock(float (*total)[kN], int64_t cols, int64_t col, i
   const __mmask16 full = 0xFFFF;
   for (int m = 0; m < M; ++m) {
     for (int64_t j = 0; j < cols; j += 16) {
-      const __mmask16 mask =
-          cols - j >= 16 ? full : static_cast<__mmask16>((1u << (cols - j)) - 1);
+      const __mmask16 mask = cols - j >= 16 ? full : static_cast<__mmask16>((1u << (cols - j)) - 1);
       __m512 v = _mm512_load_ps(total[m] + j);
       if (e.bias != nullptr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, e.bias + col + j));
       if (e.multiplier != nullptr) {
         const int64_t at = m * n + col + j;
         __m512 f;
         if (compute == DType::kBF16) {
-          const __m512i h = _mm512_maskz_loadu_epi16(
-              mask, static_cast<const uint16_t*>(e.multiplier) + at);
+          const __m512i h =
+              _mm512_maskz_loadu_epi16(mask, static_cast<const uint16_t*>(e.multiplier) + at);
           f = _mm512_castsi512_ps(
               _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(h)), 16));
         } else {
@@ -323,10 +322,9 @@ MOE_AVX512_F32 void FinishBlock(float (*total)[kN], int64_t cols, int64_t col, i
 // Column blocks [b0, b1) for M rows, spread over the OpenMP team: each
 // block's chunks summed into a tile, then the epilogue writes the tile out.
 template <int M, typename T, typename ChunkFn>
-void Blocks(ChunkFn chunk, const T* w, const T* x, int64_t k_padded, int64_t k_end,
-            int64_t k_chunk, int64_t kblock_stride, int64_t nblock_stride, int64_t b0,
-            int64_t b1, int64_t n, const StreamingMatmul::Epilogue& epilogue, DType compute,
-            float* acc_out) {
+void Blocks(ChunkFn chunk, const T* w, const T* x, int64_t k_padded, int64_t k_end, int64_t k_chunk,
+            int64_t kblock_stride, int64_t nblock_stride, int64_t b0, int64_t b1, int64_t n,
+            const StreamingMatmul::Epilogue& epilogue, DType compute, float* acc_out) {
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma omp parallel for schedule(static)
 #endif
@@ -342,15 +340,15 @@ void Blocks(ChunkFn chunk, const T* w, const T* x, int64_t k_padded, int64_t k_e
 
 template <int M>
 void RunRows(DType compute, const void* w, const void* x, int64_t k, int64_t k_padded,
-             int64_t k_chunk, int64_t kblock_stride, int64_t nblock_stride, int64_t b0,
-             int64_t b1, int64_t n, const StreamingMatmul::Epilogue& epilogue, float* acc) {
+             int64_t k_chunk, int64_t kblock_stride, int64_t nblock_stride, int64_t b0, int64_t b1,
+             int64_t n, const StreamingMatmul::Epilogue& epilogue, float* acc) {
   if (compute == DType::kBF16) {
     Blocks<M>(Bf16Chunk<M>, static_cast<const uint16_t*>(w), static_cast<const uint16_t*>(x),
-              k_padded, (k + 1) / 2 * 2, k_chunk, kblock_stride, nblock_stride, b0, b1, n,
-              epilogue, compute, acc);
+              k_padded, (k + 1) / 2 * 2, k_chunk, kblock_stride, nblock_stride, b0, b1, n, epilogue,
+              compute, acc);
   } else {
-    Blocks<M>(F32Chunk<M>, static_cast<const float*>(w), static_cast<const float*>(x), k_padded,
-              k, k_chunk, kblock_stride, nblock_stride, b0, b1, n, epilogue, compute, acc);
+    Blocks<M>(F32Chunk<M>, static_cast<const float*>(w), static_cast<const float*>(x), k_padded, k,
+              k_chunk, kblock_stride, nblock_stride, b0, b1, n, epilogue, compute, acc);
   }
 }
 
@@ -407,19 +405,19 @@ size_t StreamingMatmul::XPadBytes(int64_t rows) const {
   return static_cast<size_t>(rows * k_padded_) * DTypeSize(compute_);
 }
 
-void StreamingMatmul::RunBlocks(const void* weights, const void* x, int64_t rows,
-                                int64_t k_chunk, int64_t block_begin, int64_t block_end,
-                                const Epilogue& epilogue, void* x_pad, float* acc) const {
+void StreamingMatmul::RunBlocks(const void* weights, const void* x, int64_t rows, int64_t k_chunk,
+                                int64_t block_begin, int64_t block_end, const Epilogue& epilogue,
+                                void* x_pad, float* acc) const {
   const size_t elem = DTypeSize(compute_);
   PadRows(x, rows, k_, k_padded_, elem, x_pad);
   using RunFn = void (*)(DType, const void*, const void*, int64_t, int64_t, int64_t, int64_t,
                          int64_t, int64_t, int64_t, int64_t, const Epilogue&, float*);
-  static constexpr RunFn kRun[kMaxRows] = {
-      RunRows<1>, RunRows<2>, RunRows<3>, RunRows<4>,  RunRows<5>,  RunRows<6>,
-      RunRows<7>, RunRows<8>, RunRows<9>, RunRows<10>, RunRows<11>, RunRows<12>};
+  static constexpr RunFn kRun[kMaxRows] = {RunRows<1>, RunRows<2>,  RunRows<3>,  RunRows<4>,
+                                           RunRows<5>, RunRows<6>,  RunRows<7>,  RunRows<8>,
+                                           RunRows<9>, RunRows<10>, RunRows<11>, RunRows<12>};
   static_assert(kMaxRows == 12, "kRun lists one kernel per row count 1..kMaxRows");
-  kRun[rows - 1](compute_, weights, x_pad, k_, k_padded_, k_chunk, kblock_stride_,
-                 nblock_stride_, block_begin, block_end, n_, epilogue, acc);
+  kRun[rows - 1](compute_, weights, x_pad, k_, k_padded_, k_chunk, kblock_stride_, nblock_stride_,
+                 block_begin, block_end, n_, epilogue, acc);
 }
 
 }  // namespace moe

@@ -25,9 +25,8 @@
 #define MOE_EXPERTS_STREAMING_MATMUL_H_
 
 #include <cstdint>
-#include <optional>
-
 #include <oneapi/dnnl/dnnl.hpp>
+#include <optional>
 
 #include "common/dtype.h"
 
@@ -47,8 +46,8 @@ class StreamingMatmul {
   // The kernel for weights packed as `packed` (a [k, n] matrix of the
   // compute dtype), or nullopt if the layout is not one it reads or the
   // active CPU tier is below avx512 (avx512_bf16 for bf16).
-  static std::optional<StreamingMatmul> ForLayout(const dnnl::memory::desc& packed,
-                                                  DType compute, int64_t k, int64_t n);
+  static std::optional<StreamingMatmul> ForLayout(const dnnl::memory::desc& packed, DType compute,
+                                                  int64_t k, int64_t n);
 
   // Applied to each column block's finished sums by the thread that
   // computed them, in this order: + bias[n]; × multiplier (a [rows, n]
@@ -80,7 +79,7 @@ class StreamingMatmul {
   void ConvertToBf16(const float* src, int64_t n, uint16_t* dst) const;
 
   size_t XPadBytes(int64_t rows) const;
-  int64_t k_block() const { return k_block_; }        // K rows per packed block
+  int64_t k_block() const { return k_block_; }  // K rows per packed block
   int64_t k_padded() const { return k_padded_; }
   int64_t num_blocks() const { return (n_ + kNBlock - 1) / kNBlock; }
   DType compute() const { return compute_; }
@@ -91,10 +90,10 @@ class StreamingMatmul {
 
   DType compute_ = DType::kF32;
   int64_t k_ = 0, n_ = 0;
-  int64_t k_block_ = 0;       // 16 (f32) or 32 (bf16: 16 pairs)
-  int64_t k_padded_ = 0;      // K rounded up to k_block_
-  int64_t kblock_stride_ = 0; // elements between consecutive K blocks
-  int64_t nblock_stride_ = 0; // elements between consecutive column blocks
+  int64_t k_block_ = 0;        // 16 (f32) or 32 (bf16: 16 pairs)
+  int64_t k_padded_ = 0;       // K rounded up to k_block_
+  int64_t kblock_stride_ = 0;  // elements between consecutive K blocks
+  int64_t nblock_stride_ = 0;  // elements between consecutive column blocks
 };
 
 }  // namespace moe

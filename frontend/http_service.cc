@@ -3,21 +3,20 @@
 #include <httplib.h>
 
 #include <future>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <tuple>
 #include <utility>
 
-#include <nlohmann/json.hpp>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "serving/http_listener.h"
+#include "batching/serving_core.h"
 #include "frontend/model_descriptors.h"
 #include "frontend/proto_json.h"
 #include "frontend/request_codec.h"
 #include "frontend/rest_codec.h"
-#include "batching/serving_core.h"
+#include "serving/http_listener.h"
 
 namespace moe {
 namespace {
@@ -78,9 +77,9 @@ absl::StatusOr<std::unique_ptr<HttpService>> HttpService::Start(const std::strin
         tls.client_ca_file.empty() ? nullptr : tls.client_ca_file.c_str());
     if (!ssl->is_valid()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "cannot serve REST over TLS with --tls_cert=", tls.cert_file, " --tls_key=",
-          tls.key_file, tls.client_ca_file.empty() ? "" : " --tls_client_ca=",
-          tls.client_ca_file, " (unreadable file or key not matching the certificate)"));
+          "cannot serve REST over TLS with --tls_cert=", tls.cert_file, " --tls_key=", tls.key_file,
+          tls.client_ca_file.empty() ? "" : " --tls_client_ca=", tls.client_ca_file,
+          " (unreadable file or key not matching the certificate)"));
     }
     s->server_ = std::move(ssl);
   } else {
@@ -129,8 +128,7 @@ void HandleModelMetadata(ServingCore* core, const httplib::Request& req, httplib
   SendJson(res, 200, ProtoToJson(m));
 }
 
-void HandleRepositoryIndex(ServingCore* core, const httplib::Request& req,
-                           httplib::Response& res) {
+void HandleRepositoryIndex(ServingCore* core, const httplib::Request& req, httplib::Response& res) {
   bool ready_only = false;
   if (!req.body.empty()) {
     json doc = json::parse(req.body, nullptr, false);
@@ -214,7 +212,8 @@ void HandleInfer(ServingCore* core, const httplib::Request& req, httplib::Respon
 // Unmatched paths and methods: the spec's error body.
 void HandleError(const httplib::Request& req, httplib::Response& res) {
   if (!res.body.empty()) return;
-  const std::string what = res.status == 404   ? absl::StrCat("no endpoint ", req.method, " ", req.path)
+  const std::string what = res.status == 404
+                               ? absl::StrCat("no endpoint ", req.method, " ", req.path)
                            : res.status == 413 ? "request body too large"
                                                : absl::StrCat("HTTP ", res.status);
   res.set_content(json{{"error", what}}.dump(-1, ' ', false, json::error_handler_t::replace),
@@ -227,12 +226,12 @@ void HttpService::Route() {
   httplib::Server& http = *server_;
   ServingCore* core = core_;
   // A handler of `core`.
-  auto with_core = [core](void (*handler)(ServingCore*, const httplib::Request&,
-                                          httplib::Response&)) {
-    return [core, handler](const httplib::Request& req, httplib::Response& res) {
-      handler(core, req, res);
-    };
-  };
+  auto with_core =
+      [core](void (*handler)(ServingCore*, const httplib::Request&, httplib::Response&)) {
+        return [core, handler](const httplib::Request& req, httplib::Response& res) {
+          handler(core, req, res);
+        };
+      };
   http.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) {
     SendJson(res, 200, json{{"live", true}});
   });

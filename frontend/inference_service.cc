@@ -9,9 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "frontend/model_descriptors.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/proto_buffer_reader.h"
-#include "frontend/model_descriptors.h"
 
 namespace moe {
 namespace {
@@ -109,8 +109,8 @@ class InferReactor final : public grpc::ServerUnaryReactor {
   void FinishWith(const absl::Status& st, int64_t tokens_in,
                   absl::Duration queue = absl::ZeroDuration()) {
     if (!st.ok()) {
-      core_->held_answers().HoldOrRun(
-          [this, st, tokens_in, queue] { Send(st, tokens_in, queue); }, deadline_);
+      core_->held_answers().HoldOrRun([this, st, tokens_in, queue] { Send(st, tokens_in, queue); },
+                                      deadline_);
       return;
     }
     Send(st, tokens_in, queue);
@@ -119,8 +119,8 @@ class InferReactor final : public grpc::ServerUnaryReactor {
     if (model_ == nullptr) {
       core_->RecordUnrouted(st);
     } else {
-      model_->metrics().RecordRequest(st, tokens_in, st.ok() ? tokens_in : 0,
-                                      absl::Now() - start_, queue);
+      model_->metrics().RecordRequest(st, tokens_in, st.ok() ? tokens_in : 0, absl::Now() - start_,
+                                      queue);
     }
     Finish(ToGrpcStatus(st));
   }
@@ -495,8 +495,8 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerConte
   return new InferReactor(core_, ctx, req, resp);
 }
 
-grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*
-InferenceService::ModelStreamInfer(grpc::CallbackServerContext* ctx) {
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* InferenceService::ModelStreamInfer(
+    grpc::CallbackServerContext* ctx) {
   return new StreamReactor(core_, streams_.get(), ctx);
 }
 
@@ -520,9 +520,10 @@ grpc::ServerUnaryReactor* InferenceService::RepositoryIndex(
     grpc::CallbackServerContext* ctx, const inference::RepositoryIndexRequest* req,
     inference::RepositoryIndexResponse* resp) {
   if (!req->repository_name().empty() && req->repository_name() != kRepositoryName) {
-    return FinishNow(core_, ctx, ToGrpcStatus(absl::NotFoundError(
-                              absl::StrCat("unknown repository '", req->repository_name(),
-                                           "' (this server has '", kRepositoryName, "')"))));
+    return FinishNow(core_, ctx,
+                     ToGrpcStatus(absl::NotFoundError(
+                         absl::StrCat("unknown repository '", req->repository_name(),
+                                      "' (this server has '", kRepositoryName, "')"))));
   }
   FillRepositoryIndex(*core_, req->ready(), resp);
   return FinishNow(core_, ctx, grpc::Status::OK);

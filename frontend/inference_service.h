@@ -13,8 +13,8 @@
 #include <memory>
 #include <string>
 
-#include "proto/grpc_service.grpc.pb.h"
 #include "batching/serving_core.h"
+#include "proto/grpc_service.grpc.pb.h"
 
 namespace moe {
 

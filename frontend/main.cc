@@ -18,17 +18,18 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "batching/serving_core.h"
 #include "common/compute_thread.h"
 #include "experts/dnnl_engine.h"
+#include "experts/packed_matmul.h"
+#include "frontend/moe_server.h"
 #include "model/expert_ranges.h"
 #include "model/moe_layer.h"
 #include "model/presets.h"
-#include "frontend/moe_server.h"
 #include "serving/model_source.h"
 #include "serving/process_setup.h"
-#include "workers/remote_expert_backend.h"
-#include "batching/serving_core.h"
 #include "spdlog/spdlog.h"
+#include "workers/remote_expert_backend.h"
 
 ABSL_FLAG(std::string, model_name, "moe", "Model name clients use in requests.");
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
@@ -94,8 +95,8 @@ absl::StatusOr<BuiltLayer> BuildLayer(moe::DType compute, int layer_index,
   const std::string workers = absl::GetFlag(FLAGS_expert_workers);
   absl::StatusOr<std::vector<moe::ShardSpec>> shards;
   if (!workers.empty()) {
-    const bool named_here = std::find(worker_layers.begin(), worker_layers.end(),
-                                      layer_index) != worker_layers.end();
+    const bool named_here =
+        std::find(worker_layers.begin(), worker_layers.end(), layer_index) != worker_layers.end();
     if (weights->spec.dense) {
       // A shard for every layer skips a dense one; one naming it is wrong.
       if (named_here || !moe::SeveralLayersRequested()) {
@@ -242,15 +243,15 @@ moe::ServerOptions ServerOptionsFromFlags(
 // The "listening" and "ready" lines operators and the tests read.
 void LogReady(const moe::MoeServer& server, const moe::ServerOptions& options) {
   const std::string scheme = options.tls.cert_file.empty() ? "http" : "https";
-  spdlog::info("listening: gRPC {}:{}{}, REST {}, metrics {}", options.listen_host,
-               server.grpc_port(), options.tls.cert_file.empty() ? "" : " (TLS)",
-               server.http_port() > 0
-                   ? absl::StrCat(scheme, "://", options.listen_host, ":", server.http_port(),
-                                  "/v2")
-                   : std::string("disabled"),
-               server.metrics_port() > 0 ? absl::StrCat("http://", options.listen_host, ":",
-                                                        server.metrics_port(), "/metrics")
-                                         : std::string("disabled"));
+  spdlog::info(
+      "listening: gRPC {}:{}{}, REST {}, metrics {}", options.listen_host, server.grpc_port(),
+      options.tls.cert_file.empty() ? "" : " (TLS)",
+      server.http_port() > 0
+          ? absl::StrCat(scheme, "://", options.listen_host, ":", server.http_port(), "/v2")
+          : std::string("disabled"),
+      server.metrics_port() > 0
+          ? absl::StrCat("http://", options.listen_host, ":", server.metrics_port(), "/metrics")
+          : std::string("disabled"));
   spdlog::info(
       "ready: batching up to {} tokens per call, {} us queue delay ({}), {} tokens "
       "queued; CPU tier {}; {}; {}",
@@ -305,8 +306,9 @@ int main(int argc, char** argv) {
   const moe::ServerOptions options = ServerOptionsFromFlags(built->remotes);
   auto server = moe::MoeServer::Start(std::move(built->layers), built->names, options);
   if (!server.ok()) return Fail(absl::StrCat("cannot start: ", server.status().message()));
-  spdlog::info("serving {} from {} (loaded in {:.1f} s)", (*server)->core().ServedModelsDescription(),
-               built->source, absl::ToDoubleSeconds(absl::Now() - load_start));
+  spdlog::info("serving {} from {} (loaded in {:.1f} s)",
+               (*server)->core().ServedModelsDescription(), built->source,
+               absl::ToDoubleSeconds(absl::Now() - load_start));
   LogReady(**server, options);
 
   int sig = 0;

@@ -4,10 +4,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "batching/serving_core.h"
 #include "common/command_line.h"
 #include "common/cpu_tier.h"
 #include "common/dtype.h"
-#include "batching/serving_core.h"
 
 namespace moe {
 
@@ -19,8 +19,8 @@ void FillServerMetadata(inference::ServerMetadataResponse* out) {
 
 absl::Status CheckModel(const ModelIo& io, const std::string& name, const std::string& version) {
   if (name != io.model_name) {
-    return absl::NotFoundError(absl::StrCat("unknown model '", name, "': this server serves '",
-                                            io.model_name, "'"));
+    return absl::NotFoundError(
+        absl::StrCat("unknown model '", name, "': this server serves '", io.model_name, "'"));
   }
   if (!version.empty() && version != kModelVersion) {
     return absl::NotFoundError(absl::StrCat("model '", name, "' has no version '", version,

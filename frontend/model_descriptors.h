@@ -11,8 +11,8 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "proto/grpc_service.pb.h"
 #include "frontend/request_codec.h"
+#include "proto/grpc_service.pb.h"
 
 namespace moe {
 
@@ -22,8 +22,8 @@ class ServedModel;
 inline constexpr char kServerName[] = "moe-serve";
 // The protocol extensions both front ends (gRPC and REST) implement.
 inline constexpr const char* kServerExtensions[] = {"statistics", "model_stream_infer",
-                                                     "model_configuration",
-                                                     "model_repository", "binary_tensor_data"};
+                                                    "model_configuration", "model_repository",
+                                                    "binary_tensor_data"};
 // The one model repository's name in RepositoryIndex.
 inline constexpr char kRepositoryName[] = "moe-serve";
 inline constexpr char kPlatform[] = "moe-serve_onednn";

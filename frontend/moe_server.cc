@@ -1,5 +1,8 @@
 #include "frontend/moe_server.h"
 
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -12,16 +15,12 @@
 #include <thread>
 #include <vector>
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
-
 #include "absl/strings/str_cat.h"
-#include "common/status_macros.h"
-#include "frontend/inference_service.h"
-#include "frontend/http_service.h"
-#include "serving/metrics_http_server.h"
 #include "batching/serving_core.h"
+#include "common/status_macros.h"
+#include "frontend/http_service.h"
+#include "frontend/inference_service.h"
+#include "serving/metrics_http_server.h"
 
 namespace moe {
 namespace {
@@ -30,7 +29,8 @@ absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat(what, " file '", path, "' cannot be read"));
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (text.empty()) return absl::InvalidArgumentError(absl::StrCat(what, " file '", path, "' is empty"));
+  if (text.empty())
+    return absl::InvalidArgumentError(absl::StrCat(what, " file '", path, "' is empty"));
   return text;
 }
 
@@ -113,7 +113,7 @@ bool WaitUntilRefused(const std::string& host, int port, absl::Duration timeout)
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MoeServer>> MoeServer::Start(std::unique_ptr<MoeLayer> layer,
-                                                             const ServerOptions& options) {
+                                                            const ServerOptions& options) {
   std::vector<std::unique_ptr<MoeLayer>> layers;
   layers.push_back(std::move(layer));
   return Start(std::move(layers), {options.io.model_name}, options);
@@ -214,22 +214,22 @@ absl::Status MoeServer::StartGrpc(const std::shared_ptr<grpc::ServerCredentials>
 
 absl::Status MoeServer::StartRestAndMetrics() {
   if (options_.http_port >= 0) {
-    MOE_ASSIGN_OR_RETURN(http_service_,
-                         HttpService::Start(options_.listen_host, options_.http_port, options_.tls,
-                                            static_cast<size_t>(options_.max_message_bytes),
-                                            core_.get()));
+    MOE_ASSIGN_OR_RETURN(
+        http_service_,
+        HttpService::Start(options_.listen_host, options_.http_port, options_.tls,
+                           static_cast<size_t>(options_.max_message_bytes), core_.get()));
     http_port_ = http_service_->port();
   }
   if (options_.metrics_port >= 0) {
     ServingCore* core = core_.get();
     auto extra = options_.extra_metrics;
-    MOE_ASSIGN_OR_RETURN(metrics_server_,
-                         MetricsHttpServer::Start(options_.listen_host, options_.metrics_port,
-                                                  [core, extra] {
-                                                    std::string text = core->RenderMetrics();
-                                                    if (extra) text += extra();
-                                                    return text;
-                                                  }));
+    MOE_ASSIGN_OR_RETURN(
+        metrics_server_,
+        MetricsHttpServer::Start(options_.listen_host, options_.metrics_port, [core, extra] {
+          std::string text = core->RenderMetrics();
+          if (extra) text += extra();
+          return text;
+        }));
     metrics_port_ = metrics_server_->port();
   }
   return absl::OkStatus();
@@ -306,8 +306,8 @@ int64_t MoeServer::Shutdown(absl::Duration drain_timeout) {
     });
     // With nothing held (every client is away, backing off, say) there is
     // nothing to wait for: close the connections after 100 ms.
-    const auto linger = held.held() > 0 ? std::chrono::milliseconds(500)
-                                        : std::chrono::milliseconds(100);
+    const auto linger =
+        held.held() > 0 ? std::chrono::milliseconds(500) : std::chrono::milliseconds(100);
     grpc_server_->Shutdown(std::chrono::system_clock::now() + linger);
     releaser.join();
     grpc_server_->Wait();

@@ -16,15 +16,15 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "model/moe_layer.h"
 #include "batching/batch_queue.h"
 #include "frontend/request_codec.h"
 #include "frontend/tls_options.h"
+#include "model/moe_layer.h"
 
 namespace grpc {
 class Server;
 class ServerCredentials;
-}
+}  // namespace grpc
 
 namespace moe {
 

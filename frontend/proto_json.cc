@@ -84,7 +84,8 @@ nlohmann::json MessageJson(const Message& m) {
       nlohmann::json arr = nlohmann::json::array();
       for (int j = 0; j < r->FieldSize(m, f); ++j) arr.push_back(FieldValue(m, f, j));
       out[f->name()] = std::move(arr);
-    } else if (f->containing_oneof() != nullptr || f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+    } else if (f->containing_oneof() != nullptr ||
+               f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
       if (r->HasField(m, f)) out[f->name()] = FieldValue(m, f, -1);
     } else {
       out[f->name()] = FieldValue(m, f, -1);

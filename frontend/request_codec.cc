@@ -1,9 +1,8 @@
 #include "frontend/request_codec.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
-
-#include <algorithm>
 #include <type_traits>
 
 #include "absl/strings/str_cat.h"
@@ -11,8 +10,8 @@
 #include "common/dtype.h"
 #include "common/status_macros.h"
 #include "common/vector_kernels.h"
-#include "router/given_routing.h"
 #include "frontend/model_descriptors.h"
+#include "router/given_routing.h"
 
 namespace moe {
 namespace {
@@ -36,8 +35,7 @@ absl::Status DecodeTokens(const inference::ModelInferRequest& req, int index, co
   } else if (in.datatype() == "BF16") {
     out->dtype = WireDType::kBf16;
   } else {
-    return Invalid(absl::StrCat(at, ".datatype: expected FP32 or BF16, got '", in.datatype(),
-                                "'"));
+    return Invalid(absl::StrCat(at, ".datatype: expected FP32 or BF16, got '", in.datatype(), "'"));
   }
   if (in.shape_size() != 2) {
     return Invalid(absl::StrCat(at, ".shape: expected rank 2 [T, ", io.d_model, "], got rank ",
@@ -45,26 +43,27 @@ absl::Status DecodeTokens(const inference::ModelInferRequest& req, int index, co
   }
   const int64_t t = in.shape(0);
   if (in.shape(1) != io.d_model) {
-    return Invalid(absl::StrCat(at, ".shape[1] (d_model): expected ", io.d_model, ", got ",
-                                in.shape(1)));
+    return Invalid(
+        absl::StrCat(at, ".shape[1] (d_model): expected ", io.d_model, ", got ", in.shape(1)));
   }
   if (t < 1 || t > io.max_request_tokens) {
-    return Invalid(absl::StrCat(at, ".shape[0] (tokens): expected 1..", io.max_request_tokens,
-                                ", got ", t));
+    return Invalid(
+        absl::StrCat(at, ".shape[0] (tokens): expected 1..", io.max_request_tokens, ", got ", t));
   }
   const int64_t count = t * io.d_model;
   const int64_t elem = out->dtype == WireDType::kFp32 ? 4 : 2;
   const std::string* raw = RawOf(req, index);
   if (raw != nullptr && in.has_contents()) {
-    return Invalid(absl::StrCat(at, ": data given both in raw_input_contents and in contents; "
-                                    "use one"));
+    return Invalid(absl::StrCat(at,
+                                ": data given both in raw_input_contents and in contents; "
+                                "use one"));
   }
   out->tokens.resize(static_cast<size_t>(count));
   if (raw != nullptr) {
     if (static_cast<int64_t>(raw->size()) != count * elem) {
       return Invalid(absl::StrCat("raw_input_contents[", index, "]: expected ", count * elem,
-                                  " bytes (", t, " x ", io.d_model, " ", in.datatype(),
-                                  "), got ", raw->size()));
+                                  " bytes (", t, " x ", io.d_model, " ", in.datatype(), "), got ",
+                                  raw->size()));
     }
     if (out->dtype == WireDType::kFp32) {
       std::memcpy(out->tokens.data(), raw->data(), raw->size());
@@ -73,8 +72,9 @@ absl::Status DecodeTokens(const inference::ModelInferRequest& req, int index, co
     }
   } else if (in.has_contents()) {
     if (out->dtype != WireDType::kFp32) {
-      return Invalid(absl::StrCat(at, ".contents: BF16 data has no typed field; send it in "
-                                      "raw_input_contents"));
+      return Invalid(absl::StrCat(at,
+                                  ".contents: BF16 data has no typed field; send it in "
+                                  "raw_input_contents"));
     }
     const auto& c = in.contents();
     if (c.bool_contents_size() + c.int_contents_size() + c.int64_contents_size() +
@@ -84,12 +84,13 @@ absl::Status DecodeTokens(const inference::ModelInferRequest& req, int index, co
       return Invalid(absl::StrCat(at, ".contents: only fp32_contents may be set for FP32 data"));
     }
     if (c.fp32_contents_size() != count) {
-      return Invalid(absl::StrCat(at, ".contents.fp32_contents: expected ", count, " values (",
-                                  t, " x ", io.d_model, "), got ", c.fp32_contents_size()));
+      return Invalid(absl::StrCat(at, ".contents.fp32_contents: expected ", count, " values (", t,
+                                  " x ", io.d_model, "), got ", c.fp32_contents_size()));
     }
     std::memcpy(out->tokens.data(), c.fp32_contents().data(), static_cast<size_t>(count) * 4);
   } else {
-    return Invalid(absl::StrCat(at, ": no data (set raw_input_contents or contents.fp32_contents)"));
+    return Invalid(
+        absl::StrCat(at, ": no data (set raw_input_contents or contents.fp32_contents)"));
   }
   if (!io.allow_non_finite) {
     for (int64_t i = 0; i < count; ++i) {
@@ -114,8 +115,8 @@ absl::Status DecodeRoutingInput(const inference::ModelInferRequest& req, int ind
   const auto& in = req.inputs(index);
   const std::string at = absl::StrCat("inputs[", index, "] (", in.name(), ")");
   if (in.datatype() != datatype) {
-    return Invalid(absl::StrCat(at, ".datatype: expected ", datatype, ", got '", in.datatype(),
-                                "'"));
+    return Invalid(
+        absl::StrCat(at, ".datatype: expected ", datatype, ", got '", in.datatype(), "'"));
   }
   if (in.shape_size() != 2 || in.shape(0) != tokens || in.shape(1) != k) {
     return Invalid(absl::StrCat(at, ".shape: expected [", tokens, ", ", k,
@@ -126,14 +127,15 @@ absl::Status DecodeRoutingInput(const inference::ModelInferRequest& req, int ind
   values->resize(count);
   const std::string* raw = RawOf(req, index);
   if (raw != nullptr && in.has_contents()) {
-    return Invalid(absl::StrCat(at, ": data given both in raw_input_contents and in contents; "
-                                    "use one"));
+    return Invalid(absl::StrCat(at,
+                                ": data given both in raw_input_contents and in contents; "
+                                "use one"));
   }
   if (raw != nullptr) {
     if (raw->size() != count * 4) {
       return Invalid(absl::StrCat("raw_input_contents[", index, "] (", in.name(), "): expected ",
-                                  count * 4, " bytes (", tokens, " x ", k, " ", datatype,
-                                  "), got ", raw->size()));
+                                  count * 4, " bytes (", tokens, " x ", k, " ", datatype, "), got ",
+                                  raw->size()));
     }
     std::memcpy(values->data(), raw->data(), raw->size());
     return absl::OkStatus();
@@ -149,10 +151,9 @@ absl::Status DecodeRoutingInput(const inference::ModelInferRequest& req, int ind
   }
   const int typed = std::is_same_v<T, int32_t> ? c.int_contents_size() : c.fp32_contents_size();
   if (static_cast<size_t>(typed) != count) {
-    return Invalid(absl::StrCat(at, ".contents.",
-                                std::is_same_v<T, int32_t> ? "int_contents" : "fp32_contents",
-                                ": expected ", count, " values (", tokens, " x ", k, "), got ",
-                                typed));
+    return Invalid(absl::StrCat(
+        at, ".contents.", std::is_same_v<T, int32_t> ? "int_contents" : "fp32_contents",
+        ": expected ", count, " values (", tokens, " x ", k, "), got ", typed));
   }
   if constexpr (std::is_same_v<T, int32_t>) {
     std::copy(c.int_contents().begin(), c.int_contents().end(), values->begin());
@@ -179,13 +180,12 @@ absl::StatusOr<InputPositions> FindInputs(const inference::ModelInferRequest& re
   InputPositions pos;
   for (int i = 0; i < n; ++i) {
     const std::string& name = req.inputs(i).name();
-    int* slot = name == kInputName         ? &pos.tokens
+    int* slot = name == kInputName           ? &pos.tokens
                 : name == kExpertIdsName     ? &pos.ids
                 : name == kExpertWeightsName ? &pos.weights
                                              : nullptr;
     if (n == 1 && slot != &pos.tokens) {
-      return Invalid(absl::StrCat("inputs[0].name: expected '", kInputName, "', got '", name,
-                                  "'"));
+      return Invalid(absl::StrCat("inputs[0].name: expected '", kInputName, "', got '", name, "'"));
     }
     if (slot == nullptr) {
       return Invalid(absl::StrCat("inputs[", i, "].name: expected '", kInputName, "', '",
@@ -207,7 +207,8 @@ absl::StatusOr<InputPositions> FindInputs(const inference::ModelInferRequest& re
   const int raw = req.raw_input_contents_size();
   if (raw > 0 && raw != n) {
     return Invalid(n == 1 ? absl::StrCat("raw_input_contents: expected at most 1 entry (one "
-                                         "per input), got ", raw)
+                                         "per input), got ",
+                                         raw)
                           : absl::StrCat("raw_input_contents: expected ", n,
                                          " entries (one per input, in order) or none, got ", raw));
   }
@@ -226,8 +227,8 @@ absl::StatusOr<DecodedRequest> DecodeInferRequest(const inference::ModelInferReq
   if (!pos.ok()) return pos.status();
   MOE_RETURN_IF_ERROR(DecodeTokens(req, pos->tokens, io, &out));
   if (pos->ids >= 0) {
-    MOE_RETURN_IF_ERROR(DecodeRoutingInput(req, pos->ids, "INT32", out.num_tokens, io.top_k,
-                                           &out.given_ids));
+    MOE_RETURN_IF_ERROR(
+        DecodeRoutingInput(req, pos->ids, "INT32", out.num_tokens, io.top_k, &out.given_ids));
     MOE_RETURN_IF_ERROR(DecodeRoutingInput(req, pos->weights, "FP32", out.num_tokens, io.top_k,
                                            &out.given_weights));
     MOE_RETURN_IF_ERROR(ValidateGivenRouting(out.given_ids.data(), out.given_weights.data(),

@@ -22,8 +22,8 @@
 #ifndef MOE_FRONTEND_REQUEST_CODEC_H_
 #define MOE_FRONTEND_REQUEST_CODEC_H_
 
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,9 +31,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "proto/grpc_service.pb.h"
 #include "batching/infer_task.h"
 #include "batching/model_io.h"
+#include "proto/grpc_service.pb.h"
 
 namespace moe {
 
@@ -41,7 +41,6 @@ inline constexpr char kInputName[] = "input";
 inline constexpr char kOutputName[] = "output";
 inline constexpr char kExpertIdsName[] = "expert_ids";
 inline constexpr char kExpertWeightsName[] = "expert_weights";
-
 
 enum class WireDType { kFp32, kBf16 };
 

@@ -4,15 +4,14 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "absl/strings/str_cat.h"
-#include "common/status_macros.h"
 #include "absl/strings/str_join.h"
 #include "common/dtype.h"
+#include "common/status_macros.h"
 #include "frontend/proto_json.h"
 
 namespace moe {
@@ -64,8 +63,8 @@ absl::Status Flatten(const json& data, const std::string& where, size_t depth, s
                      std::vector<double>* out) {
   if (data.is_array()) {
     if (depth >= max_depth) {
-      return Invalid(absl::StrCat(where, ": nested deeper than the shape's rank (", max_depth,
-                                  ")"));
+      return Invalid(
+          absl::StrCat(where, ": nested deeper than the shape's rank (", max_depth, ")"));
     }
     for (const json& e : data) {
       absl::Status st = Flatten(e, where, depth + 1, max_depth, out);
@@ -86,7 +85,8 @@ absl::StatusOr<size_t> JsonHeaderBytes(absl::string_view body,
                                        std::optional<int64_t> header_length) {
   if (!header_length.has_value()) return body.size();
   if (*header_length == 0) {
-    return Invalid(absl::StrCat(kHeaderLengthHeader, ": 0 (a request without a JSON header) "
+    return Invalid(absl::StrCat(kHeaderLengthHeader,
+                                ": 0 (a request without a JSON header) "
                                 "is not supported; send the JSON header first"));
   }
   if (*header_length < 0 || static_cast<size_t>(*header_length) > body.size()) {
@@ -147,16 +147,15 @@ absl::StatusOr<int64_t> ParseInputHeader(const json& in, const std::string& wher
 // The input's parameters into `t`; returns binary_data_size (taken out)
 // when given.
 absl::StatusOr<std::optional<uint64_t>> ParseInputParameters(
-    const json& in, const std::string& where,
-    inference::ModelInferRequest::InferInputTensor* t) {
+    const json& in, const std::string& where, inference::ModelInferRequest::InferInputTensor* t) {
   if (!in.contains("parameters")) return std::nullopt;
   MOE_RETURN_IF_ERROR(
       CopyParameters(in["parameters"], where + ".parameters", t->mutable_parameters()));
   auto it = t->parameters().find("binary_data_size");
   if (it == t->parameters().end()) return std::nullopt;
   if (!it->second.has_int64_param() || it->second.int64_param() < 0) {
-    return Invalid(absl::StrCat(where, ".parameters.binary_data_size: expected bytes, ",
-                                "an integer >= 0"));
+    return Invalid(
+        absl::StrCat(where, ".parameters.binary_data_size: expected bytes, ", "an integer >= 0"));
   }
   const auto size = static_cast<uint64_t>(it->second.int64_param());
   t->mutable_parameters()->erase("binary_data_size");
@@ -260,8 +259,8 @@ absl::Status ParseOutputs(const json& outputs, RestInferRequest* out) {
     }
     for (const char* unsupported : {"classification", "shared_memory_region"}) {
       if (t->parameters().count(unsupported) > 0) {
-        return Invalid(absl::StrCat(where, ".parameters.", unsupported,
-                                    ": not supported by this server"));
+        return Invalid(
+            absl::StrCat(where, ".parameters.", unsupported, ": not supported by this server"));
       }
     }
   }

@@ -29,8 +29,8 @@
 #define MOE_FRONTEND_REST_CODEC_H_
 
 #include <cstdint>
-#include <optional>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -44,8 +44,8 @@ inline constexpr char kHeaderLengthHeader[] = "Inference-Header-Content-Length";
 
 struct RestInferRequest {
   inference::ModelInferRequest request;
-  bool all_outputs_binary = false;              // "binary_data_output"
-  std::map<std::string, bool> output_binary;    // per output "binary_data" (overrides)
+  bool all_outputs_binary = false;            // "binary_data_output"
+  std::map<std::string, bool> output_binary;  // per output "binary_data" (overrides)
   bool Binary(const std::string& output) const {
     auto it = output_binary.find(output);
     return it != output_binary.end() ? it->second : all_outputs_binary;

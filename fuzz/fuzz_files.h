@@ -6,13 +6,13 @@
 #ifndef MOE_FUZZ_FUZZ_FILES_H_
 #define MOE_FUZZ_FUZZ_FILES_H_
 
+#include <unistd.h>
+
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
-
-#include <unistd.h>
 
 namespace moe::fuzz {
 

@@ -3,8 +3,8 @@
 // contents vs raw_input_contents, sizes, parameters, requested outputs).
 //
 // Contract under test: any input either fails to parse, is refused with
-// INVALID_ARGUMENT (or NOT_FOUND for an unknown model/version), or decodes to a request whose token buffer holds exactly
-// num_tokens * d_model finite floats with 1 <= num_tokens <= the limit and
+// INVALID_ARGUMENT (or NOT_FOUND for an unknown model/version), or decodes to a request whose token
+// buffer holds exactly num_tokens * d_model finite floats with 1 <= num_tokens <= the limit and
 // known outputs; nothing crashes or leaks. Violations abort.
 #include <cmath>
 #include <cstddef>
@@ -12,8 +12,8 @@
 #include <cstdlib>
 
 #include "absl/status/status.h"
-#include "proto/grpc_service.pb.h"
 #include "frontend/request_codec.h"
+#include "proto/grpc_service.pb.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   inference::ModelInferRequest request;
@@ -37,7 +37,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!std::isfinite(v)) std::abort();
   }
   for (const auto& name : decoded->outputs) {
-    if (name != moe::kOutputName && name != moe::kExpertIdsName && name != moe::kExpertWeightsName) {
+    if (name != moe::kOutputName && name != moe::kExpertIdsName &&
+        name != moe::kExpertWeightsName) {
       std::abort();
     }
   }

@@ -26,8 +26,7 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
       return absl::InvalidArgumentError(
           absl::StrCat(index_path.string(), ": invalid JSON: ", e.what()));
     }
-    if (!index.is_object() || !index.contains("weight_map") ||
-        !index["weight_map"].is_object()) {
+    if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
       return absl::InvalidArgumentError(
           absl::StrCat(index_path.string(), ": no \"weight_map\" object"));
     }
@@ -38,9 +37,9 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
       }
       const std::string shard = file.get<std::string>();
       if (shard.empty() || absl::StrContains(shard, "/") || shard == "." || shard == "..") {
-        return absl::InvalidArgumentError(absl::StrCat(
-            index_path.string(), ": weight_map entry for '", name,
-            "' names '", shard, "', not a file in the folder"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(index_path.string(), ": weight_map entry for '", name, "' names '", shard,
+                         "', not a file in the folder"));
       }
       auto it = ckpt->files_.find(shard);
       if (it == ckpt->files_.end()) {
@@ -49,9 +48,9 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
         it = ckpt->files_.emplace(shard, *std::move(opened)).first;
       }
       if (!it->second->Has(name)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            index_path.string(), ": tensor '", name, "' is mapped to ", shard,
-            ", which does not contain it"));
+        return absl::InvalidArgumentError(absl::StrCat(index_path.string(), ": tensor '", name,
+                                                       "' is mapped to ", shard,
+                                                       ", which does not contain it"));
       }
       ckpt->where_[name] = it->second.get();
     }
@@ -62,8 +61,8 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
     ckpt->files_.emplace("model.safetensors", *std::move(opened));
     for (const auto& [name, entry] : file->entries()) ckpt->where_[name] = file;
   } else {
-    return absl::NotFoundError(absl::StrCat(
-        dir, ": no model.safetensors or model.safetensors.index.json in the folder"));
+    return absl::NotFoundError(
+        absl::StrCat(dir, ": no model.safetensors or model.safetensors.index.json in the folder"));
   }
   return ckpt;
 }

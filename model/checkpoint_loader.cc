@@ -1,8 +1,8 @@
 #include "model/checkpoint_loader.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <algorithm>
 #include <iterator>
 #include <vector>
 
@@ -10,8 +10,8 @@
 #include "common/status_macros.h"
 #include "model/checkpoint.h"
 #include "model/fp8_weights.h"
-#include "model/mxfp4_weights.h"
 #include "model/hf_layout.h"
+#include "model/mxfp4_weights.h"
 
 namespace moe {
 namespace {
@@ -26,15 +26,16 @@ absl::StatusOr<Tensor> Fetch(const Checkpoint& ckpt, const std::string& name,
   MOE_ASSIGN_OR_RETURN(SafetensorsFile::Raw raw, ckpt.GetRaw(name));
   if (raw.entry->dtype == "F8_E4M3") {
     if (fp8_block == nullptr || fp8_block[0] == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          ckpt.FileOf(name), ": tensor '", name, "': F8_E4M3, but config.json has no "
-          "quantization_config with quant_method fp8 and weight_block_size"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(ckpt.FileOf(name), ": tensor '", name,
+                       "': F8_E4M3, but config.json has no "
+                       "quantization_config with quant_method fp8 and weight_block_size"));
     }
     const std::string scale_name = name + "_scale_inv";
     if (!ckpt.Has(scale_name)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          ckpt.FileOf(name), ": tensor '", name, "': F8_E4M3 with no '", scale_name,
-          "' beside it (its per-block scales)"));
+      return absl::InvalidArgumentError(absl::StrCat(ckpt.FileOf(name), ": tensor '", name,
+                                                     "': F8_E4M3 with no '", scale_name,
+                                                     "' beside it (its per-block scales)"));
     }
     MOE_ASSIGN_OR_RETURN(SafetensorsFile::Raw scale, ckpt.GetRaw(scale_name));
     MOE_ASSIGN_OR_RETURN(t, DecodeFp8Blocks(raw, scale, fp8_block[0], fp8_block[1],
@@ -45,9 +46,9 @@ absl::StatusOr<Tensor> Fetch(const Checkpoint& ckpt, const std::string& name,
   std::vector<int64_t> stored = shape;
   if (transposed && shape.size() == 2) std::swap(stored[0], stored[1]);
   if (t.shape() != stored) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        ckpt.FileOf(name), ": tensor '", name, "': shape ", t.ShapeString(),
-        " does not match config.json (expected ", ShapeToString(stored), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(ckpt.FileOf(name), ": tensor '", name, "': shape ", t.ShapeString(),
+                     " does not match config.json (expected ", ShapeToString(stored), ")"));
   }
   if (!transposed || shape.size() != 2) return t;
   return t.Transposed2D();  // stored [in, out] -> [out, in]
@@ -58,8 +59,7 @@ absl::StatusOr<FfnWeights> FetchFfn(const Checkpoint& ckpt, const FfnSpec& s,
   FfnWeights w;
   MOE_ASSIGN_OR_RETURN(w.w1, Fetch(ckpt, n.w1, {s.d_ff, s.d_model}, n.transposed, fp8_block));
   if (s.gated) {
-    MOE_ASSIGN_OR_RETURN(w.w3,
-                         Fetch(ckpt, n.w3, {s.d_ff, s.d_model}, n.transposed, fp8_block));
+    MOE_ASSIGN_OR_RETURN(w.w3, Fetch(ckpt, n.w3, {s.d_ff, s.d_model}, n.transposed, fp8_block));
   }
   MOE_ASSIGN_OR_RETURN(w.w2, Fetch(ckpt, n.w2, {s.d_model, s.d_ff}, n.transposed, fp8_block));
   if (s.has_bias) {
@@ -81,18 +81,18 @@ absl::StatusOr<std::vector<float>> FetchPackedMatrices(const Checkpoint& ckpt,
   const std::vector<int64_t> want = {e, rows, cols};
   if (ckpt.Has(stem + "_blocks")) {
     if (!ckpt.Has(stem + "_scales")) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          ckpt.FileOf(stem + "_blocks"), ": tensor '", stem, "_blocks': MXFP4 blocks with no '",
-          stem, "_scales' beside them (their group scales)"));
+      return absl::InvalidArgumentError(absl::StrCat(ckpt.FileOf(stem + "_blocks"), ": tensor '",
+                                                     stem, "_blocks': MXFP4 blocks with no '", stem,
+                                                     "_scales' beside them (their group scales)"));
     }
     MOE_ASSIGN_OR_RETURN(SafetensorsFile::Raw blocks, ckpt.GetRaw(stem + "_blocks"));
     MOE_ASSIGN_OR_RETURN(SafetensorsFile::Raw scales, ckpt.GetRaw(stem + "_scales"));
     MOE_ASSIGN_OR_RETURN(Mxfp4Decoded d, DecodeMxfp4(blocks, scales, ckpt.FileOf(stem + "_blocks"),
                                                      stem + "_blocks", stem + "_scales"));
     if (d.shape != want) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          ckpt.FileOf(stem + "_blocks"), ": tensor '", stem, "_blocks': decodes to ",
-          ShapeToString(d.shape), ", config.json says ", ShapeToString(want)));
+      return absl::InvalidArgumentError(
+          absl::StrCat(ckpt.FileOf(stem + "_blocks"), ": tensor '", stem, "_blocks': decodes to ",
+                       ShapeToString(d.shape), ", config.json says ", ShapeToString(want)));
     }
     return std::move(d.values);
   }
@@ -182,10 +182,9 @@ absl::StatusOr<LayerWeights> LoadHfLayer(const std::string& dir, int layer) {
   const std::string config_path = ConfigPath(dir);
   MOE_ASSIGN_OR_RETURN(nlohmann::json config, ReadConfig(config_path));
   MOE_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> ckpt, Checkpoint::Open(dir));
-  MOE_ASSIGN_OR_RETURN(
-      HfLayerLayout layout,
-      ResolveHfLayer(config, layer, config_path,
-                     [&](const std::string& name) { return ckpt->Has(name); }));
+  MOE_ASSIGN_OR_RETURN(HfLayerLayout layout,
+                       ResolveHfLayer(config, layer, config_path,
+                                      [&](const std::string& name) { return ckpt->Has(name); }));
   LayerWeights w;
   w.spec = layout.spec;
   const LayerSpec& s = w.spec;
@@ -196,8 +195,7 @@ absl::StatusOr<LayerWeights> LoadHfLayer(const std::string& dir, int layer) {
       MOE_ASSIGN_OR_RETURN(w.gate_bias, Fetch(*ckpt, layout.gate_bias, {e}, false));
     }
     if (s.correction_bias) {
-      MOE_ASSIGN_OR_RETURN(w.correction_bias,
-                           Fetch(*ckpt, layout.correction_bias, {e}, false));
+      MOE_ASSIGN_OR_RETURN(w.correction_bias, Fetch(*ckpt, layout.correction_bias, {e}, false));
     }
   }
   if (!layout.packed_experts.empty()) {
@@ -210,8 +208,7 @@ absl::StatusOr<LayerWeights> LoadHfLayer(const std::string& dir, int layer) {
   if (s.has_shared()) {
     MOE_ASSIGN_OR_RETURN(w.shared, FetchFfn(*ckpt, s.shared, layout.shared, layout.fp8_block));
     if (s.shared_gate) {
-      MOE_ASSIGN_OR_RETURN(w.shared_gate,
-                           Fetch(*ckpt, layout.shared_gate, {1, s.d_model}, false));
+      MOE_ASSIGN_OR_RETURN(w.shared_gate, Fetch(*ckpt, layout.shared_gate, {1, s.d_model}, false));
     }
   }
   MOE_RETURN_IF_ERROR(ValidateLayerWeights(w));

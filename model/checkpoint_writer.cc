@@ -105,9 +105,9 @@ absl::Status AddPackedExperts(const LayerWeights& w, const std::string& p, Tenso
   const int64_t e = static_cast<int64_t>(w.experts.size());
   const int64_t d = w.spec.d_model, ff = w.spec.expert.d_ff;
   if (d % 32 != 0 || ff % 32 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "gpt_oss experts are written in MXFP4, in groups of 32: d_model (", d, ") and d_ff (",
-        ff, ") must be multiples of 32"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("gpt_oss experts are written in MXFP4, in groups of 32: d_model (", d,
+                     ") and d_ff (", ff, ") must be multiples of 32"));
   }
   std::vector<uint8_t> gu_blocks, gu_scales, down_blocks, down_scales;
   std::vector<float> gate_up_bias(static_cast<size_t>(e * 2 * ff)), down_bias;
@@ -135,8 +135,7 @@ absl::Status AddPackedExperts(const LayerWeights& w, const std::string& p, Tenso
       gate_up_bias[static_cast<size_t>(x * 2 * ff + 2 * r)] = b1[static_cast<size_t>(r)];
       gate_up_bias[static_cast<size_t>(x * 2 * ff + 2 * r + 1)] = b3[static_cast<size_t>(r)];
     }
-    MOE_RETURN_IF_ERROR(
-        encode(gate_up, d, p + "gate_up_proj_blocks", &gu_blocks, &gu_scales));
+    MOE_RETURN_IF_ERROR(encode(gate_up, d, p + "gate_up_proj_blocks", &gu_blocks, &gu_scales));
     MOE_RETURN_IF_ERROR(
         encode(f.w2.ToFloats(), ff, p + "down_proj_blocks", &down_blocks, &down_scales));
     down_bias.insert(down_bias.end(), b2.begin(), b2.end());
@@ -160,13 +159,12 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<StoredT
     for (int64_t d : t.shape) n *= d;
     const int size = SafetensorsDTypeSize(t.dtype);
     if (size == 0 || static_cast<uint64_t>(n) * static_cast<uint64_t>(size) != t.bytes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ": tensor '", t.name, "': ", t.bytes, " bytes do not hold ", t.dtype, " ",
-          ShapeToString(t.shape)));
+      return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", t.name, "': ", t.bytes,
+                                                     " bytes do not hold ", t.dtype, " ",
+                                                     ShapeToString(t.shape)));
     }
-    header[t.name] = {{"dtype", t.dtype},
-                      {"shape", t.shape},
-                      {"data_offsets", {offset, offset + t.bytes}}};
+    header[t.name] = {
+        {"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.bytes}}};
     offset += t.bytes;
   }
   header["__metadata__"] = {{"format", "pt"}};
@@ -203,15 +201,14 @@ absl::Status AddLayer(const LayerWeights& w, const nlohmann::json& config, int l
                       TensorList* out) {
   MOE_RETURN_IF_ERROR(ValidateLayerWeights(w));
   // Resolve our own config back to names (first-choice prefixes).
-  MOE_ASSIGN_OR_RETURN(HfLayerLayout layout,
-                       ResolveHfLayer(config, layer, config_path,
-                                      [](const std::string&) { return true; }));
+  MOE_ASSIGN_OR_RETURN(
+      HfLayerLayout layout,
+      ResolveHfLayer(config, layer, config_path, [](const std::string&) { return true; }));
   const bool packed = !layout.packed_experts.empty();
-  if (layout.spec.dense != w.spec.dense ||
-      (!packed && layout.experts.size() != w.experts.size())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        config_path, ": layer ", layer, " resolves to ", layout.spec.Summary(),
-        ", not the layer written (", w.spec.Summary(), ")"));
+  if (layout.spec.dense != w.spec.dense || (!packed && layout.experts.size() != w.experts.size())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(config_path, ": layer ", layer, " resolves to ", layout.spec.Summary(),
+                     ", not the layer written (", w.spec.Summary(), ")"));
   }
   if (!w.spec.dense) {
     out->Add(layout.gate_weight, w.gate_weight);
@@ -255,9 +252,9 @@ absl::Status WriteHfLayers(int num_layers, int layers_per_file,
   }
   const bool fp8 = options.fp8_block[0] != 0 || options.fp8_block[1] != 0;
   if (fp8 && (options.fp8_block[0] <= 0 || options.fp8_block[1] <= 0)) {
-    return absl::InvalidArgumentError(absl::StrCat("an FP8 block needs positive rows and columns, got ",
-                                                   options.fp8_block[0], " x ",
-                                                   options.fp8_block[1]));
+    return absl::InvalidArgumentError(
+        absl::StrCat("an FP8 block needs positive rows and columns, got ", options.fp8_block[0],
+                     " x ", options.fp8_block[1]));
   }
   const std::filesystem::path root(dir);
   const std::string config_path = (root / "config.json").string();
@@ -277,10 +274,10 @@ absl::Status WriteHfLayers(int num_layers, int layers_per_file,
         MOE_ASSIGN_OR_RETURN(config, MakeHfConfig(w.spec));
         if (fp8) {
           if (w.spec.family == "gpt_oss" || w.spec.family == "gpt2") {
-            return absl::InvalidArgumentError(absl::StrCat(
-                "FP8 block-scaled weights are not written for family ", w.spec.family,
-                w.spec.family == "gpt_oss" ? " (its experts are MXFP4)"
-                                           : " (its matrices are stored [in, out])"));
+            return absl::InvalidArgumentError(
+                absl::StrCat("FP8 block-scaled weights are not written for family ", w.spec.family,
+                             w.spec.family == "gpt_oss" ? " (its experts are MXFP4)"
+                                                        : " (its matrices are stored [in, out])"));
           }
           config["quantization_config"] = {
               {"quant_method", "fp8"},
@@ -295,15 +292,15 @@ absl::Status WriteHfLayers(int num_layers, int layers_per_file,
           if (config.contains(key)) config[key] = num_layers;
         }
       } else if (w.spec.Summary() != first.Summary() || w.spec.family != first.family) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("layer ", l, " (", w.spec.Summary(), ") differs from layer 0 (",
-                         first.Summary(), "): one config.json describes them all"));
+        return absl::InvalidArgumentError(absl::StrCat("layer ", l, " (", w.spec.Summary(),
+                                                       ") differs from layer 0 (", first.Summary(),
+                                                       "): one config.json describes them all"));
       }
       MOE_RETURN_IF_ERROR(AddLayer(w, config, l, config_path, options, &tensors));
     }
-    const std::string file =
-        files == 1 ? std::string("model.safetensors")
-                   : absl::StrFormat("model-%05d-of-%05d.safetensors", f + 1, files);
+    const std::string file = files == 1
+                                 ? std::string("model.safetensors")
+                                 : absl::StrFormat("model-%05d-of-%05d.safetensors", f + 1, files);
     const std::vector<StoredTensor> views = tensors.Views();
     for (const StoredTensor& t : views) weight_map[t.name] = file;
     MOE_RETURN_IF_ERROR(WriteSafetensors((root / file).string(), views));

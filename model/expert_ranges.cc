@@ -25,8 +25,8 @@ absl::StatusOr<std::vector<int>> ParseIdList(absl::string_view text, int count,
           absl::StrCat(noun, " list '", text, "': bad piece '", piece, "' (use N or A-B)"));
     }
     if (lo < 0 || hi >= count) {
-      return absl::InvalidArgumentError(absl::StrCat(noun, " list '", text, "': '", piece,
-                                                     "' is outside 0..", count - 1));
+      return absl::InvalidArgumentError(
+          absl::StrCat(noun, " list '", text, "': '", piece, "' is outside 0..", count - 1));
     }
     for (int e = lo; e <= hi; ++e) ids.push_back(e);
   }
@@ -35,7 +35,8 @@ absl::StatusOr<std::vector<int>> ParseIdList(absl::string_view text, int count,
   }
   std::sort(ids.begin(), ids.end());
   if (std::adjacent_find(ids.begin(), ids.end()) != ids.end()) {
-    return absl::InvalidArgumentError(absl::StrCat(noun, " list '", text, "' names the same ", noun, " twice"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(noun, " list '", text, "' names the same ", noun, " twice"));
   }
   return ids;
 }

@@ -16,8 +16,7 @@ namespace moe {
 absl::StatusOr<std::vector<int>> ParseIdList(absl::string_view text, int count,
                                              absl::string_view noun);
 
-inline absl::StatusOr<std::vector<int>> ParseExpertList(absl::string_view text,
-                                                        int num_experts) {
+inline absl::StatusOr<std::vector<int>> ParseExpertList(absl::string_view text, int num_experts) {
   return ParseIdList(text, num_experts, "expert");
 }
 

@@ -53,8 +53,8 @@ uint8_t EncodeE4m3(float v) {
 
 absl::StatusOr<Fp8Encoded> EncodeFp8Blocks(const Tensor& weight, int64_t bn, int64_t bk) {
   if (weight.shape().size() != 2 || bn < 1 || bk < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("FP8 blocks need a 2-D weight, got ",
-                                                   weight.ShapeString()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("FP8 blocks need a 2-D weight, got ", weight.ShapeString()));
   }
   const int64_t n = weight.shape()[0], k = weight.shape()[1];
   const int64_t sn = (n + bn - 1) / bn, sk = (k + bk - 1) / bk;
@@ -97,24 +97,24 @@ absl::StatusOr<Tensor> DecodeFp8Blocks(const SafetensorsFile::Raw& weight,
   };
   const auto& ws = weight.entry->shape;
   if (weight.entry->dtype != "F8_E4M3" || ws.size() != 2) {
-    return bad(weight_name, absl::StrCat("expected F8_E4M3 [N, K], got ", weight.entry->dtype,
-                                         " ", ShapeToString(ws)));
+    return bad(weight_name, absl::StrCat("expected F8_E4M3 [N, K], got ", weight.entry->dtype, " ",
+                                         ShapeToString(ws)));
   }
   const int64_t n = ws[0], k = ws[1];
   const int64_t sn = (n + bn - 1) / bn, sk = (k + bk - 1) / bk;
   const std::vector<int64_t> want = {sn, sk};
   if (scale.entry->dtype != "F32" || scale.entry->shape != want) {
-    return bad(scale_name, absl::StrCat("expected F32 ", ShapeToString(want), " (one scale per ",
-                                        bn, " x ", bk, " block of ", ShapeToString(ws),
-                                        "), got ", scale.entry->dtype, " ",
-                                        ShapeToString(scale.entry->shape)));
+    return bad(scale_name,
+               absl::StrCat("expected F32 ", ShapeToString(want), " (one scale per ", bn, " x ", bk,
+                            " block of ", ShapeToString(ws), "), got ", scale.entry->dtype, " ",
+                            ShapeToString(scale.entry->shape)));
   }
   std::vector<float> scales(static_cast<size_t>(sn * sk));
   std::memcpy(scales.data(), scale.data, scales.size() * sizeof(float));
   for (size_t i = 0; i < scales.size(); ++i) {
     if (!std::isfinite(scales[i]) || !(scales[i] > 0)) {
-      return bad(scale_name, absl::StrCat("scale ", scales[i], " of block [", i / sk, ", ",
-                                          i % sk, "] is not a positive finite number"));
+      return bad(scale_name, absl::StrCat("scale ", scales[i], " of block [", i / sk, ", ", i % sk,
+                                          "] is not a positive finite number"));
     }
   }
   float table[256];
@@ -127,8 +127,8 @@ absl::StatusOr<Tensor> DecodeFp8Blocks(const SafetensorsFile::Raw& weight,
     for (int64_t j = 0; j < k; ++j) {
       const float q = table[row[j]];
       if (std::isnan(q)) {
-        return bad(weight_name, absl::StrCat("NaN code 0x", absl::Hex(row[j]), " at [", i, ", ",
-                                             j, "]"));
+        return bad(weight_name,
+                   absl::StrCat("NaN code 0x", absl::Hex(row[j]), " at [", i, ", ", j, "]"));
       }
       dst[j] = FloatToBf16(q * srow[j / bk]);
     }

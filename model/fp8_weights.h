@@ -30,8 +30,8 @@ uint8_t EncodeE4m3(float v);
 // max |w| / 448 (1 for a block of zeros, at least FLT_MIN) and W_q =
 // e4m3(w / scale_inv).
 struct Fp8Encoded {
-  std::vector<uint8_t> codes;  // [N, K]
-  std::vector<float> scale_inv;  // [ceil(N / bn), ceil(K / bk)]
+  std::vector<uint8_t> codes;        // [N, K]
+  std::vector<float> scale_inv;      // [ceil(N / bn), ceil(K / bk)]
   std::vector<int64_t> scale_shape;  // {ceil(N / bn), ceil(K / bk)}
 };
 // Quantizes the 2-D `weight` ([N, K], any float dtype) in blocks of bn x bk.

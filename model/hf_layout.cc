@@ -33,15 +33,17 @@ absl::Status ReadQuantizationConfig(const json& config, const std::string& type,
         "' is not supported (supported: fp8 with weight_block_size; mxfp4 for gpt_oss)"));
   }
   if (q.contains("fmt") && q["fmt"] != "e4m3") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        config_path, ": quantization_config.fmt ", q["fmt"].dump(), " is not supported (e4m3)"));
+    return absl::InvalidArgumentError(absl::StrCat(config_path, ": quantization_config.fmt ",
+                                                   q["fmt"].dump(), " is not supported (e4m3)"));
   }
   const json& b = q.contains("weight_block_size") ? q["weight_block_size"] : json();
-  if (!b.is_array() || b.size() != 2 || !b[0].is_number_integer() ||
-      !b[1].is_number_integer() || b[0].get<int64_t>() < 1 || b[1].get<int64_t>() < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        config_path, ": quantization_config.weight_block_size must be two positive "
-                     "integers [rows, columns], got ", b.dump()));
+  if (!b.is_array() || b.size() != 2 || !b[0].is_number_integer() || !b[1].is_number_integer() ||
+      b[0].get<int64_t>() < 1 || b[1].get<int64_t>() < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(config_path,
+                     ": quantization_config.weight_block_size must be two positive "
+                     "integers [rows, columns], got ",
+                     b.dump()));
   }
   l->fp8_block[0] = b[0].get<int64_t>();
   l->fp8_block[1] = b[1].get<int64_t>();
@@ -83,16 +85,14 @@ absl::StatusOr<HfLayerLayout> ResolveHfLayer(
   MOE_RETURN_IF_ERROR(ReadQuantizationConfig(config, type, config_path, &l));
   const HfFamily* family = FindHfFamily(type);
   if (family == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(config_path, ": model_type '", type,
-                                                   "' is not supported (", SupportedModelTypes(),
-                                                   ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        config_path, ": model_type '", type, "' is not supported (", SupportedModelTypes(), ")"));
   }
   MOE_RETURN_IF_ERROR(family->resolve(r, layer, type, has_tensor, &l));
   const RouterOptions& o = l.spec.router;
   if (!l.spec.dense && (o.top_k > o.num_experts)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        config_path, ": num_experts_per_tok = ", o.top_k, " exceeds the ", o.num_experts,
-        " experts"));
+    return absl::InvalidArgumentError(absl::StrCat(config_path, ": num_experts_per_tok = ", o.top_k,
+                                                   " exceeds the ", o.num_experts, " experts"));
   }
   return l;
 }

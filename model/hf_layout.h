@@ -35,7 +35,7 @@ namespace moe {
 
 struct FfnTensorNames {
   std::string w1, w3, w2, b1, b3, b2;  // empty when the spec has none
-  bool transposed = false;              // stored [in, out] (GPT-2 Conv1D)
+  bool transposed = false;             // stored [in, out] (GPT-2 Conv1D)
 };
 
 struct HfLayerLayout {

@@ -10,8 +10,8 @@ std::string FfnSummary(const FfnSpec& f) {
   std::string kind;
   if (f.gated) {
     kind = f.activation != Activation::kSilu ? absl::StrCat(ActivationName(f.activation), "-glu")
-           : f.swiglu_limit > 0             ? absl::StrCat("clamped swiglu (limit ", f.swiglu_limit, ")")
-                                            : "swiglu";
+           : f.swiglu_limit > 0 ? absl::StrCat("clamped swiglu (limit ", f.swiglu_limit, ")")
+                                : "swiglu";
   } else {
     kind = ActivationName(f.activation);
   }
@@ -26,8 +26,8 @@ absl::Status CheckVector(const Tensor& t, bool wanted, std::vector<int64_t> shap
   }
   if (t.empty()) return absl::InvalidArgumentError(absl::StrCat("missing ", name));
   if (t.shape() != shape) {
-    return absl::InvalidArgumentError(absl::StrCat(name, " has shape ", t.ShapeString(),
-                                                   ", expected ", ShapeToString(shape)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " has shape ", t.ShapeString(), ", expected ", ShapeToString(shape)));
   }
   return absl::OkStatus();
 }
@@ -44,8 +44,8 @@ std::string LayerSpec::Summary() const {
   if (dense) {
     absl::StrAppend(&s, ", dense FFN (", FfnSummary(expert), ")");
   } else {
-    absl::StrAppend(&s, ", ", router.num_experts, " experts (", FfnSummary(expert),
-                    ") top-", router.top_k, ", ",
+    absl::StrAppend(&s, ", ", router.num_experts, " experts (", FfnSummary(expert), ") top-",
+                    router.top_k, ", ",
                     router.scoring == ScoringFunc::kSoftmax ? "softmax" : "sigmoid");
     if (router.n_group > 1) {
       absl::StrAppend(&s, ", groups ", router.topk_group, "/", router.n_group);

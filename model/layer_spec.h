@@ -26,8 +26,8 @@ struct LayerSpec {
 
   // Routed experts (or the dense MLP when `dense`).
   FfnSpec expert;
-  RouterOptions router;        // router.num_experts = E (1 when dense)
-  bool gate_bias = false;      // the gate has a bias [E]
+  RouterOptions router;          // router.num_experts = E (1 when dense)
+  bool gate_bias = false;        // the gate has a bias [E]
   bool correction_bias = false;  // selection-only bias [E] (DeepSeek-V3)
 
   // Shared experts, applied to every token (shared.d_ff == 0: none). Several
@@ -50,12 +50,12 @@ struct LayerSpec {
 
 struct LayerWeights {
   LayerSpec spec;
-  Tensor gate_weight;      // [E, d_model]; empty when dense
-  Tensor gate_bias;        // [E] when spec.gate_bias
-  Tensor correction_bias;  // [E] when spec.correction_bias
+  Tensor gate_weight;               // [E, d_model]; empty when dense
+  Tensor gate_bias;                 // [E] when spec.gate_bias
+  Tensor correction_bias;           // [E] when spec.correction_bias
   std::vector<FfnWeights> experts;  // E entries (1 when dense)
-  FfnWeights shared;       // when spec.has_shared()
-  Tensor shared_gate;      // [1, d_model] when spec.shared_gate
+  FfnWeights shared;                // when spec.has_shared()
+  Tensor shared_gate;               // [1, d_model] when spec.shared_gate
 };
 
 // A 64-bit FNV-1a checksum of the routed experts `experts` (ascending ids):

@@ -17,15 +17,15 @@
 
 namespace moe {
 
-absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateLocalBackend(
-    const LayerWeights& weights, DType compute, MatmulCacheRegistry* registry,
-    const std::vector<int>& hosted) {
+absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateLocalBackend(const LayerWeights& weights,
+                                                                  DType compute,
+                                                                  MatmulCacheRegistry* registry,
+                                                                  const std::vector<int>& hosted) {
   const int e = weights.spec.num_experts();
   std::vector<char> host(static_cast<size_t>(e), hosted.empty() ? 1 : 0);
   for (int id : hosted) {
     if (id < 0 || id >= e) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("expert ", id, " out of range [0, ", e, ")"));
+      return absl::InvalidArgumentError(absl::StrCat("expert ", id, " out of range [0, ", e, ")"));
     }
     host[static_cast<size_t>(id)] = 1;
   }
@@ -34,8 +34,8 @@ absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateLocalBackend(
     if (!host[static_cast<size_t>(i)]) continue;
     MOE_ASSIGN_OR_RETURN(
         experts[static_cast<size_t>(i)],
-        DenseFfn::Create(weights.spec.expert, weights.experts[static_cast<size_t>(i)],
-                         compute, registry, absl::StrCat("expert ", i)));
+        DenseFfn::Create(weights.spec.expert, weights.experts[static_cast<size_t>(i)], compute,
+                         registry, absl::StrCat("expert ", i)));
   }
   return std::unique_ptr<ExpertBackend>(new LocalExpertBackend(std::move(experts)));
 }
@@ -48,28 +48,26 @@ MoeLayer::MoeLayer(const LayerSpec& spec, DType compute)
 
 MoeLayer::~MoeLayer() = default;
 
-absl::StatusOr<std::unique_ptr<MoeLayer>> MoeLayer::Create(
-    const LayerWeights& weights, const MoeLayerOptions& options,
-    std::unique_ptr<ExpertBackend> backend) {
+absl::StatusOr<std::unique_ptr<MoeLayer>> MoeLayer::Create(const LayerWeights& weights,
+                                                           const MoeLayerOptions& options,
+                                                           std::unique_ptr<ExpertBackend> backend) {
   MOE_RETURN_IF_ERROR(ValidateLayerWeights(weights));
   const LayerSpec& spec = weights.spec;
-  std::unique_ptr<MoeLayer> layer(
-      new MoeLayer(spec, options.compute));
+  std::unique_ptr<MoeLayer> layer(new MoeLayer(spec, options.compute));
   if (spec.dense) {
     layer->router_ = Router::CreateDense(spec.d_model);
   } else {
     MOE_ASSIGN_OR_RETURN(
         layer->router_,
-        Router::Create(spec.router, spec.d_model, weights.gate_weight.ToFloats(),
-                       weights.gate_bias.empty() ? std::vector<float>{}
-                                                 : weights.gate_bias.ToFloats(),
-                       weights.correction_bias.empty()
-                           ? std::vector<float>{}
-                           : weights.correction_bias.ToFloats()));
+        Router::Create(
+            spec.router, spec.d_model, weights.gate_weight.ToFloats(),
+            weights.gate_bias.empty() ? std::vector<float>{} : weights.gate_bias.ToFloats(),
+            weights.correction_bias.empty() ? std::vector<float>{}
+                                            : weights.correction_bias.ToFloats()));
   }
   if (backend == nullptr) {
-    MOE_ASSIGN_OR_RETURN(backend, CreateLocalBackend(weights, layer->compute_,
-                                                     layer->registry_.get()));
+    MOE_ASSIGN_OR_RETURN(backend,
+                         CreateLocalBackend(weights, layer->compute_, layer->registry_.get()));
   }
   layer->backend_ = std::move(backend);
   if (spec.has_shared()) {
@@ -86,8 +84,8 @@ size_t MoeLayer::weight_bytes() const {
 }
 
 std::string MoeLayer::Summary() const {
-  return absl::StrCat(spec_.Summary(), "; compute ", DTypeName(compute_), "; experts: ",
-                      backend_->Describe());
+  return absl::StrCat(spec_.Summary(), "; compute ", DTypeName(compute_),
+                      "; experts: ", backend_->Describe());
 }
 
 namespace {
@@ -146,8 +144,8 @@ const float* MoeLayer::GatherExpertRows(const float* tokens, int64_t num_tokens)
 absl::StatusOr<const float*> MoeLayer::RunShared(const float* tokens, int64_t num_tokens,
                                                  const uint8_t* skip_shared) {
   if (shared_ == nullptr) return nullptr;
-  if (skip_shared != nullptr && std::all_of(skip_shared, skip_shared + num_tokens,
-                                            [](uint8_t skip) { return skip != 0; })) {
+  if (skip_shared != nullptr &&
+      std::all_of(skip_shared, skip_shared + num_tokens, [](uint8_t skip) { return skip != 0; })) {
     return nullptr;
   }
   float* shared_out = shared_out_.ReserveAs<float>(static_cast<size_t>(num_tokens * spec_.d_model));
@@ -195,8 +193,8 @@ void MoeLayer::CopyRouting(int64_t num_tokens, const ForwardOutputs& out) const 
   }
 }
 
-absl::Status MoeLayer::Forward(const float* tokens, int64_t num_tokens,
-                               const ForwardOutputs& out, const TokenChoices& choices) {
+absl::Status MoeLayer::Forward(const float* tokens, int64_t num_tokens, const ForwardOutputs& out,
+                               const TokenChoices& choices) {
   if (num_tokens < 0) return absl::InvalidArgumentError("negative token count");
   if (out.output == nullptr) return absl::InvalidArgumentError("no output buffer");
   if (num_tokens == 0) return absl::OkStatus();

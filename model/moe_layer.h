@@ -54,9 +54,9 @@ struct ForwardTimings {
 
 // Where Forward() writes. `output` is required; the others are optional.
 struct ForwardOutputs {
-  float* output = nullptr;            // [T, d_model]
-  int32_t* expert_ids = nullptr;      // [T, k]: kDroppedExpert (-1) if dropped
-  float* expert_weights = nullptr;    // [T, k]
+  float* output = nullptr;               // [T, d_model]
+  int32_t* expert_ids = nullptr;         // [T, k]: kDroppedExpert (-1) if dropped
+  float* expert_weights = nullptr;       // [T, k]
   int64_t* tokens_per_expert = nullptr;  // [E], incremented
   ForwardTimings* timings = nullptr;     // overwritten when set
 };
@@ -85,8 +85,8 @@ class MoeLayer {
   // output depends only on its own row and choices (except under a router
   // capacity limit, see above); given the experts and weights the router
   // picked for it, it is bitwise the router's answer.
-  absl::Status Forward(const float* tokens, int64_t num_tokens,
-                       const ForwardOutputs& out, const TokenChoices& choices = {});
+  absl::Status Forward(const float* tokens, int64_t num_tokens, const ForwardOutputs& out,
+                       const TokenChoices& choices = {});
 
   const LayerSpec& spec() const { return spec_; }
   DType compute() const { return compute_; }

@@ -43,12 +43,12 @@ uint8_t EncodeE2m1(float v) {
   return static_cast<uint8_t>(best | (std::signbit(v) ? 8 : 0));
 }
 
-absl::Status EncodeMxfp4(const std::vector<float>& values, int64_t k,
-                         std::vector<uint8_t>* blocks, std::vector<uint8_t>* scales) {
+absl::Status EncodeMxfp4(const std::vector<float>& values, int64_t k, std::vector<uint8_t>* blocks,
+                         std::vector<uint8_t>* scales) {
   if (k <= 0 || k % 32 != 0 || values.size() % static_cast<size_t>(k) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "MXFP4 needs rows of a positive multiple of 32 values; got ", values.size(),
-        " values in rows of ", k));
+    return absl::InvalidArgumentError(
+        absl::StrCat("MXFP4 needs rows of a positive multiple of 32 values; got ", values.size(),
+                     " values in rows of ", k));
   }
   const size_t groups = values.size() / 32;
   blocks->assign(groups * 16, 0);
@@ -103,10 +103,10 @@ absl::StatusOr<Mxfp4Decoded> DecodeMxfp4(const SafetensorsFile::Raw& blocks,
   }
   const std::vector<int64_t> want(bs.begin(), bs.end() - 1);
   if (scales.entry->dtype != "U8" || scales.entry->shape != want) {
-    return bad(scales_name, absl::StrCat("expected U8 ", ShapeToString(want),
-                                         " (one e8m0 scale per 32 values of ", blocks_name,
-                                         "), got ", scales.entry->dtype, " ",
-                                         ShapeToString(scales.entry->shape)));
+    return bad(scales_name,
+               absl::StrCat("expected U8 ", ShapeToString(want),
+                            " (one e8m0 scale per 32 values of ", blocks_name, "), got ",
+                            scales.entry->dtype, " ", ShapeToString(scales.entry->shape)));
   }
   int64_t groups = 1;
   for (int64_t d : want) groups *= d;

@@ -37,8 +37,8 @@ uint8_t EncodeE2m1(float v);
 // 32), into `blocks` (16 bytes per group of 32, low nibble first) and
 // `scales` (one e8m0 byte per group), both resized. Non-finite values are
 // INVALID_ARGUMENT naming their index; a group of zeros gets scale 2^0.
-absl::Status EncodeMxfp4(const std::vector<float>& values, int64_t k,
-                         std::vector<uint8_t>* blocks, std::vector<uint8_t>* scales);
+absl::Status EncodeMxfp4(const std::vector<float>& values, int64_t k, std::vector<uint8_t>* blocks,
+                         std::vector<uint8_t>* scales);
 
 // The values MXFP4 stores for `values` (EncodeMxfp4, then decoded).
 absl::StatusOr<std::vector<float>> RoundToMxfp4(const std::vector<float>& values, int64_t k);

@@ -33,8 +33,7 @@ LayerSpec Dense(const std::string& family, int64_t d_model, int64_t d_ff, Activa
   return s;
 }
 
-Tensor Uniform(uint64_t seed, const std::string& name, std::vector<int64_t> shape,
-               float limit) {
+Tensor Uniform(uint64_t seed, const std::string& name, std::vector<int64_t> shape, float limit) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   SeededRandom rng(DeriveSeed(seed, name));
@@ -53,8 +52,7 @@ Tensor OnMxfp4Grid(const Tensor& t) {
 
 // One FFN's weights; with `mxfp4` its matrices lie on the MXFP4 grid, as
 // gpt-oss's experts do (so they write to MXFP4 and load back exactly).
-FfnWeights MakeFfn(const FfnSpec& s, uint64_t seed, const std::string& prefix,
-                   bool mxfp4 = false) {
+FfnWeights MakeFfn(const FfnSpec& s, uint64_t seed, const std::string& prefix, bool mxfp4 = false) {
   const float in_limit = 1.0f / std::sqrt(static_cast<float>(s.d_model));
   const float ff_limit = 1.0f / std::sqrt(static_cast<float>(s.d_ff));
   FfnWeights w;
@@ -98,8 +96,9 @@ const std::vector<PresetInfo>& Presets() {
       {"deepseek-v3-small",
        "DeepSeek-V3 routing at a small size: d_model 1024, 64 experts d_ff 512, top-8, "
        "sigmoid + correction bias, 8 groups top-4, 2 shared experts, scaling 2.5"},
-      {"switch-8", "Switch Transformer: d_model 768, 8 experts ReLU d_ff 3072, top-1, "
-                   "capacity factor 1.25"},
+      {"switch-8",
+       "Switch Transformer: d_model 768, 8 experts ReLU d_ff 3072, top-1, "
+       "capacity factor 1.25"},
       {"transformer-base", "dense FFN of the original Transformer: 512/2048 ReLU, biases"},
       {"bert-base", "dense FFN of BERT-base: 768/3072 GELU, biases"},
       {"gpt2", "dense FFN of GPT-2: 768/3072 gelu_tanh, biases"},
@@ -216,7 +215,8 @@ LayerWeights MakeSyntheticWeights(const LayerSpec& spec, uint64_t seed,
   }
   if (spec.has_shared()) {
     w.shared = MakeFfn(spec.shared, seed, "shared");
-    if (spec.shared_gate) w.shared_gate = Uniform(seed, "shared_gate", {1, spec.d_model}, gate_limit);
+    if (spec.shared_gate)
+      w.shared_gate = Uniform(seed, "shared_gate", {1, spec.d_model}, gate_limit);
   }
   return w;
 }

@@ -25,8 +25,7 @@ absl::Status FileError(const std::string& path, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
 }
 
-absl::Status TensorError(const std::string& path, const std::string& name,
-                         absl::string_view what) {
+absl::Status TensorError(const std::string& path, const std::string& name, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", name, "': ", what));
 }
 
@@ -82,10 +81,10 @@ absl::StatusOr<Entry> ParseEntry(const nlohmann::json& v, uint64_t data_bytes,
   e.begin = (*offsets)[0].get<uint64_t>();
   e.end = (*offsets)[1].get<uint64_t>();
   if (e.begin > e.end || e.end > data_bytes) {
-    return TensorError(path, name,
-                       absl::StrCat("data_offsets [", e.begin, ", ", e.end,
-                                    "] outside the data section of ", data_bytes,
-                                    " bytes (file truncated?)"));
+    return TensorError(
+        path, name,
+        absl::StrCat("data_offsets [", e.begin, ", ", e.end, "] outside the data section of ",
+                     data_bytes, " bytes (file truncated?)"));
   }
   if (e.end - e.begin != count * static_cast<uint64_t>(elem)) {
     return TensorError(path, name,
@@ -96,8 +95,7 @@ absl::StatusOr<Entry> ParseEntry(const nlohmann::json& v, uint64_t data_bytes,
   return e;
 }
 
-absl::Status CheckNoOverlap(const std::map<std::string, Entry>& entries,
-                            const std::string& path) {
+absl::Status CheckNoOverlap(const std::map<std::string, Entry>& entries, const std::string& path) {
   std::vector<std::pair<const std::string*, const Entry*>> sorted;
   for (const auto& [name, e] : entries) sorted.emplace_back(&name, &e);
   std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
@@ -110,10 +108,10 @@ absl::Status CheckNoOverlap(const std::map<std::string, Entry>& entries,
   for (const auto& [name, e] : sorted) {
     if (e->end == e->begin) continue;  // empty tensors own no bytes
     if (max_end_entry != nullptr && e->begin < max_end) {
-      return TensorError(path, *name,
-                         absl::StrCat("data_offsets [", e->begin, ", ", e->end,
-                                      "] overlap tensor '", *max_end_name, "' [",
-                                      max_end_entry->begin, ", ", max_end_entry->end, "]"));
+      return TensorError(
+          path, *name,
+          absl::StrCat("data_offsets [", e->begin, ", ", e->end, "] overlap tensor '",
+                       *max_end_name, "' [", max_end_entry->begin, ", ", max_end_entry->end, "]"));
     }
     if (e->end > max_end) {
       max_end = e->end;
@@ -177,18 +175,18 @@ absl::StatusOr<std::shared_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     return s;
   };
   if (header_len > size - 8) {
-    return fail(FileError(path, absl::StrCat("header length ", header_len,
-                                             " is larger than the rest of the file (",
-                                             size - 8, " bytes; truncated?)")));
+    return fail(FileError(
+        path, absl::StrCat("header length ", header_len, " is larger than the rest of the file (",
+                           size - 8, " bytes; truncated?)")));
   }
   if (header_len > kMaxHeaderBytes) {
-    return fail(FileError(path, absl::StrCat("header length ", header_len,
-                                             " exceeds the ", kMaxHeaderBytes, "-byte limit")));
+    return fail(FileError(path, absl::StrCat("header length ", header_len, " exceeds the ",
+                                             kMaxHeaderBytes, "-byte limit")));
   }
   const uint64_t data_start = 8 + header_len;
-  auto entries = ParseHeader(
-      absl::string_view(reinterpret_cast<const char*>(bytes + 8), header_len),
-      size - data_start, path);
+  auto entries =
+      ParseHeader(absl::string_view(reinterpret_cast<const char*>(bytes + 8), header_len),
+                  size - data_start, path);
   if (!entries.ok()) return fail(entries.status());
   // Touching the pages ahead of time makes loading sequential.
   ::madvise(map, size, MADV_WILLNEED);
@@ -204,9 +202,7 @@ SafetensorsFile::SafetensorsFile(std::string path, const uint8_t* map, size_t ma
       data_start_(data_start),
       entries_(std::move(entries)) {}
 
-SafetensorsFile::~SafetensorsFile() {
-  ::munmap(const_cast<uint8_t*>(map_), map_bytes_);
-}
+SafetensorsFile::~SafetensorsFile() { ::munmap(const_cast<uint8_t*>(map_), map_bytes_); }
 
 absl::StatusOr<SafetensorsFile::Raw> SafetensorsFile::GetRaw(const std::string& name) const {
   auto it = entries_.find(name);
@@ -233,8 +229,8 @@ absl::StatusOr<Tensor> SafetensorsFile::Get(const std::string& name) const {
   } else if (e.dtype == "F16") {
     dtype = DType::kF16;
   } else {
-    return TensorError(path_, name, absl::StrCat("dtype ", e.dtype,
-                                                 " is not supported (need F32, BF16 or F16)"));
+    return TensorError(
+        path_, name, absl::StrCat("dtype ", e.dtype, " is not supported (need F32, BF16 or F16)"));
   }
   const uint8_t* data = map_ + data_start_ + e.begin;
   const size_t bytes = e.end - e.begin;

@@ -41,8 +41,9 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
 
   // Parses and validates a header (the JSON text) for a data section of
   // `data_bytes` bytes. Exposed for tests and fuzzing.
-  static absl::StatusOr<std::map<std::string, Entry>> ParseHeader(
-      absl::string_view json, uint64_t data_bytes, const std::string& path);
+  static absl::StatusOr<std::map<std::string, Entry>> ParseHeader(absl::string_view json,
+                                                                  uint64_t data_bytes,
+                                                                  const std::string& path);
 
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
@@ -66,8 +67,8 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
   absl::StatusOr<Raw> GetRaw(const std::string& name) const;
 
  private:
-  SafetensorsFile(std::string path, const uint8_t* map, size_t map_bytes,
-                  uint64_t data_start, std::map<std::string, Entry> entries);
+  SafetensorsFile(std::string path, const uint8_t* map, size_t map_bytes, uint64_t data_start,
+                  std::map<std::string, Entry> entries);
 
   const std::string path_;
   const uint8_t* const map_;

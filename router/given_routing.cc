@@ -16,9 +16,9 @@ absl::Status ValidateGivenRouting(const int32_t* ids, const float* weights, int6
         // An empty slot (what the router reports for a slot a capacity
         // limit dropped): no expert, so its weight must be 0.
         if (weights[t * k + j] != 0.0f) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "expert_weights[", t, "][", j, "]: ", weights[t * k + j],
-              " for an empty slot (expert_ids -1); an empty slot's weight must be 0"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("expert_weights[", t, "][", j, "]: ", weights[t * k + j],
+                           " for an empty slot (expert_ids -1); an empty slot's weight must be 0"));
         }
         continue;
       }
@@ -30,8 +30,8 @@ absl::Status ValidateGivenRouting(const int32_t* ids, const float* weights, int6
       for (int i = 0; i < j; ++i) {
         if (row[i] == row[j]) {  // -1 never gets here
           return absl::InvalidArgumentError(
-              absl::StrCat("expert_ids[", t, "]: expert ", row[j], " appears twice (positions ",
-                           i, " and ", j, "); a token's experts must be distinct"));
+              absl::StrCat("expert_ids[", t, "]: expert ", row[j], " appears twice (positions ", i,
+                           " and ", j, "); a token's experts must be distinct"));
         }
       }
       const float w = weights[t * k + j];

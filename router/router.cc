@@ -9,65 +9,59 @@
 
 namespace moe {
 
-absl::StatusOr<std::unique_ptr<Router>> Router::Create(
-    const RouterOptions& o, int64_t d_model, std::vector<float> gate_weight,
-    std::vector<float> gate_bias, std::vector<float> correction_bias) {
+absl::StatusOr<std::unique_ptr<Router>> Router::Create(const RouterOptions& o, int64_t d_model,
+                                                       std::vector<float> gate_weight,
+                                                       std::vector<float> gate_bias,
+                                                       std::vector<float> correction_bias) {
   const int e = o.num_experts;
   if (e < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("router: num_experts must be >= 1, got ", e));
+    return absl::InvalidArgumentError(absl::StrCat("router: num_experts must be >= 1, got ", e));
   }
   if (o.top_k < 1 || o.top_k > e) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "router: top_k must be in [1, num_experts=", e, "], got ", o.top_k));
+    return absl::InvalidArgumentError(
+        absl::StrCat("router: top_k must be in [1, num_experts=", e, "], got ", o.top_k));
   }
   if (d_model < 1) {
     return absl::InvalidArgumentError("router: d_model must be >= 1");
   }
   if (static_cast<int64_t>(gate_weight.size()) != e * d_model) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "router: gate weight has ", gate_weight.size(), " values, expected ",
-        e, " x ", d_model));
+    return absl::InvalidArgumentError(absl::StrCat("router: gate weight has ", gate_weight.size(),
+                                                   " values, expected ", e, " x ", d_model));
   }
   if (!gate_bias.empty() && static_cast<int>(gate_bias.size()) != e) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "router: gate bias has ", gate_bias.size(), " values, expected ", e));
+    return absl::InvalidArgumentError(
+        absl::StrCat("router: gate bias has ", gate_bias.size(), " values, expected ", e));
   }
   if (!correction_bias.empty() && static_cast<int>(correction_bias.size()) != e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("router: score-correction bias has ",
-                     correction_bias.size(), " values, expected ", e));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "router: score-correction bias has ", correction_bias.size(), " values, expected ", e));
   }
   if (o.n_group < 1 || e % o.n_group != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "router: n_group=", o.n_group, " must divide num_experts=", e));
+    return absl::InvalidArgumentError(
+        absl::StrCat("router: n_group=", o.n_group, " must divide num_experts=", e));
   }
   if (o.topk_group < 1 || o.topk_group > o.n_group) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "router: topk_group=", o.topk_group, " must be in [1, n_group=",
-        o.n_group, "]"));
+    return absl::InvalidArgumentError(absl::StrCat("router: topk_group=", o.topk_group,
+                                                   " must be in [1, n_group=", o.n_group, "]"));
   }
   if (o.n_group > 1 && o.topk_group * (e / o.n_group) < o.top_k) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "router: topk_group=", o.topk_group, " groups of ", e / o.n_group,
-        " experts cannot hold top_k=", o.top_k));
+    return absl::InvalidArgumentError(absl::StrCat("router: topk_group=", o.topk_group,
+                                                   " groups of ", e / o.n_group,
+                                                   " experts cannot hold top_k=", o.top_k));
   }
-  if (o.n_group > 1 && o.group_score == GroupScore::kSumTop2 &&
-      e / o.n_group < 2) {
+  if (o.n_group > 1 && o.group_score == GroupScore::kSumTop2 && e / o.n_group < 2) {
     return absl::InvalidArgumentError(
         "router: sum-of-top-2 group scores need >= 2 experts per group");
   }
   if (!(o.capacity_factor >= 0.0) || !std::isfinite(o.capacity_factor)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "router: capacity_factor must be finite and >= 0, got ",
-        o.capacity_factor));
+    return absl::InvalidArgumentError(
+        absl::StrCat("router: capacity_factor must be finite and >= 0, got ", o.capacity_factor));
   }
   if (!std::isfinite(o.routed_scaling_factor)) {
     return absl::InvalidArgumentError("router: routed_scaling_factor must be finite");
   }
   return std::unique_ptr<Router>(new Router(o, d_model, std::move(gate_weight),
-                                            std::move(gate_bias),
-                                            std::move(correction_bias)));
+                                            std::move(gate_bias), std::move(correction_bias)));
 }
 
 std::unique_ptr<Router> Router::CreateDense(int64_t d_model) {
@@ -77,9 +71,8 @@ std::unique_ptr<Router> Router::CreateDense(int64_t d_model) {
   return std::unique_ptr<Router>(new Router(o, d_model, {}, {}, {}));
 }
 
-Router::Router(const RouterOptions& options, int64_t d_model,
-               std::vector<float> gate_weight, std::vector<float> gate_bias,
-               std::vector<float> correction_bias)
+Router::Router(const RouterOptions& options, int64_t d_model, std::vector<float> gate_weight,
+               std::vector<float> gate_bias, std::vector<float> correction_bias)
     : options_(options),
       d_model_(d_model),
       dense_(gate_weight.empty()),
@@ -89,9 +82,8 @@ Router::Router(const RouterOptions& options, int64_t d_model,
 
 int64_t Router::CapacityFor(int64_t num_tokens) const {
   if (options_.capacity_factor <= 0.0) return std::numeric_limits<int64_t>::max();
-  const double c = std::ceil(options_.capacity_factor *
-                             static_cast<double>(num_tokens) * options_.top_k /
-                             options_.num_experts);
+  const double c = std::ceil(options_.capacity_factor * static_cast<double>(num_tokens) *
+                             options_.top_k / options_.num_experts);
   return static_cast<int64_t>(c);
 }
 
@@ -123,10 +115,8 @@ namespace {
 struct BestFirst {
   const float* value;
   bool operator()(int a, int b) const {
-    const float va = std::isnan(value[a]) ? -std::numeric_limits<float>::infinity()
-                                          : value[a];
-    const float vb = std::isnan(value[b]) ? -std::numeric_limits<float>::infinity()
-                                          : value[b];
+    const float va = std::isnan(value[a]) ? -std::numeric_limits<float>::infinity() : value[a];
+    const float vb = std::isnan(value[b]) ? -std::numeric_limits<float>::infinity() : value[b];
     if (va != vb) return va > vb;
     return a < b;
   }
@@ -135,8 +125,7 @@ struct BestFirst {
 }  // namespace
 
 void Router::SelectToken(const float* scores, int32_t* ids, float* weights,
-                         std::vector<float>* choice,
-                         std::vector<int>* order) const {
+                         std::vector<float>* choice, std::vector<int>* order) const {
   const int e = options_.num_experts;
   const int k = options_.top_k;
   choice->assign(scores, scores + e);
@@ -175,8 +164,8 @@ void Router::SelectToken(const float* scores, int32_t* ids, float* weights,
     }
     std::vector<int>& groups = *order;
     for (int g = 0; g < options_.n_group; ++g) groups.push_back(g);
-    std::partial_sort(groups.begin(), groups.begin() + options_.topk_group,
-                      groups.end(), BestFirst{gs});
+    std::partial_sort(groups.begin(), groups.begin() + options_.topk_group, groups.end(),
+                      BestFirst{gs});
     // Keep the chosen groups' experts, in ascending expert order.
     std::vector<char> keep(static_cast<size_t>(options_.n_group), 0);
     for (int i = 0; i < options_.topk_group; ++i) keep[static_cast<size_t>(groups[i])] = 1;
@@ -187,8 +176,7 @@ void Router::SelectToken(const float* scores, int32_t* ids, float* weights,
   } else {
     for (int i = 0; i < e; ++i) order->push_back(i);
   }
-  std::partial_sort(order->begin(), order->begin() + k, order->end(),
-                    BestFirst{choice->data()});
+  std::partial_sort(order->begin(), order->begin() + k, order->end(), BestFirst{choice->data()});
   float sum = 0.0f;
   for (int j = 0; j < k; ++j) {
     ids[j] = (*order)[static_cast<size_t>(j)];

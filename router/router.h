@@ -35,10 +35,11 @@ class Router {
   // gate_weight: [E, d_model] row-major; gate_bias and correction_bias:
   // empty or [E]. Fails with INVALID_ARGUMENT on inconsistent options or
   // sizes.
-  static absl::StatusOr<std::unique_ptr<Router>> Create(
-      const RouterOptions& options, int64_t d_model,
-      std::vector<float> gate_weight, std::vector<float> gate_bias = {},
-      std::vector<float> correction_bias = {});
+  static absl::StatusOr<std::unique_ptr<Router>> Create(const RouterOptions& options,
+                                                        int64_t d_model,
+                                                        std::vector<float> gate_weight,
+                                                        std::vector<float> gate_bias = {},
+                                                        std::vector<float> correction_bias = {});
 
   // The router of a dense FFN (E = 1, k = 1): every token to expert 0 with
   // weight exactly 1.
@@ -59,13 +60,12 @@ class Router {
   int64_t CapacityFor(int64_t num_tokens) const;
 
  private:
-  Router(const RouterOptions& options, int64_t d_model,
-         std::vector<float> gate_weight, std::vector<float> gate_bias,
-         std::vector<float> correction_bias);
+  Router(const RouterOptions& options, int64_t d_model, std::vector<float> gate_weight,
+         std::vector<float> gate_bias, std::vector<float> correction_bias);
 
   void ScoreToken(const float* x, float* scores) const;
-  void SelectToken(const float* scores, int32_t* ids, float* weights,
-                   std::vector<float>* choice, std::vector<int>* order) const;
+  void SelectToken(const float* scores, int32_t* ids, float* weights, std::vector<float>* choice,
+                   std::vector<int>* order) const;
 
   const RouterOptions options_;
   const int64_t d_model_;

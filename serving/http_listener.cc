@@ -7,8 +7,8 @@
 
 namespace moe {
 
-absl::StatusOr<int> ListenInBackground(httplib::Server* server, const std::string& host,
-                                       int port, const std::string& what, std::thread* thread) {
+absl::StatusOr<int> ListenInBackground(httplib::Server* server, const std::string& host, int port,
+                                       const std::string& what, std::thread* thread) {
   int bound = -1;
   if (port == 0) {
     bound = server->bind_to_any_port(host);

@@ -18,8 +18,8 @@ namespace moe {
 // loop on *thread, returning once the loop runs (before that, stop() would
 // be a no-op and could leave the thread blocked in accept). Returns the
 // bound port; UNAVAILABLE naming `what` and the address when it cannot bind.
-absl::StatusOr<int> ListenInBackground(httplib::Server* server, const std::string& host,
-                                       int port, const std::string& what, std::thread* thread);
+absl::StatusOr<int> ListenInBackground(httplib::Server* server, const std::string& host, int port,
+                                       const std::string& what, std::thread* thread);
 
 }  // namespace moe
 

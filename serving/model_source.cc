@@ -10,8 +10,7 @@
 
 ABSL_FLAG(std::string, model_dir, "",
           "Hugging Face model folder (config.json + safetensors). Empty: use --preset.");
-ABSL_FLAG(int, layer, 0,
-          "Layer of --model_dir (moe_server serves it as the model --model_name).");
+ABSL_FLAG(int, layer, 0, "Layer of --model_dir (moe_server serves it as the model --model_name).");
 ABSL_FLAG(std::string, layers, "",
           "Layers of --model_dir: 'all' or a list such as '0-3,8'. moe_server serves each as "
           "the model <model_name>.layer<L>, batched per layer with one compute for all; "
@@ -54,7 +53,8 @@ absl::StatusOr<std::vector<int>> LayersFromFlags() {
                         absl::StrCat("cannot load the model: ", count.status().message()));
   }
   auto ids = ParseLayerList(absl::GetFlag(FLAGS_layers), *count);
-  if (!ids.ok()) return absl::InvalidArgumentError(absl::StrCat("--layers: ", ids.status().message()));
+  if (!ids.ok())
+    return absl::InvalidArgumentError(absl::StrCat("--layers: ", ids.status().message()));
   return *ids;
 }
 

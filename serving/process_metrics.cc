@@ -54,7 +54,7 @@ int64_t OpenFds() {
 }
 
 void AppendSample(std::string* out, const char* name, const char* help, const char* type,
-                 double value) {
+                  double value) {
   AppendHeader(out, name, help, type);
   absl::StrAppend(out, name, " ", FormatMetricValue(value), "\n");
 }
@@ -69,29 +69,29 @@ void AppendProcessMetrics(std::string* out) {
   // 24 rss (pages).
   if (f.size() > 21 && ticks > 0) {
     AppendSample(out, "process_cpu_seconds_total", "Total user and system CPU time in seconds.",
-                "counter", (std::stod(f[11]) + std::stod(f[12])) / ticks);
+                 "counter", (std::stod(f[11]) + std::stod(f[12])) / ticks);
     AppendSample(out, "process_resident_memory_bytes", "Resident memory size in bytes.", "gauge",
-                std::stod(f[21]) * page);
+                 std::stod(f[21]) * page);
     AppendSample(out, "process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge",
-                std::stod(f[20]));
+                 std::stod(f[20]));
     AppendSample(out, "process_threads", "Number of OS threads in the process.", "gauge",
-                std::stod(f[17]));
+                 std::stod(f[17]));
     const double boot = BootTimeSeconds();
     if (boot >= 0) {
       AppendSample(out, "process_start_time_seconds",
-                  "Start time of the process since unix epoch in seconds.", "gauge",
-                  boot + std::stod(f[19]) / ticks);
+                   "Start time of the process since unix epoch in seconds.", "gauge",
+                   boot + std::stod(f[19]) / ticks);
     }
   }
   const int64_t fds = OpenFds();
   if (fds >= 0) {
     AppendSample(out, "process_open_fds", "Number of open file descriptors.", "gauge",
-                static_cast<double>(fds));
+                 static_cast<double>(fds));
   }
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
     AppendSample(out, "process_max_fds", "Maximum number of open file descriptors.", "gauge",
-                static_cast<double>(limit.rlim_cur));
+                 static_cast<double>(limit.rlim_cur));
   }
 }
 

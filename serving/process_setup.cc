@@ -40,7 +40,8 @@ void UseServingOpenMpSpinCount(char** argv) {
 
 std::string OpenMpWaitDescription() {
   for (const char* name : {"GOMP_SPINCOUNT", "OMP_WAIT_POLICY"}) {
-    if (const char* v = std::getenv(name)) return std::string("OpenMP idle wait: ") + name + "=" + v;
+    if (const char* v = std::getenv(name))
+      return std::string("OpenMP idle wait: ") + name + "=" + v;
   }
   return "OpenMP idle wait: libgomp's default";
 }

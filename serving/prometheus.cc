@@ -53,8 +53,7 @@ void Histogram::Observe(double v) {
   ++count_;
 }
 
-void Histogram::Render(std::string* out, const std::string& name,
-                       const std::string& labels) const {
+void Histogram::Render(std::string* out, const std::string& name, const std::string& labels) const {
   absl::MutexLock lock(&mu_);
   const std::string sep = labels.empty() ? "" : ",";
   uint64_t cumulative = 0;

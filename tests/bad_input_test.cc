@@ -10,22 +10,22 @@
 // (which parses ModelInfer bodies itself); stream cases close the file.
 #include <atomic>
 #include <cmath>
-#include <iterator>
-#include <thread>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "batching/serving_core.h"
+#include "frontend/moe_server.h"
 #include "gmock/gmock.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "proto/grpc_service.grpc.pb.h"
-#include "frontend/moe_server.h"
-#include "batching/serving_core.h"
-#include "tests/server_test_util.h"
 #include "tests/naive_reference.h"
+#include "tests/server_test_util.h"
 
 namespace moe {
 namespace {
@@ -50,16 +50,18 @@ struct Case {
   const char* message;  // a substring the error message must contain
 };
 
-inference::ModelInferRequest::InferInputTensor* In(inference::ModelInferRequest* r) { return r->mutable_inputs(0); }
+inference::ModelInferRequest::InferInputTensor* In(inference::ModelInferRequest* r) {
+  return r->mutable_inputs(0);
+}
 std::string* Raw(inference::ModelInferRequest* r) { return r->mutable_raw_input_contents(0); }
 
 const Case kCases[] = {
-    {"unknown model", [](inference::ModelInferRequest* r) { r->set_model_name("gpt-5"); }, grpc::StatusCode::NOT_FOUND,
-     "unknown model 'gpt-5'"},
-    {"empty model name", [](inference::ModelInferRequest* r) { r->set_model_name(""); }, grpc::StatusCode::NOT_FOUND,
-     "unknown model ''"},
-    {"unknown version", [](inference::ModelInferRequest* r) { r->set_model_version("7"); }, grpc::StatusCode::NOT_FOUND,
-     "no version '7'"},
+    {"unknown model", [](inference::ModelInferRequest* r) { r->set_model_name("gpt-5"); },
+     grpc::StatusCode::NOT_FOUND, "unknown model 'gpt-5'"},
+    {"empty model name", [](inference::ModelInferRequest* r) { r->set_model_name(""); },
+     grpc::StatusCode::NOT_FOUND, "unknown model ''"},
+    {"unknown version", [](inference::ModelInferRequest* r) { r->set_model_version("7"); },
+     grpc::StatusCode::NOT_FOUND, "no version '7'"},
     {"no inputs",
      [](inference::ModelInferRequest* r) {
        r->clear_inputs();
@@ -74,8 +76,8 @@ const Case kCases[] = {
      grpc::StatusCode::INVALID_ARGUMENT, "expected exactly 1 input"},
     {"wrong input name", [](inference::ModelInferRequest* r) { In(r)->set_name("hidden_states"); },
      grpc::StatusCode::INVALID_ARGUMENT, "expected 'input', got 'hidden_states'"},
-    {"empty input name", [](inference::ModelInferRequest* r) { In(r)->set_name(""); }, grpc::StatusCode::INVALID_ARGUMENT,
-     "inputs[0].name"},
+    {"empty input name", [](inference::ModelInferRequest* r) { In(r)->set_name(""); },
+     grpc::StatusCode::INVALID_ARGUMENT, "inputs[0].name"},
     {"datatype FP64", [](inference::ModelInferRequest* r) { In(r)->set_datatype("FP64"); },
      grpc::StatusCode::INVALID_ARGUMENT, "expected FP32 or BF16, got 'FP64'"},
     {"datatype lower case", [](inference::ModelInferRequest* r) { In(r)->set_datatype("fp32"); },
@@ -98,8 +100,8 @@ const Case kCases[] = {
        for (int64_t d : {int64_t{1}, int64_t{2}, kD}) In(r)->add_shape(d);
      },
      grpc::StatusCode::INVALID_ARGUMENT, "expected rank 2"},
-    {"empty shape", [](inference::ModelInferRequest* r) { In(r)->clear_shape(); }, grpc::StatusCode::INVALID_ARGUMENT,
-     "expected rank 2"},
+    {"empty shape", [](inference::ModelInferRequest* r) { In(r)->clear_shape(); },
+     grpc::StatusCode::INVALID_ARGUMENT, "expected rank 2"},
     {"zero tokens",
      [](inference::ModelInferRequest* r) {
        In(r)->set_shape(0, 0);
@@ -110,11 +112,12 @@ const Case kCases[] = {
      grpc::StatusCode::INVALID_ARGUMENT, "shape[0] (tokens)"},
     {"negative d_model", [](inference::ModelInferRequest* r) { In(r)->set_shape(1, -kD); },
      grpc::StatusCode::INVALID_ARGUMENT, "shape[1] (d_model)"},
-    {"zero d_model", [](inference::ModelInferRequest* r) { In(r)->set_shape(1, 0); }, grpc::StatusCode::INVALID_ARGUMENT,
-     "shape[1] (d_model)"},
+    {"zero d_model", [](inference::ModelInferRequest* r) { In(r)->set_shape(1, 0); },
+     grpc::StatusCode::INVALID_ARGUMENT, "shape[1] (d_model)"},
     {"wrong d_model", [](inference::ModelInferRequest* r) { In(r)->set_shape(1, kD + 1); },
      grpc::StatusCode::INVALID_ARGUMENT, "shape[1] (d_model): expected 64, got 65"},
-    {"huge declared tokens, tiny payload", [](inference::ModelInferRequest* r) { In(r)->set_shape(0, int64_t{1} << 40); },
+    {"huge declared tokens, tiny payload",
+     [](inference::ModelInferRequest* r) { In(r)->set_shape(0, int64_t{1} << 40); },
      grpc::StatusCode::INVALID_ARGUMENT, "shape[0] (tokens)"},
     {"shape product overflows int64",
      [](inference::ModelInferRequest* r) {
@@ -130,13 +133,16 @@ const Case kCases[] = {
      grpc::StatusCode::INVALID_ARGUMENT, "expected 1..1024"},
     {"raw payload one byte short", [](inference::ModelInferRequest* r) { Raw(r)->pop_back(); },
      grpc::StatusCode::INVALID_ARGUMENT, "raw_input_contents[0]: expected 512 bytes"},
-    {"raw payload one row long", [](inference::ModelInferRequest* r) { Raw(r)->append(kD * 4, '\0'); },
+    {"raw payload one row long",
+     [](inference::ModelInferRequest* r) { Raw(r)->append(kD * 4, '\0'); },
      grpc::StatusCode::INVALID_ARGUMENT, "raw_input_contents[0]: expected 512 bytes"},
-    {"empty raw payload", [](inference::ModelInferRequest* r) { Raw(r)->clear(); }, grpc::StatusCode::INVALID_ARGUMENT,
-     "raw_input_contents[0]"},
-    {"BF16 declared, FP32-sized payload", [](inference::ModelInferRequest* r) { In(r)->set_datatype("BF16"); },
+    {"empty raw payload", [](inference::ModelInferRequest* r) { Raw(r)->clear(); },
+     grpc::StatusCode::INVALID_ARGUMENT, "raw_input_contents[0]"},
+    {"BF16 declared, FP32-sized payload",
+     [](inference::ModelInferRequest* r) { In(r)->set_datatype("BF16"); },
      grpc::StatusCode::INVALID_ARGUMENT, "expected 256 bytes"},
-    {"two raw payloads for one input", [](inference::ModelInferRequest* r) { r->add_raw_input_contents(r->raw_input_contents(0)); },
+    {"two raw payloads for one input",
+     [](inference::ModelInferRequest* r) { r->add_raw_input_contents(r->raw_input_contents(0)); },
      grpc::StatusCode::INVALID_ARGUMENT, "expected at most 1 entry"},
     {"raw and typed data both",
      [](inference::ModelInferRequest* r) { In(r)->mutable_contents()->add_fp32_contents(1.0f); },
@@ -182,7 +188,8 @@ const Case kCases[] = {
        (*Raw(r))[6] = '\xc1';
      },
      grpc::StatusCode::INVALID_ARGUMENT, "non-finite"},
-    {"unknown output", [](inference::ModelInferRequest* r) { r->add_outputs()->set_name("logits"); },
+    {"unknown output",
+     [](inference::ModelInferRequest* r) { r->add_outputs()->set_name("logits"); },
      grpc::StatusCode::INVALID_ARGUMENT, "unknown output 'logits'"},
     {"empty output name", [](inference::ModelInferRequest* r) { r->add_outputs()->set_name(""); },
      grpc::StatusCode::INVALID_ARGUMENT, "unknown output ''"},
@@ -213,7 +220,8 @@ class BadInputTest : public ::testing::Test {
   }
   void SetUp() override {
     ASSERT_NE(server_, nullptr);
-    channel_ = grpc::CreateChannel(server_->local_grpc_address(), grpc::InsecureChannelCredentials());
+    channel_ =
+        grpc::CreateChannel(server_->local_grpc_address(), grpc::InsecureChannelCredentials());
     stub_ = inference::GRPCInferenceService::NewStub(channel_);
   }
 
@@ -242,8 +250,8 @@ class BadInputTest : public ::testing::Test {
     grpc::Slice slice(body);
     grpc::ByteBuffer request(&slice, 1), response;
     grpc::CompletionQueue cq;
-    auto call = generic.PrepareUnaryCall(&ctx, "/inference.GRPCInferenceService/ModelInfer",
-                                         request, &cq);
+    auto call =
+        generic.PrepareUnaryCall(&ctx, "/inference.GRPCInferenceService/ModelInfer", request, &cq);
     call->StartCall();
     grpc::Status status;
     call->Finish(&response, &status, reinterpret_cast<void*>(1));
@@ -314,8 +322,8 @@ TEST_F(BadInputTest, BodiesThatAreNotARequestAreRefused) {
   };
   for (const auto& [name, body] : bodies) {
     grpc::Status st = InferRawBytes(body);
-    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << name << ": "
-                                                                  << st.error_message();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << name << ": " << st.error_message();
     EXPECT_THAT(st.error_message(), HasSubstr("not a valid inference.ModelInferRequest")) << name;
     ExpectStillServes(name);
   }

@@ -85,14 +85,15 @@ INSTANTIATE_TEST_SUITE_P(
     Layers, BatchInvarianceTest,
     ::testing::Values(Case{"demo", 0, DType::kF32}, Case{"demo", 0, DType::kBF16},
                       Case{"qwen2-moe-a2.7b", 128, DType::kF32},
-                      Case{"qwen2-moe-a2.7b", 128, DType::kBF16},
-                      Case{"gpt2", 0, DType::kF32}, Case{"gpt2", 0, DType::kBF16},
-                      Case{"demo", 0, DType::kI8}, Case{"qwen2-moe-a2.7b", 128, DType::kI8},
-                      Case{"gpt2", 0, DType::kI8}, Case{"demo", 0, DType::kI4},
-                      Case{"qwen2-moe-a2.7b", 128, DType::kI4}, Case{"gpt2", 0, DType::kI4}),
+                      Case{"qwen2-moe-a2.7b", 128, DType::kBF16}, Case{"gpt2", 0, DType::kF32},
+                      Case{"gpt2", 0, DType::kBF16}, Case{"demo", 0, DType::kI8},
+                      Case{"qwen2-moe-a2.7b", 128, DType::kI8}, Case{"gpt2", 0, DType::kI8},
+                      Case{"demo", 0, DType::kI4}, Case{"qwen2-moe-a2.7b", 128, DType::kI4},
+                      Case{"gpt2", 0, DType::kI4}),
     [](const ::testing::TestParamInfo<Case>& info) {
       std::string name = info.param.preset + "_" + DTypeName(info.param.compute);
-      std::replace_if(name.begin(), name.end(), [](char ch) { return !std::isalnum(ch); }, '_');
+      std::replace_if(
+          name.begin(), name.end(), [](char ch) { return !std::isalnum(ch); }, '_');
       return name;
     });
 

@@ -128,7 +128,8 @@ TEST(BatchQueueTest, QueueBoundCountsOnlyUnscheduledRows) {
 
 TEST(BatchQueueTest, ZeroTokenTaskIsRejected) {
   BatchQueue q(Options(4, 1000, 10));
-  EXPECT_THAT(q.Enqueue(Task(0), absl::Now()), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("token")));
+  EXPECT_THAT(q.Enqueue(Task(0), absl::Now()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("token")));
 }
 
 TEST(BatchQueueTest, ExpiredTasksLeaveAtTheirDeadline) {

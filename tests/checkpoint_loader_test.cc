@@ -91,9 +91,10 @@ TEST_F(CheckpointLoaderTest, MissingConfigKey) {
   json c = Config();
   c.erase("hidden_size");
   SetConfig(c);
-  EXPECT_THAT(LoadHfLayer(dir_.path(), 0),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       AllOf(HasSubstr("config.json"), HasSubstr("missing config key 'hidden_size'"))));
+  EXPECT_THAT(
+      LoadHfLayer(dir_.path(), 0),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("config.json"), HasSubstr("missing config key 'hidden_size'"))));
 }
 
 TEST_F(CheckpointLoaderTest, WrongConfigValueType) {
@@ -133,20 +134,22 @@ TEST_F(CheckpointLoaderTest, UnknownActivation) {
 
 TEST_F(CheckpointLoaderTest, LayerOutOfRange) {
   EXPECT_THAT(LoadHfLayer(dir_.path(), 3),
-              StatusIs(absl::StatusCode::kOutOfRange,
-                       AllOf(HasSubstr("layer 3 out of range"), HasSubstr("num_hidden_layers = 1"))));
-  EXPECT_THAT(LoadHfLayer(dir_.path(), -1), StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("layer -1")));
+              StatusIs(absl::StatusCode::kOutOfRange, AllOf(HasSubstr("layer 3 out of range"),
+                                                            HasSubstr("num_hidden_layers = 1"))));
+  EXPECT_THAT(LoadHfLayer(dir_.path(), -1),
+              StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("layer -1")));
 }
 
 TEST_F(CheckpointLoaderTest, ShapeNotMatchingConfig) {
   json c = Config();
   c["intermediate_size"] = 24;
   SetConfig(c);
-  EXPECT_THAT(LoadHfLayer(dir_.path(), 0),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       AllOf(HasSubstr("model.safetensors"),
-                             HasSubstr("'model.layers.0.block_sparse_moe.experts.0.w1.weight'"),
-                             HasSubstr("shape [16, 8] does not match config.json (expected [24, 8])"))));
+  EXPECT_THAT(
+      LoadHfLayer(dir_.path(), 0),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("model.safetensors"),
+                     HasSubstr("'model.layers.0.block_sparse_moe.experts.0.w1.weight'"),
+                     HasSubstr("shape [16, 8] does not match config.json (expected [24, 8])"))));
 }
 
 TEST_F(CheckpointLoaderTest, MissingTensor) {
@@ -154,9 +157,10 @@ TEST_F(CheckpointLoaderTest, MissingTensor) {
     t->erase(std::remove_if(t->begin(), t->end(), [](const auto& p) { return p.first == kW2; }),
              t->end());
   });
-  EXPECT_THAT(LoadHfLayer(dir_.path(), 0),
-              StatusIs(absl::StatusCode::kNotFound,
-                       AllOf(HasSubstr(dir_.path()), HasSubstr(std::string("missing tensor '") + kW2))));
+  EXPECT_THAT(
+      LoadHfLayer(dir_.path(), 0),
+      StatusIs(absl::StatusCode::kNotFound,
+               AllOf(HasSubstr(dir_.path()), HasSubstr(std::string("missing tensor '") + kW2))));
 }
 
 TEST_F(CheckpointLoaderTest, UnsupportedTensorDtype) {
@@ -164,7 +168,8 @@ TEST_F(CheckpointLoaderTest, UnsupportedTensorDtype) {
     for (auto& [name, tensor] : *t) {
       if (name == kW2) {
         // Same bytes, declared I16.
-        auto buf = std::make_shared<std::vector<uint16_t>>(static_cast<size_t>(tensor.num_elements()));
+        auto buf =
+            std::make_shared<std::vector<uint16_t>>(static_cast<size_t>(tensor.num_elements()));
         const void* p = buf->data();
         tensor = Tensor(DType::kF16, tensor.shape(), buf, p);
       }
@@ -209,8 +214,8 @@ TEST_F(CheckpointLoaderTest, ShardedIndexLoads) {
     for (const auto& [name, e] : file->entries()) {
       ASSERT_OK_AND_ASSIGN(Tensor t, file->Get(name));
       Tensor copy = Tensor::FromFloats(t.dtype(), t.shape(), t.ToFloats());
-      const char* shard = (i++ % 2) ? "model-00002-of-00002.safetensors"
-                                    : "model-00001-of-00002.safetensors";
+      const char* shard =
+          (i++ % 2) ? "model-00002-of-00002.safetensors" : "model-00001-of-00002.safetensors";
       ((i % 2) ? a : b).emplace_back(name, copy);
       index["weight_map"][name] = shard;
     }
@@ -250,15 +255,17 @@ TEST_F(CheckpointLoaderTest, ShardedIndexLoads) {
 TEST(CheckpointLayerKindTest, QwenMlpOnlyLayersAndDeepseekDenseLayersAreDense) {
   TempDir dir;
   // Qwen2-MoE with layer 0 listed in mlp_only_layers: a dense MLP there.
-  json c = {{"model_type", "qwen2_moe"}, {"num_hidden_layers", 2}, {"hidden_size", 8},
-            {"intermediate_size", 12}, {"moe_intermediate_size", 4}, {"num_experts", 4},
-            {"num_experts_per_tok", 2}, {"shared_expert_intermediate_size", 6},
-            {"mlp_only_layers", {0}}, {"hidden_act", "silu"}};
+  json c = {{"model_type", "qwen2_moe"},  {"num_hidden_layers", 2},
+            {"hidden_size", 8},           {"intermediate_size", 12},
+            {"moe_intermediate_size", 4}, {"num_experts", 4},
+            {"num_experts_per_tok", 2},   {"shared_expert_intermediate_size", 6},
+            {"mlp_only_layers", {0}},     {"hidden_act", "silu"}};
   WriteFile(dir.File("config.json"), c.dump());
   auto t = [](std::vector<int64_t> shape) {
     int64_t n = 1;
     for (auto d : shape) n *= d;
-    return Tensor::FromFloats(DType::kBF16, shape, std::vector<float>(static_cast<size_t>(n), 0.1f));
+    return Tensor::FromFloats(DType::kBF16, shape,
+                              std::vector<float>(static_cast<size_t>(n), 0.1f));
   };
   ASSERT_OK(WriteSafetensors(dir.File("model.safetensors"),
                              {{"model.layers.0.mlp.gate_proj.weight", t({12, 8})},
@@ -272,9 +279,15 @@ TEST(CheckpointLayerKindTest, QwenMlpOnlyLayersAndDeepseekDenseLayersAreDense) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("model.layers.1.mlp.gate.weight")));
 
   // DeepSeek: layers before first_k_dense_replace are dense.
-  c = {{"model_type", "deepseek_v3"}, {"num_hidden_layers", 2}, {"hidden_size", 8},
-       {"intermediate_size", 12}, {"moe_intermediate_size", 4}, {"n_routed_experts", 4},
-       {"num_experts_per_tok", 2}, {"n_group", 2}, {"topk_group", 1},
+  c = {{"model_type", "deepseek_v3"},
+       {"num_hidden_layers", 2},
+       {"hidden_size", 8},
+       {"intermediate_size", 12},
+       {"moe_intermediate_size", 4},
+       {"n_routed_experts", 4},
+       {"num_experts_per_tok", 2},
+       {"n_group", 2},
+       {"topk_group", 1},
        {"first_k_dense_replace", 1}};
   WriteFile(dir.File("config.json"), c.dump());
   ASSERT_OK_AND_ASSIGN(w, LoadHfLayer(dir.path(), 0));

@@ -54,16 +54,16 @@ std::set<std::string> MetricsIn(std::string expr) {
     expr = std::regex_replace(expr, std::regex(pattern), " ");
   }
   static const std::set<std::string> kKeywords = {
-      "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",
-      "bool", "offset", "inf", "nan"};
+      "by", "without", "on",   "ignoring", "group_left", "group_right", "and",
+      "or", "unless",  "bool", "offset",   "inf",        "nan"};
   std::set<std::string> names;
   const std::regex ident(R"(([A-Za-z_:][A-Za-z0-9_:]*)(\s*\()?)");
   for (std::sregex_iterator it(expr.begin(), expr.end(), ident), end; it != end; ++it) {
     const std::string name = (*it)[1];
     const bool call = (*it)[2].matched;
     const size_t at = static_cast<size_t>(it->position(0));
-    const bool in_number = at > 0 && (std::isdigit(static_cast<unsigned char>(expr[at - 1])) ||
-                                      expr[at - 1] == '.');
+    const bool in_number =
+        at > 0 && (std::isdigit(static_cast<unsigned char>(expr[at - 1])) || expr[at - 1] == '.');
     if (call || in_number || kKeywords.count(name) > 0) continue;
     names.insert(name);
   }
@@ -73,20 +73,19 @@ std::set<std::string> MetricsIn(std::string expr) {
 class DashboardTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto server = MoeServer::Start(
-        ::moe::testing::MakeLayer(::moe::testing::SmallDemoWeights()),
-        ::moe::testing::LocalOptions());
+    auto server = MoeServer::Start(::moe::testing::MakeLayer(::moe::testing::SmallDemoWeights()),
+                                   ::moe::testing::LocalOptions());
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     // One answered request, so that every labelled series has a sample.
     auto stub = ::moe::testing::Stub(server_->local_grpc_address());
     grpc::ClientContext ctx;
     inference::ModelInferResponse resp;
-    ASSERT_TRUE(stub->ModelInfer(&ctx,
-                                 ::moe::testing::InferRequest(
-                                     ::moe::testing::RandomTokens(3 * 64, 7), 64),
-                                 &resp)
-                    .ok());
+    ASSERT_TRUE(
+        stub->ModelInfer(&ctx,
+                         ::moe::testing::InferRequest(::moe::testing::RandomTokens(3 * 64, 7), 64),
+                         &resp)
+            .ok());
     httplib::Client cli("127.0.0.1", server_->metrics_port());
     auto res = cli.Get("/metrics");
     ASSERT_TRUE(res);
@@ -98,8 +97,8 @@ class DashboardTest : public ::testing::Test {
     const std::set<std::string> names = MetricsIn(expr);
     EXPECT_FALSE(names.empty()) << where << " reads no metric: " << expr;
     for (const std::string& n : names) {
-      EXPECT_EQ(exported_.count(n), 1u) << where << " reads '" << n
-                                        << "', which the server does not export: " << expr;
+      EXPECT_EQ(exported_.count(n), 1u)
+          << where << " reads '" << n << "', which the server does not export: " << expr;
     }
   }
 
@@ -108,9 +107,10 @@ class DashboardTest : public ::testing::Test {
 };
 
 TEST(PromqlMetricsTest, FindsTheMetricsAndNothingElse) {
-  EXPECT_EQ(MetricsIn(R"(histogram_quantile(0.99, sum by (model, le) )"
-                      R"((rate(moe_request_duration_seconds_bucket{model=~"$model"}[5m]))) > 1e-3)"),
-            (std::set<std::string>{"moe_request_duration_seconds_bucket"}));
+  EXPECT_EQ(
+      MetricsIn(R"(histogram_quantile(0.99, sum by (model, le) )"
+                R"((rate(moe_request_duration_seconds_bucket{model=~"$model"}[5m]))) > 1e-3)"),
+      (std::set<std::string>{"moe_request_duration_seconds_bucket"}));
   EXPECT_EQ(MetricsIn(R"(sum(rate(a_total[$__rate_interval])) / ignoring(outcome) group_left )"
                       R"(sum(b_total) and on (x) c)"),
             (std::set<std::string>{"a_total", "b_total", "c"}));
@@ -136,8 +136,7 @@ TEST_F(DashboardTest, EveryPanelQueryReadsExportedMetrics) {
     // label_values(metric, label): the metric must exist.
     std::smatch m;
     const std::string query = var.at("query").get<std::string>();
-    ASSERT_TRUE(std::regex_match(query, m, std::regex(R"(label_values\((\w+),\s*\w+\))")))
-        << query;
+    ASSERT_TRUE(std::regex_match(query, m, std::regex(R"(label_values\((\w+),\s*\w+\))"))) << query;
     ExpectExported("variable '" + var.at("name").get<std::string>() + "'", m[1]);
   }
   EXPECT_GE(queries, 10);

@@ -79,8 +79,8 @@ FfnWeights MakeWeights(const FfnSpec& s, DType compute, uint64_t seed) {
   FfnWeights w;
   w.w1 = Tensor::FromFloats(dtype, {s.d_ff, s.d_model}, rng.UniformVector(s.d_ff * s.d_model, li));
   if (s.gated) {
-    w.w3 = Tensor::FromFloats(dtype, {s.d_ff, s.d_model},
-                              rng.UniformVector(s.d_ff * s.d_model, li));
+    w.w3 =
+        Tensor::FromFloats(dtype, {s.d_ff, s.d_model}, rng.UniformVector(s.d_ff * s.d_model, li));
   }
   w.w2 = Tensor::FromFloats(dtype, {s.d_model, s.d_ff}, rng.UniformVector(s.d_model * s.d_ff, lf));
   if (s.has_bias) {
@@ -170,8 +170,7 @@ TEST(DenseFfnSwiGluTest, WideHiddenMatchesNaiveReference) {
       std::vector<float> y(static_cast<size_t>(rows * s.d_model));
       ASSERT_OK(ffn->Run(x.data(), rows, y.data(), &ws));
       const double err = MaxRelativeError(y, NaiveFfn(s, w, x, rows, compute == DType::kBF16));
-      EXPECT_LE(err, Tolerance(compute))
-          << DTypeName(compute) << " rows " << rows;
+      EXPECT_LE(err, Tolerance(compute)) << DTypeName(compute) << " rows " << rows;
     }
   }
 }
@@ -191,16 +190,15 @@ TEST(DenseFfnGptOssTest, ClampedSwigluMatchesNaiveReference) {
       std::vector<float> y(static_cast<size_t>(rows * s.d_model));
       ASSERT_OK(ffn->Run(x.data(), rows, y.data(), &ws));
       const double err = MaxRelativeError(y, NaiveFfn(s, w, x, rows, compute == DType::kBF16));
-      EXPECT_LE(err, Tolerance(compute))
-          << DTypeName(compute) << " rows " << rows;
+      EXPECT_LE(err, Tolerance(compute)) << DTypeName(compute) << " rows " << rows;
     }
   }
   FfnSpec plain = MakeFfnSpec(64, 96, Activation::kGelu, false, false);
   plain.swiglu_limit = 7.0f;
   MatmulCacheRegistry registry;
-  EXPECT_FALSE(DenseFfn::Create(plain, MakeWeights(plain, DType::kF32, 1), DType::kF32, &registry,
-                                "bad")
-                   .ok());
+  EXPECT_FALSE(
+      DenseFfn::Create(plain, MakeWeights(plain, DType::kF32, 1), DType::kF32, &registry, "bad")
+          .ok());
 }
 
 TEST(DenseFfnCreateTest, RejectsWrongShapes) {
@@ -221,8 +219,8 @@ TEST(DenseFfnCreateTest, ZeroRowsIsANoOp) {
   s.d_model = 8;
   s.d_ff = 16;
   MatmulCacheRegistry registry;
-  ASSERT_OK_AND_ASSIGN(auto ffn, DenseFfn::Create(s, MakeWeights(s, DType::kF32, 1), DType::kF32,
-                                                  &registry, "e"));
+  ASSERT_OK_AND_ASSIGN(
+      auto ffn, DenseFfn::Create(s, MakeWeights(s, DType::kF32, 1), DType::kF32, &registry, "e"));
   FfnWorkspace ws;
   EXPECT_OK(ffn->Run(nullptr, 0, nullptr, &ws));
 }

@@ -1,16 +1,16 @@
 // Graceful drain under load: every accepted request finishes OK, the rest
 // get UNAVAILABLE, none is lost or left hanging, health turns NOT_SERVING.
 #include <atomic>
+#include <map>
+#include <string>
 #include <thread>
 #include <vector>
-#include <string>
-#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "batching/serving_core.h"
 #include "gtest/gtest.h"
 #include "proto/health.grpc.pb.h"
-#include "batching/serving_core.h"
 #include "tests/naive_reference.h"
 #include "tests/server_test_util.h"
 
@@ -217,8 +217,8 @@ TEST(DrainTest, OpenStreamsEndWithUnavailable) {
     while (stream->Read(&resp)) {
     }
     const grpc::Status st = stream->Finish();
-    EXPECT_TRUE(st.error_code() == grpc::StatusCode::UNAVAILABLE) << st.error_code() << " "
-                                                                  << st.error_message();
+    EXPECT_TRUE(st.error_code() == grpc::StatusCode::UNAVAILABLE)
+        << st.error_code() << " " << st.error_message();
   });
   EXPECT_EQ(server->Shutdown(absl::Seconds(30)), 0);
   for (auto& t : streams) t.join();

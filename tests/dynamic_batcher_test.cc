@@ -113,8 +113,7 @@ TEST(DynamicBatcherTest, TaskLargerThanABatchIsSplitAndReassembled) {
 TEST(DynamicBatcherTest, AdaptiveFillRunsTheRestOfASplitTaskWithoutWaiting) {
   FakeModel model;
   // An hour's delay: only the fill target can make a batch ready.
-  DynamicBatcher batcher(Options(4, absl::Hours(1)),
-                         [&](const Batch& b) { return model.Run(b); });
+  DynamicBatcher batcher(Options(4, absl::Hours(1)), [&](const Batch& b) { return model.Run(b); });
   EXPECT_EQ(batcher.fill_target_tokens(), 4);
   Result r;
   auto t = Task(6, &r);
@@ -313,8 +312,8 @@ TEST(DynamicBatcherClockTest, APartialBatchRunsWhenTheClockReachesMaxQueueDelay)
   absl::Time answered;
   BatchQueueOptions options = Options(64, kLong);
   options.adaptive_fill = false;  // wait for 64 tokens or the delay
-  DynamicBatcher batcher(options, [&](const Batch& b) { return model.Run(b); }, nullptr, 1,
-                         &clock);
+  DynamicBatcher batcher(
+      options, [&](const Batch& b) { return model.Run(b); }, nullptr, 1, &clock);
   const absl::Time t0 = clock.Now();
   ASSERT_OK(batcher.Enqueue(ClockedTask(3, &r, &clock, &answered)));
   // The compute thread and the watcher wait on the clock; one tick short
@@ -338,8 +337,8 @@ TEST(DynamicBatcherClockTest, AQueuedTaskIsAnsweredAtItsDeadlineOnTheClock) {
   absl::Time answered;
   BatchQueueOptions options = Options(64, 2 * kLong);
   options.adaptive_fill = false;  // nothing runs before the deadline
-  DynamicBatcher batcher(options, [&](const Batch& b) { return model.Run(b); }, nullptr, 1,
-                         &clock);
+  DynamicBatcher batcher(
+      options, [&](const Batch& b) { return model.Run(b); }, nullptr, 1, &clock);
   const absl::Time t0 = clock.Now();
   ASSERT_OK(batcher.Enqueue(ClockedTask(2, &r, &clock, &answered, t0 + kLong)));
   ASSERT_TRUE(Settle(clock, 2));
@@ -359,8 +358,9 @@ TEST(DynamicBatcherClockTest, DrainCutsWhatIsLeftWhenTheClockReachesItsTimeout) 
   absl::Notification release;
   model.hold_ = &release;
   Result running, queued;
-  DynamicBatcher batcher(Options(1, absl::ZeroDuration()),
-                         [&](const Batch& b) { return model.Run(b); }, nullptr, 1, &clock);
+  DynamicBatcher batcher(
+      Options(1, absl::ZeroDuration()), [&](const Batch& b) { return model.Run(b); }, nullptr, 1,
+      &clock);
   ASSERT_OK(batcher.Enqueue(Task(1, &running)));
   ASSERT_TRUE(model.entered_.WaitForNotificationWithTimeout(absl::Seconds(30)));
   ASSERT_OK(batcher.Enqueue(Task(1, &queued)));
@@ -427,8 +427,9 @@ TEST(DynamicBatcherQueuesTest, BatchesHoldOneQueueEachAndEveryQueueIsServed) {
 TEST(DynamicBatcherQueuesTest, TheQueueBoundCountsEveryQueue) {
   FakeModel model;
   // An hour's delay and a batch of 100: nothing becomes ready.
-  DynamicBatcher batcher(Options(100, absl::Hours(1), /*queue=*/4),
-                         [&](const Batch& b) { return model.Run(b); }, nullptr, 2);
+  DynamicBatcher batcher(
+      Options(100, absl::Hours(1), /*queue=*/4), [&](const Batch& b) { return model.Run(b); },
+      nullptr, 2);
   Result a, b, c;
   auto ta = Task(2, &a), tb = Task(2, &b), tc = Task(1, &c);
   ta->queue = 0;

@@ -108,17 +108,16 @@ TEST(ExpertWorkerServerTest, RemoteBackendOnInProcessWorkersMatchesTheLayerBitwi
     auto b = StartWorker(w, compute, {4, 5, 6});
     ASSERT_NE(a, nullptr);
     ASSERT_NE(b, nullptr);
-    ASSERT_OK_AND_ASSIGN(auto shards,
-                         ParseExpertWorkerSpec("0-3=" + a->local_grpc_address() +
-                                                   ";4-6=" + b->local_grpc_address(),
-                                               8));
+    ASSERT_OK_AND_ASSIGN(
+        auto shards, ParseExpertWorkerSpec(
+                         "0-3=" + a->local_grpc_address() + ";4-6=" + b->local_grpc_address(), 8));
     MatmulCacheRegistry registry;
     ASSERT_OK_AND_ASSIGN(auto local_expert, CreateLocalBackend(w, compute, &registry, {7}));
     RemoteBackendOptions remote_options;
     remote_options.startup_timeout = absl::Seconds(30);
-    ASSERT_OK_AND_ASSIGN(auto remote, RemoteExpertBackend::Create(shards, w, compute,
-                                                                  std::move(local_expert),
-                                                                  remote_options));
+    ASSERT_OK_AND_ASSIGN(
+        auto remote,
+        RemoteExpertBackend::Create(shards, w, compute, std::move(local_expert), remote_options));
     MoeLayerOptions options;
     options.compute = compute;
     ASSERT_OK_AND_ASSIGN(auto distributed, MoeLayer::Create(w, options, std::move(remote)));

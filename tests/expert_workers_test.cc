@@ -2,14 +2,14 @@
 // RemoteExpertBackend. Results are bitwise those of the in-process layer;
 // a killed replica is failed over without wrong answers and comes back;
 // mismatched workers are refused at start-up.
-#include "workers/remote_expert_backend.h"
-
 #include <atomic>
-#include <functional>
-#include <filesystem>
 #include <cstring>
+#include <filesystem>
+#include <functional>
 #include <thread>
 
+#include "batching/serving_core.h"
+#include "client/kserve_client.h"
 #include "experts/dnnl_engine.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -19,12 +19,11 @@
 #include "model/moe_layer.h"
 #include "model/presets.h"
 #include "proto/expert_service.grpc.pb.h"
-#include "client/kserve_client.h"
-#include "batching/serving_core.h"
 #include "tests/naive_reference.h"
 #include "tests/process_util.h"
 #include "tests/server_test_util.h"
 #include "tests/status_matchers.h"
+#include "workers/remote_expert_backend.h"
 
 namespace moe {
 namespace {
@@ -48,9 +47,13 @@ Worker StartWorker(const TempDir& dir, const std::string& name, const std::strin
                    uint64_t seed = kDefaultPresetSeed, const std::string& max_isa = "") {
   const std::string log = dir.File(name + ".log");
   Worker w;
-  std::vector<std::string> args = {
-      "--preset=" + preset, "--experts=" + experts, "--dtype=" + dtype, "--host=127.0.0.1",
-      "--port=" + std::to_string(port), "--metrics_port=0", "--seed=" + std::to_string(seed)};
+  std::vector<std::string> args = {"--preset=" + preset,
+                                   "--experts=" + experts,
+                                   "--dtype=" + dtype,
+                                   "--host=127.0.0.1",
+                                   "--port=" + std::to_string(port),
+                                   "--metrics_port=0",
+                                   "--seed=" + std::to_string(seed)};
   if (!max_isa.empty()) args.push_back("--max_isa=" + max_isa);
   w.process = ::moe::testing::Spawn(MOE_WORKER_BINARY, args, log);
   w.port = ::moe::testing::WaitForReadyPort(log, absl::Seconds(120));
@@ -234,9 +237,8 @@ TEST_P(WorkersBitwiseTest, TwoWorkersMatchTheInProcessLayer) {
   TempDir dir;
   Worker wa = StartWorker(dir, "a", c.preset, a, c.dtype);
   Worker wb = StartWorker(dir, "b", c.preset, b, c.dtype);
-  ASSERT_OK_AND_ASSIGN(auto shards, ParseExpertWorkerSpec(a + "=" + wa.address() + ";" + b + "=" +
-                                                              wb.address(),
-                                                          e));
+  ASSERT_OK_AND_ASSIGN(
+      auto shards, ParseExpertWorkerSpec(a + "=" + wa.address() + ";" + b + "=" + wb.address(), e));
   ASSERT_OK_AND_ASSIGN(auto remote, MakeRemote(shards, w, compute));
   MoeLayerOptions options;
   options.compute = compute;
@@ -263,8 +265,8 @@ INSTANTIATE_TEST_SUITE_P(Presets, WorkersBitwiseTest,
                                            BitwiseCase{"qwen2-moe-a2.7b", "int4"}),
                          [](const ::testing::TestParamInfo<BitwiseCase>& info) {
                            std::string n = info.param.preset + "_" + info.param.dtype;
-                           std::replace_if(n.begin(), n.end(),
-                                           [](char ch) { return !std::isalnum(ch); }, '_');
+                           std::replace_if(
+                               n.begin(), n.end(), [](char ch) { return !std::isalnum(ch); }, '_');
                            return n;
                          });
 
@@ -276,10 +278,9 @@ TEST(WorkersFailoverTest, KilledReplicaIsFailedOverAndComesBack) {
   Worker a2 = StartWorker(dir, "a2", "demo", "0-3", "f32");
   Worker b = StartWorker(dir, "b", "demo", "4-7", "f32");
   const int a1_port = a1.port;
-  ASSERT_OK_AND_ASSIGN(auto shards,
-                       ParseExpertWorkerSpec("0-3=" + a1.address() + "," + a2.address() +
-                                                 ";4-7=" + b.address(),
-                                             8));
+  ASSERT_OK_AND_ASSIGN(
+      auto shards,
+      ParseExpertWorkerSpec("0-3=" + a1.address() + "," + a2.address() + ";4-7=" + b.address(), 8));
   RemoteBackendOptions ro;
   ro.rpc_timeout = absl::Seconds(5);
   ro.probe_interval = absl::Milliseconds(100);
@@ -362,9 +363,9 @@ TEST(WorkersStartupTest, MismatchedWorkersAreRefused) {
     Worker bad = StartWorker(dir, "bad-" + c.preset + c.dtype, c.preset, "0-3", c.dtype, 0, c.seed);
     ASSERT_OK_AND_ASSIGN(auto shards, ParseExpertWorkerSpec("0-3=" + bad.address(), 8));
     auto remote = MakeRemote(shards, w, DType::kF32);
-    EXPECT_THAT(remote, StatusIs(absl::StatusCode::kFailedPrecondition,
-                                 AllOf(HasSubstr("expert worker " + bad.address()),
-                                       HasSubstr(c.message))))
+    EXPECT_THAT(remote,
+                StatusIs(absl::StatusCode::kFailedPrecondition,
+                         AllOf(HasSubstr("expert worker " + bad.address()), HasSubstr(c.message))))
         << c.preset;
   }
   // A worker hosting other experts than the shard names.
@@ -384,8 +385,8 @@ TEST(WorkersStartupTest, WorkerAtAnotherCpuTierIsRefusedUnlessAllowed) {
   }
   ASSERT_OK_AND_ASSIGN(LayerWeights w, MakePreset("demo"));
   TempDir dir;
-  Worker worker = StartWorker(dir, "tier", "demo", "0-3", "f32", 0, kDefaultPresetSeed,
-                              CpuTierName(other));
+  Worker worker =
+      StartWorker(dir, "tier", "demo", "0-3", "f32", 0, kDefaultPresetSeed, CpuTierName(other));
   ASSERT_OK_AND_ASSIGN(auto shards, ParseExpertWorkerSpec("0-3=" + worker.address(), 8));
   EXPECT_THAT(MakeRemote(shards, w, DType::kF32),
               StatusIs(absl::StatusCode::kFailedPrecondition,
@@ -517,12 +518,12 @@ TEST(WorkersByLayerTest, ServerBinaryShardsTheMoeLayersOfAWholeModel) {
   TempDir dir;
   Worker worker = StartLayerWorker(dir, "w", fixture, "1", "0-7");
   const std::string log = dir.File("server.log");
-  ChildProcess server = ::moe::testing::Spawn(
-      MOE_SERVER_BINARY,
-      {"--model_dir=" + fixture, "--layers=all", "--dtype=f32",
-       "--expert_workers=0-7=" + worker.address(), "--host=127.0.0.1", "--grpc_port=0",
-       "--http_port=-1", "--metrics_port=-1"},
-      log);
+  ChildProcess server =
+      ::moe::testing::Spawn(MOE_SERVER_BINARY,
+                            {"--model_dir=" + fixture, "--layers=all", "--dtype=f32",
+                             "--expert_workers=0-7=" + worker.address(), "--host=127.0.0.1",
+                             "--grpc_port=0", "--http_port=-1", "--metrics_port=-1"},
+                            log);
   const int port = ::moe::testing::WaitForReadyPort(log, absl::Seconds(120));
   ASSERT_GT(port, 0) << ::moe::testing::ReadFile(log);
   EXPECT_NE(::moe::testing::ReadFile(log).find("model 'moe.layer1': connecting to expert workers"),

@@ -25,14 +25,14 @@ using ::testing::HasSubstr;
 TEST(Fp8WeightsTest, E4m3CodesDecodeAsTheFormatDefines) {
   EXPECT_EQ(DecodeE4m3(0x00), 0.0f);
   EXPECT_TRUE(std::signbit(DecodeE4m3(0x80)));
-  EXPECT_EQ(DecodeE4m3(0x38), 1.0f);          // exponent 7 (the bias), mantissa 0
+  EXPECT_EQ(DecodeE4m3(0x38), 1.0f);  // exponent 7 (the bias), mantissa 0
   EXPECT_EQ(DecodeE4m3(0xB8), -1.0f);
   EXPECT_EQ(DecodeE4m3(0x3C), 1.5f);          // mantissa 4/8
   EXPECT_EQ(DecodeE4m3(0x7E), 448.0f);        // the largest finite: 1.75 * 2^8
   EXPECT_EQ(DecodeE4m3(0x08), 0.015625f);     // the smallest normal: 2^-6
   EXPECT_EQ(DecodeE4m3(0x01), 0.001953125f);  // the smallest subnormal: 2^-9
   EXPECT_EQ(DecodeE4m3(0x07), 7 * 0.001953125f);
-  EXPECT_EQ(DecodeE4m3(0x78), 256.0f);        // S.1111.000 is finite (no infinities)
+  EXPECT_EQ(DecodeE4m3(0x78), 256.0f);  // S.1111.000 is finite (no infinities)
   EXPECT_TRUE(std::isnan(DecodeE4m3(0x7F)));
   EXPECT_TRUE(std::isnan(DecodeE4m3(0xFF)));
 }
@@ -76,7 +76,8 @@ TEST(Fp8WeightsTest, EachBlockTakesItsScaleAndRoundsToBf16) {
   const std::vector<uint8_t> codes = {0x38, 0x3C, 0xC0, 0x30, 0x44,  //
                                       0x3C, 0x38, 0x44, 0xC0, 0x30,  //
                                       0x30, 0x44, 0x38, 0x3C, 0xC0};
-  const std::vector<float> code_values = {1, 1.5, -2, 0.5, 3, 1.5, 1, 3, -2, 0.5, 0.5, 3, 1, 1.5, -2};
+  const std::vector<float> code_values = {1,  1.5, -2,  0.5, 3, 1.5, 1, 3,
+                                          -2, 0.5, 0.5, 3,   1, 1.5, -2};
   const std::vector<float> scales = {0.1f, 3.0f, 7.0f, 1e-3f, 0.3333f, 5.5f};  // [2, 3]
   Stored w = Fp8({3, 5}, codes);
   Stored s = F32({2, 3}, scales);

@@ -90,7 +90,9 @@ TEST(ValidateGivenRoutingTest, NamesTheTokenThePositionAndTheValue) {
       {{0, 1, -2, 2}, w, {"expert_ids[1][0]", "expert -2", "out of range"}},
       {{0, 1, -1, 2}, w, {"expert_weights[1][0]", "empty slot", "must be 0"}},
       {{4, 4, 0, 1}, w, {"expert_ids[0]", "expert 4 appears twice", "positions 0 and 1"}},
-      {{0, 1, 2, 3}, {0.5f, 0.5f, std::nanf(""), 0.5f}, {"expert_weights[1][0]", "nan", "not finite"}},
+      {{0, 1, 2, 3},
+       {0.5f, 0.5f, std::nanf(""), 0.5f},
+       {"expert_weights[1][0]", "nan", "not finite"}},
       {{0, 1, 2, 3},
        {0.5f, std::numeric_limits<float>::infinity(), 0.5f, 0.5f},
        {"expert_weights[0][1]", "inf"}},
@@ -190,7 +192,8 @@ TEST(GivenRoutingLayerTest, ArbitraryRoutingsMatchTheNaiveReference) {
         auto y = NaiveFfn(w.spec.expert, w.experts[static_cast<size_t>(id)], row, 1, false);
         for (int64_t c = 0; c < kD; ++c) {
           want[static_cast<size_t>(i * kD + c)] +=
-              static_cast<double>(weights[static_cast<size_t>(i * k + j)]) * y[static_cast<size_t>(c)];
+              static_cast<double>(weights[static_cast<size_t>(i * k + j)]) *
+              y[static_cast<size_t>(c)];
         }
       }
     }

@@ -4,15 +4,14 @@
 #include <httplib.h>
 
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "batching/serving_core.h"
 #include "common/cpu_tier.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "batching/serving_core.h"
 #include "tests/naive_reference.h"
 #include "tests/server_test_util.h"
 
@@ -31,9 +30,8 @@ constexpr int64_t kD = 64;
 class HttpServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto server =
-        MoeServer::Start(::moe::testing::MakeLayer(::moe::testing::SmallDemoWeights()),
-                         ::moe::testing::LocalOptions());
+    auto server = MoeServer::Start(::moe::testing::MakeLayer(::moe::testing::SmallDemoWeights()),
+                                   ::moe::testing::LocalOptions());
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     ASSERT_GT(server_->http_port(), 0);
@@ -110,8 +108,8 @@ TEST_F(HttpServiceTest, HealthAndServerMetadata) {
   EXPECT_EQ(meta["name"], "moe-serve");
   EXPECT_TRUE(meta["version"].is_string());
   EXPECT_THAT(meta["extensions"].get<std::vector<std::string>>(),
-              ::testing::IsSupersetOf({"statistics", "model_configuration", "model_repository",
-                                       "binary_tensor_data"}));
+              ::testing::IsSupersetOf(
+                  {"statistics", "model_configuration", "model_repository", "binary_tensor_data"}));
 }
 
 TEST_F(HttpServiceTest, ModelMetadataReadyConfigAndStatistics) {
@@ -121,7 +119,8 @@ TEST_F(HttpServiceTest, ModelMetadataReadyConfigAndStatistics) {
     ASSERT_EQ(code, 200);
     EXPECT_EQ(meta["name"], "moe");
     EXPECT_EQ(meta["versions"], json({"1"}));
-    EXPECT_EQ(meta["inputs"][0], json({{"name", "input"}, {"datatype", "FP32"}, {"shape", {-1, kD}}}));
+    EXPECT_EQ(meta["inputs"][0],
+              json({{"name", "input"}, {"datatype", "FP32"}, {"shape", {-1, kD}}}));
     EXPECT_EQ(meta["outputs"][1]["name"], "expert_ids");
     EXPECT_EQ(meta["outputs"][1]["shape"], json({-1, 2}));
 
@@ -199,8 +198,8 @@ TEST_F(HttpServiceTest, ConfigAndIndexMatchGrpc) {
   EXPECT_EQ(iresp.models(0).state(), "READY");
   auto [icode, index] = Post("/v2/repository/index", "");
   EXPECT_EQ(icode, 200);
-  EXPECT_EQ(index, json::array({{{"name", "moe"}, {"version", "1"}, {"state", "READY"},
-                                 {"reason", ""}}}));
+  EXPECT_EQ(index,
+            json::array({{{"name", "moe"}, {"version", "1"}, {"state", "READY"}, {"reason", ""}}}));
   auto [rcode, ready_only] = Post("/v2/repository/index", R"({"ready": true})");
   EXPECT_EQ(rcode, 200);
   EXPECT_EQ(ready_only.size(), 1u);
@@ -246,10 +245,10 @@ TEST_F(HttpServiceTest, CallerRoutingAsJsonIsBitwiseTheGrpcAnswer) {
   ASSERT_EQ(code0, 200) << own.dump();
   json own_ids = own["outputs"][1]["data"], own_w = own["outputs"][2]["data"];
   json req = JsonRequest(tokens);
-  req["inputs"].push_back({{"name", "expert_ids"}, {"datatype", "INT32"}, {"shape", {t, 2}},
-                           {"data", own_ids}});
-  req["inputs"].push_back({{"name", "expert_weights"}, {"datatype", "FP32"}, {"shape", {t, 2}},
-                           {"data", own_w}});
+  req["inputs"].push_back(
+      {{"name", "expert_ids"}, {"datatype", "INT32"}, {"shape", {t, 2}}, {"data", own_ids}});
+  req["inputs"].push_back(
+      {{"name", "expert_weights"}, {"datatype", "FP32"}, {"shape", {t, 2}}, {"data", own_w}});
   req["parameters"] = {{"shared_experts", true}};
   auto [code1, again] = Post("/v2/models/moe/infer", req.dump());
   ASSERT_EQ(code1, 200) << again.dump();
@@ -264,7 +263,8 @@ TEST_F(HttpServiceTest, CallerRoutingAsJsonIsBitwiseTheGrpcAnswer) {
   auto [code2, rest] = Post("/v2/models/moe/infer", req.dump());
   ASSERT_EQ(code2, 200) << rest.dump();
   auto greq = InferRequest(tokens, kD);
-  for (auto [name, type] : {std::pair{"expert_ids", "INT32"}, std::pair{"expert_weights", "FP32"}}) {
+  for (auto [name, type] :
+       {std::pair{"expert_ids", "INT32"}, std::pair{"expert_weights", "FP32"}}) {
     auto* in = greq.add_inputs();
     in->set_name(name);
     in->set_datatype(type);
@@ -323,7 +323,9 @@ TEST_F(HttpServiceTest, BinaryDataInBothDirections) {
   // binary_data_output: every output binary.
   json header = {{"parameters", {{"binary_data_output", true}}},
                  {"inputs",
-                  {{{"name", "input"}, {"datatype", "FP32"}, {"shape", {1, kD}},
+                  {{{"name", "input"},
+                    {"datatype", "FP32"},
+                    {"shape", {1, kD}},
                     {"data", std::vector<float>(tokens.begin(), tokens.begin() + kD)}}}},
                  {"outputs", {{{"name", "output"}}, {{"name", "expert_weights"}}}}};
   auto res = http_->Post("/v2/models/moe/infer", header.dump(), "application/json");
@@ -404,9 +406,8 @@ TEST_F(HttpServiceTest, ErrorsUseTheSpecsCodesAndName) {
                                     {"shape", {1, kD}},
                                     {"parameters", {{"binary_data_size", kD * 4}}}}}}})
                                .dump();
-  for (const auto& [extra, message] :
-       std::vector<std::pair<int, std::string>>{{-4, "only 252 binary bytes remain"},
-                                                {8, "8 binary bytes after the JSON header"}}) {
+  for (const auto& [extra, message] : std::vector<std::pair<int, std::string>>{
+           {-4, "only 252 binary bytes remain"}, {8, "8 binary bytes after the JSON header"}}) {
     httplib::Headers headers = {{"Inference-Header-Content-Length", std::to_string(head.size())}};
     auto res = http_->Post("/v2/models/moe/infer", headers,
                            head + std::string(static_cast<size_t>(kD * 4 + extra), '\0'),

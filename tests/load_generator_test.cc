@@ -9,12 +9,12 @@
 #include <string>
 #include <utility>
 
+#include "batching/serving_core.h"
 #include "client/arrival_schedule.h"
 #include "client/load_report.h"
 #include "client/sweep_points.h"
 #include "frontend/model_descriptors.h"
 #include "gtest/gtest.h"
-#include "batching/serving_core.h"
 #include "tests/fake_kserve_server.h"
 #include "tests/server_test_util.h"
 #include "tests/status_matchers.h"
@@ -90,8 +90,7 @@ TEST_F(LoadGeneratorServerTest, CountsMatchTheServerAndAnswersVerify) {
     // in its ModelStatistics and in its Prometheus counter.
     EXPECT_TRUE(r.server_stats);
     EXPECT_EQ(r.server_ok, r.total_ok) << ReportText(r);
-    EXPECT_EQ(server_->core().RequestsTotal("ok") - ok_before,
-              static_cast<double>(r.total_ok));
+    EXPECT_EQ(server_->core().RequestsTotal("ok") - ok_before, static_cast<double>(r.total_ok));
     EXPECT_EQ(r.total_sent, r.total_ok);
     EXPECT_TRUE(r.verified);
     EXPECT_EQ(r.verify_checked, r.total_ok);
@@ -119,8 +118,7 @@ TEST_F(LoadGeneratorServerTest, HttpProtocolDrivesTheRestEndpoint) {
   EXPECT_EQ(r.ok, 60) << ReportText(r);
   EXPECT_EQ(r.failed, 0) << ReportText(r);
   EXPECT_EQ(r.verify_mismatches, 0) << ReportText(r);
-  EXPECT_EQ(server_->core().RequestsTotal("ok") - ok_before,
-            static_cast<double>(r.total_ok));
+  EXPECT_EQ(server_->core().RequestsTotal("ok") - ok_before, static_cast<double>(r.total_ok));
   // The open loop and streams are gRPC only.
   o.stream = true;
   EXPECT_FALSE(RunLoad(o).ok());
@@ -177,8 +175,10 @@ TEST_F(LoadGeneratorServerTest, ConcurrencyRangeRunsEachPointInOneDocument) {
 // breaks them, and pass it otherwise.
 TEST_F(LoadGeneratorServerTest, ServiceLevelBoundsSetTheExitCode) {
   auto run = [&](const std::string& flags) {
-    return RunBinary("--concurrency=2 --requests=20 --warmup_s=0 --tokens=2 --progress=false "
-                     "--json=/dev/null " + flags + " 2>&1");
+    return RunBinary(
+        "--concurrency=2 --requests=20 --warmup_s=0 --tokens=2 --progress=false "
+        "--json=/dev/null " +
+        flags + " 2>&1");
   };
   EXPECT_EQ(run("--max_p99_ms=60000 --max_error_rate=0").first, 0);
   auto [code, out] = run("--max_p99_ms=0.000001");
@@ -267,7 +267,7 @@ TEST(LoadReportTest, JsonHasOneShapeForOneRunAndForASweep) {
 
 TEST(SweepPointsTest, RangeFollowsPerfAnalyzersForm) {
   EXPECT_EQ(*ParseSweepRange("1:64:8"), (std::vector<double>{1, 9, 17, 25, 33, 41, 49, 57}));
-  EXPECT_EQ(*ParseSweepRange("2:6:2"), (std::vector<double>{2, 4, 6}));  // end included
+  EXPECT_EQ(*ParseSweepRange("2:6:2"), (std::vector<double>{2, 4, 6}));   // end included
   EXPECT_EQ(*ParseSweepRange("1:4"), (std::vector<double>{1, 2, 3, 4}));  // step 1
   EXPECT_EQ(*ParseSweepRange("8"), (std::vector<double>{8}));
   EXPECT_EQ(*ParseSweepRange("0.5:1.5:0.5"), (std::vector<double>{0.5, 1.0, 1.5}));

@@ -96,9 +96,9 @@ TEST_P(LocalExpertBackendTest, UnhostedExpertIsRefusedBeforeAnyJobRuns) {
   MatmulCacheRegistry registry;
   auto backend = MakeBackend(GetParam(), &registry);
   std::vector<float> x = RandomTokens(kDModel, 1), y0(kDModel, 7.0f), y3(kDModel);
-  EXPECT_THAT(backend->Run({ExpertJob{0, x.data(), 1, y0.data()},
-                            ExpertJob{3, x.data(), 1, y3.data()}}),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("expert 3")));
+  EXPECT_THAT(
+      backend->Run({ExpertJob{0, x.data(), 1, y0.data()}, ExpertJob{3, x.data(), 1, y3.data()}}),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("expert 3")));
   EXPECT_EQ(y0[0], 7.0f);  // checked up front: expert 0 did not run either
 }
 

@@ -70,7 +70,7 @@ TEST_P(MoeLayerPresetTest, MatchesNaiveReference) {
     NaiveRouting routing;
     auto want = NaiveLayer(w, x, t, compute == DType::kBF16, &routing);
     const double err = MaxRelativeError(y, want);
-    EXPECT_LE(err, compute == DType::kBF16  ? kBf16Tolerance
+    EXPECT_LE(err, compute == DType::kBF16 ? kBf16Tolerance
                    : compute == DType::kI8 ? kInt8Tolerance
                    : compute == DType::kI4 ? kInt4Tolerance
                                            : kF32Tolerance)
@@ -80,7 +80,8 @@ TEST_P(MoeLayerPresetTest, MatchesNaiveReference) {
     EXPECT_EQ(ids, routing.ids) << preset << " T=" << t;
     int64_t routed = 0;
     for (size_t i = 0; i < weights.size(); ++i) {
-      EXPECT_NEAR(weights[i], routing.weights[i], 1e-5 * std::max(1.0, std::abs(routing.weights[i])));
+      EXPECT_NEAR(weights[i], routing.weights[i],
+                  1e-5 * std::max(1.0, std::abs(routing.weights[i])));
       if (ids[i] >= 0) ++routed;
     }
     int64_t counted = 0;
@@ -111,13 +112,13 @@ TEST(MoeLayerWeightBytesTest, AreThePackedPrecisionsSize) {
 
 INSTANTIATE_TEST_SUITE_P(
     Presets, MoeLayerPresetTest,
-    ::testing::Combine(::testing::Values("demo", "qwen2-moe-a2.7b", "deepseek-v3-small",
-                                         "switch-8", "transformer-base", "bert-base", "gpt2",
-                                         "llama-7b"),
+    ::testing::Combine(::testing::Values("demo", "qwen2-moe-a2.7b", "deepseek-v3-small", "switch-8",
+                                         "transformer-base", "bert-base", "gpt2", "llama-7b"),
                        ::testing::Values(DType::kF32, DType::kBF16, DType::kI8, DType::kI4)),
     [](const ::testing::TestParamInfo<Param>& info) {
       std::string name = std::get<0>(info.param) + "_" + DTypeName(std::get<1>(info.param));
-      std::replace_if(name.begin(), name.end(), [](char c) { return !std::isalnum(c); }, '_');
+      std::replace_if(
+          name.begin(), name.end(), [](char c) { return !std::isalnum(c); }, '_');
       return name;
     });
 

@@ -11,12 +11,12 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "batching/serving_core.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/checkpoint_loader.h"
 #include "model/checkpoint_writer.h"
 #include "model/presets.h"
-#include "batching/serving_core.h"
 #include "tests/naive_reference.h"
 #include "tests/server_test_util.h"
 #include "tests/status_matchers.h"
@@ -277,8 +277,8 @@ TEST_F(MultiLayerTest, OneMetricsExpositionAndRestCoverEveryLayer) {
 // whole: DeepSeek-V3's dense layer 0 and MoE layer 1, Mixtral's and OLMoE's
 // sharded files, FP8 and MXFP4 experts, a dense LLaMA.
 TEST(MultiLayerFixturesTest, DenseAndMoeLayersOfAFixtureAnswerAsEachAlone) {
-  for (const char* family : {"deepseek_v3", "deepseek_v3_fp8", "gpt_oss_mxfp4", "llama",
-                             "mixtral", "olmoe", "qwen2_moe", "qwen3_moe"}) {
+  for (const char* family : {"deepseek_v3", "deepseek_v3_fp8", "gpt_oss_mxfp4", "llama", "mixtral",
+                             "olmoe", "qwen2_moe", "qwen3_moe"}) {
     const std::string dir = std::string(MOE_FIXTURES_DIR) + "/" + family;
     if (!std::filesystem::exists(dir + "/config.json")) {
       GTEST_SKIP() << "conformance fixtures not found at " << dir;

@@ -61,10 +61,10 @@ TEST(Mxfp4WeightsTest, NibblesLowFirstTimesTheGroupScale) {
 TEST(Mxfp4WeightsTest, MalformedTensorsAreRejectedByName) {
   Stored bl = U8({1, 1, 16}, std::vector<uint8_t>(16, 0x11));
   Stored nan_scale = U8({1, 1}, {255});
-  EXPECT_THAT(DecodeMxfp4(bl.raw(), nan_scale.raw(), "m.safetensors", "x_blocks", "x_scales"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       AllOf(HasSubstr("m.safetensors"), HasSubstr("'x_scales'"),
-                             HasSubstr("scale 255"))));
+  EXPECT_THAT(
+      DecodeMxfp4(bl.raw(), nan_scale.raw(), "m.safetensors", "x_blocks", "x_scales"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("m.safetensors"), HasSubstr("'x_scales'"), HasSubstr("scale 255"))));
   Stored wrong = U8({1, 2}, {127, 127});
   EXPECT_THAT(DecodeMxfp4(bl.raw(), wrong.raw(), "m", "x_blocks", "x_scales"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expected U8 [1, 1]")));
@@ -88,16 +88,16 @@ uint8_t NaiveE2m1(float v) {
 TEST(Mxfp4WeightsTest, EncodeE2m1IsNearestTiesToEvenSaturating) {
   // Every midpoint between neighbours goes to the even code.
   EXPECT_EQ(EncodeE2m1(0.25f), 0);
-  EXPECT_EQ(EncodeE2m1(0.75f), 2);   // 1.0, not 0.5
-  EXPECT_EQ(EncodeE2m1(1.25f), 2);   // 1.0, not 1.5
-  EXPECT_EQ(EncodeE2m1(1.75f), 4);   // 2.0
-  EXPECT_EQ(EncodeE2m1(2.5f), 4);    // 2.0
-  EXPECT_EQ(EncodeE2m1(3.5f), 6);    // 4.0
-  EXPECT_EQ(EncodeE2m1(5.0f), 6);    // 4.0, not 6.0
+  EXPECT_EQ(EncodeE2m1(0.75f), 2);  // 1.0, not 0.5
+  EXPECT_EQ(EncodeE2m1(1.25f), 2);  // 1.0, not 1.5
+  EXPECT_EQ(EncodeE2m1(1.75f), 4);  // 2.0
+  EXPECT_EQ(EncodeE2m1(2.5f), 4);   // 2.0
+  EXPECT_EQ(EncodeE2m1(3.5f), 6);   // 4.0
+  EXPECT_EQ(EncodeE2m1(5.0f), 6);   // 4.0, not 6.0
   EXPECT_EQ(EncodeE2m1(-5.0f), 14);
-  EXPECT_EQ(EncodeE2m1(1e30f), 7);   // saturates
+  EXPECT_EQ(EncodeE2m1(1e30f), 7);  // saturates
   EXPECT_EQ(EncodeE2m1(-7.0f), 15);
-  EXPECT_EQ(EncodeE2m1(-0.1f), 0);   // rounds to zero: +0
+  EXPECT_EQ(EncodeE2m1(-0.1f), 0);  // rounds to zero: +0
   for (int i = -2000; i <= 2000; ++i) {
     const float v = static_cast<float>(i) / 256.0f;
     EXPECT_EQ(EncodeE2m1(v), NaiveE2m1(v)) << v;
@@ -131,7 +131,8 @@ TEST(Mxfp4WeightsTest, EncodeThenDecodeIsTheNearestGridValueAndIdempotent) {
     EXPECT_EQ(static_cast<int>(scales[g]) - 127, shared) << g;
     for (int i = 0; i < 32; ++i) {
       const size_t at = g * 32 + i;
-      const float want = DecodeE2m1(NaiveE2m1(std::ldexp(v[at], -shared))) * std::ldexp(1.0f, shared);
+      const float want =
+          DecodeE2m1(NaiveE2m1(std::ldexp(v[at], -shared))) * std::ldexp(1.0f, shared);
       EXPECT_EQ(q[at], want) << g << ", " << i;
     }
   }

@@ -158,8 +158,8 @@ std::vector<double> FfnImpl(const FfnSpec& s, const FfnWeights& w, const std::ve
 
 }  // namespace
 
-std::vector<double> NaiveFfn(const FfnSpec& spec, const FfnWeights& w,
-                             const std::vector<float>& x, int64_t rows, bool bf16) {
+std::vector<double> NaiveFfn(const FfnSpec& spec, const FfnWeights& w, const std::vector<float>& x,
+                             int64_t rows, bool bf16) {
   return FfnImpl(spec, w, x, rows, bf16, 0);
 }
 
@@ -183,8 +183,8 @@ NaiveRouting NaiveRoute(const LayerWeights& w, const std::vector<float>& x, int6
   }
   const auto gate = NaiveValues(w.gate_weight);
   const auto gbias = s.gate_bias ? NaiveValues(w.gate_bias) : std::vector<double>(e, 0.0);
-  const auto cbias = s.correction_bias ? NaiveValues(w.correction_bias)
-                                       : std::vector<double>(e, 0.0);
+  const auto cbias =
+      s.correction_bias ? NaiveValues(w.correction_bias) : std::vector<double>(e, 0.0);
   std::vector<int64_t> per_expert(static_cast<size_t>(e), 0);
   int64_t capacity = INT64_MAX;
   if (s.router.capacity_factor > 0) {
@@ -215,8 +215,8 @@ NaiveRouting NaiveRoute(const LayerWeights& w, const std::vector<float>& x, int6
       for (int g = 0; g < s.router.n_group; ++g) {
         std::vector<double> members(choice.begin() + g * gsize, choice.begin() + (g + 1) * gsize);
         std::sort(members.rbegin(), members.rend());
-        const double gs = s.router.group_score == GroupScore::kMax ? members[0]
-                                                                   : members[0] + members[1];
+        const double gs =
+            s.router.group_score == GroupScore::kMax ? members[0] : members[0] + members[1];
         groups.emplace_back(-gs, g);
       }
       std::sort(groups.begin(), groups.end());
@@ -257,8 +257,8 @@ NaiveRouting NaiveRoute(const LayerWeights& w, const std::vector<float>& x, int6
   return r;
 }
 
-std::vector<double> NaiveLayer(const LayerWeights& w, const std::vector<float>& x,
-                               int64_t rows, bool bf16, NaiveRouting* routing) {
+std::vector<double> NaiveLayer(const LayerWeights& w, const std::vector<float>& x, int64_t rows,
+                               bool bf16, NaiveRouting* routing) {
   const LayerSpec& s = w.spec;
   const int k = s.router.top_k;
   const int64_t h = s.d_model;

@@ -25,8 +25,8 @@ float NaiveRoundBf16(float x);
 double NaiveActivation(Activation a, double x);
 
 // y[rows, d_model] for one FFN block.
-std::vector<double> NaiveFfn(const FfnSpec& spec, const FfnWeights& w,
-                             const std::vector<float>& x, int64_t rows, bool bf16);
+std::vector<double> NaiveFfn(const FfnSpec& spec, const FfnWeights& w, const std::vector<float>& x,
+                             int64_t rows, bool bf16);
 
 // llama.cpp's Q8_0 scheme, fake-quantized: per block of 32 consecutive
 // values (the last one partial), d = max |v| / 127 and v = d · round(v / d)
@@ -53,8 +53,8 @@ struct NaiveRouting {
 NaiveRouting NaiveRoute(const LayerWeights& w, const std::vector<float>& x, int64_t rows);
 
 // The whole layer.
-std::vector<double> NaiveLayer(const LayerWeights& w, const std::vector<float>& x,
-                               int64_t rows, bool bf16, NaiveRouting* routing = nullptr);
+std::vector<double> NaiveLayer(const LayerWeights& w, const std::vector<float>& x, int64_t rows,
+                               bool bf16, NaiveRouting* routing = nullptr);
 
 // max |a - b| / max(max |b|, 1e-6).
 double MaxRelativeError(const std::vector<float>& got, const std::vector<double>& want);

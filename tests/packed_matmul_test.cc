@@ -119,13 +119,15 @@ TEST(PackedMatmulTest, StackedPartsPackAsTheStackedMatrix) {
     const DType compute = weights;
     for (const Case c : {Case{64, 128, 128, false, true}, Case{128, 64, 192, true, true},
                          Case{40, 64, 192, true, true}, Case{64, 96, 100, false, false}}) {
-      SCOPED_TRACE(::testing::Message() << DTypeName(compute) << " K=" << c.k << " N=" << c.n_top
-                                        << "+" << c.n_bottom);
+      SCOPED_TRACE(::testing::Message()
+                   << DTypeName(compute) << " K=" << c.k << " N=" << c.n_top << "+" << c.n_bottom);
       const int64_t n = c.n_top + c.n_bottom;
-      Tensor top = Tensor::FromFloats(weights, {c.n_top, c.k}, RandomTokens(c.n_top * c.k, 5, 0.1f));
+      Tensor top =
+          Tensor::FromFloats(weights, {c.n_top, c.k}, RandomTokens(c.n_top * c.k, 5, 0.1f));
       Tensor bottom =
           Tensor::FromFloats(weights, {c.n_bottom, c.k}, RandomTokens(c.n_bottom * c.k, 6, 0.1f));
-      Tensor bias = c.bias ? Tensor::FromFloats(DType::kF32, {n}, RandomTokens(n, 7, 0.5f)) : Tensor();
+      Tensor bias =
+          c.bias ? Tensor::FromFloats(DType::kF32, {n}, RandomTokens(n, 7, 0.5f)) : Tensor();
       MatmulShape shape;
       shape.k = c.k;
       shape.n = n;

@@ -100,7 +100,7 @@ std::vector<float> OutputAsFloats(const std::vector<uint8_t>& out, DType dst) {
 }
 
 std::vector<uint8_t> RunMatmul(const PanelMatmul& m, const void* x, int64_t rows,
-                         const void* multiplier = nullptr) {
+                               const void* multiplier = nullptr) {
   std::vector<uint8_t> out(static_cast<size_t>(rows * m.shape().n * DTypeSize(m.shape().dst)));
   AlignedBuffer scratch;
   m.Execute(x, rows, out.data(), multiplier, &scratch);
@@ -114,10 +114,10 @@ TEST_F(PanelMatmulTest, SumsAreTheSequentialFmaChain) {
     for (int64_t k : {1, 7, 256, 257, 1030}) {
       for (int64_t n : {1, 15, 16, 17, 100}) {
         SCOPED_TRACE(::testing::Message() << DTypeName(compute) << " K=" << k << " N=" << n);
-        Problem p = MakeProblem(k, n, compute, DType::kF32, MatmulPostOp::kNone,
-                                Activation::kRelu, true, static_cast<uint32_t>(k * 131 + n));
-        ASSERT_OK_AND_ASSIGN(auto m, PanelMatmul::Create(p.shape, p.w_tensor, nullptr,
-                                                          p.bias_tensor));
+        Problem p = MakeProblem(k, n, compute, DType::kF32, MatmulPostOp::kNone, Activation::kRelu,
+                                true, static_cast<uint32_t>(k * 131 + n));
+        ASSERT_OK_AND_ASSIGN(auto m,
+                             PanelMatmul::Create(p.shape, p.w_tensor, nullptr, p.bias_tensor));
         const int64_t rows = 9;
         Rows x = MakeRows(rows, k, compute, 5);
         auto got = OutputAsFloats(RunMatmul(*m, x.data(compute), rows), DType::kF32);
@@ -159,18 +159,17 @@ TEST_F(PanelMatmulTest, MatchesTheNaiveReference) {
       for (const Case& c : cases) {
         for (bool bias : {false, true}) {
           const int64_t k = 300, n = 72, rows = 14;
-          SCOPED_TRACE(::testing::Message()
-                       << DTypeName(compute) << "->" << DTypeName(dst) << " post "
-                       << static_cast<int>(c.post) << " " << ActivationName(c.act) << " bias "
-                       << bias);
+          SCOPED_TRACE(::testing::Message() << DTypeName(compute) << "->" << DTypeName(dst)
+                                            << " post " << static_cast<int>(c.post) << " "
+                                            << ActivationName(c.act) << " bias " << bias);
           Problem p = MakeProblem(k, n, compute, dst, c.post, c.act, bias, 11);
-          ASSERT_OK_AND_ASSIGN(auto m, PanelMatmul::Create(p.shape, p.w_tensor, nullptr,
-                                                            p.bias_tensor));
+          ASSERT_OK_AND_ASSIGN(auto m,
+                               PanelMatmul::Create(p.shape, p.w_tensor, nullptr, p.bias_tensor));
           Rows x = MakeRows(rows, k, compute, 12, 0.3f);
           Rows mul = MakeRows(rows, n, compute, 13, 2.0f);
           auto got = OutputAsFloats(
               RunMatmul(*m, x.data(compute), rows,
-                  c.post == MatmulPostOp::kMultiply ? mul.data(compute) : nullptr),
+                        c.post == MatmulPostOp::kMultiply ? mul.data(compute) : nullptr),
               dst);
           std::vector<double> want(static_cast<size_t>(rows * n));
           for (int64_t r = 0; r < rows; ++r) {
@@ -204,10 +203,9 @@ TEST_F(PanelMatmulTest, MatchesTheNaiveReference) {
 TEST_F(PanelMatmulTest, RowsAreBatchInvariant) {
   for (DType compute : {DType::kF32, DType::kBF16}) {
     const int64_t k = 520, n = 200;
-    Problem p = MakeProblem(k, n, compute, compute, MatmulPostOp::kActivation,
-                            Activation::kSilu, true, 21);
-    ASSERT_OK_AND_ASSIGN(auto m, PanelMatmul::Create(p.shape, p.w_tensor, nullptr,
-                                                      p.bias_tensor));
+    Problem p =
+        MakeProblem(k, n, compute, compute, MatmulPostOp::kActivation, Activation::kSilu, true, 21);
+    ASSERT_OK_AND_ASSIGN(auto m, PanelMatmul::Create(p.shape, p.w_tensor, nullptr, p.bias_tensor));
     const size_t out_row = static_cast<size_t>(n * DTypeSize(compute));
     const size_t in_row = static_cast<size_t>(k * DTypeSize(compute));
     Rows probe = MakeRows(1, k, compute, 22);
@@ -249,7 +247,8 @@ TEST_F(PanelMatmulTest, StackedPartsAreTheStackedMatrix) {
     Tensor b = Tensor::FromFloats(DType::kBF16, {n - n_top, k}, bottom);
     ASSERT_OK_AND_ASSIGN(auto parts, PanelMatmul::Create(p.shape, t, &b, Tensor()));
     Rows x = MakeRows(5, k, DType::kBF16, 32);
-    EXPECT_EQ(RunMatmul(*whole, x.data(DType::kBF16), 5), RunMatmul(*parts, x.data(DType::kBF16), 5))
+    EXPECT_EQ(RunMatmul(*whole, x.data(DType::kBF16), 5),
+              RunMatmul(*parts, x.data(DType::kBF16), 5))
         << "n_top=" << n_top;
   }
 }
@@ -269,8 +268,8 @@ TEST_F(PanelMatmulTest, RejectsAnEmptyDimension) {
 // is NaN, silu(+inf) = +inf, relu keeps NaN.
 TEST_F(PanelMatmulTest, SpecialValues) {
   const float inf = INFINITY;
-  for (Activation act : {Activation::kRelu, Activation::kSilu, Activation::kGelu,
-                         Activation::kGeluTanh}) {
+  for (Activation act :
+       {Activation::kRelu, Activation::kSilu, Activation::kGelu, Activation::kGeluTanh}) {
     MatmulShape s;
     s.k = 1;
     s.n = 1;
@@ -305,8 +304,8 @@ TEST_F(PanelMatmulTest, Bf16PostOpRoundsEachStep) {
   const Rows in = MakeRows(kRows, kCols, DType::kBF16, 31, 6.0f);
   const Rows mul = MakeRows(kRows, kCols, DType::kBF16, 32, 3.0f);
   for (MatmulPostOp post : {MatmulPostOp::kActivation, MatmulPostOp::kMultiply}) {
-    for (Activation act : {Activation::kRelu, Activation::kGelu, Activation::kGeluTanh,
-                           Activation::kSilu}) {
+    for (Activation act :
+         {Activation::kRelu, Activation::kGelu, Activation::kGeluTanh, Activation::kSilu}) {
       if (post == MatmulPostOp::kMultiply && act != Activation::kRelu) continue;
       MatmulShape s;
       s.k = 16;

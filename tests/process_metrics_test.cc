@@ -35,10 +35,9 @@ TEST(ProcessMetricsTest, ReportsTheStandardSeriesWithPlausibleValues) {
   std::string text;
   AppendProcessMetrics(&text);
   const auto s = Samples(text);
-  for (const char* name :
-       {"process_cpu_seconds_total", "process_resident_memory_bytes",
-        "process_virtual_memory_bytes", "process_open_fds", "process_max_fds",
-        "process_start_time_seconds", "process_threads"}) {
+  for (const char* name : {"process_cpu_seconds_total", "process_resident_memory_bytes",
+                           "process_virtual_memory_bytes", "process_open_fds", "process_max_fds",
+                           "process_start_time_seconds", "process_threads"}) {
     EXPECT_EQ(s.count(name), 1u) << name << " missing from:\n" << text;
   }
   EXPECT_GT(s.at("process_resident_memory_bytes"), 1 << 20);

@@ -42,8 +42,8 @@ void RewriteTensors(const std::string& path, const std::function<void(std::vecto
     for (const auto& [name, e] : (*file)->entries()) {
       auto raw = (*file)->GetRaw(name);
       ASSERT_TRUE(raw.ok());
-      items.push_back({name, e.dtype, e.shape,
-                       std::vector<uint8_t>(raw->data, raw->data + (e.end - e.begin))});
+      items.push_back(
+          {name, e.dtype, e.shape, std::vector<uint8_t>(raw->data, raw->data + (e.end - e.begin))});
     }
   }
   edit(&items);
@@ -123,9 +123,10 @@ TEST_F(Fp8CheckpointTest, BlockSizeThatDoesNotFitTheScalesNamesTheBlock) {
   EditConfig(dir_.path(), [](nlohmann::json* c) {
     (*c)["quantization_config"]["weight_block_size"] = {32, 32};
   });
-  EXPECT_THAT(Load(), StatusIs(absl::StatusCode::kInvalidArgument,
-                               AllOf(HasSubstr(File()), HasSubstr("_scale_inv'"),
-                                     HasSubstr("32 x 32 block"), HasSubstr("expected F32 [2, 2]"))));
+  EXPECT_THAT(Load(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr(File()), HasSubstr("_scale_inv'"),
+                             HasSubstr("32 x 32 block"), HasSubstr("expected F32 [2, 2]"))));
 }
 
 TEST_F(Fp8CheckpointTest, ScaleDtypeOtherThanF32IsRefused) {
@@ -186,9 +187,10 @@ class Mxfp4CheckpointTest : public ::testing::Test {
 
 TEST_F(Mxfp4CheckpointTest, WrongScaleShapeNamesTheScaleTensor) {
   RewriteTensors(File(), [&](std::vector<Item>* t) { Find(t, scales_)->shape = {4, 128, 1}; });
-  EXPECT_THAT(Load(), StatusIs(absl::StatusCode::kInvalidArgument,
-                               AllOf(HasSubstr(File()), HasSubstr("'" + scales_ + "'"),
-                                     HasSubstr("expected U8 [4, 64, 2]"), HasSubstr("[4, 128, 1]"))));
+  EXPECT_THAT(Load(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr(File()), HasSubstr("'" + scales_ + "'"),
+                             HasSubstr("expected U8 [4, 64, 2]"), HasSubstr("[4, 128, 1]"))));
 }
 
 TEST_F(Mxfp4CheckpointTest, BlocksThatDoNotDivideAsTheConfigSaysAreRefused) {

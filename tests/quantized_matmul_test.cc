@@ -66,7 +66,7 @@ Problem MakeProblem(DType compute, int64_t k, int64_t n, MatmulPostOp post, Acti
 }
 
 std::vector<float> Multiply(const QuantizedMatmul& m, const std::vector<float>& x, int64_t rows,
-                       const float* multiplier = nullptr) {
+                            const float* multiplier = nullptr) {
   std::vector<float> out(static_cast<size_t>(rows * m.shape().n));
   AlignedBuffer scratch;
   m.Execute(x.data(), rows, out.data(), multiplier, &scratch);
@@ -115,7 +115,8 @@ Column CheckedColumn(const QuantizedMatmul& m, const std::vector<float>& w, int6
     const Quantized want = Quantize(v, k);
     EXPECT_EQ(want.scale, m.weight_scale(c, 0)) << "column " << c;
     for (int64_t i = 0; i < k; ++i) {
-      EXPECT_EQ(want.q[static_cast<size_t>(i)], m.quantized_weight(c, i)) << "col " << c << " k " << i;
+      EXPECT_EQ(want.q[static_cast<size_t>(i)], m.quantized_weight(c, i))
+          << "col " << c << " k " << i;
       col.q[static_cast<size_t>(i)] = want.q[static_cast<size_t>(i)];
       col.scale[static_cast<size_t>(i)] = want.scale;
     }
@@ -151,8 +152,8 @@ TEST_P(QuantizedMatmulTest, WeightsAreQuantizedAsTheHeaderSays) {
     // One all-zero channel: scale 0, every weight 0.
     std::fill(p.w.begin() + 5 * k, p.w.begin() + 6 * k, 0.0f);
     p.w_tensor = Tensor::FromFloats(DType::kF32, {37, k}, p.w);
-    ASSERT_OK_AND_ASSIGN(auto m, QuantizedMatmul::Create(p.shape, p.w_tensor, nullptr, Tensor(),
-                                                         ActiveCpuTier()));
+    ASSERT_OK_AND_ASSIGN(
+        auto m, QuantizedMatmul::Create(p.shape, p.w_tensor, nullptr, Tensor(), ActiveCpuTier()));
     for (int64_t c = 0; c < 37; ++c) CheckedColumn(*m, p.w, c, int4());
     EXPECT_EQ(m->weight_scale(5, 0), 0.0f);
   }
@@ -195,9 +196,8 @@ TEST_P(QuantizedMatmulTest, ResultIsTheExactGroupSumsScaled) {
             }
             const float want = (int4() ? acc : acc * w.scale[0]) + p.bias[static_cast<size_t>(c)];
             const float have = got[static_cast<size_t>(r * n + c)];
-            ASSERT_EQ(0, std::memcmp(&want, &have, 4))
-                << "rows " << rows << " row " << r << " col " << c << ": " << have << " vs "
-                << want;
+            ASSERT_EQ(0, std::memcmp(&want, &have, 4)) << "rows " << rows << " row " << r << " col "
+                                                       << c << ": " << have << " vs " << want;
           }
         }
       }
@@ -253,8 +253,8 @@ TEST_P(QuantizedMatmulTest, MatchesNaiveF32ReferenceWithinQuantizationError) {
 TEST_P(QuantizedMatmulTest, RowsAreBatchInvariant) {
   const int64_t k = 520, n = 300;
   Problem p = MakeProblem(GetParam(), k, n, MatmulPostOp::kActivation, Activation::kSilu, true, 8);
-  ASSERT_OK_AND_ASSIGN(auto m, QuantizedMatmul::Create(p.shape, p.w_tensor, nullptr,
-                                                       p.bias_tensor, ActiveCpuTier()));
+  ASSERT_OK_AND_ASSIGN(auto m, QuantizedMatmul::Create(p.shape, p.w_tensor, nullptr, p.bias_tensor,
+                                                       ActiveCpuTier()));
   const int64_t big = 530;  // crosses the 256-row pass
   auto x = RandomTokens(big * k, 21, 3.0f);
   auto all = Multiply(*m, x, big);
@@ -309,9 +309,9 @@ TEST_P(QuantizedMatmulTest, StackedPartsPackAsTheStackedMatrix) {
   shape.n = 64;
   ASSERT_OK_AND_ASSIGN(auto parts, QuantizedMatmul::Create(shape, top.w_tensor, &bottom.w_tensor,
                                                            Tensor(), ActiveCpuTier()));
-  ASSERT_OK_AND_ASSIGN(auto whole, QuantizedMatmul::Create(
-                                       shape, Tensor::StackRows(top.w_tensor, bottom.w_tensor),
-                                       nullptr, Tensor(), ActiveCpuTier()));
+  ASSERT_OK_AND_ASSIGN(
+      auto whole, QuantizedMatmul::Create(shape, Tensor::StackRows(top.w_tensor, bottom.w_tensor),
+                                          nullptr, Tensor(), ActiveCpuTier()));
   auto x = RandomTokens(5 * k, 4);
   auto a = Multiply(*parts, x, 5), b = Multiply(*whole, x, 5);
   EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
@@ -326,8 +326,8 @@ TEST_P(QuantizedMatmulTest, TinyGroupsAreZeros) {
     p.w[static_cast<size_t>(3 * k + i)] = (i % 2 ? 1e-38f : -2e-39f);  // column 3: tiny
   }
   p.w_tensor = Tensor::FromFloats(DType::kF32, {n, k}, p.w);
-  ASSERT_OK_AND_ASSIGN(auto m, QuantizedMatmul::Create(p.shape, p.w_tensor, nullptr,
-                                                       p.bias_tensor, ActiveCpuTier()));
+  ASSERT_OK_AND_ASSIGN(auto m, QuantizedMatmul::Create(p.shape, p.w_tensor, nullptr, p.bias_tensor,
+                                                       ActiveCpuTier()));
   for (int64_t i = 0; i < k; ++i) {
     EXPECT_EQ(m->quantized_weight(3, i), 0) << i;
     EXPECT_EQ(m->weight_scale(3, i), 0.0f) << i;
@@ -346,8 +346,8 @@ TEST_P(QuantizedMatmulTest, TinyGroupsAreZeros) {
 TEST_P(QuantizedMatmulTest, ZeroAndNonFiniteRows) {
   const int64_t k = 40, n = 20;
   Problem p = MakeProblem(GetParam(), k, n, MatmulPostOp::kNone, Activation::kRelu, true, 12);
-  ASSERT_OK_AND_ASSIGN(auto m, QuantizedMatmul::Create(p.shape, p.w_tensor, nullptr,
-                                                       p.bias_tensor, ActiveCpuTier()));
+  ASSERT_OK_AND_ASSIGN(auto m, QuantizedMatmul::Create(p.shape, p.w_tensor, nullptr, p.bias_tensor,
+                                                       ActiveCpuTier()));
   auto x = RandomTokens(3 * k, 13);
   auto clean = Multiply(*m, x, 3);
   std::fill(x.begin(), x.begin() + k, 0.0f);

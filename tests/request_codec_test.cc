@@ -3,8 +3,8 @@
 #include "frontend/request_codec.h"
 
 #include <cmath>
-#include <functional>
 #include <cstring>
+#include <functional>
 
 #include "common/dtype.h"
 #include "gmock/gmock.h"
@@ -123,50 +123,81 @@ const auto kInvalid = absl::StatusCode::kInvalidArgument;
 INSTANTIATE_TEST_SUITE_P(
     Cases, RequestCodecBadTest,
     ::testing::Values(
-        BadCase{"UnknownModel", [](R* r) { r->set_model_name("other"); },
-                absl::StatusCode::kNotFound, {"unknown model 'other'", "serves 'moe'"}},
-        BadCase{"UnknownVersion", [](R* r) { r->set_model_version("7"); },
-                absl::StatusCode::kNotFound, {"no version '7'"}},
+        BadCase{"UnknownModel",
+                [](R* r) { r->set_model_name("other"); },
+                absl::StatusCode::kNotFound,
+                {"unknown model 'other'", "serves 'moe'"}},
+        BadCase{"UnknownVersion",
+                [](R* r) { r->set_model_version("7"); },
+                absl::StatusCode::kNotFound,
+                {"no version '7'"}},
         BadCase{"NoInputs", [](R* r) { r->clear_inputs(); }, kInvalid, {"inputs", "got 0"}},
-        BadCase{"TwoInputs", [](R* r) { *r->add_inputs() = r->inputs(0); }, kInvalid,
+        BadCase{"TwoInputs",
+                [](R* r) { *r->add_inputs() = r->inputs(0); },
+                kInvalid,
                 {"exactly 1", "got 2"}},
-        BadCase{"WrongInputName", [](R* r) { r->mutable_inputs(0)->set_name("x"); }, kInvalid,
+        BadCase{"WrongInputName",
+                [](R* r) { r->mutable_inputs(0)->set_name("x"); },
+                kInvalid,
                 {"inputs[0].name", "'input'", "'x'"}},
-        BadCase{"WrongDtype", [](R* r) { r->mutable_inputs(0)->set_datatype("FP16"); },
-                kInvalid, {"datatype", "FP32 or BF16", "'FP16'"}},
-        BadCase{"LowercaseDtype", [](R* r) { r->mutable_inputs(0)->set_datatype("fp32"); },
-                kInvalid, {"'fp32'"}},
-        BadCase{"Rank1", [](R* r) { r->mutable_inputs(0)->mutable_shape()->RemoveLast(); },
-                kInvalid, {"rank 2", "got rank 1"}},
-        BadCase{"Rank3", [](R* r) { r->mutable_inputs(0)->add_shape(1); }, kInvalid,
-                {"got rank 3"}},
-        BadCase{"WrongDModel", [](R* r) { r->mutable_inputs(0)->set_shape(1, 5); }, kInvalid,
+        BadCase{"WrongDtype",
+                [](R* r) { r->mutable_inputs(0)->set_datatype("FP16"); },
+                kInvalid,
+                {"datatype", "FP32 or BF16", "'FP16'"}},
+        BadCase{"LowercaseDtype",
+                [](R* r) { r->mutable_inputs(0)->set_datatype("fp32"); },
+                kInvalid,
+                {"'fp32'"}},
+        BadCase{"Rank1",
+                [](R* r) { r->mutable_inputs(0)->mutable_shape()->RemoveLast(); },
+                kInvalid,
+                {"rank 2", "got rank 1"}},
+        BadCase{
+            "Rank3", [](R* r) { r->mutable_inputs(0)->add_shape(1); }, kInvalid, {"got rank 3"}},
+        BadCase{"WrongDModel",
+                [](R* r) { r->mutable_inputs(0)->set_shape(1, 5); },
+                kInvalid,
                 {"shape[1] (d_model)", "expected 4", "got 5"}},
-        BadCase{"ZeroTokens", [](R* r) { r->mutable_inputs(0)->set_shape(0, 0); }, kInvalid,
+        BadCase{"ZeroTokens",
+                [](R* r) { r->mutable_inputs(0)->set_shape(0, 0); },
+                kInvalid,
                 {"shape[0] (tokens)", "1..16", "got 0"}},
-        BadCase{"NegativeTokens", [](R* r) { r->mutable_inputs(0)->set_shape(0, -3); },
-                kInvalid, {"got -3"}},
-        BadCase{"TooManyTokens", [](R* r) { r->mutable_inputs(0)->set_shape(0, 17); }, kInvalid,
+        BadCase{"NegativeTokens",
+                [](R* r) { r->mutable_inputs(0)->set_shape(0, -3); },
+                kInvalid,
+                {"got -3"}},
+        BadCase{"TooManyTokens",
+                [](R* r) { r->mutable_inputs(0)->set_shape(0, 17); },
+                kInvalid,
                 {"1..16", "got 17"}},
         BadCase{"HugeShapeTinyPayload",
-                [](R* r) { r->mutable_inputs(0)->set_shape(0, int64_t{1} << 62); }, kInvalid,
+                [](R* r) { r->mutable_inputs(0)->set_shape(0, int64_t{1} << 62); },
+                kInvalid,
                 {"shape[0]"}},
-        BadCase{"RawTooShort", [](R* r) { r->mutable_raw_input_contents(0)->resize(31); },
-                kInvalid, {"raw_input_contents[0]", "expected 32 bytes", "got 31"}},
-        BadCase{"RawTooLong", [](R* r) { r->mutable_raw_input_contents(0)->append("x"); },
-                kInvalid, {"got 33"}},
-        BadCase{"TwoRawEntries", [](R* r) { r->add_raw_input_contents("abcd"); }, kInvalid,
+        BadCase{"RawTooShort",
+                [](R* r) { r->mutable_raw_input_contents(0)->resize(31); },
+                kInvalid,
+                {"raw_input_contents[0]", "expected 32 bytes", "got 31"}},
+        BadCase{"RawTooLong",
+                [](R* r) { r->mutable_raw_input_contents(0)->append("x"); },
+                kInvalid,
+                {"got 33"}},
+        BadCase{"TwoRawEntries",
+                [](R* r) { r->add_raw_input_contents("abcd"); },
+                kInvalid,
                 {"raw_input_contents", "got 2"}},
         BadCase{"RawAndTyped",
                 [](R* r) { r->mutable_inputs(0)->mutable_contents()->add_fp32_contents(1); },
-                kInvalid, {"both"}},
+                kInvalid,
+                {"both"}},
         BadCase{"NoData", [](R* r) { r->clear_raw_input_contents(); }, kInvalid, {"no data"}},
         BadCase{"TypedWrongCount",
                 [](R* r) {
                   r->clear_raw_input_contents();
                   r->mutable_inputs(0)->mutable_contents()->add_fp32_contents(1);
                 },
-                kInvalid, {"fp32_contents", "expected 8", "got 1"}},
+                kInvalid,
+                {"fp32_contents", "expected 8", "got 1"}},
         BadCase{"TypedWrongField",
                 [](R* r) {
                   r->clear_raw_input_contents();
@@ -175,37 +206,45 @@ INSTANTIATE_TEST_SUITE_P(
                   }
                   r->mutable_inputs(0)->mutable_contents()->add_int_contents(1);
                 },
-                kInvalid, {"only fp32_contents"}},
+                kInvalid,
+                {"only fp32_contents"}},
         BadCase{"Bf16Typed",
                 [](R* r) {
                   r->clear_raw_input_contents();
                   r->mutable_inputs(0)->set_datatype("BF16");
                   r->mutable_inputs(0)->mutable_contents()->add_fp32_contents(1);
                 },
-                kInvalid, {"BF16", "raw_input_contents"}},
+                kInvalid,
+                {"BF16", "raw_input_contents"}},
         BadCase{"NaN",
                 [](R* r) {
                   float nan = std::nanf("");
                   std::memcpy(r->mutable_raw_input_contents(0)->data() + 4 * 6, &nan, 4);
                 },
-                kInvalid, {"non-finite", "[1, 2]"}},
+                kInvalid,
+                {"non-finite", "[1, 2]"}},
         BadCase{"Inf",
                 [](R* r) {
                   float inf = INFINITY;
                   std::memcpy(r->mutable_raw_input_contents(0)->data(), &inf, 4);
                 },
-                kInvalid, {"non-finite", "[0, 0]"}},
-        BadCase{"UnknownOutput", [](R* r) { r->add_outputs()->set_name("logits"); }, kInvalid,
+                kInvalid,
+                {"non-finite", "[0, 0]"}},
+        BadCase{"UnknownOutput",
+                [](R* r) { r->add_outputs()->set_name("logits"); },
+                kInvalid,
                 {"unknown output 'logits'"}},
         BadCase{"DuplicateOutput",
                 [](R* r) {
                   r->add_outputs()->set_name("output");
                   r->add_outputs()->set_name("output");
                 },
-                kInvalid, {"'output' requested twice"}},
+                kInvalid,
+                {"'output' requested twice"}},
         BadCase{"InvalidUtf8Name",
                 [](R* r) { r->mutable_inputs(0)->set_name(std::string("\xff\xfe", 2)); },
-                kInvalid, {"inputs[0].name"}}),
+                kInvalid,
+                {"inputs[0].name"}}),
     [](const ::testing::TestParamInfo<BadCase>& info) { return info.param.name; });
 
 TEST(RequestCodecTest, NonFiniteAllowedWhenConfigured) {
@@ -251,7 +290,6 @@ TEST(RequestCodecTest, EncodesOutputsInTheInputDtype) {
   std::memcpy(&w, resp.raw_output_contents(2).data() + 12, 4);
   EXPECT_EQ(w, 0.75f);
 }
-
 
 // ---- Caller-supplied routing: the optional inputs expert_ids (INT32) and
 // expert_weights (FP32), [T, k], and the shared_experts parameter.
@@ -342,8 +380,8 @@ TEST_P(RequestCodecRoutingBadTest, IsRejectedNamingTheProblem) {
 }
 
 void SetRaw(R* r, int index, const std::vector<int32_t>& v) {
-  r->set_raw_input_contents(index, std::string(reinterpret_cast<const char*>(v.data()),
-                                               v.size() * 4));
+  r->set_raw_input_contents(index,
+                            std::string(reinterpret_cast<const char*>(v.data()), v.size() * 4));
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -355,11 +393,20 @@ INSTANTIATE_TEST_SUITE_P(
                       r->mutable_raw_input_contents()->RemoveLast();
                     },
                     {"exactly 1 input", "or 3", "got 2"}},
-        RoutingCase{"IdOutOfRange", [](R* r) { SetRaw(r, 1, {5, 1, 0, 8}); },
+        RoutingCase{"IdOutOfRange",
+                    [](R* r) {
+                      SetRaw(r, 1, {5, 1, 0, 8});
+                    },
                     {"expert_ids[1][1]", "expert 8", "0..7"}},
-        RoutingCase{"NegativeId", [](R* r) { SetRaw(r, 1, {-3, 1, 0, 7}); },
+        RoutingCase{"NegativeId",
+                    [](R* r) {
+                      SetRaw(r, 1, {-3, 1, 0, 7});
+                    },
                     {"expert_ids[0][0]", "expert -3"}},
-        RoutingCase{"RepeatedId", [](R* r) { SetRaw(r, 1, {5, 1, 7, 7}); },
+        RoutingCase{"RepeatedId",
+                    [](R* r) {
+                      SetRaw(r, 1, {5, 1, 7, 7});
+                    },
                     {"expert_ids[1]", "expert 7 appears twice"}},
         RoutingCase{"NanWeight",
                     [](R* r) {
@@ -368,9 +415,11 @@ INSTANTIATE_TEST_SUITE_P(
                           2, std::string(reinterpret_cast<const char*>(w.data()), 16));
                     },
                     {"expert_weights[0][1]", "not finite"}},
-        RoutingCase{"IdsAsFp32", [](R* r) { r->mutable_inputs(1)->set_datatype("FP32"); },
+        RoutingCase{"IdsAsFp32",
+                    [](R* r) { r->mutable_inputs(1)->set_datatype("FP32"); },
                     {"inputs[1] (expert_ids).datatype", "expected INT32", "'FP32'"}},
-        RoutingCase{"WeightsAsFp16", [](R* r) { r->mutable_inputs(2)->set_datatype("FP16"); },
+        RoutingCase{"WeightsAsFp16",
+                    [](R* r) { r->mutable_inputs(2)->set_datatype("FP16"); },
                     {"inputs[2] (expert_weights).datatype", "expected FP32"}},
         RoutingCase{"WrongK",
                     [](R* r) { r->mutable_inputs(1)->set_shape(1, 3); },

@@ -88,8 +88,8 @@ INSTANTIATE_TEST_SUITE_P(AllPresets, RoundTripTest,
                                            "olmoe-1b-7b", "gpt-oss-20b"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            std::string n = info.param;
-                           std::replace_if(n.begin(), n.end(),
-                                           [](char c) { return !std::isalnum(c); }, '_');
+                           std::replace_if(
+                               n.begin(), n.end(), [](char c) { return !std::isalnum(c); }, '_');
                            return n;
                          });
 
@@ -129,7 +129,8 @@ TEST(RoundTripGptOssTest, ExpertsAreWrittenAsMxfp4AsGptOssShipsThem) {
             std::make_pair(std::string("U8"), Shape{32, 64, 2, 16}));
   EXPECT_EQ(h.at(p + "experts.gate_up_proj_scales"),
             std::make_pair(std::string("U8"), Shape{32, 64, 2}));
-  EXPECT_EQ(h.at(p + "experts.gate_up_proj_bias"), std::make_pair(std::string("BF16"), Shape{32, 64}));
+  EXPECT_EQ(h.at(p + "experts.gate_up_proj_bias"),
+            std::make_pair(std::string("BF16"), Shape{32, 64}));
   EXPECT_EQ(h.at(p + "experts.down_proj_blocks"),
             std::make_pair(std::string("U8"), Shape{32, 64, 1, 16}));
   EXPECT_EQ(h.at(p + "experts.down_proj_scales"),
@@ -220,7 +221,8 @@ TEST_P(RoundTripFp8Test, WrittenFolderLoadsBackWithinFp8Rounding) {
   if (!spec.dense) {
     EXPECT_EQ(loaded.gate_weight.ToFloats(), original.gate_weight.ToFloats());
   }
-  const std::vector<float> a = original.experts[0].w1.ToFloats(), b = loaded.experts[0].w1.ToFloats();
+  const std::vector<float> a = original.experts[0].w1.ToFloats(),
+                           b = loaded.experts[0].w1.ToFloats();
   float amax = 0;
   for (float v : a) amax = std::max(amax, std::fabs(v));
   for (size_t i = 0; i < a.size(); ++i) {
@@ -241,8 +243,8 @@ INSTANTIATE_TEST_SUITE_P(Families, RoundTripFp8Test,
                                            "olmoe-1b-7b", "llama-7b"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            std::string n = info.param;
-                           std::replace_if(n.begin(), n.end(),
-                                           [](char c) { return !std::isalnum(c); }, '_');
+                           std::replace_if(
+                               n.begin(), n.end(), [](char c) { return !std::isalnum(c); }, '_');
                            return n;
                          });
 
@@ -286,14 +288,15 @@ TEST(RoundTripTest, WrittenNamesAreTheFamiliesOwn) {
   struct Want {
     std::string preset, name;
   };
-  for (const Want& w : {Want{"demo", "model.layers.0.block_sparse_moe.experts.7.w3.weight"},
-                        Want{"qwen2-moe-a2.7b", "model.layers.0.mlp.shared_expert_gate.weight"},
-                        Want{"deepseek-v3-small", "model.layers.0.mlp.gate.e_score_correction_bias"},
-                        Want{"deepseek-v3-small", "model.layers.0.mlp.shared_experts.down_proj.weight"},
-                        Want{"switch-8", "encoder.block.0.layer.1.mlp.experts.expert_7.wo.weight"},
-                        Want{"bert-base", "bert.encoder.layer.0.intermediate.dense.bias"},
-                        Want{"gpt2", "h.0.mlp.c_fc.weight"},
-                        Want{"llama-7b", "model.layers.0.mlp.up_proj.weight"}}) {
+  for (const Want& w :
+       {Want{"demo", "model.layers.0.block_sparse_moe.experts.7.w3.weight"},
+        Want{"qwen2-moe-a2.7b", "model.layers.0.mlp.shared_expert_gate.weight"},
+        Want{"deepseek-v3-small", "model.layers.0.mlp.gate.e_score_correction_bias"},
+        Want{"deepseek-v3-small", "model.layers.0.mlp.shared_experts.down_proj.weight"},
+        Want{"switch-8", "encoder.block.0.layer.1.mlp.experts.expert_7.wo.weight"},
+        Want{"bert-base", "bert.encoder.layer.0.intermediate.dense.bias"},
+        Want{"gpt2", "h.0.mlp.c_fc.weight"},
+        Want{"llama-7b", "model.layers.0.mlp.up_proj.weight"}}) {
     LayerSpec spec = *PresetSpec(w.preset);
     spec.d_model = spec.expert.d_model = 16;
     spec.expert.d_ff = 16;

@@ -79,8 +79,8 @@ TEST(RouterTest, SigmoidScoring) {
   auto r = MakeRouter(o, {0.0f, 2.0f, -1.0f});
   RoutingPlan p = RouteOne(*r);
   EXPECT_THAT(p.expert_ids, ElementsAre(1, 0));
-  EXPECT_THAT(p.weights, ElementsAre(FloatNear(1 / (1 + std::exp(-2.0f)), 1e-6),
-                                     FloatNear(0.5f, 1e-6)));
+  EXPECT_THAT(p.weights,
+              ElementsAre(FloatNear(1 / (1 + std::exp(-2.0f)), 1e-6), FloatNear(0.5f, 1e-6)));
 }
 
 TEST(RouterTest, CorrectionBiasChangesSelectionButNotWeights) {

@@ -1,10 +1,9 @@
 // SafetensorsFile: a valid file reads back; every malformed file is refused
 // with a message naming the file, the tensor and the problem.
-#include "model/safetensors_file.h"
-
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/checkpoint_writer.h"
+#include "model/safetensors_file.h"
 #include "tests/status_matchers.h"
 #include "tests/test_files.h"
 
@@ -41,10 +40,11 @@ TEST(SafetensorsTest, WrittenFileReadsBack) {
 TEST(SafetensorsTest, ScalarAndEmptyTensorsAndMetadataAreAccepted) {
   TempDir dir;
   const std::string path = dir.File("s.safetensors");
-  WriteFile(path, SafetensorsBytes(
-                      R"({"__metadata__":{"format":"pt"},"s":{"dtype":"F32","shape":[],)"
-                      R"("data_offsets":[0,4]},"e":{"dtype":"F32","shape":[0,3],"data_offsets":[4,4]}})",
-                      std::string(4, '\0')));
+  WriteFile(path,
+            SafetensorsBytes(
+                R"({"__metadata__":{"format":"pt"},"s":{"dtype":"F32","shape":[],)"
+                R"("data_offsets":[0,4]},"e":{"dtype":"F32","shape":[0,3],"data_offsets":[4,4]}})",
+                std::string(4, '\0')));
   ASSERT_OK_AND_ASSIGN(auto file, SafetensorsFile::Open(path));
   EXPECT_TRUE(file->Has("s"));
   EXPECT_TRUE(file->Has("e"));
@@ -77,25 +77,24 @@ const std::string kEightBytes(8, '\1');
 INSTANTIATE_TEST_SUITE_P(
     Malformed, SafetensorsBadFileTest,
     ::testing::Values(
-        BadFile{"Empty", "", {"too short"}},
-        BadFile{"Truncated", "\x10\0\0", {"too short"}},
-        BadFile{"HeaderLongerThanFile", SafetensorsBytes("{}", "", 4096),
+        BadFile{"Empty", "", {"too short"}}, BadFile{"Truncated", "\x10\0\0", {"too short"}},
+        BadFile{"HeaderLongerThanFile",
+                SafetensorsBytes("{}", "", 4096),
                 {"header length 4096", "larger than the rest of the file"}},
         BadFile{"HugeHeaderLength", SafetensorsBytes("{}", "", UINT64_MAX - 1), {"header length"}},
         BadFile{"InvalidJson", SafetensorsBytes("{\"a\": [1, 2", ""), {"not valid JSON"}},
         BadFile{"NotAnObject", SafetensorsBytes("[1, 2]", ""), {"not a JSON object"}},
-        BadFile{"EntryNotObject", SafetensorsBytes(R"({"w": 3})", ""),
-                {"'w'", "not an object"}},
+        BadFile{"EntryNotObject", SafetensorsBytes(R"({"w": 3})", ""), {"'w'", "not an object"}},
         BadFile{"UnknownDtype",
                 SafetensorsBytes(R"({"w":{"dtype":"Q4","shape":[2],"data_offsets":[0,2]}})", "ab"),
                 {"'w'", "unknown dtype 'Q4'"}},
-        BadFile{"MissingShape", SafetensorsBytes(R"({"w":{"dtype":"F32","data_offsets":[0,4]}})",
-                                                 "abcd"),
+        BadFile{"MissingShape",
+                SafetensorsBytes(R"({"w":{"dtype":"F32","data_offsets":[0,4]}})", "abcd"),
                 {"'w'", "shape"}},
-        BadFile{"NegativeDim",
-                SafetensorsBytes(R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})",
-                                 "abcd"),
-                {"'w'", "bad shape entry -1"}},
+        BadFile{
+            "NegativeDim",
+            SafetensorsBytes(R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", "abcd"),
+            {"'w'", "bad shape entry -1"}},
         BadFile{"OffsetsOutsideData",
                 SafetensorsBytes(R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})",
                                  kEightBytes),

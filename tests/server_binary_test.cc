@@ -102,9 +102,9 @@ TEST(ServerBinaryTest, MalformedWeightFileStopsStartUpWithAClearMessage) {
   const std::string bytes = ReadFile(weights);
   ::moe::testing::WriteFile(weights, bytes.substr(0, bytes.size() - 64));  // truncate
   const std::string log = dir.File("server.log");
-  const pid_t pid = Spawn({"--model_dir=" + dir.File("model"), "--grpc_port=0",
-                           "--http_port=-1", "--metrics_port=-1"},
-                          log);
+  const pid_t pid = Spawn(
+      {"--model_dir=" + dir.File("model"), "--grpc_port=0", "--http_port=-1", "--metrics_port=-1"},
+      log);
   EXPECT_EQ(WaitExit(pid, absl::Seconds(60)), 1);
   const std::string text = ReadFile(log);
   EXPECT_NE(text.find(weights), std::string::npos) << text;
@@ -115,7 +115,8 @@ TEST(ServerBinaryTest, MalformedWeightFileStopsStartUpWithAClearMessage) {
 TEST(ServerBinaryTest, UnknownPresetStopsStartUp) {
   TempDir dir;
   const std::string log = dir.File("server.log");
-  const pid_t pid = Spawn({"--preset=nope", "--grpc_port=0", "--http_port=-1", "--metrics_port=-1"}, log);
+  const pid_t pid =
+      Spawn({"--preset=nope", "--grpc_port=0", "--http_port=-1", "--metrics_port=-1"}, log);
   EXPECT_EQ(WaitExit(pid, absl::Seconds(60)), 1);
   EXPECT_NE(ReadFile(log).find("unknown preset 'nope'"), std::string::npos) << ReadFile(log);
 }
@@ -128,10 +129,10 @@ TEST(ServerBinaryTest, HelpListsEveryFlagAndVersionSaysWhatRuns) {
   const std::string log = dir.File("help.log");
   EXPECT_EQ(WaitExit(Spawn({"--help"}, log), absl::Seconds(30)), 0);
   const std::string help = ReadFile(log);
-  for (const char* flag : {"--grpc_port", "--http_port", "--metrics_port", "--preset",
-                           "--model_dir", "--dtype", "--max_isa", "--max_batch_tokens",
-                           "--max_queue_delay_us", "--tls_cert", "--expert_workers",
-                           "--drain_timeout_s", "--allow_mixed_isa", "--layers"}) {
+  for (const char* flag :
+       {"--grpc_port", "--http_port", "--metrics_port", "--preset", "--model_dir", "--dtype",
+        "--max_isa", "--max_batch_tokens", "--max_queue_delay_us", "--tls_cert", "--expert_workers",
+        "--drain_timeout_s", "--allow_mixed_isa", "--layers"}) {
     EXPECT_NE(help.find(flag), std::string::npos) << flag << " missing from --help:\n" << help;
   }
   EXPECT_NE(help.find("default: 8000"), std::string::npos) << help;
@@ -160,10 +161,10 @@ TEST(ServerBinaryTest, LayersServesEveryListedLayerAndRejectsBadLists) {
   };
   ASSERT_TRUE(WriteHfLayers(3, 2, layer, dir.File("model")).ok());
   const std::string log = dir.File("server.log");
-  const pid_t pid = Spawn({"--model_dir=" + dir.File("model"), "--layers=1-2", "--dtype=f32",
-                           "--host=127.0.0.1", "--grpc_port=0", "--http_port=-1",
-                           "--metrics_port=-1"},
-                          log);
+  const pid_t pid =
+      Spawn({"--model_dir=" + dir.File("model"), "--layers=1-2", "--dtype=f32", "--host=127.0.0.1",
+             "--grpc_port=0", "--http_port=-1", "--metrics_port=-1"},
+            log);
   const int port = ::moe::testing::WaitForReadyPort(log, absl::Seconds(30));
   const std::string text = ReadFile(log);
   ASSERT_GT(port, 0) << "no ready line in the log:\n" << text;
@@ -177,8 +178,8 @@ TEST(ServerBinaryTest, LayersServesEveryListedLayerAndRejectsBadLists) {
   grpc::ClientContext ctx;
   ::moe::testing::SetDeadline(&ctx, absl::Seconds(30));
   inference::ModelInferResponse resp;
-  grpc::Status st = stub->ModelInfer(
-      &ctx, BuildInferRequest("moe.layer2", tokens, 16, false, "", false), &resp);
+  grpc::Status st =
+      stub->ModelInfer(&ctx, BuildInferRequest("moe.layer2", tokens, 16, false, "", false), &resp);
   ASSERT_TRUE(st.ok()) << st.error_message();
   auto ref = ::moe::testing::MakeLayer(*layer(2));
   EXPECT_EQ(::moe::testing::OutputFloats(resp, "output"),

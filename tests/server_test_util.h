@@ -12,11 +12,11 @@
 
 #include "client/kserve_client.h"
 #include "common/dtype.h"
+#include "frontend/moe_server.h"
 #include "gtest/gtest.h"
 #include "model/moe_layer.h"
 #include "model/presets.h"
 #include "proto/grpc_service.grpc.pb.h"
-#include "frontend/moe_server.h"
 
 namespace moe::testing {
 
@@ -95,9 +95,9 @@ inline std::vector<float> Reference(MoeLayer* layer, const std::vector<float>& t
   std::vector<float> y(tokens.size());
   ForwardOutputs out;
   out.output = y.data();
-  EXPECT_TRUE(layer->Forward(tokens.data(), static_cast<int64_t>(tokens.size()) / layer->d_model(),
-                             out)
-                  .ok());
+  EXPECT_TRUE(
+      layer->Forward(tokens.data(), static_cast<int64_t>(tokens.size()) / layer->d_model(), out)
+          .ok());
   return y;
 }
 

@@ -5,19 +5,18 @@
 #include <httplib.h>
 
 #include <atomic>
-#include <sstream>
-
-#include "absl/synchronization/notification.h"
 #include <map>
 #include <random>
 #include <regex>
+#include <sstream>
 #include <thread>
 
-#include "gmock/gmock.h"
+#include "absl/synchronization/notification.h"
+#include "batching/serving_core.h"
 #include "frontend/model_descriptors.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/health.grpc.pb.h"
-#include "batching/serving_core.h"
 #include "tests/naive_reference.h"
 #include "tests/server_test_util.h"
 #include "tests/status_matchers.h"
@@ -106,7 +105,8 @@ void AddRouting(inference::ModelInferRequest* req, const std::vector<int32_t>& i
   in_ids->set_datatype("INT32");
   in_ids->add_shape(t);
   in_ids->add_shape(k);
-  req->add_raw_input_contents(std::string(reinterpret_cast<const char*>(ids.data()), ids.size() * 4));
+  req->add_raw_input_contents(
+      std::string(reinterpret_cast<const char*>(ids.data()), ids.size() * 4));
   auto* in_w = req->add_inputs();
   in_w->set_name("expert_weights");
   in_w->set_datatype("FP32");
@@ -240,8 +240,8 @@ TEST_F(ServiceTest, ConcurrentClientsEachGetTheirOwnRows) {
       grpc::ClientContext ctx;
       SetDeadline(&ctx, absl::Seconds(60));
       inference::ModelInferResponse resp;
-      statuses[c] = stub->ModelInfer(&ctx, InferRequest(inputs[c], kD, false, std::to_string(c)),
-                                     &resp);
+      statuses[c] =
+          stub->ModelInfer(&ctx, InferRequest(inputs[c], kD, false, std::to_string(c)), &resp);
       if (statuses[c].ok()) {
         EXPECT_EQ(resp.id(), std::to_string(c));
         outputs[c] = OutputFloats(resp, "output");
@@ -314,7 +314,8 @@ TEST_F(ServiceTest, StreamAnswersInterleavedGoodAndBadRequests) {
     if (resp.error_message().empty()) {
       ++good;
       ASSERT_TRUE(sent.count(id)) << id;
-      EXPECT_EQ(OutputFloats(resp.infer_response(), "output"), Reference(reference_.get(), sent[id]))
+      EXPECT_EQ(OutputFloats(resp.infer_response(), "output"),
+                Reference(reference_.get(), sent[id]))
           << id;
     } else {
       ++bad;
@@ -333,8 +334,8 @@ TEST_F(ServiceTest, StreamCancelledMidFlightLeavesTheServerHealthy) {
     SetDeadline(&ctx, absl::Seconds(60));
     auto stream = stub_->ModelStreamInfer(&ctx);
     for (int i = 0; i < 20; ++i) {
-      if (!stream->Write(InferRequest(RandomTokens(200 * kD, 900 + i), kD, false,
-                                      std::to_string(i)))) {
+      if (!stream->Write(
+              InferRequest(RandomTokens(200 * kD, 900 + i), kD, false, std::to_string(i)))) {
         break;
       }
     }
@@ -368,9 +369,9 @@ TEST_F(ServiceTest, UnaryCancelledWhileQueuedIsDropped) {
   grpc::Status status;
   const inference::ModelInferRequest req = InferRequest(RandomTokens(kD, 3), kD);
   stub_->async()->ModelInfer(&ctx, &req, &resp, [&](grpc::Status s) {
-                               status = s;
-                               done.Notify();
-                             });
+    status = s;
+    done.Notify();
+  });
   absl::SleepFor(absl::Milliseconds(100));
   ctx.TryCancel();
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
@@ -392,7 +393,8 @@ TEST_F(ServiceTest, ValidationErrorsCarryTheirCodeAndMessage) {
     std::string message;
   };
   const std::vector<Case> cases = {
-      {[](auto* r) { r->set_model_name("nope"); }, grpc::StatusCode::NOT_FOUND, "unknown model 'nope'"},
+      {[](auto* r) { r->set_model_name("nope"); }, grpc::StatusCode::NOT_FOUND,
+       "unknown model 'nope'"},
       {[](auto* r) { r->mutable_inputs(0)->set_name("x"); }, grpc::StatusCode::INVALID_ARGUMENT,
        "inputs[0].name"},
       {[](auto* r) { r->mutable_inputs(0)->set_datatype("INT8"); },
@@ -443,12 +445,12 @@ TEST_F(ServiceTest, FullQueueReturnsUnavailable) {
   absl::Notification first_done;
   const inference::ModelInferRequest first_req = InferRequest(tokens, kD);
   stub_->async()->ModelInfer(&first_ctx, &first_req, &first_resp, [&](grpc::Status s) {
-                               first_status = s;
-                               first_done.Notify();
-                             });
+    first_status = s;
+    first_done.Notify();
+  });
   // Wait until the first request is queued.
-  for (int i = 0; i < 1000 && server_->core().RenderMetrics().find("moe_queue_tokens{model=\"moe\"} 6") ==
-                                  std::string::npos;
+  for (int i = 0; i < 1000 && server_->core().RenderMetrics().find(
+                                  "moe_queue_tokens{model=\"moe\"} 6") == std::string::npos;
        ++i) {
     absl::SleepFor(absl::Milliseconds(1));
   }
@@ -477,8 +479,7 @@ TEST_F(ServiceTest, DeadlineShorterThanTheQueueDelayIsExceededAndNotComputed) {
   EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   // The server answered it as expired, and never ran it. (How soon it
   // answers is timed in timing_test.cc, label perf.)
-  for (int i = 0; i < 2000 && server_->core().RequestsTotal("deadline_exceeded") == 0;
-       ++i) {
+  for (int i = 0; i < 2000 && server_->core().RequestsTotal("deadline_exceeded") == 0; ++i) {
     absl::SleepFor(absl::Milliseconds(1));
   }
   EXPECT_EQ(server_->core().RequestsTotal("deadline_exceeded"), 1)
@@ -489,8 +490,8 @@ TEST_F(ServiceTest, DeadlineShorterThanTheQueueDelayIsExceededAndNotComputed) {
 }
 
 TEST_F(ServiceTest, HealthAndReflectionAnswer) {
-  auto channel = grpc::CreateChannel(server_->local_grpc_address(),
-                                     grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel(server_->local_grpc_address(), grpc::InsecureChannelCredentials());
   auto health = grpc::health::v1::Health::NewStub(channel);
   for (const char* service : {"", "inference.GRPCInferenceService"}) {
     grpc::ClientContext ctx;
@@ -530,7 +531,8 @@ TEST_F(ServiceTest, HealthAndReflectionAnswer) {
   std::vector<grpc::Slice> slices;
   ASSERT_TRUE(response.Dump(&slices).ok());
   std::string bytes;
-  for (const auto& s : slices) bytes += std::string(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const auto& s : slices)
+    bytes += std::string(reinterpret_cast<const char*>(s.begin()), s.size());
   EXPECT_THAT(bytes, HasSubstr("inference.GRPCInferenceService"));
   EXPECT_THAT(bytes, HasSubstr("grpc.health.v1.Health"));
   grpc::Status status;
@@ -599,7 +601,8 @@ TEST_F(ServiceTest, MetricsParseAsPrometheusTextAndCountRequests) {
     ASSERT_FALSE(Infer(bad, &resp).ok());
   }
   const std::string text = Metrics();
-  const std::regex sample(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (-?[0-9.eE+-]+|\+Inf|-Inf|NaN)$)");
+  const std::regex sample(
+      R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (-?[0-9.eE+-]+|\+Inf|-Inf|NaN)$)");
   const std::regex comment(R"(^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$)");
   std::map<std::string, double> values;
   std::istringstream lines(text);
@@ -632,7 +635,8 @@ TEST_F(ServiceTest, MetricsParseAsPrometheusTextAndCountRequests) {
   EXPECT_EQ(values["moe_batch_tokens_sum{model=\"moe\"}"], 15);
   EXPECT_EQ(values["moe_queue_tokens{model=\"moe\"}"], 0);
   EXPECT_THAT(text, HasSubstr("moe_model_info{model=\"moe\",family=\"mixtral\",d_model=\"64\""));
-  EXPECT_THAT(text, ::testing::ContainsRegex("moe_model_info\\{[^}]*,weight_bytes=\"[1-9][0-9]*\"\\} 1"));
+  EXPECT_THAT(text,
+              ::testing::ContainsRegex("moe_model_info\\{[^}]*,weight_bytes=\"[1-9][0-9]*\"\\} 1"));
   EXPECT_THAT(text, ::testing::ContainsRegex(
                         "moe_build_info\\{version=\"[0-9.]+\",commit=\"[0-9a-z-]+\"\\} 1"));
   // The process collector's series ride along on every scrape.

@@ -27,16 +27,15 @@ MATCHER_P2(StatusIs, code, message_matcher,
     *result_listener << "whose status is " << s;
     return false;
   }
-  return ::testing::ExplainMatchResult(message_matcher, std::string(s.message()),
-                                       result_listener);
+  return ::testing::ExplainMatchResult(message_matcher, std::string(s.message()), result_listener);
 }
 
 }  // namespace moe::testing
 
-#define EXPECT_OK(expr) EXPECT_TRUE(::moe::testing::GetStatus(expr).ok()) \
-    << ::moe::testing::GetStatus(expr)
-#define ASSERT_OK(expr) ASSERT_TRUE(::moe::testing::GetStatus(expr).ok()) \
-    << ::moe::testing::GetStatus(expr)
+#define EXPECT_OK(expr) \
+  EXPECT_TRUE(::moe::testing::GetStatus(expr).ok()) << ::moe::testing::GetStatus(expr)
+#define ASSERT_OK(expr) \
+  ASSERT_TRUE(::moe::testing::GetStatus(expr).ok()) << ::moe::testing::GetStatus(expr)
 
 #define MOE_TEST_CONCAT_INNER_(x, y) x##y
 #define MOE_TEST_CONCAT_(x, y) MOE_TEST_CONCAT_INNER_(x, y)

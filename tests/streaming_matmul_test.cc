@@ -8,16 +8,16 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <string>
 #include <cstring>
+#include <string>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/cpu_tier.h"
 #include "experts/aligned_buffer.h"
 #include "experts/dnnl_engine.h"
 #include "experts/packed_matmul.h"
 #include "gtest/gtest.h"
-#include "common/cpu_tier.h"
 #include "tests/naive_reference.h"
 #include "tests/status_matchers.h"
 
@@ -72,7 +72,9 @@ Packed Pack(const std::vector<float>& w_nk, int64_t k, int64_t n, DType compute)
 // one fused multiply-add per k from zero within each chunk, the chunks'
 // sums added left to right.
 TEST(StreamingMatmulTest, F32SumsInTheStatedOrder) {
-  if (!HasAvx512()) GTEST_SKIP() << "the streaming kernel needs the avx512 tier; active tier " << CpuTierName(ActiveCpuTier());
+  if (!HasAvx512())
+    GTEST_SKIP() << "the streaming kernel needs the avx512 tier; active tier "
+                 << CpuTierName(ActiveCpuTier());
   for (auto [k, n] : {std::pair<int64_t, int64_t>{1024, 2816}, {100, 72}, {33, 130}}) {
     auto w = RandomTokens(k * n, 5, 0.05f);
     Packed p = Pack(w, k, n, DType::kF32);
@@ -121,7 +123,9 @@ TEST(StreamingMatmulTest, F32SumsInTheStatedOrder) {
 // CPU's, so the check is against double precision with a tolerance of
 // 1e-5 of the sum of |products|.
 TEST(StreamingMatmulTest, Bf16IsTheDotProductWithinF32Rounding) {
-  if (!HasAvx512Bf16()) GTEST_SKIP() << "bf16 streaming needs the avx512_bf16 tier; active tier " << CpuTierName(ActiveCpuTier());
+  if (!HasAvx512Bf16())
+    GTEST_SKIP() << "bf16 streaming needs the avx512_bf16 tier; active tier "
+                 << CpuTierName(ActiveCpuTier());
   const int64_t k = 300, n = 200;
   auto w = RandomTokens(k * n, 7, 0.05f);
   Packed p = Pack(w, k, n, DType::kBF16);
@@ -172,28 +176,28 @@ std::string Name(const Case& c) {
 // 1..kMaxRows rows through the streaming path are bitwise the matmul
 // primitives'.
 TEST(PackedMatmulStreamingTest, SmallRowCountsAreBitwiseThePrimitives) {
-  if (!HasAvx512()) GTEST_SKIP() << "the streaming kernel needs the avx512 tier; active tier " << CpuTierName(ActiveCpuTier());
+  if (!HasAvx512())
+    GTEST_SKIP() << "the streaming kernel needs the avx512 tier; active tier "
+                 << CpuTierName(ActiveCpuTier());
   std::vector<Case> cases;
   for (DType compute : {DType::kF32, DType::kBF16}) {
     if (compute == DType::kBF16 && !CpuHasNativeBf16()) continue;
     // The demo preset's three matrices, as DenseFfn configures them.
-    cases.push_back({1024, 2816, compute, compute, MatmulPostOp::kActivation, Activation::kSilu,
-                     false});
-    cases.push_back({1024, 2816, compute, compute, MatmulPostOp::kMultiply, Activation::kRelu,
-                     false});
-    cases.push_back({2816, 1024, compute, DType::kF32, MatmulPostOp::kNone, Activation::kRelu,
-                     false});
+    cases.push_back(
+        {1024, 2816, compute, compute, MatmulPostOp::kActivation, Activation::kSilu, false});
+    cases.push_back(
+        {1024, 2816, compute, compute, MatmulPostOp::kMultiply, Activation::kRelu, false});
+    cases.push_back(
+        {2816, 1024, compute, DType::kF32, MatmulPostOp::kNone, Activation::kRelu, false});
     // Ragged shapes, biases, the other activations.
-    cases.push_back({100, 72, compute, compute, MatmulPostOp::kActivation, Activation::kGelu,
-                     true});
-    cases.push_back({33, 130, compute, compute, MatmulPostOp::kActivation,
-                     Activation::kGeluTanh, false});
-    cases.push_back({200, 64, compute, compute, MatmulPostOp::kActivation, Activation::kRelu,
-                     true});
-    cases.push_back({96, 200, compute, DType::kF32, MatmulPostOp::kNone, Activation::kRelu,
-                     true});
-    cases.push_back({72, 100, compute, compute, MatmulPostOp::kMultiply, Activation::kRelu,
-                     true});
+    cases.push_back(
+        {100, 72, compute, compute, MatmulPostOp::kActivation, Activation::kGelu, true});
+    cases.push_back(
+        {33, 130, compute, compute, MatmulPostOp::kActivation, Activation::kGeluTanh, false});
+    cases.push_back(
+        {200, 64, compute, compute, MatmulPostOp::kActivation, Activation::kRelu, true});
+    cases.push_back({96, 200, compute, DType::kF32, MatmulPostOp::kNone, Activation::kRelu, true});
+    cases.push_back({72, 100, compute, compute, MatmulPostOp::kMultiply, Activation::kRelu, true});
   }
   int streamed = 0;
   for (const Case& c : cases) {
@@ -208,17 +212,16 @@ TEST(PackedMatmulStreamingTest, SmallRowCountsAreBitwiseThePrimitives) {
     shape.bias = c.bias;
     MatmulCacheRegistry registry;
     Tensor w = Tensor::FromFloats(c.compute, {c.n, c.k}, RandomTokens(c.k * c.n, 9, 0.05f));
-    Tensor b = c.bias ? Tensor::FromFloats(DType::kF32, {c.n}, RandomTokens(c.n, 10))
-                      : Tensor();
+    Tensor b = c.bias ? Tensor::FromFloats(DType::kF32, {c.n}, RandomTokens(c.n, 10)) : Tensor();
     ASSERT_OK_AND_ASSIGN(auto mm, PackedMatmul::Create(w, b, shape, &registry, "w"));
     if (absl::StrContains(mm->impl(), "streaming kernel")) ++streamed;
     // The presets must stream on a CPU with the instructions.
     // The presets must stream where oneDNN runs its AVX-512 brgemm (not
     // AMX, whose order differs) and the path is not switched off.
     const char* off = std::getenv("MOE_STREAMING_KERNEL");
-    const bool expect_streaming =
-        c.k >= 1024 && (off == nullptr || std::string(off) != "0") &&
-        absl::StartsWith(mm->impl(), "brg:avx512_core") && !absl::StrContains(mm->impl(), "amx");
+    const bool expect_streaming = c.k >= 1024 && (off == nullptr || std::string(off) != "0") &&
+                                  absl::StartsWith(mm->impl(), "brg:avx512_core") &&
+                                  !absl::StrContains(mm->impl(), "amx");
     if (expect_streaming) {
       EXPECT_TRUE(absl::StrContains(mm->impl(), "streaming kernel")) << mm->impl();
     }

@@ -21,8 +21,8 @@ class TempDir {
     const auto* unit = ::testing::UnitTest::GetInstance();
     const auto* info = unit->current_test_info();
     const auto* suite = unit->current_test_suite();
-    const std::string name = info != nullptr ? std::string(info->test_suite_name()) + "_" +
-                                                   info->name()
+    const std::string name = info != nullptr
+                                 ? std::string(info->test_suite_name()) + "_" + info->name()
                              : suite != nullptr ? std::string(suite->name()) + "_suite"
                                                 : std::string("shared");
     path_ = std::filesystem::path(::testing::TempDir()) /

@@ -3,12 +3,11 @@
 // unit tests, which never assert on wall-clock time). A failure here on a
 // loaded machine says "look", not "broken"; rerun with
 // `ctest --test-dir build -L perf --output-on-failure`.
+#include "batching/serving_core.h"
 #include "client/load_generator.h"
-
 #include "client/load_report.h"
 #include "frontend/model_descriptors.h"
 #include "gtest/gtest.h"
-#include "batching/serving_core.h"
 #include "tests/fake_kserve_server.h"
 #include "tests/naive_reference.h"
 #include "tests/server_test_util.h"
@@ -93,8 +92,7 @@ TEST(ServiceTimingTest, ADeadlineShorterThanTheQueueDelayIsAnsweredAtTheDeadline
   const absl::Duration took = absl::Now() - start;
   EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_LT(took, absl::Milliseconds(1500)) << took;
-  for (int i = 0; i < 2000 && (*server)->core().RequestsTotal("deadline_exceeded") == 0;
-       ++i) {
+  for (int i = 0; i < 2000 && (*server)->core().RequestsTotal("deadline_exceeded") == 0; ++i) {
     absl::SleepFor(absl::Milliseconds(1));
   }
   inference::ModelStatistics stats;

@@ -20,7 +20,8 @@ class TlsTest : public ::testing::Test {
   void SetUp() override {
     const std::string d = dir_.path();
     const std::string script =
-        "set -e; cd '" + d + "'; "
+        "set -e; cd '" + d +
+        "'; "
         "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 "
         "-subj /CN=moe-test-ca 2>/dev/null; "
         "openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.crt -days 2 "
@@ -77,7 +78,7 @@ TEST_F(TlsTest, ServerTlsAcceptsTrustingClientsOnly) {
   const std::string addr = server->local_grpc_address();
   EXPECT_TRUE(Live(addr, Ssl("ca.crt", false)).ok());
   EXPECT_FALSE(Live(addr, grpc::InsecureChannelCredentials()).ok());  // plaintext
-  EXPECT_FALSE(Live(addr, Ssl("other.crt", false)).ok());              // untrusted server cert
+  EXPECT_FALSE(Live(addr, Ssl("other.crt", false)).ok());             // untrusted server cert
 }
 
 TEST_F(TlsTest, MutualTlsRequiresAClientCertificate) {

@@ -27,11 +27,15 @@ uint32_t Bits(float f) {
 std::vector<float> TrickyFloats(int64_t n, uint64_t seed) {
   SeededRandom rng(seed);
   std::vector<float> v = rng.UniformVector(n, 3.0f);
-  const float specials[] = {0.0f, -0.0f, std::numeric_limits<float>::infinity(),
+  const float specials[] = {0.0f,
+                            -0.0f,
+                            std::numeric_limits<float>::infinity(),
                             -std::numeric_limits<float>::infinity(),
                             std::numeric_limits<float>::quiet_NaN(),
-                            std::numeric_limits<float>::denorm_min(), -1e-40f,
-                            std::numeric_limits<float>::max(), -std::numeric_limits<float>::max(),
+                            std::numeric_limits<float>::denorm_min(),
+                            -1e-40f,
+                            std::numeric_limits<float>::max(),
+                            -std::numeric_limits<float>::max(),
                             1.00390625f /* exactly halfway between two bf16 */,
                             1.01171875f /* halfway, rounds up to even */};
   for (int64_t i = 0; i < n; i += 7) v[static_cast<size_t>(i)] = specials[(i / 7) % 11];
@@ -130,9 +134,8 @@ TEST(VectorKernelsTest, SiluProductMatchesItsDefinitionForEveryLength) {
     for (int64_t i = 0; i < n; ++i) {
       const size_t k = static_cast<size_t>(i);
       const float want = DefinedSilu(g[k]) * u[k];
-      ASSERT_TRUE(SameFloat(got[k], want))
-          << "n=" << n << " i=" << i << " gate=" << g[k] << " up=" << u[k] << ": " << got[k]
-          << " vs " << want;
+      ASSERT_TRUE(SameFloat(got[k], want)) << "n=" << n << " i=" << i << " gate=" << g[k]
+                                           << " up=" << u[k] << ": " << got[k] << " vs " << want;
     }
     EXPECT_EQ(got[static_cast<size_t>(n)], 7.0f) << "wrote past the end, n=" << n;
   }
@@ -151,10 +154,10 @@ TEST(VectorKernelsTest, SiluProductBf16RoundsSiluThenProduct) {
       const size_t k = static_cast<size_t>(i);
       const float s = RoundToBf16(DefinedSilu(Bf16ToFloat(g[k])));
       const uint16_t want = FloatToBf16(s * Bf16ToFloat(u[k]));
-      ASSERT_TRUE(got[k] == want || (std::isnan(Bf16ToFloat(got[k])) &&
-                                     std::isnan(Bf16ToFloat(want))))
-          << "n=" << n << " i=" << i << " gate=" << Bf16ToFloat(g[k])
-          << " up=" << Bf16ToFloat(u[k]) << ": " << got[k] << " vs " << want;
+      ASSERT_TRUE(got[k] == want ||
+                  (std::isnan(Bf16ToFloat(got[k])) && std::isnan(Bf16ToFloat(want))))
+          << "n=" << n << " i=" << i << " gate=" << Bf16ToFloat(g[k]) << " up=" << Bf16ToFloat(u[k])
+          << ": " << got[k] << " vs " << want;
     }
     EXPECT_EQ(got[static_cast<size_t>(n)], 0xabcd) << "wrote past the end, n=" << n;
   }

@@ -14,10 +14,10 @@
 #include <string>
 #include <vector>
 
-#include "common/command_line.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "common/command_line.h"
 #include "model/checkpoint_writer.h"
 #include "model/presets.h"
 #include "nlohmann/json.hpp"
@@ -101,22 +101,25 @@ int main(int argc, char** argv) {
     if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &options.fp8_block[0]) ||
         !absl::SimpleAtoi(parts[1], &options.fp8_block[1]) || options.fp8_block[0] < 1 ||
         options.fp8_block[1] < 1) {
-      std::fprintf(stderr, "moe_export_preset: --fp8_block must be ROWS,COLS (e.g. 128,128), "
-                           "got '%s'\n", block.c_str());
+      std::fprintf(stderr,
+                   "moe_export_preset: --fp8_block must be ROWS,COLS (e.g. 128,128), "
+                   "got '%s'\n",
+                   block.c_str());
       return 2;
     }
   }
   absl::Status st =
-      layers == 1 ? moe::WriteHfLayer(*weights, out, options)
-                  : moe::WriteHfLayers(
-                        layers, absl::GetFlag(FLAGS_layers_per_file),
-                        [&](int l) { return moe::MakePreset(preset, seed + static_cast<uint64_t>(l)); },
-                        out, options);
+      layers == 1
+          ? moe::WriteHfLayer(*weights, out, options)
+          : moe::WriteHfLayers(
+                layers, absl::GetFlag(FLAGS_layers_per_file),
+                [&](int l) { return moe::MakePreset(preset, seed + static_cast<uint64_t>(l)); },
+                out, options);
   if (!st.ok()) {
     std::fprintf(stderr, "moe_export_preset: %s\n", st.ToString().c_str());
     return 1;
   }
-  std::printf("wrote %s (%s) x %d layers to %s\n", preset.c_str(),
-              weights->spec.Summary().c_str(), layers, out.c_str());
+  std::printf("wrote %s (%s) x %d layers to %s\n", preset.c_str(), weights->spec.Summary().c_str(),
+              layers, out.c_str());
   return 0;
 }

@@ -21,10 +21,10 @@
 #include "model/expert_ranges.h"
 #include "model/moe_layer.h"
 #include "model/presets.h"
-#include "workers/expert_worker_server.h"
 #include "serving/model_source.h"
 #include "serving/process_setup.h"
 #include "spdlog/spdlog.h"
+#include "workers/expert_worker_server.h"
 
 ABSL_FLAG(std::string, experts, "", "Experts to host: N, A-B or a comma list (required).");
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
@@ -63,7 +63,8 @@ absl::StatusOr<std::optional<std::pair<moe::HostedLayer, std::string>>> BuildHos
     return absl::InvalidArgumentError("this layer is a dense FFN: it has no experts to shard");
   }
   auto ids = moe::ParseExpertList(absl::GetFlag(FLAGS_experts), spec->num_experts());
-  if (!ids.ok()) return absl::InvalidArgumentError(absl::StrCat("--experts: ", ids.status().message()));
+  if (!ids.ok())
+    return absl::InvalidArgumentError(absl::StrCat("--experts: ", ids.status().message()));
   const std::vector<int> hosted = *ids;
   if (!moe::ModelDirGiven()) {
     weights = moe::LoadLayerFromFlags(layer, hosted);
@@ -73,9 +74,9 @@ absl::StatusOr<std::optional<std::pair<moe::HostedLayer, std::string>>> BuildHos
   auto h = moe::RunOnTransientThread(
       [&] { return moe::MakeHostedLayer(*weights, compute, hosted, layer); });
   if (!h.ok()) return h.status();
-  std::string summary = absl::StrCat("layer ", layer, ": ", weights->spec.Summary(),
-                                     "; hosting experts ", moe::FormatExpertList(hosted), "; ",
-                                     h->info.kernel());
+  std::string summary =
+      absl::StrCat("layer ", layer, ": ", weights->spec.Summary(), "; hosting experts ",
+                   moe::FormatExpertList(hosted), "; ", h->info.kernel());
   return std::make_optional(std::make_pair(*std::move(h), std::move(summary)));
 }
 
@@ -100,8 +101,9 @@ absl::StatusOr<std::vector<moe::HostedLayer>> BuildHostedLayers(moe::DType compu
     hosted_layers.push_back(std::move((*hosted)->first));
   }
   if (hosted_layers.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("--layers=", moe::FormatExpertList(*wanted),
-                                                   ": every layer is a dense FFN; no experts to host"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--layers=", moe::FormatExpertList(*wanted),
+                     ": every layer is a dense FFN; no experts to host"));
   }
   return hosted_layers;
 }

@@ -16,15 +16,15 @@ namespace {
 constexpr char kServiceName[] = "moe.v1.ExpertService";
 
 std::chrono::system_clock::time_point DeadlineIn(absl::Duration d) {
-  return std::chrono::system_clock::now() +
-         std::chrono::microseconds(absl::ToInt64Microseconds(d));
+  return std::chrono::system_clock::now() + std::chrono::microseconds(absl::ToInt64Microseconds(d));
 }
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ExpertWorkerServer>> ExpertWorkerServer::Start(
     std::vector<HostedLayer> layers, const ExpertWorkerOptions& options) {
-  if (layers.empty()) return absl::InvalidArgumentError("an expert worker hosts at least one layer");
+  if (layers.empty())
+    return absl::InvalidArgumentError("an expert worker hosts at least one layer");
   std::unique_ptr<ExpertWorkerServer> s(new ExpertWorkerServer());
   s->service_ = std::make_unique<ExpertWorkerService>(std::move(layers));
 

@@ -33,9 +33,8 @@ ExpertWorkerService::ExpertWorkerService(std::vector<HostedLayer> layers)
 absl::StatusOr<const ExpertWorkerService::Layer*> ExpertWorkerService::Find(int layer) const {
   auto it = layers_.find(layer);
   if (it == layers_.end()) {
-    return absl::NotFoundError(absl::StrCat("layer ", layer,
-                                            " is not hosted by this worker (it hosts layers ",
-                                            layer_list_, ")"));
+    return absl::NotFoundError(absl::StrCat(
+        "layer ", layer, " is not hosted by this worker (it hosts layers ", layer_list_, ")"));
   }
   return &it->second;
 }

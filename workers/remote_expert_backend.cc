@@ -35,9 +35,8 @@ absl::StatusOr<std::vector<SpecPart>> SplitWorkerSpec(const std::string& spec) {
   for (absl::string_view part : absl::StrSplit(spec, ';', absl::SkipWhitespace())) {
     const size_t eq = part.find('=');
     if (eq == absl::string_view::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--expert_workers: '", part,
-                       "' is not [LAYERS:]EXPERTS=HOST:PORT[,HOST:PORT...]"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--expert_workers: '", part, "' is not [LAYERS:]EXPERTS=HOST:PORT[,HOST:PORT...]"));
     }
     SpecPart p;
     absl::string_view shard = part.substr(0, eq);
@@ -102,8 +101,8 @@ absl::StatusOr<std::vector<ShardSpec>> ParseExpertWorkerSpec(const std::string& 
     s.experts = *ids;
     for (int e : s.experts) {
       if (taken[static_cast<size_t>(e)]) {
-        return absl::InvalidArgumentError(absl::StrCat("--expert_workers: expert ", e,
-                                                       " of layer ", layer, " is in two shards"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("--expert_workers: expert ", e, " of layer ", layer, " is in two shards"));
       }
       taken[static_cast<size_t>(e)] = true;
     }
@@ -140,8 +139,8 @@ absl::Status RemoteExpertBackend::CheckReplica(const Shard& shard, Replica& r, u
     return absl::FailedPreconditionError(absl::StrCat(who, " refuses: ", st.error_message()));
   }
   if (info.d_model() != d_model_) {
-    return absl::FailedPreconditionError(absl::StrCat(who, " serves d_model ", info.d_model(),
-                                                      ", the front end ", d_model_));
+    return absl::FailedPreconditionError(
+        absl::StrCat(who, " serves d_model ", info.d_model(), ", the front end ", d_model_));
   }
   if (info.dtype() != DTypeName(compute_)) {
     return absl::FailedPreconditionError(absl::StrCat(who, " computes in ", info.dtype(),
@@ -157,16 +156,14 @@ absl::Status RemoteExpertBackend::CheckReplica(const Shard& shard, Replica& r, u
   std::vector<int> hosted(info.experts().begin(), info.experts().end());
   for (int e : shard.experts) {
     if (std::find(hosted.begin(), hosted.end(), e) == hosted.end()) {
-      return absl::FailedPreconditionError(absl::StrCat(who, " does not host expert ", e,
-                                                        " (it hosts ", FormatExpertList(hosted),
-                                                        ")"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          who, " does not host expert ", e, " (it hosts ", FormatExpertList(hosted), ")"));
     }
   }
   // The checksum covers exactly the hosted experts; compare on those.
   if (hosted != shard.experts) {
-    return absl::FailedPreconditionError(absl::StrCat(who, " hosts experts ",
-                                                      FormatExpertList(hosted), ", the shard is ",
-                                                      shard.name));
+    return absl::FailedPreconditionError(absl::StrCat(
+        who, " hosts experts ", FormatExpertList(hosted), ", the shard is ", shard.name));
   }
   if (info.weights_checksum() != checksum) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -215,7 +212,8 @@ absl::StatusOr<std::unique_ptr<RemoteExpertBackend>> RemoteExpertBackend::Create
   bool uncovered = false;
   for (int x : b->shard_of_) uncovered |= x < 0;
   if (uncovered && local == nullptr) {
-    return absl::InvalidArgumentError("some experts are in no shard and no local backend was given");
+    return absl::InvalidArgumentError(
+        "some experts are in no shard and no local backend was given");
   }
   b->local_ = std::move(local);
   for (size_t i = 0; i < b->shards_.size(); ++i) {
@@ -469,11 +467,11 @@ std::string RemoteExpertBackend::RenderMetrics(
   std::string out;
   // The shard's labels: model="..." (when set), shard="0-3".
   auto labels = [](const RemoteExpertBackend& b, const Shard& s) {
-    return absl::StrCat(b.options_.model_name.empty()
-                            ? ""
-                            : absl::StrCat("model=\"", EscapeLabelValue(b.options_.model_name),
-                                           "\","),
-                        "shard=\"", s.name, "\"");
+    return absl::StrCat(
+        b.options_.model_name.empty()
+            ? ""
+            : absl::StrCat("model=\"", EscapeLabelValue(b.options_.model_name), "\","),
+        "shard=\"", s.name, "\"");
   };
   auto each_shard = [&](auto&& fn) {
     for (const RemoteExpertBackend* b : backends) {
@@ -494,11 +492,10 @@ std::string RemoteExpertBackend::RenderMetrics(
   AppendHeader(&out, "moe_expert_shard_retries_total", "Calls retried on another replica.",
                "counter");
   each_shard([&](const RemoteExpertBackend& b, const Shard& s) {
-    absl::StrAppend(&out, "moe_expert_shard_retries_total{", labels(b, s), "} ",
-                    s.retries.load(), "\n");
+    absl::StrAppend(&out, "moe_expert_shard_retries_total{", labels(b, s), "} ", s.retries.load(),
+                    "\n");
   });
-  AppendHeader(&out, "moe_expert_replica_up", "1 when the replica is considered healthy.",
-               "gauge");
+  AppendHeader(&out, "moe_expert_replica_up", "1 when the replica is considered healthy.", "gauge");
   each_shard([&](const RemoteExpertBackend& b, const Shard& s) {
     for (const auto& r : s.replicas) {
       absl::StrAppend(&out, "moe_expert_replica_up{", labels(b, s), ",address=\"",

@@ -25,11 +25,11 @@
 #include <thread>
 #include <vector>
 
-#include "common/cpu_tier.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/cpu_tier.h"
 #include "experts/expert_backend.h"
 #include "model/layer_spec.h"
 #include "proto/expert_service.grpc.pb.h"
