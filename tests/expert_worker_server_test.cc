@@ -8,6 +8,7 @@
 
 #include <cstring>
 
+#include "experts/packed_matmul.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/moe_layer.h"

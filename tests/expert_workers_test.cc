@@ -11,6 +11,7 @@
 #include "batching/serving_core.h"
 #include "client/kserve_client.h"
 #include "experts/dnnl_engine.h"
+#include "experts/packed_matmul.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/checkpoint_loader.h"

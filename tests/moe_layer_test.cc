@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "experts/dense_ffn.h"
 #include "experts/dnnl_engine.h"
+#include "experts/packed_matmul.h"
 #include "gtest/gtest.h"
 #include "model/presets.h"
 #include "tests/naive_reference.h"
