@@ -51,6 +51,22 @@ std::string HfActivationName(Activation a) {
   return a == Activation::kGeluTanh ? "gelu_new" : ActivationName(a);
 }
 
+absl::Status WriteSoftmaxMoeKeys(const LayerSpec& s, nlohmann::json* config) {
+  if (s.dense || !s.expert.gated || s.expert.has_bias || s.has_shared() || s.gate_bias ||
+      s.router.scoring != ScoringFunc::kSoftmax || s.router.n_group != 1) {
+    return UnsupportedSpec(
+        s, absl::StrCat(s.family, " layers are gated softmax top-k without a shared expert"));
+  }
+  nlohmann::json& c = *config;
+  c["num_hidden_layers"] = 1;
+  c["hidden_size"] = s.d_model;
+  c["num_experts"] = s.router.num_experts;
+  c["num_experts_per_tok"] = s.router.top_k;
+  c["norm_topk_prob"] = s.router.renormalize;
+  c["hidden_act"] = HfActivationName(s.expert.activation);
+  return absl::OkStatus();
+}
+
 absl::Status UnsupportedSpec(const LayerSpec& spec, const std::string& why) {
   return absl::InvalidArgumentError(
       absl::StrCat("cannot write a ", spec.family, " checkpoint for this layer: ", why));

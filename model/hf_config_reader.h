@@ -98,6 +98,12 @@ absl::StatusOr<Activation> ReadActivation(const ConfigReader& r, const std::stri
 // The name config.json uses for `a` (gelu_new for the tanh GELU).
 std::string HfActivationName(Activation a);
 
+// The keys the OLMoE and Qwen3-MoE configs share for a gated softmax top-k
+// layer without a shared expert (num_hidden_layers, hidden_size,
+// num_experts, num_experts_per_tok, norm_topk_prob, hidden_act), or
+// UnsupportedSpec for another layer.
+absl::Status WriteSoftmaxMoeKeys(const LayerSpec& spec, nlohmann::json* config);
+
 // INVALID_ARGUMENT: "cannot write a <family> checkpoint for this layer: <why>".
 absl::Status UnsupportedSpec(const LayerSpec& spec, const std::string& why);
 

@@ -39,20 +39,10 @@ absl::Status ResolveOlmoe(const ConfigReader& r, int layer, const std::string& f
 }
 
 absl::Status WriteOlmoeConfig(const LayerSpec& s, json* out) {
+  MOE_RETURN_IF_ERROR(WriteSoftmaxMoeKeys(s, out));
   json& c = *out;
-  const std::string act = HfActivationName(s.expert.activation);
-  if (s.dense || !s.expert.gated || s.expert.has_bias || s.has_shared() || s.gate_bias ||
-      s.router.scoring != ScoringFunc::kSoftmax || s.router.n_group != 1) {
-    return UnsupportedSpec(s, "olmoe layers are gated softmax top-k without a shared expert");
-  }
   c["architectures"] = {"OlmoeForCausalLM"};
-  c["num_hidden_layers"] = 1;
-  c["hidden_size"] = s.d_model;
   c["intermediate_size"] = s.expert.d_ff;  // OLMoE: the expert size
-  c["num_experts"] = s.router.num_experts;
-  c["num_experts_per_tok"] = s.router.top_k;
-  c["norm_topk_prob"] = s.router.renormalize;
-  c["hidden_act"] = act;
   return absl::OkStatus();
 }
 

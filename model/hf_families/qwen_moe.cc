@@ -80,23 +80,13 @@ absl::Status WriteQwen2MoeConfig(const LayerSpec& s, json* out) {
 }
 
 absl::Status WriteQwen3MoeConfig(const LayerSpec& s, json* out) {
+  MOE_RETURN_IF_ERROR(WriteSoftmaxMoeKeys(s, out));
   json& c = *out;
-  const std::string act = HfActivationName(s.expert.activation);
-  if (s.dense || !s.expert.gated || s.expert.has_bias || s.has_shared() || s.gate_bias ||
-      s.router.scoring != ScoringFunc::kSoftmax || s.router.n_group != 1) {
-    return UnsupportedSpec(s, "qwen3_moe layers are gated softmax top-k without a shared expert");
-  }
   c["architectures"] = {"Qwen3MoeForCausalLM"};
-  c["num_hidden_layers"] = 1;
-  c["hidden_size"] = s.d_model;
   c["intermediate_size"] = 3 * s.expert.d_ff;  // the dense MLP size (unused here)
   c["moe_intermediate_size"] = s.expert.d_ff;
-  c["num_experts"] = s.router.num_experts;
-  c["num_experts_per_tok"] = s.router.top_k;
-  c["norm_topk_prob"] = s.router.renormalize;
   c["decoder_sparse_step"] = 1;
   c["mlp_only_layers"] = json::array();
-  c["hidden_act"] = act;
   return absl::OkStatus();
 }
 
