@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -11,6 +12,16 @@
 #include "model/expert_ranges.h"
 
 namespace moe {
+
+ModelIo MakeModelIo(std::string name, const MoeLayer& layer, const RequestLimits& limits) {
+  ModelIo io;
+  io.model_name = std::move(name);
+  io.d_model = layer.d_model();
+  io.top_k = layer.spec().top_k();
+  io.num_experts = layer.spec().num_experts();
+  io.limits = limits;
+  return io;
+}
 
 namespace {
 

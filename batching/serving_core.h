@@ -44,8 +44,11 @@ class ServedModel {
   std::unique_ptr<ServingMetrics> metrics_;
 };
 
-// A layer to serve and its request settings (io.d_model, top_k and
-// num_experts must describe the layer: MoeServer::Start sets them).
+// What `layer` served as `name` accepts: its width and routing shape, and
+// `limits`.
+ModelIo MakeModelIo(std::string name, const MoeLayer& layer, const RequestLimits& limits);
+
+// A layer to serve and what it accepts (io from MakeModelIo on the layer).
 struct ModelToServe {
   std::unique_ptr<MoeLayer> layer;
   ModelIo io;

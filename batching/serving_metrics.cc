@@ -1,6 +1,7 @@
 #include "batching/serving_metrics.h"
 
 #include <map>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -21,8 +22,8 @@ std::string OutcomeLabel(const absl::Status& status) {
   return absl::AsciiStrToLower(absl::StatusCodeToString(status.code()));
 }
 
-ServingMetrics::ServingMetrics(const ModelInfoLabels& info, int num_experts)
-    : info_(info),
+ServingMetrics::ServingMetrics(ModelInfoLabels info, int num_experts)
+    : info_(std::move(info)),
       expert_tokens_(static_cast<size_t>(num_experts)),
       batch_tokens_(Histogram::Exponential(1, 2, 14)),
       queue_seconds_(SecondsBuckets()),

@@ -57,7 +57,7 @@ class UnroutedRequests {
 
 class ServingMetrics {
  public:
-  ServingMetrics(const ModelInfoLabels& info, int num_experts);
+  ServingMetrics(ModelInfoLabels info, int num_experts);
 
   // One finished RPC (ModelInfer, or one message of ModelStreamInfer).
   // `duration` counts from acceptance; `queue` is zero for requests that

@@ -25,6 +25,7 @@ double TimeOnThreads(int threads, const std::function<void(int)>& body) {
   std::atomic<int> ready{0};
   std::atomic<bool> go{false};
   std::vector<std::thread> pool;
+  pool.reserve(static_cast<size_t>(threads));
   Clock::time_point start;
   for (int i = 0; i < threads; ++i) {
     pool.emplace_back([&, i] {
@@ -81,7 +82,7 @@ __attribute__((target("avx512f"))) float FmaLoopAvx512(int64_t iters) {
   const __m512 a = _mm512_set1_ps(0.9999f), b = _mm512_set1_ps(1e-6f);
   for (int64_t i = 0; i < iters; ++i) {
 #pragma GCC unroll 12
-    for (int j = 0; j < 12; ++j) acc[j] = _mm512_fmadd_ps(acc[j], a, b);
+    for (auto& j : acc) j = _mm512_fmadd_ps(j, a, b);
   }
   __m512 s = acc[0];
   for (int j = 1; j < 12; ++j) s = _mm512_add_ps(s, acc[j]);
@@ -94,7 +95,7 @@ __attribute__((target("avx2,fma"))) float FmaLoopAvx2(int64_t iters) {
   const __m256 a = _mm256_set1_ps(0.9999f), b = _mm256_set1_ps(1e-6f);
   for (int64_t i = 0; i < iters; ++i) {
 #pragma GCC unroll 12
-    for (int j = 0; j < 12; ++j) acc[j] = _mm256_fmadd_ps(acc[j], a, b);
+    for (auto& j : acc) j = _mm256_fmadd_ps(j, a, b);
   }
   __m256 s = acc[0];
   for (int j = 1; j < 12; ++j) s = _mm256_add_ps(s, acc[j]);
@@ -110,7 +111,7 @@ __attribute__((target("avx512f,avx512bf16"))) float DpbfLoop(int64_t iters) {
   const __m512bh b = (__m512bh)_mm512_set1_epi16(0x3380);  // bf16 ~6e-8
   for (int64_t i = 0; i < iters; ++i) {
 #pragma GCC unroll 12
-    for (int j = 0; j < 12; ++j) acc[j] = _mm512_dpbf16_ps(acc[j], a, b);
+    for (auto& j : acc) j = _mm512_dpbf16_ps(j, a, b);
   }
   __m512 s = acc[0];
   for (int j = 1; j < 12; ++j) s = _mm512_add_ps(s, acc[j]);
@@ -124,7 +125,7 @@ __attribute__((target("avx512f,avx512vnni"))) float DpbusdLoop(int64_t iters) {
   const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-2);
   for (int64_t i = 0; i < iters; ++i) {
 #pragma GCC unroll 12
-    for (int j = 0; j < 12; ++j) acc[j] = _mm512_dpbusd_epi32(acc[j], a, b);
+    for (auto& j : acc) j = _mm512_dpbusd_epi32(j, a, b);
   }
   __m512i s = acc[0];
   for (int j = 1; j < 12; ++j) s = _mm512_add_epi32(s, acc[j]);

@@ -31,6 +31,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -40,6 +41,7 @@
 #include "common/max_isa_flag.h"
 #include "common/memory_tuning.h"
 #include "common/seeded_random.h"
+#include "common/status_macros.h"
 #include "experts/dnnl_engine.h"
 #include "model/checkpoint_loader.h"
 #include "model/moe_layer.h"
@@ -135,102 +137,161 @@ absl::Status Load(const std::string& name, DType dtype) {
   return absl::OkStatus();
 }
 
+// The batches a case cycles through, each a new draw of tokens (one batch
+// when repeating), with their routing's rows per expert block and the means
+// over the batches that the roofline needs.
+struct CaseBatches {
+  std::vector<std::vector<float>> tokens;        // per batch: [t, d_model]
+  std::vector<std::vector<int64_t>> block_rows;  // per batch: rows per block
+  double weight_bytes = 0, flops = 0, experts_hit = 0;
+};
+
+absl::StatusOr<CaseBatches> MakeCaseBatches(MoeLayer* layer, const StandaloneMatmuls& limit,
+                                            int64_t t, bool repeat) {
+  const LayerSpec& spec = layer->spec();
+  const int64_t h = spec.d_model;
+  const int e = spec.num_experts();
+  const int pool_size = repeat ? 1 : static_cast<int>(std::clamp<int64_t>(4096 / t, 4, 32));
+  CaseBatches c;
+  std::vector<float> y(static_cast<size_t>(t * h));
+  std::vector<int32_t> ids(static_cast<size_t>(t * spec.top_k()));
+  for (int b = 0; b < pool_size; ++b) {
+    SeededRandom rng(static_cast<uint64_t>(t * 1000 + b));
+    c.tokens.push_back(rng.UniformVector(t * h, 1.0f));
+    ForwardOutputs out;
+    out.output = y.data();
+    out.expert_ids = ids.data();
+    // Also warms the primitives.
+    MOE_RETURN_IF_ERROR(layer->Forward(c.tokens.back().data(), t, out));
+    std::vector<int64_t> rows(static_cast<size_t>(e), 0);
+    for (int32_t id : ids) {
+      if (id >= 0) ++rows[static_cast<size_t>(id)];
+    }
+    if (spec.has_shared()) rows.push_back(t);
+    for (int i = 0; i < e; ++i) c.experts_hit += rows[static_cast<size_t>(i)] > 0 ? 1 : 0;
+    c.weight_bytes += static_cast<double>(limit.WeightBytes(rows));
+    c.flops += limit.Flops(rows);
+    c.block_rows.push_back(std::move(rows));
+  }
+  c.weight_bytes /= pool_size;
+  c.flops /= pool_size;
+  c.experts_hit /= pool_size;
+  return c;
+}
+
+// The largest |y - y_f32| relative to the largest |y_f32| over `t` tokens.
+absl::StatusOr<double> ErrorVsF32(MoeLayer* layer, MoeLayer* f32, const float* tokens, int64_t t) {
+  std::vector<float> got(static_cast<size_t>(t * layer->spec().d_model)), want(got.size());
+  ForwardOutputs o1, o2;
+  o1.output = got.data();
+  o2.output = want.data();
+  MOE_RETURN_IF_ERROR(layer->Forward(tokens, t, o1));
+  MOE_RETURN_IF_ERROR(f32->Forward(tokens, t, o2));
+  double err = 0, scale = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    err = std::max(err, static_cast<double>(std::abs(got[i] - want[i])));
+    scale = std::max(scale, static_cast<double>(std::abs(want[i])));
+  }
+  return scale > 0 ? err / scale : 0;
+}
+
+// What a case's timed loop adds up.
+struct CaseTotals {
+  int64_t iterations = 0, kernel_runs = 0, parallel_runs = 0;
+  double layer_s = 0, kernel_s = 0, parallel_s = 0;  // sums
+  ForwardTimings steps;                              // sums
+};
+
+void AddTimings(const ForwardTimings& one, ForwardTimings* sum) {
+  sum->route_s += one.route_s;
+  sum->gather_s += one.gather_s;
+  sum->experts_s += one.experts_s;
+  sum->shared_s += one.shared_s;
+  sum->combine_s += one.combine_s;
+}
+
+void ReportCase(benchmark::State& state, const MoeLayer& layer, DType dtype, int64_t t,
+                const CaseBatches& c, const CaseTotals& totals, double read_gbps) {
+  const double n = static_cast<double>(std::max<int64_t>(totals.iterations, 1));
+  const double layer_s = totals.layer_s / n;
+  const double kernel_s =
+      totals.kernel_s / static_cast<double>(std::max<int64_t>(totals.kernel_runs, 1));
+  const double peak =
+      layer.compute() == DType::kI8 || layer.compute() == DType::kI4 ? g_hw.peak_int8_gops
+      : dtype == DType::kBF16 && layer.compute() == DType::kBF16     ? g_hw.peak_bf16_gflops
+                                                                     : g_hw.peak_f32_gflops;
+  const double mem_s = read_gbps > 0 ? c.weight_bytes / (read_gbps * 1e9) : 0;
+  const double flop_s = peak > 0 ? c.flops / (peak * 1e9) : 0;
+
+  state.SetItemsProcessed(totals.iterations * t);
+  state.counters["T"] = static_cast<double>(t);
+  state.counters["layer_ms"] = layer_s * 1e3;
+  state.counters["route_ms"] = totals.steps.route_s / n * 1e3;
+  state.counters["gather_ms"] = totals.steps.gather_s / n * 1e3;
+  state.counters["experts_ms"] = totals.steps.experts_s / n * 1e3;
+  state.counters["shared_ms"] = totals.steps.shared_s / n * 1e3;
+  state.counters["combine_ms"] = totals.steps.combine_s / n * 1e3;
+  state.counters["kernel_ms"] = kernel_s * 1e3;
+  state.counters["eff_kernel"] = kernel_s / layer_s;
+  if (totals.parallel_runs > 0) {
+    const double parallel_s = totals.parallel_s / static_cast<double>(totals.parallel_runs);
+    state.counters["experts_parallel_ms"] = parallel_s * 1e3;
+    state.counters["parallel_gain"] = kernel_s / parallel_s;
+  }
+  state.counters["mem_limit_ms"] = mem_s * 1e3;
+  state.counters["flop_limit_ms"] = flop_s * 1e3;
+  state.counters["roofline"] = std::max(mem_s, flop_s) / layer_s;
+  state.counters["dram_GBps"] = read_gbps;
+  state.counters["weight_MB"] = c.weight_bytes / 1e6;
+  state.counters["experts_hit"] = c.experts_hit;
+  state.SetLabel(absl::StrCat(layer.spec().family, " ", DTypeName(layer.compute())));
+}
+
+// Runs the standalone matmuls once on every batch (and, when asked, in
+// parallel blocks), so that both the limit and the layer start warm.
+absl::Status WarmLimit(StandaloneMatmuls* limit, const CaseBatches& c, bool parallel) {
+  for (const auto& rows : c.block_rows) {
+    MOE_RETURN_IF_ERROR(limit->Run(rows).status());
+    if (parallel) MOE_RETURN_IF_ERROR(limit->RunBlocksInParallel(rows, 2).status());
+  }
+  return absl::OkStatus();
+}
+
 void RunCase(benchmark::State& state, const std::string& model, DType dtype, int64_t t,
              bool repeat) {
   absl::Status st = Load(model, dtype);
+  absl::StatusOr<CaseBatches> c;
+  if (st.ok()) c = MakeCaseBatches(g_loaded.layer.get(), *g_loaded.limit, t, repeat);
+  if (st.ok() && !c.ok()) st = c.status();
   if (!st.ok()) {
     state.SkipWithError(st.ToString().c_str());
     return;
   }
   MoeLayer* layer = g_loaded.layer.get();
   StandaloneMatmuls* limit = g_loaded.limit.get();
-  const LayerSpec& spec = layer->spec();
-  const int64_t h = spec.d_model;
-  const int e = spec.num_experts();
-  const int k = spec.top_k();
-
-  // A pool of batches, each a new draw of tokens (one batch when repeating).
-  const int pool_size = repeat ? 1 : static_cast<int>(std::clamp<int64_t>(4096 / t, 4, 32));
-  std::vector<std::vector<float>> pool;
-  std::vector<std::vector<int64_t>> block_rows;  // per batch: rows per block
-  std::vector<float> y(static_cast<size_t>(t * h));
-  std::vector<int32_t> ids(static_cast<size_t>(t * k));
-  double weight_bytes = 0, flops = 0, experts_hit = 0;
-  for (int b = 0; b < pool_size; ++b) {
-    SeededRandom rng(static_cast<uint64_t>(t * 1000 + b));
-    pool.push_back(rng.UniformVector(t * h, 1.0f));
-    ForwardOutputs out;
-    out.output = y.data();
-    out.expert_ids = ids.data();
-    st = layer->Forward(pool.back().data(), t, out);  // also warms the primitives
-    if (!st.ok()) {
-      state.SkipWithError(st.ToString().c_str());
-      return;
-    }
-    std::vector<int64_t> rows(static_cast<size_t>(e), 0);
-    for (int32_t id : ids) {
-      if (id >= 0) ++rows[static_cast<size_t>(id)];
-    }
-    if (spec.has_shared()) rows.push_back(t);
-    for (int i = 0; i < e; ++i) experts_hit += rows[static_cast<size_t>(i)] > 0 ? 1 : 0;
-    weight_bytes += static_cast<double>(limit->WeightBytes(rows));
-    flops += limit->Flops(rows);
-    block_rows.push_back(std::move(rows));
-  }
-  weight_bytes /= pool_size;
-  flops /= pool_size;
-  experts_hit /= pool_size;
-
-  // Accuracy against f32 on the first batch: the largest |y - y_f32|
-  // relative to the largest |y_f32|.
-  double err_vs_f32 = 0;
+  // Accuracy against f32 on the first batch.
+  absl::StatusOr<double> err_vs_f32 = 0.0;
   if (g_loaded.f32_reference != nullptr) {
-    std::vector<float> got(y.size()), want(y.size());
-    ForwardOutputs o1, o2;
-    o1.output = got.data();
-    o2.output = want.data();
-    if (!layer->Forward(pool[0].data(), t, o1).ok() ||
-        !g_loaded.f32_reference->Forward(pool[0].data(), t, o2).ok()) {
-      state.SkipWithError("accuracy forward failed");
-      return;
-    }
-    double err = 0, scale = 0;
-    for (size_t i = 0; i < got.size(); ++i) {
-      err = std::max(err, static_cast<double>(std::abs(got[i] - want[i])));
-      scale = std::max(scale, static_cast<double>(std::abs(want[i])));
-    }
-    err_vs_f32 = scale > 0 ? err / scale : 0;
+    err_vs_f32 = ErrorVsF32(layer, g_loaded.f32_reference.get(), c->tokens[0].data(), t);
   }
-
   // Kernel limit: the same batches' matmuls, standalone. With random
   // routing each iteration runs the limit on its batch right before the
   // layer on the same batch, so both see the same machine (this VM is
   // shared and noisy); the reported time is the layer's alone. With a
   // repeated token, the limit runs first as a block, so that each side
   // finds its own weights in cache as it would on its own.
-  for (const auto& rows : block_rows) {
-    if (!limit->Run(rows).ok()) {
-      state.SkipWithError("standalone matmuls failed");
-      return;
-    }
-  }
-  double kernel_sum = 0, parallel_sum = 0;
-  int64_t kernel_runs = 0, parallel_runs = 0;
   const bool try_parallel = absl::GetFlag(FLAGS_threading_alternative) && !repeat;
-  if (try_parallel) {
-    for (const auto& rows : block_rows) {
-      if (!limit->RunBlocksInParallel(rows, 2).ok()) {
-        state.SkipWithError("parallel standalone matmuls failed");
-        return;
-      }
-    }
+  if (!err_vs_f32.ok() || !WarmLimit(limit, *c, try_parallel).ok()) {
+    state.SkipWithError("accuracy forward or standalone matmuls failed");
+    return;
   }
+  CaseTotals totals;
   if (repeat) {
     const auto limit_start = std::chrono::steady_clock::now();
-    while (kernel_runs < 5 ||
+    while (totals.kernel_runs < 5 ||
            std::chrono::steady_clock::now() - limit_start < std::chrono::milliseconds(300)) {
-      kernel_sum += *limit->Run(block_rows[0]);
-      ++kernel_runs;
+      totals.kernel_s += *limit->Run(c->block_rows[0]);
+      ++totals.kernel_runs;
     }
   }
 
@@ -239,74 +300,39 @@ void RunCase(benchmark::State& state, const std::string& model, DType dtype, int
   double read_gbps = g_hw.read_gbps;
   if (g_bandwidth != nullptr) read_gbps = std::max(read_gbps, g_bandwidth->MeasureGBps(3));
 
-  ForwardTimings sum_t, one;
+  std::vector<float> y(static_cast<size_t>(t * layer->spec().d_model));
+  ForwardTimings one;
   ForwardOutputs out;
   out.output = y.data();
   out.timings = &one;
-  int64_t iterations = 0;
-  double layer_sum = 0;
   const int idle_us = absl::GetFlag(FLAGS_idle_us);
   for (auto _ : state) {
-    const size_t b = static_cast<size_t>(iterations % pool_size);
+    const size_t b =
+        static_cast<size_t>(totals.iterations % static_cast<int64_t>(c->tokens.size()));
     if (!repeat) {
-      kernel_sum += *limit->Run(block_rows[b]);
-      ++kernel_runs;
+      totals.kernel_s += *limit->Run(c->block_rows[b]);
+      ++totals.kernel_runs;
     }
     if (try_parallel) {
-      parallel_sum += *limit->RunBlocksInParallel(block_rows[b], 2);
-      ++parallel_runs;
+      totals.parallel_s += *limit->RunBlocksInParallel(c->block_rows[b], 2);
+      ++totals.parallel_runs;
     }
     if (idle_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(idle_us));
     const auto start = std::chrono::steady_clock::now();
-    if (!layer->Forward(pool[b].data(), t, out).ok()) {
+    if (!layer->Forward(c->tokens[b].data(), t, out).ok()) {
       state.SkipWithError("forward failed");
       return;
     }
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     state.SetIterationTime(seconds);
-    layer_sum += seconds;
+    totals.layer_s += seconds;
     benchmark::DoNotOptimize(y.data());
-    sum_t.route_s += one.route_s;
-    sum_t.gather_s += one.gather_s;
-    sum_t.experts_s += one.experts_s;
-    sum_t.shared_s += one.shared_s;
-    sum_t.combine_s += one.combine_s;
-    ++iterations;
+    AddTimings(one, &totals.steps);
+    ++totals.iterations;
   }
-  const double layer_s = layer_sum / static_cast<double>(std::max<int64_t>(iterations, 1));
-  const double kernel_s = kernel_sum / static_cast<double>(std::max<int64_t>(kernel_runs, 1));
-  const double n = static_cast<double>(std::max<int64_t>(iterations, 1));
-  const double peak =
-      layer->compute() == DType::kI8 || layer->compute() == DType::kI4 ? g_hw.peak_int8_gops
-      : dtype == DType::kBF16 && layer->compute() == DType::kBF16      ? g_hw.peak_bf16_gflops
-                                                                       : g_hw.peak_f32_gflops;
-  const double mem_s = read_gbps > 0 ? weight_bytes / (read_gbps * 1e9) : 0;
-  const double flop_s = peak > 0 ? flops / (peak * 1e9) : 0;
-
-  state.SetItemsProcessed(iterations * t);
-  state.counters["T"] = static_cast<double>(t);
-  state.counters["layer_ms"] = layer_s * 1e3;
-  state.counters["route_ms"] = sum_t.route_s / n * 1e3;
-  state.counters["gather_ms"] = sum_t.gather_s / n * 1e3;
-  state.counters["experts_ms"] = sum_t.experts_s / n * 1e3;
-  state.counters["shared_ms"] = sum_t.shared_s / n * 1e3;
-  state.counters["combine_ms"] = sum_t.combine_s / n * 1e3;
-  state.counters["kernel_ms"] = kernel_s * 1e3;
-  state.counters["eff_kernel"] = kernel_s / layer_s;
-  if (parallel_runs > 0) {
-    const double parallel_s = parallel_sum / static_cast<double>(parallel_runs);
-    state.counters["experts_parallel_ms"] = parallel_s * 1e3;
-    state.counters["parallel_gain"] = kernel_s / parallel_s;
-  }
-  state.counters["mem_limit_ms"] = mem_s * 1e3;
-  state.counters["flop_limit_ms"] = flop_s * 1e3;
-  state.counters["roofline"] = std::max(mem_s, flop_s) / layer_s;
-  state.counters["dram_GBps"] = read_gbps;
-  state.counters["weight_MB"] = weight_bytes / 1e6;
-  state.counters["experts_hit"] = experts_hit;
-  if (g_loaded.f32_reference != nullptr) state.counters["err_vs_f32"] = err_vs_f32;
-  state.SetLabel(absl::StrCat(spec.family, " ", DTypeName(layer->compute())));
+  ReportCase(state, *layer, dtype, t, *c, totals, read_gbps);
+  if (g_loaded.f32_reference != nullptr) state.counters["err_vs_f32"] = *err_vs_f32;
 }
 
 std::vector<int64_t> ParseInts(const std::string& list) {

@@ -66,18 +66,27 @@ void SetDeadline(grpc::ClientContext* ctx) {
                     std::chrono::milliseconds(absl::GetFlag(FLAGS_deadline_ms)));
 }
 
-int Health(const std::shared_ptr<grpc::Channel>& channel) {
-  auto stub = grpc::health::v1::Health::NewStub(channel);
+// Calls one unary RPC of `stub` with the --deadline_ms deadline. On failure
+// prints the error (naming --address) to stderr and returns false.
+template <typename Stub, typename Request, typename Response>
+bool CallUnary(Stub* stub,
+               grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+               const Request& req, Response* resp) {
   grpc::ClientContext ctx;
   SetDeadline(&ctx);
+  const grpc::Status st = (stub->*method)(&ctx, req, resp);
+  if (!st.ok()) {
+    std::fprintf(stderr, "%s\n", DescribeGrpcError(st, absl::GetFlag(FLAGS_address)).c_str());
+  }
+  return st.ok();
+}
+
+int Health(const std::shared_ptr<grpc::Channel>& channel) {
+  auto stub = grpc::health::v1::Health::NewStub(channel);
   grpc::health::v1::HealthCheckRequest req;
   req.set_service(absl::GetFlag(FLAGS_service));
   grpc::health::v1::HealthCheckResponse resp;
-  grpc::Status st = stub->Check(&ctx, req, &resp);
-  if (!st.ok()) {
-    std::fprintf(stderr, "%s\n", DescribeGrpcError(st, absl::GetFlag(FLAGS_address)).c_str());
-    return 1;
-  }
+  if (!CallUnary(stub.get(), &grpc::health::v1::Health::Stub::Check, req, &resp)) return 1;
   const char* names[] = {"UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"};
   const int s = static_cast<int>(resp.status());
   std::printf("%s\n", s >= 0 && s <= 3 ? names[s] : "UNKNOWN");
@@ -85,31 +94,19 @@ int Health(const std::shared_ptr<grpc::Channel>& channel) {
 }
 
 int Metadata(inference::GRPCInferenceService::Stub* stub) {
-  const std::string address = absl::GetFlag(FLAGS_address);
-  grpc::ClientContext c1;
-  SetDeadline(&c1);
+  using Stub = inference::GRPCInferenceService::Stub;
   inference::ServerMetadataResponse sm;
-  grpc::Status st = stub->ServerMetadata(&c1, inference::ServerMetadataRequest(), &sm);
-  if (!st.ok()) {
-    std::fprintf(stderr, "%s\n", DescribeGrpcError(st, address).c_str());
-    return 1;
-  }
+  if (!CallUnary(stub, &Stub::ServerMetadata, inference::ServerMetadataRequest(), &sm)) return 1;
   const bool json = absl::GetFlag(FLAGS_json);
   if (json) PrintJson(sm);
   if (!json) std::printf("server   %s %s\n", sm.name().c_str(), sm.version().c_str());
   std::string ext;
   for (const auto& e : sm.extensions()) absl::StrAppend(&ext, ext.empty() ? "" : ", ", e);
   if (!json) std::printf("extensions %s\n", ext.c_str());
-  grpc::ClientContext c2;
-  SetDeadline(&c2);
   inference::ModelMetadataRequest req;
   req.set_name(absl::GetFlag(FLAGS_model));
   inference::ModelMetadataResponse mm;
-  st = stub->ModelMetadata(&c2, req, &mm);
-  if (!st.ok()) {
-    std::fprintf(stderr, "%s\n", DescribeGrpcError(st, address).c_str());
-    return 1;
-  }
+  if (!CallUnary(stub, &Stub::ModelMetadata, req, &mm)) return 1;
   if (json) {
     PrintJson(mm);
     return 0;
@@ -206,14 +203,8 @@ int Infer(inference::GRPCInferenceService::Stub* stub) {
   const bool routing = absl::GetFlag(FLAGS_show_routing);
   auto req = moe::BuildInferRequest(absl::GetFlag(FLAGS_model), in->values, in->d_model,
                                     absl::GetFlag(FLAGS_bf16), "moe_client", routing);
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx);
   inference::ModelInferResponse resp;
-  grpc::Status st = stub->ModelInfer(&ctx, req, &resp);
-  if (!st.ok()) {
-    std::fprintf(stderr, "%s\n", DescribeGrpcError(st, absl::GetFlag(FLAGS_address)).c_str());
-    return 1;
-  }
+  if (!CallUnary(stub, &inference::GRPCInferenceService::Stub::ModelInfer, req, &resp)) return 1;
   auto result = moe::ParseInferResponse(resp);
   if (!result.ok()) {
     std::fprintf(stderr, "bad response: %s\n", result.status().ToString().c_str());
@@ -233,16 +224,11 @@ int Infer(inference::GRPCInferenceService::Stub* stub) {
 }
 
 int Stats(inference::GRPCInferenceService::Stub* stub) {
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx);
   inference::ModelStatisticsRequest req;
   req.set_name(absl::GetFlag(FLAGS_model));
   inference::ModelStatisticsResponse resp;
-  grpc::Status st = stub->ModelStatistics(&ctx, req, &resp);
-  if (!st.ok()) {
-    std::fprintf(stderr, "%s\n", DescribeGrpcError(st, absl::GetFlag(FLAGS_address)).c_str());
+  if (!CallUnary(stub, &inference::GRPCInferenceService::Stub::ModelStatistics, req, &resp))
     return 1;
-  }
   if (absl::GetFlag(FLAGS_json)) {
     PrintJson(resp);
     return 0;
@@ -269,16 +255,10 @@ int Stats(inference::GRPCInferenceService::Stub* stub) {
 }
 
 int Config(inference::GRPCInferenceService::Stub* stub) {
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx);
   inference::ModelConfigRequest req;
   req.set_name(absl::GetFlag(FLAGS_model));
   inference::ModelConfigResponse resp;
-  grpc::Status st = stub->ModelConfig(&ctx, req, &resp);
-  if (!st.ok()) {
-    std::fprintf(stderr, "%s\n", DescribeGrpcError(st, absl::GetFlag(FLAGS_address)).c_str());
-    return 1;
-  }
+  if (!CallUnary(stub, &inference::GRPCInferenceService::Stub::ModelConfig, req, &resp)) return 1;
   if (absl::GetFlag(FLAGS_json)) {
     PrintJson(resp);
     return 0;

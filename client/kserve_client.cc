@@ -116,8 +116,19 @@ absl::StatusOr<InferResult> ParseInferResponse(const inference::ModelInferRespon
   for (int i = 0; i < resp.outputs_size(); ++i) {
     const auto& o = resp.outputs(i);
     const std::string& raw = resp.raw_output_contents(i);
-    if (o.shape_size() != 2) {
-      return absl::DataLossError(absl::StrCat("output '", o.name(), "' is not rank 2"));
+    if (o.shape_size() != 2 || o.shape(0) < 0 || o.shape(1) < 0) {
+      return absl::DataLossError(
+          absl::StrCat("output '", o.name(), "' is not a rank-2 shape of sizes >= 0"));
+    }
+    const char* want = o.name() == "expert_ids"       ? "INT32"
+                       : o.name() == "expert_weights" ? "FP32"
+                       : o.datatype() == "BF16"       ? "BF16"
+                                                      : "FP32";
+    const bool known =
+        o.name() == "output" || o.name() == "expert_ids" || o.name() == "expert_weights";
+    if (known && o.datatype() != want) {
+      return absl::DataLossError(
+          absl::StrCat("output '", o.name(), "' is ", o.datatype(), ", expected ", want));
     }
     const int64_t n = o.shape(0) * o.shape(1);
     const int64_t elem = o.datatype() == "BF16" ? 2 : 4;

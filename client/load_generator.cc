@@ -363,9 +363,9 @@ class OpenStream {
     rw_ = stub->ModelStreamInfer(&ctx_);
     reader_ = std::thread([this] { ReadLoop(); });
   }
-  // Returns false if the stream is broken (the request is then recorded).
-  void Send(ModelInferRequest req, int pool_index, absl::Time intended, bool measured) {
-    const std::string id = req.id();
+  // Writes `req`; if the stream is broken, records it as UNAVAILABLE instead.
+  void Send(const ModelInferRequest& req, int pool_index, absl::Time intended, bool measured) {
+    const std::string& id = req.id();
     {
       absl::MutexLock lock(&mu_);
       pending_[id] = Pending{intended, pool_index, measured};
@@ -452,7 +452,7 @@ void RunOpenLoop(const std::vector<std::unique_ptr<Stub>>& stubs,
     if (o.stream) {
       ModelInferRequest req = pool[static_cast<size_t>(p)].request;
       req.set_id(absl::StrCat(i));
-      streams[conn]->Send(std::move(req), p, intended, measured);
+      streams[conn]->Send(req, p, intended, measured);
       continue;
     }
     if (outstanding.load() >= o.max_outstanding) {
@@ -466,7 +466,7 @@ void RunOpenLoop(const std::vector<std::unique_ptr<Stub>>& stubs,
     SetDeadline(&call->ctx, o.deadline);
     ++outstanding;
     stubs[conn]->async()->ModelInfer(&call->ctx, &pool[static_cast<size_t>(p)].request, &call->resp,
-                                     [call, rec, &outstanding](grpc::Status st) {
+                                     [call, rec, &outstanding](const grpc::Status& st) {
                                        rec->Record(call->pool_index, call->intended, call->measured,
                                                    st.error_code(), &call->resp);
                                        delete call;

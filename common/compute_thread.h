@@ -1,20 +1,17 @@
 // One thread for a process's OpenMP work.
 //
 // libgomp gives every thread that opens a parallel region its own team of
-// worker threads, kept for the thread's lifetime. Once it manages more
-// threads than there are CPUs, it stops letting workers spin between
-// regions (GOMP_SPINCOUNT's "throttled" count): they sleep after each
-// region and every region then starts with a futex wake-up. On the 2-core
-// VMs here that is ~20 µs per region (measured: 18 µs per region plus a
-// 15 µs serial gap with one team, 36 µs once a second thread has a team),
-// ~140 µs on a one-token layer call (4-7 regions). So a server keeps one
-// long-lived OpenMP thread:
+// worker threads, kept for the thread's lifetime, and once it manages more
+// threads than there are CPUs its workers sleep between regions, so each
+// region starts with a futex wake-up. A serving process therefore opens
+// parallel regions from one long-lived thread only:
 //   - start-up work (weight packing, kernel checks) runs on a transient
 //     thread (RunOnTransientThread): its team goes away when it ends;
 //   - requests that arrive on many gRPC threads run their compute on one
 //     ComputeThread (or on the batcher's compute thread).
 // How long that one team's workers spin is set at start-up
-// (serving/process_setup.h, UseServingOpenMpSpinCount).
+// (serving/process_setup.h, UseServingOpenMpSpinCount). The cost per
+// region is measured in bench/README.md.
 #ifndef MOE_COMMON_COMPUTE_THREAD_H_
 #define MOE_COMMON_COMPUTE_THREAD_H_
 

@@ -27,11 +27,14 @@
 #define MOE_ASSIGN_OR_RETURN(lhs, expr) \
   MOE_ASSIGN_OR_RETURN_IMPL_(MOE_STATUS_MACROS_CONCAT_(moe_statusor_, __LINE__), lhs, expr)
 
+// `statusor` and `lhs` name declarations, which parentheses would break.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define MOE_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
   auto statusor = (expr);                               \
   if (!statusor.ok()) {                                 \
     return std::move(statusor).status();                \
   }                                                     \
   lhs = std::move(statusor).value()
+// NOLINTEND(bugprone-macro-parentheses)
 
 #endif  // MOE_COMMON_STATUS_MACROS_H_

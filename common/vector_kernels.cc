@@ -327,7 +327,7 @@ bool UseAvx2() {
 
 bool VectorKernelsUseAvx512() { return UseAvx512(); }
 
-void FloatsToBf16(const float* src, int64_t n, uint16_t* dst) {
+void FloatToBf16Array(const float* src, int64_t n, uint16_t* dst) {
   if (UseAvx512()) return FloatsToBf16Avx512(src, n, dst);
   if (UseAvx2()) return FloatsToBf16Avx2(src, n, dst);
   FloatsToBf16Portable(src, n, dst);

@@ -13,9 +13,9 @@
 
 namespace moe {
 
-// dst[i] = FloatToBf16(src[i]) for i < n (round to nearest even, NaN kept
-// quiet).
-void FloatsToBf16(const float* src, int64_t n, uint16_t* dst);
+// dst[i] = FloatToBf16(src[i]) for i < n: the same rounding (nearest even,
+// NaN kept quiet), vectorised.
+void FloatToBf16Array(const float* src, int64_t n, uint16_t* dst);
 
 // y[i] += w * x[i] for i < n: the product rounded to f32, then the sum.
 void AddScaled(float w, const float* x, int64_t n, float* y);

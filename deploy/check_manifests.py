@@ -219,7 +219,10 @@ class Invocation:
             ports = {"grpc": self.get_int("grpc_port"), "http": self.get_int("http_port"),
                      "metrics": self.get_int("metrics_port")}
         elif self.program == "moe_expert_worker":
-            ports = {"grpc": self.get_int("port"), "metrics": self.get_int("metrics_port")}
+            port = self.get_int("port")  # the deprecated name wins when set
+            ports = {"grpc": port if port is not None and port >= 0
+                     else self.get_int("grpc_port"),
+                     "metrics": self.get_int("metrics_port")}
         else:
             return {}
         return {k: v for k, v in ports.items() if v is not None and v > 0}
@@ -424,6 +427,22 @@ def check_model_agreement(ck, where, server, worker):
                  "(the server refuses workers of another model, preset, seed, layer or dtype)")
 
 
+def expert_worker_shards(ck, where, inv, presets):
+    """(shards, number of experts or None) of the server's --expert_workers,
+    shards as [(experts, [(host, port)])]; shards is None when it has none,
+    it comes from the environment at run time, or it does not parse (then
+    reported)."""
+    spec = inv.get("expert_workers")
+    if not spec or spec is DYNAMIC:
+        return None, None
+    n_exp = num_experts_of(ck, where, inv, presets)
+    try:
+        return parse_expert_workers(spec, n_exp), n_exp
+    except ValueError as e:
+        ck.fail(where, f"--expert_workers: {e}")
+        return None, None
+
+
 def num_experts_of(ck, where, inv, presets):
     if inv.get("model_dir"):
         return None  # only known from the checkpoint
@@ -575,14 +594,8 @@ def check_compose(ck, path, deploy_dir, repo, all_flags, presets):
     named_workers = set()
     for name, inv in servers.items():
         where = f"{rel}: service '{name}'"
-        spec = inv.get("expert_workers")
-        if not spec or spec is DYNAMIC:
-            continue
-        n_exp = num_experts_of(ck, where, inv, presets)
-        try:
-            shards = parse_expert_workers(spec, n_exp)
-        except ValueError as e:
-            ck.fail(where, f"--expert_workers: {e}")
+        shards, n_exp = expert_worker_shards(ck, where, inv, presets)
+        if shards is None:
             continue
         deps = services[name].get("depends_on") or []
         for experts, addresses in shards:
@@ -595,7 +608,7 @@ def check_compose(ck, path, deploy_dir, repo, all_flags, presets):
                 w = workers[host]
                 ck.check(port == w.listen_ports().get("grpc"), where,
                          f"--expert_workers dials {host}:{port}, but '{host}' listens on "
-                         f"--port={w.get('port')}")
+                         f"--grpc_port={w.listen_ports().get('grpc')}")
                 check_worker_experts(ck, where, host, experts, w)
                 check_model_agreement(ck, where, inv, w)
                 ck.check(host in deps, where, f"should depend_on '{host}' (start order)")
@@ -1118,14 +1131,8 @@ def check_k8s(ck, k8s_dir, all_flags, presets):
     named = set()
     for f, d, c, inv in servers:
         where = f"{where_of(f, d)} container {c.get('name')}"
-        spec = inv.get("expert_workers")
-        if not spec or spec is DYNAMIC:
-            continue
-        n_exp = num_experts_of(ck, where, inv, presets)
-        try:
-            shards = parse_expert_workers(spec, n_exp)
-        except ValueError as e:
-            ck.fail(where, f"--expert_workers: {e}")
+        shards, _ = expert_worker_shards(ck, where, inv, presets)
+        if shards is None:
             continue
         server_ns = k8s.ns(d)
         for experts, addresses in shards:
@@ -1177,7 +1184,7 @@ def check_k8s_worker_address(ck, k8s, where, server_ns, host, port, experts, inv
         return
     wf, wd, wc, w = workers[pod]
     ck.check(port == w.listen_ports().get("grpc"), where,
-             f"{what}: {pod} listens on --port={w.get('port')}")
+             f"{what}: {pod} listens on --grpc_port={w.listen_ports().get('grpc')}")
     check_worker_experts(ck, where, pod, experts, w)
     check_model_agreement(ck, where, inv, w)
 

@@ -128,7 +128,7 @@ absl::Status DenseFfn::Run(const float* x, int64_t rows, float* y, FfnWorkspace*
   const void* src = x;
   if (compute_ == DType::kBF16) {
     auto* lowp = ws->src_lowp.ReserveAs<uint16_t>(static_cast<size_t>(rows * d_model));
-    FloatsToBf16(x, rows * d_model, lowp);
+    FloatToBf16Array(x, rows * d_model, lowp);
     src = lowp;
   }
   const size_t hidden_bytes = static_cast<size_t>(rows * d_ff) * elem;

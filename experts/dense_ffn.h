@@ -11,12 +11,10 @@
 // SwiGLU blocks (gated, SiLU) run W1 and W3 as one matmul on the stacked
 // matrix [W1; W3], its result in the compute dtype, then silu(gate) ⊙ up
 // (SiluProduct / SiluProductBf16: in bf16 the rounding points of PyTorch's
-// act_fn(w1(x)) * w3(x)). One call instead of two and no oneDNN post-ops:
-// W1 and W3 took 3 % (64-256 rows) to 5 % (16 rows) less time than as two
-// matmuls with the swish and product post-ops (bench/README.md). Other
-// blocks run W1 with the activation as a post-op and, when gated, W3 with
-// the product as one; in bf16 each post-op sees its Linear's result
-// rounded to bf16 first, as in PyTorch (packed_matmul.h).
+// act_fn(w1(x)) * w3(x)). Other blocks run W1 with the activation as a
+// post-op and, when gated, W3 with the product as one; in bf16 each
+// post-op sees its Linear's result rounded to bf16 first, as in PyTorch
+// (packed_matmul.h).
 //
 // Thread-safety: immutable after Create(). Run() may be called from several
 // threads at once, each with its own FfnWorkspace.

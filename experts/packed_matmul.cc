@@ -64,7 +64,7 @@ std::string MatmulShape::Key() const {
 
 MatmulPrimitiveCache::MatmulPrimitiveCache(const MatmulShape& shape, dnnl::memory::desc packed,
                                            std::string impl)
-    : shape_(shape), packed_(std::move(packed)), impl_(std::move(impl)) {
+    : shape_(shape), packed_(packed), impl_(std::move(impl)) {
   absl::MutexLock lock(&mu_);
   entries_.resize(static_cast<size_t>(kMaxRows + 1));
 }
@@ -524,7 +524,7 @@ absl::Status PackedMatmul::ExecuteStreaming(const MatmulPrimitiveCache::StreamPl
     } catch (const dnnl::error& e) {
       return DnnlError(absl::StrCat("activation ", s.Key(), " on ", rows, " rows"), e);
     }
-    if (!in_dst) plan.kernel.ConvertToBf16(acc, count, static_cast<uint16_t*>(dst));
+    if (!in_dst) plan.kernel.RoundToBf16AsOneDnn(acc, count, static_cast<uint16_t*>(dst));
   }
   return absl::OkStatus();
 }

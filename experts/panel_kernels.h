@@ -25,8 +25,7 @@
 
 // Only <cstdint> here: the AVX2 translation unit includes this header and
 // must not instantiate inline code that other files share.
-namespace moe {
-namespace panel {
+namespace moe::panel {
 
 enum class Type { kF32, kBF16 };
 enum class Act { kNone, kRelu, kGelu, kGeluTanh, kSilu };
@@ -94,7 +93,6 @@ void Bf16PostOpAvx2(Act act, const uint16_t* multiplier, int64_t n, uint16_t* va
 // dst[i] = float(src[i]) for bf16 src (exact).
 void WidenBf16Avx2(const uint16_t* src, int64_t n, float* dst);
 
-}  // namespace panel
-}  // namespace moe
+}  // namespace moe::panel
 
 #endif  // MOE_EXPERTS_PANEL_KERNELS_H_

@@ -7,8 +7,7 @@
 #include "common/x86_intrinsics.h"
 #include "experts/panel_kernels.h"
 
-namespace moe {
-namespace panel {
+namespace moe::panel {
 namespace {
 
 // The 16 weights of one panel at one k, as two f32 vectors (columns 0-7
@@ -30,6 +29,9 @@ inline void LoadWeights(const void* w, int64_t at, __m256* lo, __m256* hi) {
 
 inline void Prefetch(const void* p, int64_t ahead) {
   const uintptr_t at = reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(ahead);
+  // An integer: the address may lie past the buffer, where pointer
+  // arithmetic would be undefined; a prefetch never faults.
+  // NOLINTNEXTLINE(performance-no-int-to-ptr)
   _mm_prefetch(reinterpret_cast<const char*>(at), _MM_HINT_T0);
 }
 
@@ -357,5 +359,4 @@ void WidenBf16Avx2(const uint16_t* src, int64_t n, float* dst) {
   }
 }
 
-}  // namespace panel
-}  // namespace moe
+}  // namespace moe::panel

@@ -44,8 +44,7 @@
 
 #include <cstdint>
 
-namespace moe {
-namespace qk {
+namespace moe::qk {
 
 enum class WeightFormat { kInt8, kInt4 };
 
@@ -109,7 +108,6 @@ void QuantizeRowAvx2(const float* x, int64_t k, int64_t padded_k, int32_t offset
 void ScaleColumnsAvx2(float* acc, int64_t acc_stride, int64_t rows, int64_t c0, int64_t c1,
                       const float* col_scale);
 
-}  // namespace qk
-}  // namespace moe
+}  // namespace moe::qk
 
 #endif  // MOE_EXPERTS_QUANTIZED_KERNELS_H_

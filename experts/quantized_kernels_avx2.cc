@@ -7,8 +7,7 @@
 #include "common/x86_intrinsics.h"
 #include "experts/quantized_kernels.h"
 
-namespace moe {
-namespace qk {
+namespace moe::qk {
 namespace {
 
 constexpr int64_t kQuadsPerGroup = kGroup / kQuad;
@@ -274,5 +273,4 @@ void ScaleColumnsAvx2(float* acc, int64_t acc_stride, int64_t rows, int64_t c0, 
   }
 }
 
-}  // namespace qk
-}  // namespace moe
+}  // namespace moe::qk

@@ -7,8 +7,7 @@
 #include "common/x86_intrinsics.h"
 #include "experts/quantized_kernels.h"
 
-namespace moe {
-namespace qk {
+namespace moe::qk {
 namespace {
 
 constexpr int64_t kQuadsPerGroup = kGroup / kQuad;
@@ -210,5 +209,4 @@ void TileVnni(WeightFormat format, int rows, int panels, const TileArgs& args) {
   }
 }
 
-}  // namespace qk
-}  // namespace moe
+}  // namespace moe::qk

@@ -32,7 +32,7 @@ constexpr int kRowPrefetchMinRows = 3;
 
 inline void PrefetchLine(const void* p, int64_t ahead_bytes) {
   const uintptr_t at = reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(ahead_bytes);
-  __builtin_prefetch(reinterpret_cast<const void*>(at), 0, 3);
+  __builtin_prefetch(reinterpret_cast<const void*>(at), 0, 3);  // NOLINT(performance-no-int-to-ptr)
 }
 
 // The four lines of the 256-byte row `ahead_bytes` past `row` (unrolled:
@@ -354,7 +354,7 @@ void RunRows(DType compute, const void* w, const void* x, int64_t k, int64_t k_p
 
 }  // namespace
 
-void StreamingMatmul::ConvertToBf16(const float* src, int64_t n, uint16_t* dst) const {
+void StreamingMatmul::RoundToBf16AsOneDnn(const float* src, int64_t n, uint16_t* dst) const {
   CvtNeToBf16(src, n, dst);
 }
 

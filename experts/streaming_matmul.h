@@ -1,9 +1,7 @@
 // StreamingMatmul: acc[m, N] = x[m, K] · W for a handful of rows, read
-// straight from the blocked layout oneDNN packed W into. At one row oneDNN's
-// brgemm matmul streams cold weights at ~50 GB/s of the ~70 a plain
-// two-thread read reaches on the development VM; this kernel reads each
-// weight block once, in memory order, on every OpenMP thread (GCC builds),
-// and keeps all m rows' accumulators in registers.
+// straight from the blocked layout oneDNN packed W into. Each weight block
+// is read once, in memory order, on every OpenMP thread (GCC builds), and
+// all m rows' accumulators stay in registers.
 //
 // Bitwise contract. A row's result must not depend on which kernel ran it
 // (batch invariance), so the kernel sums the same products in the same
@@ -38,9 +36,7 @@ class StreamingMatmul {
   // in the 32 AVX-512 registers, next to the 4 weight vectors and the
   // broadcast input, for a whole K chunk. 7-12 rows are split into two
   // groups that take turns on each 4 KB K block, the second re-reading it
-  // from L1, their sums parked in L1 between turns; with the weights
-  // prefetched a few blocks ahead this still streams faster than oneDNN
-  // (1.3-1.6× at 7-12 rows on mixtral's shapes, bench/README.md).
+  // from L1, their sums parked in L1 between turns.
   static constexpr int64_t kMaxRows = 12;
 
   // The kernel for weights packed as `packed` (a [k, n] matrix of the
@@ -53,7 +49,7 @@ class StreamingMatmul {
   // computed them, in this order: + bias[n]; × multiplier (a [rows, n]
   // matrix of the compute dtype, row stride n); then the rows are written
   // to acc, or, with bf16_out set (bf16 kernels only), rounded as
-  // ConvertToBf16 does into bf16_out (row stride n) and acc is left
+  // RoundToBf16AsOneDnn does into bf16_out (row stride n) and acc is left
   // untouched. Null members are skipped.
   struct Epilogue {
     const float* bias = nullptr;
@@ -75,8 +71,10 @@ class StreamingMatmul {
   }
 
   // dst[i] = src[i] rounded to bf16 the way oneDNN's kernels store a bf16
-  // result on this CPU (vcvtneps2bf16). Only for a bf16 kernel.
-  void ConvertToBf16(const float* src, int64_t n, uint16_t* dst) const;
+  // result on this CPU (vcvtneps2bf16, which flushes subnormal inputs to
+  // zero where FloatToBf16 in common/dtype.h keeps them). Only for a bf16
+  // kernel.
+  void RoundToBf16AsOneDnn(const float* src, int64_t n, uint16_t* dst) const;
 
   size_t XPadBytes(int64_t rows) const;
   int64_t k_block() const { return k_block_; }  // K rows per packed block

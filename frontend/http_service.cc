@@ -200,7 +200,7 @@ void HandleInfer(ServingCore* core, const httplib::Request& req, httplib::Respon
       res.set_header(kHeaderLengthHeader, absl::StrCat(*body.header_length));
     }
     res.status = 200;
-    res.set_content(std::move(body.body), body.content_type.c_str());
+    res.set_content(body.body, body.content_type.c_str());
   } else {
     SendError(res, st);
   }

@@ -287,7 +287,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
     {
       absl::MutexLock lock(&mu_);
       tasks_.erase(std::find(tasks_.begin(), tasks_.end(), &t));
-      fin = QueueWriteLocked(std::move(resp));
+      fin = QueueWriteLocked(resp);
     }
     if (fin) Finish(*fin);
   }
@@ -366,7 +366,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
     {
       absl::MutexLock lock(&mu_);
       if (unlisted != nullptr) tasks_.erase(std::find(tasks_.begin(), tasks_.end(), unlisted));
-      fin = QueueWriteLocked(std::move(resp));
+      fin = QueueWriteLocked(resp);
     }
     if (fin) {
       Finish(*fin);
@@ -385,7 +385,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
 
   // Queues a response; returns the status to Finish with (outside the
   // lock) if the stream is done.
-  std::optional<grpc::Status> QueueWriteLocked(ModelStreamInferResponse resp)
+  std::optional<grpc::Status> QueueWriteLocked(const ModelStreamInferResponse& resp)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (broken_ || cancelled_) return MaybeFinishLocked();
     writes_.emplace_back();

@@ -223,9 +223,9 @@ moe::ServerOptions ServerOptionsFromFlags(
   options.grpc_port = absl::GetFlag(FLAGS_grpc_port);
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   options.http_port = absl::GetFlag(FLAGS_http_port);
-  options.io.model_name = absl::GetFlag(FLAGS_model_name);
-  options.io.max_request_tokens = absl::GetFlag(FLAGS_max_request_tokens);
-  options.io.allow_non_finite = absl::GetFlag(FLAGS_allow_non_finite);
+  options.model_name = absl::GetFlag(FLAGS_model_name);
+  options.limits.max_request_tokens = absl::GetFlag(FLAGS_max_request_tokens);
+  options.limits.allow_non_finite = absl::GetFlag(FLAGS_allow_non_finite);
   options.batching.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
   options.batching.max_queue_delay = absl::Microseconds(absl::GetFlag(FLAGS_max_queue_delay_us));
   options.batching.adaptive_fill = absl::GetFlag(FLAGS_adaptive_batching);

@@ -110,7 +110,7 @@ void FillModelConfig(const ServingCore& core, const ServedModel& model,
   params["cpu_tier"].set_string_value(CpuTierName(ActiveCpuTier()));
   params["kernel"].set_string_value(model.layer().backend().Describe());
   params["family"].set_string_value(spec.family);
-  params["max_request_tokens"].set_string_value(absl::StrCat(io.max_request_tokens));
+  params["max_request_tokens"].set_string_value(absl::StrCat(io.limits.max_request_tokens));
   // The batcher's size target, in tokens (Triton's preferred_batch_size
   // counts requests and must not exceed max_batch_size, 0 here).
   params["max_batch_tokens"].set_string_value(absl::StrCat(core.batching().max_batch_tokens));

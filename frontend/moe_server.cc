@@ -116,27 +116,27 @@ absl::StatusOr<std::unique_ptr<MoeServer>> MoeServer::Start(std::unique_ptr<MoeL
                                                             const ServerOptions& options) {
   std::vector<std::unique_ptr<MoeLayer>> layers;
   layers.push_back(std::move(layer));
-  return Start(std::move(layers), {options.io.model_name}, options);
+  return Start(std::move(layers), {options.model_name}, options);
 }
 
 namespace {
 
 absl::Status CheckLimits(const ServerOptions& options) {
   if (options.batching.max_batch_tokens < 1 || options.batching.max_queue_tokens < 1 ||
-      options.io.max_request_tokens < 1) {
+      options.limits.max_request_tokens < 1) {
     return absl::InvalidArgumentError(
         "max_batch_tokens, max_queue_tokens and max_request_tokens must be >= 1");
   }
-  if (options.io.max_request_tokens > options.batching.max_queue_tokens) {
+  if (options.limits.max_request_tokens > options.batching.max_queue_tokens) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "max_request_tokens (", options.io.max_request_tokens, ") exceeds max_queue_tokens (",
+        "max_request_tokens (", options.limits.max_request_tokens, ") exceeds max_queue_tokens (",
         options.batching.max_queue_tokens, "): such requests could never be queued"));
   }
   return absl::OkStatus();
 }
 
-// layers[i] as model names[i] (distinct, not empty), with options.io's
-// limits and the layer's own sizes.
+// layers[i] as model names[i] (distinct, not empty), with options.limits
+// and the layer's own sizes.
 absl::StatusOr<std::vector<ModelToServe>> ModelsToServe(
     std::vector<std::unique_ptr<MoeLayer>> layers, const std::vector<std::string>& names,
     const ServerOptions& options) {
@@ -153,11 +153,7 @@ absl::StatusOr<std::vector<ModelToServe>> ModelsToServe(
           absl::StrCat("model name '", names[i], "' is empty or given twice"));
     }
     ModelToServe m;
-    m.io = options.io;
-    m.io.model_name = names[i];
-    m.io.d_model = layers[i]->d_model();
-    m.io.top_k = layers[i]->spec().top_k();
-    m.io.num_experts = layers[i]->spec().num_experts();
+    m.io = MakeModelIo(names[i], *layers[i], options.limits);
     m.layer = std::move(layers[i]);
     models.push_back(std::move(m));
   }

@@ -42,8 +42,10 @@ struct ServerOptions {
   int http_port = 8000;
   // Metrics port; 0 picks a free one; -1 disables the metrics endpoint.
   int metrics_port = 8002;
-  // Model name (for a single layer), request limits and validation.
-  ModelIo io;
+  // The model name of a server started on one layer.
+  std::string model_name = "moe";
+  // Request limits and validation, for every served model.
+  RequestLimits limits;
   BatchQueueOptions batching;
   // Largest gRPC message accepted or sent, in bytes.
   int max_message_bytes = 64 << 20;
@@ -54,13 +56,13 @@ struct ServerOptions {
 
 class MoeServer {
  public:
-  // Starts serving `layer` as the model options.io.model_name. Fails
+  // Starts serving `layer` as the model options.model_name. Fails
   // (naming the address or file) when a port cannot be bound or a TLS file
   // cannot be read.
   static absl::StatusOr<std::unique_ptr<MoeServer>> Start(std::unique_ptr<MoeLayer> layer,
                                                           const ServerOptions& options);
   // Serves layers[i] as the model names[i] (distinct), each with
-  // options.io's limits, batched per model with one compute for all.
+  // options.limits, batched per model with one compute for all.
   static absl::StatusOr<std::unique_ptr<MoeServer>> Start(
       std::vector<std::unique_ptr<MoeLayer>> layers, const std::vector<std::string>& names,
       const ServerOptions& options);

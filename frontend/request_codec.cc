@@ -46,9 +46,9 @@ absl::Status DecodeTokens(const inference::ModelInferRequest& req, int index, co
     return Invalid(
         absl::StrCat(at, ".shape[1] (d_model): expected ", io.d_model, ", got ", in.shape(1)));
   }
-  if (t < 1 || t > io.max_request_tokens) {
-    return Invalid(
-        absl::StrCat(at, ".shape[0] (tokens): expected 1..", io.max_request_tokens, ", got ", t));
+  if (t < 1 || t > io.limits.max_request_tokens) {
+    return Invalid(absl::StrCat(at, ".shape[0] (tokens): expected 1..",
+                                io.limits.max_request_tokens, ", got ", t));
   }
   const int64_t count = t * io.d_model;
   const int64_t elem = out->dtype == WireDType::kFp32 ? 4 : 2;
@@ -92,7 +92,7 @@ absl::Status DecodeTokens(const inference::ModelInferRequest& req, int index, co
     return Invalid(
         absl::StrCat(at, ": no data (set raw_input_contents or contents.fp32_contents)"));
   }
-  if (!io.allow_non_finite) {
+  if (!io.limits.allow_non_finite) {
     for (int64_t i = 0; i < count; ++i) {
       if (!std::isfinite(out->tokens[static_cast<size_t>(i)])) {
         return Invalid(absl::StrCat(at, ": non-finite value ", out->tokens[static_cast<size_t>(i)],
@@ -302,7 +302,7 @@ void EncodeInferResponse(const DecodedRequest& req, const InferTask& task, const
         o->set_datatype("BF16");
         raw->resize(n * 2);
         auto* dst = reinterpret_cast<uint16_t*>(raw->data());
-        FloatsToBf16(task.output.data(), static_cast<int64_t>(n), dst);
+        FloatToBf16Array(task.output.data(), static_cast<int64_t>(n), dst);
       }
     } else if (name == kExpertIdsName) {
       o->set_datatype("INT32");

@@ -22,7 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   io.model_name = "moe";
   io.d_model = 8;
   io.top_k = 2;
-  io.max_request_tokens = 64;
+  io.limits.max_request_tokens = 64;
   auto decoded = moe::DecodeInferRequest(request, io);
   if (!decoded.ok()) {
     if (decoded.status().code() != absl::StatusCode::kInvalidArgument &&
@@ -31,7 +31,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     return 0;
   }
-  if (decoded->num_tokens < 1 || decoded->num_tokens > io.max_request_tokens) std::abort();
+  if (decoded->num_tokens < 1 || decoded->num_tokens > io.limits.max_request_tokens) std::abort();
   if (decoded->tokens.size() != static_cast<size_t>(decoded->num_tokens * io.d_model)) std::abort();
   for (float v : decoded->tokens) {
     if (!std::isfinite(v)) std::abort();

@@ -20,7 +20,7 @@ namespace {
 // [in, out]) and returns it in [out, in] order. With `fp8_block` set, an
 // F8_E4M3 weight is decoded with its "<name>_scale_inv" (fp8_weights.h).
 absl::StatusOr<Tensor> Fetch(const Checkpoint& ckpt, const std::string& name,
-                             std::vector<int64_t> shape, bool transposed,
+                             const std::vector<int64_t>& shape, bool transposed,
                              const int64_t* fp8_block = nullptr) {
   Tensor t;
   MOE_ASSIGN_OR_RETURN(SafetensorsFile::Raw raw, ckpt.GetRaw(name));

@@ -187,6 +187,7 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<StoredT
 absl::Status WriteSafetensors(const std::string& path,
                               const std::vector<std::pair<std::string, Tensor>>& tensors) {
   std::vector<StoredTensor> views;
+  views.reserve(tensors.size());
   for (const auto& [name, t] : tensors) {
     views.push_back(ViewOf(name, t));
   }

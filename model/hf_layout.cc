@@ -52,7 +52,7 @@ absl::Status ReadQuantizationConfig(const json& config, const std::string& type,
 
 std::string SupportedModelTypes() {
   std::vector<std::string> types;
-  for (const HfFamily& f : HfFamilies()) types.push_back(f.model_type);
+  for (const HfFamily& f : HfFamilies()) types.emplace_back(f.model_type);
   return absl::StrJoin(types, ", ");
 }
 

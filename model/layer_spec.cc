@@ -18,7 +18,7 @@ std::string FfnSummary(const FfnSpec& f) {
   return absl::StrCat(kind, " d_ff ", f.d_ff, f.has_bias ? " +bias" : "");
 }
 
-absl::Status CheckVector(const Tensor& t, bool wanted, std::vector<int64_t> shape,
+absl::Status CheckVector(const Tensor& t, bool wanted, const std::vector<int64_t>& shape,
                          const char* name) {
   if (!wanted) {
     return t.empty() ? absl::OkStatus()

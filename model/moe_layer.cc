@@ -40,8 +40,8 @@ absl::StatusOr<std::unique_ptr<ExpertBackend>> CreateLocalBackend(const LayerWei
   return std::unique_ptr<ExpertBackend>(new LocalExpertBackend(std::move(experts)));
 }
 
-MoeLayer::MoeLayer(const LayerSpec& spec, DType compute)
-    : spec_(spec),
+MoeLayer::MoeLayer(LayerSpec spec, DType compute)
+    : spec_(std::move(spec)),
       compute_(compute),
       registry_(std::make_unique<MatmulCacheRegistry>()),
       shared_ws_(std::make_unique<FfnWorkspace>()) {}

@@ -100,7 +100,7 @@ class MoeLayer {
   std::string Summary() const;
 
  private:
-  MoeLayer(const LayerSpec& spec, DType compute);
+  MoeLayer(LayerSpec spec, DType compute);
 
   // The steps of Forward, after routing into plan_.
   // Gathers each expert's rows into one block, experts in ascending order,

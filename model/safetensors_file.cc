@@ -97,6 +97,7 @@ absl::StatusOr<Entry> ParseEntry(const nlohmann::json& v, uint64_t data_bytes,
 
 absl::Status CheckNoOverlap(const std::map<std::string, Entry>& entries, const std::string& path) {
   std::vector<std::pair<const std::string*, const Entry*>> sorted;
+  sorted.reserve(entries.size());
   for (const auto& [name, e] : entries) sorted.emplace_back(&name, &e);
   std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
     return a.second->begin != b.second->begin ? a.second->begin < b.second->begin

@@ -13,8 +13,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev openssl
   # Sanitizer and fuzzing build (clang, libFuzzer, ASan/UBSan/TSan runtimes).
   clang-14 libclang-rt-14-dev
-  # The format check (ctest format).
-  clang-format-14
+  # The format and static-analysis checks (ctest format, clang_tidy).
+  clang-format-14 clang-tidy-14
   # Manifest checks, the system tests' report parsing, and the Python
   # example client (examples/python: gRPC through python3-grpcio).
   python3 python3-yaml python3-grpcio

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command. Installs the Debian packages (as root), then
 #   1. release: builds everything in build/ (GCC, RelWithDebInfo) and runs
-#      every ctest label: unit, workers, workers-tiers, perf, overload,
+#      every ctest label: unit, lint, workers, workers-tiers, perf, overload,
 #      container;
 #   2. sanitize: builds build-san/ with clang, AddressSanitizer +
 #      UndefinedBehaviorSanitizer (+ libFuzzer coverage, -Wthread-safety as

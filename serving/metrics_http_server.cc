@@ -8,7 +8,7 @@
 namespace moe {
 
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
-    const std::string& host, int port, std::function<std::string()> render) {
+    const std::string& host, int port, const std::function<std::string()>& render) {
   std::unique_ptr<MetricsHttpServer> s(new MetricsHttpServer());
   s->server_ = std::make_unique<httplib::Server>();
   s->server_->Get("/metrics", [render](const httplib::Request&, httplib::Response& res) {

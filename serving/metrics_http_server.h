@@ -23,7 +23,7 @@ class MetricsHttpServer {
   // Listens on host:port (port 0 picks a free one) and serves `render()`
   // at /metrics. UNAVAILABLE naming the address if it cannot bind.
   static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(
-      const std::string& host, int port, std::function<std::string()> render);
+      const std::string& host, int port, const std::function<std::string()>& render);
   ~MetricsHttpServer();  // Stop()
 
   int port() const { return port_; }

@@ -1,7 +1,9 @@
 #include "serving/prometheus.h"
 
+#include <charconv>
 #include <cmath>
-#include <cstdio>
+#include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -35,8 +37,8 @@ std::string FormatMetricValue(double v) {
     return absl::StrCat(static_cast<int64_t>(v));
   }
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.17g", v);
-  return buf;
+  const std::to_chars_result r = std::to_chars(buf, buf + sizeof(buf), v);  // shortest round trip
+  return std::string(buf, r.ptr);
 }
 
 Histogram::Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)) {

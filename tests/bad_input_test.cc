@@ -207,7 +207,7 @@ class BadInputTest : public ::testing::Test {
     weights_ = new LayerWeights(::moe::testing::SmallDemoWeights());
     reference_ = ::moe::testing::MakeLayer(*weights_).release();
     ServerOptions o = ::moe::testing::LocalOptions();
-    o.io.max_request_tokens = kMaxRequestTokens;
+    o.limits.max_request_tokens = kMaxRequestTokens;
     o.max_message_bytes = kMaxMessageBytes;
     auto server = MoeServer::Start(::moe::testing::MakeLayer(*weights_), o);
     ASSERT_TRUE(server.ok()) << server.status();

@@ -52,7 +52,7 @@ Worker StartWorker(const TempDir& dir, const std::string& name, const std::strin
                                    "--experts=" + experts,
                                    "--dtype=" + dtype,
                                    "--host=127.0.0.1",
-                                   "--port=" + std::to_string(port),
+                                   "--grpc_port=" + std::to_string(port),
                                    "--metrics_port=0",
                                    "--seed=" + std::to_string(seed)};
   if (!max_isa.empty()) args.push_back("--max_isa=" + max_isa);
@@ -70,7 +70,7 @@ Worker StartLayerWorker(const TempDir& dir, const std::string& name, const std::
   w.process = ::moe::testing::Spawn(
       MOE_WORKER_BINARY,
       {"--model_dir=" + model_dir, "--layers=" + layers, "--experts=" + experts, "--dtype=f32",
-       "--host=127.0.0.1", "--port=0", "--metrics_port=-1"},
+       "--host=127.0.0.1", "--grpc_port=0", "--metrics_port=-1"},
       log);
   w.port = ::moe::testing::WaitForReadyPort(log, absl::Seconds(120));
   EXPECT_GT(w.port, 0) << ::moe::testing::ReadFile(log);
@@ -410,8 +410,8 @@ TEST(WorkerBinaryTest, DrainsOnSigtermAndRefusesBadFlags) {
   EXPECT_NE(::moe::testing::ReadFile(log).find("drained; exiting"), std::string::npos);
   // Experts outside the layer, and a dense layer, are refused at start-up.
   for (const auto& args : std::vector<std::vector<std::string>>{
-           {"--preset=demo", "--experts=6-9", "--port=0", "--metrics_port=-1"},
-           {"--preset=llama-7b", "--experts=0", "--port=0", "--metrics_port=-1"}}) {
+           {"--preset=demo", "--experts=6-9", "--grpc_port=0", "--metrics_port=-1"},
+           {"--preset=llama-7b", "--experts=0", "--grpc_port=0", "--metrics_port=-1"}}) {
     const std::string bad_log = dir.File("bad.log");
     const pid_t pid = ::moe::testing::Spawn(MOE_WORKER_BINARY, args, bad_log);
     EXPECT_EQ(::moe::testing::WaitExit(pid, absl::Seconds(120)), 1) << args[0];
@@ -420,6 +420,19 @@ TEST(WorkerBinaryTest, DrainsOnSigtermAndRefusesBadFlags) {
                 text.find("no experts to shard") != std::string::npos)
         << text;
   }
+}
+
+// --port, the gRPC port flag's former name, still works and says so.
+TEST(WorkerBinaryTest, DeprecatedPortFlagStillListens) {
+  TempDir dir;
+  const std::string log = dir.File("old.log");
+  const pid_t pid = ::moe::testing::Spawn(
+      MOE_WORKER_BINARY,
+      {"--preset=demo", "--experts=0-1", "--host=127.0.0.1", "--port=0", "--metrics_port=-1"}, log);
+  EXPECT_GT(::moe::testing::WaitForReadyPort(log, absl::Seconds(120)), 0);
+  EXPECT_THAT(::moe::testing::ReadFile(log), HasSubstr("--port is deprecated; use --grpc_port"));
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  EXPECT_EQ(::moe::testing::WaitExit(pid, absl::Seconds(60)), 0);
 }
 
 // Workers split by layer range (one hosting experts 0-3 and one 4-7 of

@@ -23,7 +23,7 @@ ModelIo Io() {
   io.model_name = "moe";
   io.d_model = 4;
   io.top_k = 2;
-  io.max_request_tokens = 16;
+  io.limits.max_request_tokens = 16;
   return io;
 }
 
@@ -252,7 +252,7 @@ TEST(RequestCodecTest, NonFiniteAllowedWhenConfigured) {
   float nan = std::nanf("");
   std::memcpy(r.mutable_raw_input_contents(0)->data(), &nan, 4);
   ModelIo io = Io();
-  io.allow_non_finite = true;
+  io.limits.allow_non_finite = true;
   EXPECT_OK(DecodeInferRequest(r, io));
 }
 

@@ -44,7 +44,7 @@ inline ServerOptions LocalOptions() {
   o.http_port = 0;
   o.batching.max_batch_tokens = 64;
   o.batching.max_queue_delay = absl::Microseconds(500);
-  o.io.max_request_tokens = 1024;
+  o.limits.max_request_tokens = 1024;
   return o;
 }
 

@@ -434,7 +434,7 @@ TEST_F(ServiceTest, FullQueueReturnsUnavailable) {
   ServerOptions o = ::moe::testing::LocalOptions();
   o.batching.max_batch_tokens = 64;
   o.batching.max_queue_tokens = 8;
-  o.io.max_request_tokens = 8;
+  o.limits.max_request_tokens = 8;
   o.batching.max_queue_delay = absl::Seconds(1);  // the first request waits in the queue
   StartServer(o);
   auto tokens = RandomTokens(6 * kD, 12);

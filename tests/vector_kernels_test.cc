@@ -51,7 +51,7 @@ TEST(VectorKernelsTest, FloatsToBf16MatchesScalarRoundingForEveryLength) {
   for (int64_t n = 0; n <= 70; ++n) {
     std::vector<float> x = TrickyFloats(n, static_cast<uint64_t>(n) + 1);
     std::vector<uint16_t> got(static_cast<size_t>(n) + 1, 0xabcd);
-    FloatsToBf16(x.data(), n, got.data());
+    FloatToBf16Array(x.data(), n, got.data());
     for (int64_t i = 0; i < n; ++i) {
       ASSERT_EQ(got[static_cast<size_t>(i)], FloatToBf16(x[static_cast<size_t>(i)]))
           << "n=" << n << " i=" << i << " bits=" << Bits(x[static_cast<size_t>(i)]);
@@ -146,8 +146,8 @@ TEST(VectorKernelsTest, SiluProductBf16RoundsSiluThenProduct) {
     std::vector<float> gf = GateValues(n, static_cast<uint64_t>(n) + 60);
     std::vector<float> uf = TrickyFloats(n, static_cast<uint64_t>(n) + 80);
     std::vector<uint16_t> g(static_cast<size_t>(n)), u(static_cast<size_t>(n));
-    FloatsToBf16(gf.data(), n, g.data());
-    FloatsToBf16(uf.data(), n, u.data());
+    FloatToBf16Array(gf.data(), n, g.data());
+    FloatToBf16Array(uf.data(), n, u.data());
     std::vector<uint16_t> got(static_cast<size_t>(n) + 1, 0xabcd);
     SiluProductBf16(g.data(), u.data(), n, got.data());
     for (int64_t i = 0; i < n; ++i) {
@@ -247,8 +247,8 @@ TEST(VectorKernelsTest, ClampedSwigluProductBf16RoundsEachStep) {
     std::vector<float> gf = GateValues(n, static_cast<uint64_t>(n) + 160);
     std::vector<float> uf = GateValues(n, static_cast<uint64_t>(n) + 180);
     std::vector<uint16_t> g(static_cast<size_t>(n)), u(static_cast<size_t>(n));
-    FloatsToBf16(gf.data(), n, g.data());
-    FloatsToBf16(uf.data(), n, u.data());
+    FloatToBf16Array(gf.data(), n, g.data());
+    FloatToBf16Array(uf.data(), n, u.data());
     std::vector<uint16_t> got(static_cast<size_t>(n) + 1, 0xabcd);
     ClampedSwigluProductBf16(g.data(), u.data(), n, 7.0f, got.data());
     for (int64_t i = 0; i < n; ++i) {

@@ -11,10 +11,12 @@
 //
 // gpt-oss-20b's experts are written in MXFP4, as gpt-oss ships them.
 #include <cstdio>
+#include <exception>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "common/command_line.h"
@@ -39,6 +41,23 @@ ABSL_FLAG(std::string, fp8_block, "",
 
 namespace {
 
+// The presets as a JSON array of objects, one per preset.
+absl::StatusOr<nlohmann::json> PresetsJson() {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& p : moe::Presets()) {
+    auto spec = moe::PresetSpec(p.name);
+    if (!spec.ok()) return spec.status();
+    list.push_back({{"name", p.name},
+                    {"family", spec->family},
+                    {"d_model", spec->d_model},
+                    {"experts", spec->dense ? 0 : spec->num_experts()},
+                    {"top_k", spec->dense ? 0 : spec->top_k()},
+                    {"d_ff", spec->expert.d_ff},
+                    {"description", p.description}});
+  }
+  return list;
+}
+
 // Prints the presets as text or JSON; 2 for an unknown format.
 int ListPresets(const std::string& format) {
   if (format == "text") {
@@ -52,22 +71,17 @@ int ListPresets(const std::string& format) {
                  format.c_str());
     return 2;
   }
-  nlohmann::json list = nlohmann::json::array();
-  for (const auto& p : moe::Presets()) {
-    auto spec = moe::PresetSpec(p.name);
-    if (!spec.ok()) {
-      std::fprintf(stderr, "moe_export_preset: %s\n", spec.status().ToString().c_str());
+  try {
+    absl::StatusOr<nlohmann::json> list = PresetsJson();
+    if (!list.ok()) {
+      std::fprintf(stderr, "moe_export_preset: %s\n", list.status().ToString().c_str());
       return 1;
     }
-    list.push_back({{"name", p.name},
-                    {"family", spec->family},
-                    {"d_model", spec->d_model},
-                    {"experts", spec->dense ? 0 : spec->num_experts()},
-                    {"top_k", spec->dense ? 0 : spec->top_k()},
-                    {"d_ff", spec->expert.d_ff},
-                    {"description", p.description}});
+    std::printf("%s\n", list->dump(2).c_str());
+  } catch (const std::exception& e) {  // nlohmann::json reports errors by throwing
+    std::fprintf(stderr, "moe_export_preset: %s\n", e.what());
+    return 1;
   }
-  std::printf("%s\n", list.dump(2).c_str());
   return 0;
 }
 

@@ -1,7 +1,7 @@
 // moe_expert_worker: hosts a shard of routed experts of one or several
 // layers for a moe_server front end (moe.v1.ExpertService), on oneDNN.
 //
-//   moe_expert_worker --experts=0-3 --port=9001                 # demo preset
+//   moe_expert_worker --experts=0-3 --grpc_port=9001                 # demo preset
 //   moe_expert_worker --experts=4-7 --model_dir=/models/mixtral --layer=3
 //   moe_expert_worker --experts=0-3 --model_dir=/models/mixtral --layers=0-15
 //
@@ -28,7 +28,8 @@
 
 ABSL_FLAG(std::string, experts, "", "Experts to host: N, A-B or a comma list (required).");
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on.");
-ABSL_FLAG(int, port, 9001, "gRPC port (0: pick a free one and log it).");
+ABSL_FLAG(int, grpc_port, 9001, "gRPC port (0: pick a free one and log it).");
+ABSL_FLAG(int, port, -1, "Deprecated: the former name of --grpc_port; used when >= 0.");
 ABSL_FLAG(int, metrics_port, 9002, "Prometheus /metrics port (0: pick a free one; -1: off).");
 ABSL_FLAG(int, max_message_bytes, 256 << 20, "Largest gRPC message, bytes.");
 ABSL_FLAG(int, drain_timeout_s, 30, "Longest graceful drain on SIGTERM/SIGINT, seconds.");
@@ -117,7 +118,7 @@ int main(int argc, char** argv) {
       argc, argv,
       "Hosts a shard of a layer's routed experts for moe_server.\n"
       "  moe_expert_worker --experts=0-3 [--preset=demo | --model_dir=DIR --layer=N | "
-      "--model_dir=DIR --layers=A-B] --port=9001");
+      "--model_dir=DIR --layers=A-B] --grpc_port=9001");
 
   auto resolved = moe::ComputeDTypeFromFlags();
   if (!resolved.ok()) return Fail(std::string(resolved.status().message()));
@@ -130,7 +131,11 @@ int main(int argc, char** argv) {
 
   moe::ExpertWorkerOptions options;
   options.listen_host = absl::GetFlag(FLAGS_host);
-  options.grpc_port = absl::GetFlag(FLAGS_port);
+  options.grpc_port = absl::GetFlag(FLAGS_grpc_port);
+  if (const int old_port = absl::GetFlag(FLAGS_port); old_port >= 0) {
+    spdlog::warn("--port is deprecated; use --grpc_port");
+    options.grpc_port = old_port;
+  }
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   auto server = moe::ExpertWorkerServer::Start(*std::move(hosted_layers), options);

@@ -13,6 +13,7 @@ namespace moe {
 ExpertWorkerService::ExpertWorkerService(std::vector<HostedLayer> layers)
     : run_seconds_(Histogram::Exponential(50e-6, 2.0, 20)) {
   std::vector<int> ids;
+  ids.reserve(layers.size());
   for (const HostedLayer& h : layers) ids.push_back(h.layer);
   std::sort(ids.begin(), ids.end());
   layer_list_ = FormatExpertList(ids);
@@ -24,7 +25,7 @@ ExpertWorkerService::ExpertWorkerService(std::vector<HostedLayer> layers)
     for (int id : ids) l.info.add_layers(id);
     int max_id = -1;
     for (int e : l.info.experts()) max_id = std::max(max_id, e);
-    l.hosted.assign(static_cast<size_t>(max_id + 1), false);
+    l.hosted.assign(max_id < 0 ? 0 : static_cast<size_t>(max_id) + 1, false);
     for (int e : l.info.experts()) l.hosted[static_cast<size_t>(e)] = true;
     layers_.emplace(h.layer, std::move(l));
   }

@@ -289,7 +289,7 @@ moe::v1::RunExpertsRequest RemoteExpertBackend::EncodeRequest(
       // The expert rounds its input to bf16 first: sending bf16 is exact.
       block->mutable_data()->resize(n * 2);
       auto* dst = reinterpret_cast<uint16_t*>(block->mutable_data()->data());
-      FloatsToBf16(j->rows, static_cast<int64_t>(n), dst);
+      FloatToBf16Array(j->rows, static_cast<int64_t>(n), dst);
     } else {
       block->set_data(reinterpret_cast<const char*>(j->rows), n * 4);
     }

@@ -23,6 +23,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -119,8 +120,8 @@ class RemoteExpertBackend : public ExpertBackend {
     std::atomic<uint64_t> errors{0}, retries{0};
   };
 
-  RemoteExpertBackend(const RemoteBackendOptions& options, DType compute, int64_t d_model)
-      : options_(options), compute_(compute), d_model_(d_model) {}
+  RemoteExpertBackend(RemoteBackendOptions options, DType compute, int64_t d_model)
+      : options_(std::move(options)), compute_(compute), d_model_(d_model) {}
 
   // One RPC of a Run: a shard's jobs, the replica it went to, its answer.
   struct Call;
